@@ -1,0 +1,1 @@
+"""The `mmbench` command line (entry point: `mmbench.cli.main:main`)."""

@@ -1,0 +1,178 @@
+"""The `mmbench` command line: argument parsing, dispatch and the exit-code contract.
+
+Exit codes: 0 success; 2 a problem the user can fix (bad argument, config, plugin name or data), shown
+as one line without a traceback; 1 an internal error (a bug), shown as one line that points to
+`--debug`, which prints the traceback. Parsing stays import-light so that `--help` and `--version`
+answer at once; each command's module (and torch) is imported only when that command runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import shlex
+import sys
+from collections.abc import Sequence
+from typing import NoReturn
+
+from mmbench._version import __version__
+
+PROTOCOL_HINT = "e.g. full, missing1, last1, subsets (see 'mmbench list protocols')"
+
+
+class OneLineArgumentParser(argparse.ArgumentParser):
+    """argparse prints the whole usage block before an error; users asked for one line and a hint."""
+
+    def error(self, message: str) -> NoReturn:
+        sys.stderr.write(f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+        raise SystemExit(2)
+
+
+def _add_debug(parser: argparse.ArgumentParser) -> None:
+    # SUPPRESS keeps a subcommand's absent flag from overwriting a `mmbench --debug ...` given earlier.
+    parser.add_argument(
+        "--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks for errors"
+    )
+
+
+def _add_run_options(parser: argparse.ArgumentParser) -> None:
+    """Options shared by `run` and `eval`: what to evaluate on, and how the config is built."""
+    parser.add_argument("--protocol", "-p", required=True, metavar="P", help=f"missing-modality protocol, {PROTOCOL_HINT}")
+    parser.add_argument(
+        "--dataset", "-d", default="synthetic", metavar="NAME|FILE.h5",
+        help="registered dataset name or path to a tile store (default: synthetic)",
+    )
+    parser.add_argument("--config", "-c", metavar="FILE.yaml", help="YAML file with run/method/protocol/dataset sections")
+    parser.add_argument(
+        "--set", "-s", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        help="override one config value, e.g. --set method.lr=3e-4 (repeatable; values are YAML scalars)",
+    )
+    parser.add_argument("--seed", type=int, metavar="N", help="seed for every random source (run.seed)")
+    parser.add_argument("--device", metavar="auto|cpu|cuda[:N]", help="compute device (run.device, default auto)")
+    parser.add_argument("--out", metavar="DIR", help="root folder of run records (run.out, default ./runs)")
+    parser.add_argument(
+        "--deterministic", action="store_true", default=None,
+        help="deterministic algorithms only (run.deterministic)",
+    )
+    parser.add_argument("--dry-run", action="store_true", help="print the resolved config and plan; run nothing")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = OneLineArgumentParser(
+        prog="mmbench",
+        description="Benchmark missing-modality multimodal remote-sensing segmentation methods.",
+        epilog="Run 'mmbench COMMAND --help' for a command's options.",
+    )
+    parser.add_argument("--version", action="version", version=f"mmbench {__version__}")
+    parser.add_argument("--debug", action="store_true", default=False, help="show tracebacks for errors")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineArgumentParser)
+
+    listing = commands.add_parser("list", help="list registered methods, protocols and datasets")
+    listing.add_argument("kind", nargs="?", choices=["methods", "protocols", "datasets"], help="one registry only")
+    listing.add_argument("--json", action="store_true", help="machine-readable output")
+    listing.set_defaults(handler="mmbench.cli.list_command:run")
+
+    run = commands.add_parser(
+        "run", help="train (or load) a method, evaluate it under a protocol, write a run record",
+        description="Train METHOD on the dataset's training split, select on validation, evaluate under the "
+        "protocol and write one run record to <out>/<dataset>/<protocol>/<method>/<run_id>/result.json.",
+    )
+    run.add_argument("method", metavar="METHOD", help="registered method name (see 'mmbench list methods')")
+    _add_run_options(run)
+    run.set_defaults(handler="mmbench.cli.run_command:run")
+
+    evaluate = commands.add_parser("eval", help="evaluate a trained checkpoint under a protocol")
+    evaluate.add_argument("checkpoint", metavar="CHECKPOINT", help="checkpoint written by 'mmbench run'")
+    _add_run_options(evaluate)
+    evaluate.set_defaults(handler="mmbench.cli.run_command:evaluate")
+
+    data = commands.add_parser("data", help="create, convert, inspect and verify HDF5 tile stores")
+    data_commands = data.add_subparsers(dest="data_command", metavar="ACTION", parser_class=OneLineArgumentParser)
+    data_commands.required = True
+    synth = data_commands.add_parser("synth", help="generate the built-in synthetic benchmark store")
+    synth.add_argument("--out", metavar="FILE.h5", help="output file (default: the user cache)")
+    synth.add_argument("--seed", type=int, default=0, metavar="N", help="generator seed (default 0)")
+    synth.add_argument("--tiles", type=int, metavar="N", help="number of tiles")
+    synth.add_argument("--size", type=int, metavar="PX", help="tile side in pixels")
+    convert = data_commands.add_parser("convert", help="convert an official dataset layout to a tile store")
+    convert.add_argument(
+        "format", metavar="FORMAT", choices=["isprs-vaihingen", "isprs-potsdam", "whu-opt-sar", "earthmiss"],
+        help="isprs-vaihingen, isprs-potsdam, whu-opt-sar or earthmiss",
+    )
+    convert.add_argument("source", metavar="SRC", help="extracted folder or folder of official zip archives")
+    convert.add_argument("output", metavar="OUT.h5", help="tile store to write")
+    info = data_commands.add_parser("info", help="summarize a tile store")
+    info.add_argument("file", metavar="FILE", help="tile store (.h5)")
+    verify = data_commands.add_parser("verify", help="read every chunk of a tile store and check it")
+    verify.add_argument("file", metavar="FILE", help="tile store (.h5)")
+    for action_parser in (synth, convert, info, verify):
+        _add_debug(action_parser)
+    data.set_defaults(handler="mmbench.cli.pending_commands:data")
+
+    board = commands.add_parser("leaderboard", help="build ranked tables and plots from run records")
+    board.add_argument("runs", nargs="*", metavar="RUNS_DIR", help="folders of run records (default: ./runs)")
+    board.add_argument("--dataset", metavar="D", help="only this dataset")
+    board.add_argument("--protocol", metavar="P", help="only this protocol")
+    board.add_argument("--format", choices=["md", "html", "csv", "json"], default="md", help="output format")
+    board.add_argument("--out", metavar="FILE", help="write to FILE instead of the terminal")
+    board.add_argument("--check", action="store_true", help="recompute every metric from the confusion matrices")
+    board.set_defaults(handler="mmbench.cli.pending_commands:leaderboard")
+
+    bench = commands.add_parser("bench", help="benchmarks")
+    bench_commands = bench.add_subparsers(dest="bench_command", metavar="TARGET", parser_class=OneLineArgumentParser)
+    bench_commands.required = True
+    kernels = bench_commands.add_parser("kernels", help="time the Triton kernels against PyTorch")
+    kernels.add_argument("--sizes", choices=["default", "paper"], default="default", help="problem sizes")
+    kernels.add_argument("--out", metavar="FILE.json", help="write JSON results here")
+    _add_debug(kernels)
+    bench.set_defaults(handler="mmbench.cli.pending_commands:bench")
+
+    for sub in (listing, run, evaluate, data, board, bench):
+        _add_debug(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    try:
+        args = parser.parse_args(arguments)
+    except SystemExit as exc:  # --help, --version and parse errors
+        return int(exc.code or 0)
+    debug = bool(getattr(args, "debug", False)) or os.environ.get("MMBENCH_DEBUG") == "1"
+    if args.command is None:
+        parser.print_help()
+        return 0
+    args.command_line = shlex.join(["mmbench", *arguments])
+    module_name, _, function_name = args.handler.partition(":")
+
+    from mmbench.errors import UserError
+
+    try:
+        handler = getattr(importlib.import_module(module_name), function_name)
+        return int(handler(args) or 0)
+    except UserError as exc:
+        if debug:
+            raise
+        sys.stderr.write(f"mmbench {args.command}: error: {_one_line(exc)}\n")
+        return exc.exit_code
+    except KeyboardInterrupt:
+        sys.stderr.write(f"mmbench {args.command}: interrupted\n")
+        return 130
+    except Exception as exc:  # the internal-error contract: one line, exit 1, traceback on --debug
+        if debug:
+            raise
+        sys.stderr.write(
+            f"mmbench {args.command}: internal error: {type(exc).__name__}: {_one_line(exc)} "
+            "(rerun with --debug for the traceback, and please report it)\n"
+        )
+        return 1
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+if __name__ == "__main__":  # pragma: no cover - `python -m mmbench.cli.main`
+    sys.exit(main())

@@ -1,0 +1,37 @@
+"""Commands whose argument parsing exists but whose machinery is not built yet.
+
+They check what they can (paths exist) and then say plainly that the feature is missing, with exit
+code 2, rather than printing anything that could be mistaken for a result.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from mmbench.errors import NotAvailableError, UserError
+
+
+def _require_file(path: str, what: str) -> None:
+    if not Path(path).is_file():
+        raise UserError(f"{what} {path!r} does not exist; check the path")
+
+
+def data(args: argparse.Namespace) -> int:
+    action = args.data_command
+    if action in ("info", "verify"):
+        _require_file(args.file, "tile store")
+    elif action == "convert" and not Path(args.source).exists():
+        raise UserError(f"source {args.source!r} does not exist; give the extracted folder or the zip archives")
+    raise NotAvailableError(f"'mmbench data {action}' needs the HDF5 tile store layer, which is not built yet")
+
+
+def leaderboard(args: argparse.Namespace) -> int:
+    for folder in args.runs:
+        if not Path(folder).is_dir():
+            raise UserError(f"runs folder {folder!r} does not exist; check the path")
+    raise NotAvailableError("'mmbench leaderboard' is not built yet; run records are already readable JSON")
+
+
+def bench(args: argparse.Namespace) -> int:
+    raise NotAvailableError("'mmbench bench kernels' needs the Triton kernels, which are not built yet")

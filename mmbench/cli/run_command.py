@@ -1,0 +1,101 @@
+"""`mmbench run` and `mmbench eval`: build the plan, show it (`--dry-run`) or execute it."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from rich.panel import Panel
+from rich.syntax import Syntax
+from rich.table import Table
+
+from mmbench.config import to_yaml
+from mmbench.console import stdout
+from mmbench.errors import NotAvailableError, UserError
+from mmbench.pipeline import RunPlan, RunRequest, execute_run, plan_run
+from mmbench.records import read_record
+
+FLAG_KEYS = {"seed": "run.seed", "device": "run.device", "out": "run.out", "deterministic": "run.deterministic"}
+
+
+def flag_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """Dedicated flags the user actually gave, as dotted config keys."""
+    return {key: getattr(args, name) for name, key in FLAG_KEYS.items() if getattr(args, name) is not None}
+
+
+def make_request(args: argparse.Namespace, method: str) -> RunRequest:
+    return RunRequest(
+        method=method,
+        protocol=args.protocol,
+        dataset=args.dataset,
+        command=args.command_line,
+        config_file=Path(args.config) if args.config else None,
+        overrides=tuple(args.overrides),
+        flags=flag_overrides(args),
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    plan = plan_run(make_request(args, args.method))
+    if args.dry_run:
+        show_plan(plan)
+        return 0
+    path = execute_run(plan)
+    show_result(path)
+    return 0
+
+
+def evaluate(args: argparse.Namespace) -> int:
+    checkpoint = Path(args.checkpoint)
+    if not checkpoint.is_file():
+        raise UserError(f"checkpoint {args.checkpoint!r} does not exist; give a file written by 'mmbench run'")
+    raise NotAvailableError(
+        "evaluating a checkpoint needs the evaluation engine and the checkpoint format, which this mmbench "
+        "does not have yet; 'mmbench run' with a method that defines execute() works today"
+    )
+
+
+def show_plan(plan: RunPlan) -> None:
+    console = stdout()
+    summary = Table.grid(padding=(0, 2))
+    summary.add_column(style="bold")
+    summary.add_column()
+    summary.add_row("method", f"{plan.method.name} {plan.method.version}  ({plan.method.target})")
+    summary.add_row("protocol", f"{plan.protocol.name} {plan.protocol.version}")
+    dataset = plan.dataset
+    summary.add_row("dataset", f"{dataset.name}" + (f"  ({dataset.path})" if dataset.path else ""))
+    summary.add_row("seed", str(plan.seed))
+    console.print(Panel(summary, title="mmbench run --dry-run", title_align="left"))
+    console.print(Syntax(to_yaml(plan.config.data), "yaml", theme="ansi_dark", background_color="default"))
+    changed = {key: source for key, source in plan.config.sources.items() if source != "defaults"}
+    if changed:
+        table = Table(title="Changed from the defaults", title_justify="left")
+        table.add_column("key", style="cyan")
+        table.add_column("value")
+        table.add_column("set by", style="dim")
+        for key, source in changed.items():
+            table.add_row(key, repr(plan.config.get(key)), source)
+        console.print(table)
+
+
+def show_result(path: Path) -> None:
+    record = read_record(path)
+    console = stdout()
+    if record["scenarios"]:
+        table = Table(title=f"{record['method']['name']} under {record['protocol']['name']}", title_justify="left")
+        for column in ("scenario", "available", "mIoU", "mF1", "OA"):
+            table.add_column(column, justify="right" if column[0].isupper() or column[0] == "m" else "left")
+        for scenario in record["scenarios"]:
+            metrics = scenario["metrics"]
+            table.add_row(
+                scenario["name"],
+                ", ".join(scenario["available"]),
+                *(_percent(metrics[key]) for key in ("miou", "mf1", "oa")),
+            )
+        console.print(table)
+    console.print(f"run record: [bold]{path}[/bold]")
+
+
+def _percent(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.2f}"

@@ -1,0 +1,234 @@
+"""The path from `mmbench run METHOD --protocol P` to a written run record.
+
+1. `plan_run` resolves the plugins, the dataset and the config, and checks them, without computing
+   anything: this is all `--dry-run` does.
+2. `execute_run` seeds every random source, hands a `RunContext` to the method's executor, and turns
+   the `RunOutcome` it returns into a validated record written atomically.
+
+The executor is the method implementation's `execute(context)` when it defines one. The generic
+training and evaluation engine that will drive plain `torch.nn.Module` methods is not built yet; until
+it is, a method without its own `execute` is reported as such instead of pretending to run.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from mmbench.config import ResolvedConfig, resolve_run_config
+from mmbench.environment import collect_environment, git_state
+from mmbench.errors import NotAvailableError, UserError
+from mmbench.fingerprint import file_sha256
+from mmbench.plugins import DatasetSpec, MethodSpec, ProtocolSpec
+from mmbench.records import SCHEMA_VERSION, isoformat, new_run_id, record_path, utc_now, write_record
+from mmbench.registry import DATASETS, METHODS, PROTOCOLS
+from mmbench.seeding import seed_everything
+
+DATASET_FILE_SUFFIXES = (".h5", ".hdf5")
+
+
+@dataclass(frozen=True)
+class DatasetRef:
+    """A dataset chosen by registered name or given as a tile-store file path."""
+
+    name: str
+    spec: DatasetSpec | None = None
+    path: Path | None = None
+
+    def fingerprint(self) -> str | None:
+        return file_sha256(self.path) if self.path is not None else None
+
+
+def resolve_dataset(argument: str) -> DatasetRef:
+    """`--dataset NAME` looks up the registry; `--dataset FILE.h5` (or any path) uses that store file."""
+    looks_like_path = argument.lower().endswith(DATASET_FILE_SUFFIXES) or "/" in argument or "\\" in argument
+    if looks_like_path:
+        path = Path(argument).expanduser()
+        if not path.is_file():
+            raise UserError(f"dataset file {argument!r} does not exist; give an existing .h5 store or a dataset name")
+        return DatasetRef(name=path.stem, path=path.resolve())
+    spec = DATASETS.get(argument)
+    return DatasetRef(name=spec.name, spec=spec)
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """What the user asked for, as parsed from the command line."""
+
+    method: str
+    protocol: str
+    dataset: str
+    command: str
+    config_file: Path | None = None
+    overrides: Sequence[str] = ()
+    flags: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """Everything resolved and checked; nothing computed yet."""
+
+    method: MethodSpec
+    protocol: ProtocolSpec
+    dataset: DatasetRef
+    config: ResolvedConfig
+    command: str
+
+    @property
+    def seed(self) -> int:
+        return int(self.config.get("run.seed"))
+
+    @property
+    def run_settings(self) -> Mapping[str, Any]:
+        return self.config.section("run")
+
+
+def plan_run(request: RunRequest) -> RunPlan:
+    method = METHODS.get(request.method)
+    protocol = PROTOCOLS.get(request.protocol)
+    dataset = resolve_dataset(request.dataset)
+    config = resolve_run_config(
+        {"method": method, "protocol": protocol, "dataset": dataset.spec},
+        config_file=request.config_file,
+        overrides=request.overrides,
+        flags=request.flags,
+    )
+    return RunPlan(method=method, protocol=protocol, dataset=dataset, config=config, command=request.command)
+
+
+def resolve_device(requested: str) -> str:
+    """`auto` picks CUDA when present; asking for CUDA without it is a user error, not a silent CPU run."""
+    import torch
+
+    if requested == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if requested.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise UserError(f"--device {requested} asked for CUDA, but torch sees no CUDA device; use --device cpu")
+        index = int(requested.partition(":")[2] or 0)
+        if index >= torch.cuda.device_count():
+            raise UserError(
+                f"--device {requested}: only {torch.cuda.device_count()} CUDA device(s) are visible"
+            )
+    return requested
+
+
+@dataclass
+class RunContext:
+    """What an executor receives: the plan, the device it must compute on, and where it may write."""
+
+    plan: RunPlan
+    device: str
+    run_dir: Path
+    seeds: Mapping[str, Any]
+
+    @property
+    def config(self) -> ResolvedConfig:
+        return self.plan.config
+
+
+@dataclass
+class RunOutcome:
+    """What an executor returns; `scenarios` entries follow the record schema's scenario shape."""
+
+    scenarios: list[dict[str, Any]]
+    aggregate: dict[str, Any]
+    params: int | None = None
+    protocol_settings: dict[str, Any] = field(default_factory=dict)
+    timing: dict[str, float] = field(default_factory=dict)
+    smoke: bool = False
+
+
+class Executor(Protocol):
+    def execute(self, context: RunContext) -> RunOutcome: ...
+
+
+def find_executor(plan: RunPlan) -> Executor:
+    implementation = plan.method.load()
+    if callable(getattr(implementation, "execute", None)):
+        return implementation
+    raise NotAvailableError(
+        f"method {plan.method.name!r} relies on mmbench's training engine, which this mmbench "
+        f"({_mmbench_version()}) does not have yet; only methods that define execute(context) can run"
+    )
+
+
+def execute_run(plan: RunPlan) -> Path:
+    """Run the plan and write its record; returns the record's path."""
+    run_settings = plan.run_settings
+    device = resolve_device(run_settings["device"])
+    executor = find_executor(plan)
+    created = utc_now()
+    run_id = new_run_id(created, plan.seed)
+    path = record_path(run_settings["out"], plan.dataset.name, plan.protocol.name, plan.method.name, run_id)
+    seeds = seed_everything(plan.seed, deterministic=bool(run_settings["deterministic"]))
+
+    started_clock = time.perf_counter()
+    outcome = executor.execute(RunContext(plan=plan, device=device, run_dir=path.parent, seeds=seeds))
+    if not isinstance(outcome, RunOutcome):
+        raise TypeError(
+            f"method {plan.method.name!r}: execute() returned {type(outcome).__name__}, expected a RunOutcome"
+        )
+    finished = utc_now()
+    timing = {
+        "started": isoformat(created),
+        "finished": isoformat(finished),
+        "total_s": round(time.perf_counter() - started_clock, 6),
+        **outcome.timing,
+    }
+    record = build_record(plan, run_id, created, device, seeds, outcome, timing)
+    return write_record(record, path)
+
+
+def build_record(
+    plan: RunPlan,
+    run_id: str,
+    created: Any,
+    device: str,
+    seeds: Mapping[str, Any],
+    outcome: RunOutcome,
+    timing: Mapping[str, Any],
+) -> dict[str, Any]:
+    git = git_state()
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "run_id": run_id,
+        "created": isoformat(created),
+        "command": plan.command,
+        "smoke": outcome.smoke,
+        "method": {
+            "name": plan.method.name,
+            "version": plan.method.version,
+            "params": outcome.params,
+            "paper": plan.method.paper,
+            "target": plan.method.target,
+        },
+        "protocol": {
+            "name": plan.protocol.name,
+            "version": plan.protocol.version,
+            "settings": outcome.protocol_settings,
+        },
+        "dataset": {
+            "name": plan.dataset.name,
+            "path": str(plan.dataset.path) if plan.dataset.path is not None else None,
+            "fingerprint": plan.dataset.fingerprint(),
+            "version": plan.dataset.spec.version if plan.dataset.spec is not None else None,
+        },
+        "seed": plan.seed,
+        "seeds": dict(seeds),
+        "config": plan.config.data,
+        "env": collect_environment(device),
+        "git": {"commit": git["commit"], "dirty": git["dirty"], "diff_sha256": git["diff_sha256"]},
+        "scenarios": outcome.scenarios,
+        "aggregate": outcome.aggregate,
+        "timing": dict(timing),
+    }
+
+
+def _mmbench_version() -> str:
+    from mmbench import __version__
+
+    return __version__
