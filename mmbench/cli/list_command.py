@@ -35,11 +35,11 @@ def _table(registry: Registry, registrations: list[Registration]) -> Table:
     table = Table(title=f"{registry.plural.capitalize()} ({registry.group})", title_justify="left")
     table.add_column("name", style="bold cyan", no_wrap=True)
     table.add_column("version", no_wrap=True)
-    table.add_column("summary")
+    table.add_column("summary", overflow="fold")
     if registry.kind in ("method", "dataset"):
-        table.add_column("modalities")
+        table.add_column("modalities", overflow="fold")
     table.add_column("paper", overflow="fold")
-    table.add_column("provided by", style="dim")
+    table.add_column("provided by", style="dim", overflow="fold")
     for registration in registrations:
         sources = ", ".join(source.distribution or source.value for source in registration.sources)
         spec = registration.spec

@@ -71,9 +71,9 @@ def show_plan(plan: RunPlan) -> None:
     changed = {key: source for key, source in plan.config.sources.items() if source != "defaults"}
     if changed:
         table = Table(title="Changed from the defaults", title_justify="left")
-        table.add_column("key", style="cyan")
-        table.add_column("value")
-        table.add_column("set by", style="dim")
+        table.add_column("key", style="cyan", overflow="fold")
+        table.add_column("value", overflow="fold")
+        table.add_column("set by", style="dim", overflow="fold")
         for key, source in changed.items():
             table.add_row(key, repr(plan.config.get(key)), source)
         console.print(table)

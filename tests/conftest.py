@@ -1,0 +1,62 @@
+"""Shared fixtures: temporary plugin distributions on sys.path, and registries reset around each test."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from plugin_factory import make_distribution, make_dummy_plugin  # noqa: E402
+
+from mmbench import console  # noqa: E402
+from mmbench.registry import refresh_all  # noqa: E402
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+_counter = itertools.count()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_registries_and_wide_console(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Each test discovers plugins anew; rich renders 200 columns wide so assertions see whole cells."""
+    monkeypatch.setenv("COLUMNS", "200")
+    console.stdout.cache_clear()
+    console.stderr.cache_clear()
+    refresh_all()
+    yield
+    refresh_all()
+    console.stdout.cache_clear()
+    console.stderr.cache_clear()
+
+
+@pytest.fixture
+def install_dist(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Path]:
+    """Make a distribution visible to this process (and to subprocesses through PYTHONPATH)."""
+
+    def install(name: str, entry_points: dict, files: dict | None = None, version: str = "1.0.0") -> Path:
+        root = make_distribution(tmp_path / f"site{next(_counter)}", name, entry_points, files, version)
+        _put_on_path(root, monkeypatch)
+        return root
+
+    return install
+
+
+@pytest.fixture
+def dummy_plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The dummy method/protocol/dataset plugin, under a package name unique to this test."""
+    index = next(_counter)
+    root = make_dummy_plugin(tmp_path / f"dummy{index}", package=f"mmb_dummy_{index}")
+    _put_on_path(root, monkeypatch)
+    return root
+
+
+def _put_on_path(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(root))
+    existing = os.environ.get("PYTHONPATH")
+    monkeypatch.setenv("PYTHONPATH", str(root) + (os.pathsep + existing if existing else ""))
+    refresh_all()
