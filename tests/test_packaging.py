@@ -1,0 +1,103 @@
+"""The plugin folders install as mmbench subpackages (never as top-level `datasets`/`kernels`), from an
+editable install and from a built, installed copy alike."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+try:
+    import tomllib
+except ImportError:  # Python 3.10
+    import tomli as tomllib
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+PLUGIN_FOLDERS = {"methods": "mmbench.methods", "datasets": "mmbench.datasets",
+                  "kernels": "mmbench.kernels", "protocols": "mmbench.protocols"}
+PROBE = (
+    "import importlib, importlib.util, json, sys\n"
+    "names = ['mmbench', 'mmbench.methods', 'mmbench.datasets', 'mmbench.kernels', 'mmbench.protocols',\n"
+    "         'mmbench.cli.main', 'mmbench.registry']\n"
+    "files = {n: importlib.import_module(n).__file__ for n in names}\n"
+    "top = {n: getattr(importlib.util.find_spec(n), 'origin', None) for n in ['methods', 'datasets', 'kernels', 'protocols']}\n"
+    "from mmbench.records import record_schema\n"
+    "from mmbench.config import load_defaults, RUN_DEFAULTS_RESOURCE\n"
+    "print(json.dumps({'files': files, 'top': top, 'schema': record_schema()['title'],\n"
+    "                  'run_defaults': load_defaults(RUN_DEFAULTS_RESOURCE, 'probe')}))\n"
+)
+
+
+def _pyproject() -> dict:
+    return tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())
+
+
+def _probe(cwd: Path, env: dict | None = None) -> dict:
+    import json
+
+    result = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, cwd=cwd, env=env)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_every_package_folder_is_declared_with_its_mapping():
+    setuptools_config = _pyproject()["tool"]["setuptools"]
+    declared = set(setuptools_config["packages"])
+    mapping = setuptools_config["package-dir"]
+    for folder, package in PLUGIN_FOLDERS.items():
+        assert mapping[package] == folder
+    found = set()
+    for folder, package in [("mmbench", "mmbench"), *PLUGIN_FOLDERS.items()]:
+        for init in (REPO_ROOT / folder).rglob("__init__.py"):
+            relative = init.parent.relative_to(REPO_ROOT / folder)
+            found.add(".".join([package, *relative.parts]))
+    assert found == declared, f"add to [tool.setuptools] packages: {sorted(found - declared)}"
+
+
+def test_the_version_has_one_source():
+    version = ast.literal_eval((REPO_ROOT / "mmbench/_version.py").read_text().split("=", 1)[1].strip())
+    from mmbench import __version__
+
+    assert __version__ == version
+    assert _pyproject()["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "mmbench._version.__version__"}
+
+
+def test_subpackages_import_from_this_environment_without_top_level_names(tmp_path):
+    probe = _probe(tmp_path)
+    editable = Path(probe["files"]["mmbench"]).parent == REPO_ROOT / "mmbench"
+    for folder, package in PLUGIN_FOLDERS.items():
+        if editable:  # `pip install -e .` must map each subpackage onto its root folder
+            assert Path(probe["files"][package]) == REPO_ROOT / folder / "__init__.py"
+        else:
+            assert probe["files"][package].endswith("__init__.py")
+    for name, origin in probe["top"].items():
+        assert origin is None or not origin.startswith(str(REPO_ROOT)), f"top-level '{name}' resolves into mmbench"
+
+
+@pytest.mark.slow
+def test_a_built_and_installed_copy_maps_the_plugin_folders(tmp_path):
+    target = tmp_path / "site"
+    build = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
+         "--target", str(target), str(REPO_ROOT)],
+        capture_output=True, text=True,
+    )
+    assert build.returncode == 0, build.stderr
+    import os
+
+    env = {**os.environ, "PYTHONPATH": str(target)}
+    probe = _probe(tmp_path, env)
+    for folder, package in PLUGIN_FOLDERS.items():
+        expected = target / "mmbench" / folder / "__init__.py"
+        assert Path(probe["files"][package]) == expected, f"{package} was not installed from the copy"
+    assert Path(probe["files"]["mmbench"]).parent == target / "mmbench"
+    assert probe["schema"].startswith("mmbench run record")
+    assert probe["run_defaults"]["seed"] == 0
+    for name in ("methods", "datasets", "kernels", "protocols"):
+        assert not (target / name).exists(), f"'{name}' must not install as a top-level package"
+    version = subprocess.run([sys.executable, "-m", "mmbench", "--version"], capture_output=True, text=True,
+                             cwd=tmp_path, env=env)
+    assert version.returncode == 0 and version.stdout.startswith("mmbench ")
