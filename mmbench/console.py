@@ -9,7 +9,7 @@ from rich.console import Console
 
 @lru_cache(maxsize=1)
 def stdout() -> Console:
-    return Console(soft_wrap=False)
+    return Console()
 
 
 @lru_cache(maxsize=1)

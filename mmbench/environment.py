@@ -11,7 +11,6 @@ import hashlib
 import os
 import platform
 import subprocess
-import sys
 from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
@@ -126,10 +125,3 @@ def _nvidia_driver() -> str | None:
         return None
     return result.stdout.strip().splitlines()[0] if result.returncode == 0 and result.stdout.strip() else None
 
-
-def command_line() -> str:
-    """The command as typed, for the record (`mmbench run ...`, not the interpreter path)."""
-    argv = list(sys.argv)
-    if argv and Path(argv[0]).name in ("mmbench", "__main__.py"):
-        argv[0] = "mmbench"
-    return " ".join(argv)

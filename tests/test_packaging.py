@@ -101,3 +101,75 @@ def test_a_built_and_installed_copy_maps_the_plugin_folders(tmp_path):
     version = subprocess.run([sys.executable, "-m", "mmbench", "--version"], capture_output=True, text=True,
                              cwd=tmp_path, env=env)
     assert version.returncode == 0 and version.stdout.startswith("mmbench ")
+
+
+THIRD_PARTY_PYPROJECT = """
+[build-system]
+requires = ["setuptools>=68"]
+build-backend = "setuptools.build_meta"
+
+[project]
+name = "mmbench-tiny-plugin"
+version = "0.3.0"
+
+[project.entry-points."mmbench.methods"]
+tiny = "mmb_tiny_plugin:METHOD"
+
+[project.entry-points."mmbench.protocols"]
+tiny-protocol = "mmb_tiny_plugin:PROTOCOL"
+
+[project.entry-points."mmbench.datasets"]
+tiny-data = "mmb_tiny_plugin:DATASET"
+
+[tool.setuptools]
+packages = ["mmb_tiny_plugin"]
+
+[tool.setuptools.package-data]
+mmb_tiny_plugin = ["defaults.yaml"]
+"""
+
+
+@pytest.mark.slow
+def test_a_pip_installed_third_party_plugin_is_listed_and_runs(tmp_path):
+    """The whole third-party path: a real package, built and installed by pip, found via entry points."""
+    import json
+    import os
+
+    from plugin_factory import DUMMY_DEFAULTS, DUMMY_IMPL, DUMMY_SPECS
+
+    source = tmp_path / "src"
+    package = source / "mmb_tiny_plugin"
+    package.mkdir(parents=True)
+    (source / "pyproject.toml").write_text(THIRD_PARTY_PYPROJECT)
+    specs = DUMMY_SPECS.format(package="mmb_tiny_plugin")
+    specs = specs.replace('name="dummy"', 'name="tiny"').replace('name="dummy-protocol"', 'name="tiny-protocol"')
+    (package / "__init__.py").write_text(specs.replace('name="toy"', 'name="tiny-data"'))
+    (package / "defaults.yaml").write_text(DUMMY_DEFAULTS)
+    (package / "impl.py").write_text(DUMMY_IMPL)
+    target = tmp_path / "site"
+    build = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
+         "--target", str(target), str(source)],
+        capture_output=True, text=True,
+    )
+    assert build.returncode == 0, build.stderr
+    env = {**os.environ, "PYTHONPATH": str(target)}
+
+    listing = subprocess.run([sys.executable, "-m", "mmbench", "list", "--json"], capture_output=True,
+                             text=True, cwd=tmp_path, env=env)
+    assert listing.returncode == 0, listing.stderr
+    methods = {entry["name"]: entry for entry in json.loads(listing.stdout)["methods"]}
+    assert methods["tiny"]["status"] == "ok"
+    assert methods["tiny"]["sources"] == ["tiny = 'mmb_tiny_plugin:METHOD' from mmbench-tiny-plugin 0.3.0"]
+
+    run = subprocess.run(
+        [sys.executable, "-m", "mmbench", "run", "tiny", "-p", "tiny-protocol", "-d", "tiny-data",
+         "--set", "method.layers=5", "--out", str(tmp_path / "runs")],
+        capture_output=True, text=True, cwd=tmp_path, env=env,
+    )
+    assert run.returncode == 0, run.stderr
+    (record_file,) = (tmp_path / "runs" / "tiny-data" / "tiny-protocol" / "tiny").glob("*/result.json")
+    from mmbench.records import read_record
+
+    record = read_record(record_file)
+    assert record["method"]["name"] == "tiny" and record["config"]["method"]["layers"] == 5

@@ -35,11 +35,11 @@ def _table(registry: Registry, registrations: list[Registration]) -> Table:
     table = Table(title=f"{registry.plural.capitalize()} ({registry.group})", title_justify="left")
     table.add_column("name", style="bold cyan", no_wrap=True)
     table.add_column("version", no_wrap=True)
-    table.add_column("summary", overflow="fold")
     if registry.kind in ("method", "dataset"):
-        table.add_column("modalities", overflow="fold")
-    table.add_column("paper", overflow="fold")
-    table.add_column("provided by", style="dim", overflow="fold")
+        table.add_column("modalities", no_wrap=True)
+    table.add_column("summary", overflow="fold")
+    table.add_column("paper", overflow="fold", max_width=32)
+    table.add_column("provided by", style="dim", overflow="fold", max_width=24)
     for registration in registrations:
         sources = ", ".join(source.distribution or source.value for source in registration.sources)
         spec = registration.spec
@@ -49,15 +49,15 @@ def _table(registry: Registry, registrations: list[Registration]) -> Table:
                 if registration.status == "conflict"
                 else f"failed to load ({registration.sources[0].value}): {registration.error}"
             )
-            row = [registration.name, "-", f"[red]{problem}[/red]"]
+            row = [registration.name, "-"]
             if registry.kind in ("method", "dataset"):
                 row.append("")
-            table.add_row(*row, "", sources)
+            table.add_row(*row, f"[red]{problem}[/red]", "", sources)
             continue
-        row = [spec.name, spec.version, spec.summary]
+        row = [spec.name, spec.version]
         if registry.kind in ("method", "dataset"):
             row.append(", ".join(spec.modalities) or "any")
-        table.add_row(*row, spec.paper or "", sources)
+        table.add_row(*row, spec.summary, spec.paper or "", sources)
     return table
 
 
