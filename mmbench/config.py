@@ -23,7 +23,7 @@ from typing import Any
 
 import yaml
 
-from mmbench.errors import ConfigError
+from mmbench.errors import ConfigError, UserError
 from mmbench.plugins import PluginSpec
 
 SECTIONS: tuple[str, ...] = ("run", "method", "protocol", "dataset")
@@ -86,6 +86,19 @@ def read_yaml_file(path: str | Path) -> dict[str, Any]:
     return data
 
 
+def read_config_source(path: str | Path) -> dict[str, Any]:
+    """A `--config` source: a YAML file, or a run record (`result.json`) whose resolved config is
+    reused, which is how a published record is re-run exactly."""
+    if Path(path).suffix.lower() == ".json":
+        from mmbench.records import read_record
+
+        try:
+            return read_record(path)["config"]
+        except UserError as exc:
+            raise ConfigError(f"--config {str(path)!r} is not a usable run record: {exc}") from exc
+    return read_yaml_file(path)
+
+
 def load_defaults(defaults: str | Mapping[str, Any] | None, owner: str) -> dict[str, Any]:
     """A plugin's default config: a `package:file.yaml` resource shipped with it, a mapping, or none."""
     if defaults is None:
@@ -139,6 +152,9 @@ class ConfigBuilder:
     """Applies layers of updates onto a tree of defaults, checking every key and type on the way."""
 
     def __init__(self, defaults: dict[str, Any]) -> None:
+        # Types are checked against the original defaults, not the current values: after a file sets
+        # a null-default key to a string, a later `--set key=null` is still allowed.
+        self._defaults = copy.deepcopy(defaults)
         self._data = copy.deepcopy(defaults)
         self._sources: dict[str, str] = {key: "defaults" for key in _leaf_keys(self._data)}
         # Empty mappings below the top level are open (free-form, e.g. per-class weights); an empty
@@ -147,19 +163,26 @@ class ConfigBuilder:
 
     def apply_mapping(self, updates: Mapping[str, Any], source: str) -> None:
         """Merge a nested mapping (e.g. a config file) into the tree."""
-        self._merge(self._data, updates, prefix="", source=source)
+        self._merge(self._data, self._defaults, updates, prefix="", source=source)
 
     def apply_override(self, dotted: str, value: Any, source: str) -> None:
         """Set one dotted key, as `--set` does."""
         nested: Any = value
         for part in reversed(dotted.split(".")):
             nested = {part: nested}
-        self._merge(self._data, nested, prefix="", source=source)
+        self._merge(self._data, self._defaults, nested, prefix="", source=source)
 
     def build(self) -> ResolvedConfig:
         return ResolvedConfig(data=copy.deepcopy(self._data), sources=dict(self._sources))
 
-    def _merge(self, target: dict[str, Any], updates: Mapping[str, Any], prefix: str, source: str) -> None:
+    def _merge(
+        self,
+        target: dict[str, Any],
+        defaults: dict[str, Any],
+        updates: Mapping[str, Any],
+        prefix: str,
+        source: str,
+    ) -> None:
         is_open = prefix[:-1] in self._open
         for key, value in updates.items():
             path = f"{prefix}{key}"
@@ -172,14 +195,14 @@ class ConfigBuilder:
                 continue
             if key not in target:
                 raise ConfigError(_unknown_key_message(path, key, target, source))
-            default = target[key]
+            default = defaults[key]
             if isinstance(default, dict):
                 if not isinstance(value, Mapping):
                     raise ConfigError(
                         f"config key {path!r} in {source} expects a mapping of "
                         f"{_allowed(default)}, got {_show(value)} ({_type_name(value)})"
                     )
-                self._merge(default, value, prefix=f"{path}.", source=source)
+                self._merge(target[key], default, value, prefix=f"{path}.", source=source)
                 continue
             target[key] = _checked_value(path, default, value, source)
             self._sources[path] = source
@@ -204,7 +227,7 @@ def resolve_run_config(
     builder = ConfigBuilder(defaults)
 
     if config_file is not None:
-        file_data = read_yaml_file(config_file)
+        file_data = read_config_source(config_file)
         unknown = [key for key in file_data if key not in SECTIONS]
         if unknown:
             raise ConfigError(

@@ -174,6 +174,34 @@ def test_the_same_seed_gives_the_same_numbers(capsys, tmp_path, dummy_plugin):
     assert numbers("c", "6") != first
 
 
+def test_a_record_can_be_rerun_from_its_own_config(capsys, tmp_path, dummy_plugin):
+    first = json.loads(run_dummy(capsys, tmp_path / "a", "--seed", "21", "--set", "method.layers=7").read_text())
+    record_file = next((tmp_path / "a").rglob("result.json"))
+    code, _, err = cli(capsys, "run", "dummy", "-p", "dummy-protocol", "-d", "toy", "--config", str(record_file),
+                       "--out", str(tmp_path / "b"))
+    assert code == 0, err
+    second = json.loads(next((tmp_path / "b").rglob("result.json")).read_text())
+    assert second["config"]["method"] == first["config"]["method"]
+    assert second["seed"] == 21
+    assert second["scenarios"] == first["scenarios"]
+    bad = tmp_path / "bad.json"
+    bad.write_text("{")
+    code, _, err = cli(capsys, "run", "dummy", "-p", "dummy-protocol", "-d", "toy", "--config", str(bad))
+    assert code == 2
+    assert_one_line_error(err, "is not a usable run record", "not valid JSON")
+
+
+def test_deterministic_runs_record_the_switch(capsys, tmp_path, dummy_plugin):
+    import torch
+
+    try:
+        record = json.loads(run_dummy(capsys, tmp_path / "runs", "--deterministic").read_text())
+    finally:
+        torch.use_deterministic_algorithms(False)
+    assert record["config"]["run"]["deterministic"] is True
+    assert record["seeds"]["deterministic"] is True
+
+
 def test_a_dataset_file_is_fingerprinted(capsys, tmp_path, dummy_plugin):
     store = tmp_path / "my-store.h5"
     store.write_bytes(b"not really hdf5, but bytes to hash")

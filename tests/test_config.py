@@ -94,6 +94,12 @@ def test_value_coercions_that_are_safe():
     assert config.get("method.pretrained") == "/w.pt"  # a null default accepts any type
 
 
+def test_types_are_checked_against_the_defaults_not_the_current_value(tmp_path):
+    path = write(tmp_path, "method:\n  pretrained: /weights.pt\n")
+    assert resolve(path, overrides=["method.pretrained=null"]).get("method.pretrained") is None
+    assert resolve(path, overrides=["method.pretrained=3"]).get("method.pretrained") == 3
+
+
 def test_scientific_notation_is_a_float_not_a_string():
     # PyYAML reads '1e-3' as a string; the config loader must not.
     assert parse_override("method.lr=1e-3") == ("method.lr", 0.001)
