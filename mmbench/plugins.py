@@ -103,29 +103,46 @@ class PluginSpec:
 class MethodSpec(PluginSpec):
     """A segmentation method.
 
-    `modalities` names the modalities the method can use (empty: any the dataset has);
-    `min_modalities` is how many it needs at all; `needs_all_modalities_for_training` says whether
-    training requires complete samples (translation-based methods such as STARS do).
+    `modalities` names the modalities the method accepts (empty: any the dataset has);
+    `required_modalities` those it cannot run without (e.g. an optical-only generator's source);
+    `min_modalities` how many it needs at all; `needs_all_modalities_for_training` whether training
+    requires complete samples (translation-based methods such as STARS do).
     """
 
     kind: ClassVar[str] = "method"
 
     modalities: tuple[str, ...] = ()
+    required_modalities: tuple[str, ...] = ()
     min_modalities: int = 1
     needs_all_modalities_for_training: bool = False
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if isinstance(self.modalities, str) or not all(isinstance(m, str) for m in self.modalities):
-            raise PluginError(f"method {self.name!r}: 'modalities' must be a tuple of modality names")
-        object.__setattr__(self, "modalities", tuple(self.modalities))
+        for attribute in ("modalities", "required_modalities"):
+            value = getattr(self, attribute)
+            if isinstance(value, str) or not all(isinstance(m, str) for m in value):
+                raise PluginError(f"method {self.name!r}: {attribute!r} must be a tuple of modality names")
+            object.__setattr__(self, attribute, tuple(value))
+        unknown = set(self.required_modalities) - set(self.modalities)
+        if self.modalities and unknown:
+            raise PluginError(
+                f"method {self.name!r}: required modalities {sorted(unknown)} are not among its modalities"
+            )
         if not isinstance(self.min_modalities, int) or self.min_modalities < 1:
             raise PluginError(f"method {self.name!r}: 'min_modalities' must be an integer >= 1")
+
+    def describe_modalities(self) -> str:
+        """For tables: accepted modalities, required ones marked."""
+        names = self.modalities or self.required_modalities
+        if not names:
+            return "any"
+        return ", ".join(f"{m} (required)" if m in self.required_modalities else m for m in names)
 
     def metadata(self) -> dict[str, Any]:
         return {
             **super().metadata(),
             "modalities": list(self.modalities),
+            "required_modalities": list(self.required_modalities),
             "min_modalities": self.min_modalities,
             "needs_all_modalities_for_training": self.needs_all_modalities_for_training,
         }
@@ -151,6 +168,9 @@ class DatasetSpec(PluginSpec):
         super().__post_init__()
         object.__setattr__(self, "modalities", tuple(self.modalities))
         object.__setattr__(self, "classes", tuple(self.classes))
+
+    def describe_modalities(self) -> str:
+        return ", ".join(self.modalities) or "unknown until loaded"
 
     def metadata(self) -> dict[str, Any]:
         return {**super().metadata(), "modalities": list(self.modalities), "classes": list(self.classes)}

@@ -26,6 +26,8 @@ def spec(**changes):
         ({"defaults": 3}, "'defaults' must be"),
         ({"modalities": "optical"}, "'modalities' must be a tuple"),
         ({"min_modalities": 0}, "'min_modalities' must be an integer >= 1"),
+        ({"required_modalities": "sar"}, "'required_modalities' must be a tuple"),
+        ({"modalities": ("optical",), "required_modalities": ("sar",)}, r"required modalities \['sar'\] are not"),
     ],
 )
 def test_invalid_fields_are_rejected(changes, message):
@@ -34,11 +36,14 @@ def test_invalid_fields_are_rejected(changes, message):
 
 
 def test_metadata_describes_the_plugin():
-    method = spec(modalities=["optical", "sar"], paper="https://arxiv.org/abs/2601.17342")
+    method = spec(modalities=["optical", "sar"], required_modalities=["sar"], paper="https://arxiv.org/abs/2601.17342")
     assert method.modalities == ("optical", "sar")
+    assert method.describe_modalities() == "optical, sar (required)"
+    assert spec().describe_modalities() == "any"
     assert method.metadata() == {
         "name": "m", "summary": "one line", "version": "1.0", "target": "pkg.mod:Obj",
-        "paper": "https://arxiv.org/abs/2601.17342", "modalities": ["optical", "sar"], "min_modalities": 1,
+        "paper": "https://arxiv.org/abs/2601.17342", "modalities": ["optical", "sar"],
+        "required_modalities": ["sar"], "min_modalities": 1,
         "needs_all_modalities_for_training": False,
     }
     assert ProtocolSpec(name="p", summary="s", version="2", target="a:b").kind == "protocol"

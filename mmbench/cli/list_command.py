@@ -56,7 +56,7 @@ def _table(registry: Registry, registrations: list[Registration]) -> Table:
             continue
         row = [spec.name, spec.version]
         if registry.kind in ("method", "dataset"):
-            row.append(", ".join(spec.modalities) or "any")
+            row.append(spec.describe_modalities())
         table.add_row(*row, spec.summary, spec.paper or "", sources)
     return table
 
