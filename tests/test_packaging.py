@@ -4,6 +4,7 @@ editable install and from a built, installed copy alike."""
 from __future__ import annotations
 
 import ast
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -43,6 +44,17 @@ def _probe(cwd: Path, env: dict | None = None) -> dict:
     return json.loads(result.stdout)
 
 
+def pip_install_into(target: Path, source: Path) -> tuple[Path, dict]:
+    """Build `source` and install it (no deps) into `target`; the env makes a subprocess import it."""
+    build = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
+         "--target", str(target), str(source)],
+        capture_output=True, text=True,
+    )
+    assert build.returncode == 0, build.stderr
+    return target, {**os.environ, "PYTHONPATH": str(target)}
+
+
 def test_every_package_folder_is_declared_with_its_mapping():
     setuptools_config = _pyproject()["tool"]["setuptools"]
     declared = set(setuptools_config["packages"])
@@ -79,16 +91,7 @@ def test_subpackages_import_from_this_environment_without_top_level_names(tmp_pa
 
 @pytest.mark.slow
 def test_a_built_and_installed_copy_maps_the_plugin_folders(tmp_path):
-    target = tmp_path / "site"
-    build = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-         "--target", str(target), str(REPO_ROOT)],
-        capture_output=True, text=True,
-    )
-    assert build.returncode == 0, build.stderr
-    import os
-
-    env = {**os.environ, "PYTHONPATH": str(target)}
+    target, env = pip_install_into(tmp_path / "site", REPO_ROOT)
     probe = _probe(tmp_path, env)
     for folder, package in PLUGIN_FOLDERS.items():
         expected = target / "mmbench" / folder / "__init__.py"
@@ -133,7 +136,6 @@ mmb_tiny_plugin = ["defaults.yaml"]
 def test_a_pip_installed_third_party_plugin_is_listed_and_runs(tmp_path):
     """The whole third-party path: a real package, built and installed by pip, found via entry points."""
     import json
-    import os
 
     from plugin_factory import DUMMY_DEFAULTS, DUMMY_IMPL, DUMMY_SPECS
 
@@ -146,14 +148,7 @@ def test_a_pip_installed_third_party_plugin_is_listed_and_runs(tmp_path):
     (package / "__init__.py").write_text(specs.replace('name="toy"', 'name="tiny-data"'))
     (package / "defaults.yaml").write_text(DUMMY_DEFAULTS)
     (package / "impl.py").write_text(DUMMY_IMPL)
-    target = tmp_path / "site"
-    build = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-         "--target", str(target), str(source)],
-        capture_output=True, text=True,
-    )
-    assert build.returncode == 0, build.stderr
-    env = {**os.environ, "PYTHONPATH": str(target)}
+    _, env = pip_install_into(tmp_path / "site", source)
 
     listing = subprocess.run([sys.executable, "-m", "mmbench", "list", "--json"], capture_output=True,
                              text=True, cwd=tmp_path, env=env)
