@@ -38,12 +38,17 @@ def _add_debug(parser: argparse.ArgumentParser) -> None:
 
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
     """Options shared by `run` and `eval`: what to evaluate on, and how the config is built."""
-    parser.add_argument("--protocol", "-p", required=True, metavar="P", help=f"missing-modality protocol, {PROTOCOL_HINT}")
+    parser.add_argument(
+        "--protocol", "-p", required=True, metavar="P", help=f"missing-modality protocol, {PROTOCOL_HINT}"
+    )
     parser.add_argument(
         "--dataset", "-d", default="synthetic", metavar="NAME|FILE.h5",
         help="registered dataset name or path to a tile store (default: synthetic)",
     )
-    parser.add_argument("--config", "-c", metavar="FILE.yaml", help="YAML file with run/method/protocol/dataset sections")
+    parser.add_argument(
+        "--config", "-c", metavar="FILE.yaml",
+        help="YAML file with run/method/protocol/dataset sections, or a result.json to re-run",
+    )
     parser.add_argument(
         "--set", "-s", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
         help="override one config value, e.g. --set method.lr=3e-4 (repeatable; values are YAML scalars)",
