@@ -1,0 +1,1 @@
+"""Converters from the official dataset layouts to mmbench tile stores (`mmbench data convert`)."""

@@ -1,0 +1,280 @@
+"""Read-only access to a tile store, with one-line errors for every way a file can be wrong.
+
+Opening checks the format marker and version; reads surface checksum (Fletcher32) failures as
+`StoreError` naming the dataset and tile, so a corrupt chunk is never silently used for training.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from mmbench.datasets.store_format import (
+    FORMAT_NAME,
+    FORMAT_VERSION,
+    LABELS_GROUP,
+    MODALITIES_GROUP,
+    SPLITS_GROUP,
+    TILES_GROUP,
+    StoreError,
+)
+
+
+@dataclass(frozen=True)
+class ModalityInfo:
+    name: str
+    bands: tuple[str, ...]
+    dtype: str
+    units: str
+    description: str
+    stats: dict[str, Any]
+
+    @property
+    def channels(self) -> int:
+        return len(self.bands)
+
+
+Window = tuple[int, int, int, int]  # top, left, height, width
+
+
+def open_h5(path: str | Path) -> h5py.File:
+    """Open read-only; a missing, truncated or non-HDF5 file becomes a one-line `StoreError`."""
+    path = Path(path)
+    if not path.is_file():
+        raise StoreError(f"tile store {str(path)!r} does not exist; check the path or run 'mmbench data synth'")
+    try:
+        import hdf5plugin  # noqa: F401 - registers the blosc filter stores may use
+    except ImportError:  # stores written with gzip/lzf still open; blosc reads then fail with a clear error
+        pass
+    try:
+        return h5py.File(path, "r")
+    except OSError as exc:
+        raise StoreError(f"tile store {str(path)!r} is not a readable HDF5 file (truncated or corrupt?): {exc}") from exc
+
+
+class TileStore:
+    """A tile store opened for reading. Cheap to open; reads one chunk per tile and modality."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._file = open_h5(self.path)
+        try:
+            self._check_header()
+        except Exception:
+            self._file.close()
+            raise
+
+    def _check_header(self) -> None:
+        attrs = self._file.attrs
+        if attrs.get("format") != FORMAT_NAME:
+            raise StoreError(f"{self.path}: not an mmbench tile store (no '{FORMAT_NAME}' marker); "
+                             "create it with 'mmbench data convert' or 'mmbench data synth'")
+        version = int(attrs.get("format_version", -1))
+        if version > FORMAT_VERSION:
+            raise StoreError(f"{self.path}: store format version {version} is newer than this mmbench reads "
+                             f"({FORMAT_VERSION}); upgrade mmbench")
+        if version < 1:
+            raise StoreError(f"{self.path}: invalid format_version {version}")
+        for group in (MODALITIES_GROUP, LABELS_GROUP, TILES_GROUP, SPLITS_GROUP):
+            if group not in self._file:
+                raise StoreError(f"{self.path}: group '{group}' is missing; the store is incomplete")
+
+    # -- context management --------------------------------------------------------------------
+    def close(self) -> None:
+        if self._file.id.valid:
+            self._file.close()
+
+    def __enter__(self) -> TileStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- metadata ------------------------------------------------------------------------------
+    def _json_attr(self, key: str) -> Any:
+        try:
+            return json.loads(self._file.attrs[key])
+        except KeyError:
+            raise StoreError(f"{self.path}: attribute '{key}' is missing; the store is incomplete") from None
+
+    @cached_property
+    def name(self) -> str:
+        return str(self._file.attrs["name"])
+
+    @cached_property
+    def format_version(self) -> int:
+        return int(self._file.attrs["format_version"])
+
+    @cached_property
+    def classes(self) -> tuple[str, ...]:
+        return tuple(self._json_attr("classes"))
+
+    @cached_property
+    def palette(self) -> list[list[int]] | None:
+        return self._json_attr("palette")
+
+    @cached_property
+    def ignore_index(self) -> int:
+        return int(self._file.attrs["ignore_index"])
+
+    @cached_property
+    def tile_size(self) -> tuple[int, int]:
+        height, width = self._json_attr("tile_size")
+        return int(height), int(width)
+
+    @cached_property
+    def provenance(self) -> dict[str, Any]:
+        return self._json_attr("provenance")
+
+    @cached_property
+    def codec(self) -> str:
+        return str(self._file.attrs.get("codec", "unknown"))
+
+    @cached_property
+    def modality_names(self) -> tuple[str, ...]:
+        return tuple(self._json_attr("modalities"))
+
+    @cached_property
+    def modalities(self) -> dict[str, ModalityInfo]:
+        infos = {}
+        for name in self.modality_names:
+            dataset = self._dataset(f"{MODALITIES_GROUP}/{name}")
+            infos[name] = ModalityInfo(
+                name=name,
+                bands=tuple(json.loads(dataset.attrs["bands"])),
+                dtype=dataset.dtype.name,
+                units=str(dataset.attrs.get("units", "")),
+                description=str(dataset.attrs.get("description", "")),
+                stats=json.loads(dataset.attrs["stats"]) if "stats" in dataset.attrs else {},
+            )
+        return infos
+
+    @cached_property
+    def label_variants(self) -> tuple[str, ...]:
+        return tuple(self._json_attr("label_variants"))
+
+    @cached_property
+    def num_tiles(self) -> int:
+        return int(self._dataset(f"{TILES_GROUP}/ids").shape[0])
+
+    @cached_property
+    def tile_ids(self) -> list[str]:
+        return [value.decode() if isinstance(value, bytes) else str(value)
+                for value in self._dataset(f"{TILES_GROUP}/ids")[:]]
+
+    @cached_property
+    def default_split(self) -> str:
+        return str(self._file.attrs["default_split"])
+
+    @cached_property
+    def splits(self) -> dict[str, dict[str, np.ndarray]]:
+        return {name: {part: group[part][:] for part in group} for name, group in self._file[SPLITS_GROUP].items()}
+
+    def split_indices(self, split: str | None, part: str) -> np.ndarray:
+        """Tile indices of `part` in `split` (None or "default" = the store's default split)."""
+        name = self.default_split if split in (None, "default") else split
+        if name not in self.splits:
+            raise StoreError(f"{self.path}: no split {name!r}; the store has {', '.join(self.splits)}")
+        parts = self.splits[name]
+        if part not in parts:
+            raise StoreError(f"{self.path}: split {name!r} has no part {part!r}; it has {', '.join(parts)}")
+        return parts[part]
+
+    def tile_record(self, index: int) -> dict[str, Any]:
+        group = self._file[TILES_GROUP]
+        source = group["source"][index]
+        return {
+            "id": self.tile_ids[index],
+            "source": source.decode() if isinstance(source, bytes) else str(source),
+            "row": int(group["row"][index]),
+            "col": int(group["col"][index]),
+            "files": json.loads(group["files"][index]),
+        }
+
+    # -- data ----------------------------------------------------------------------------------
+    def _dataset(self, path: str) -> h5py.Dataset:
+        try:
+            return self._file[path]
+        except KeyError:
+            raise StoreError(f"{self.path}: dataset '{path}' is missing") from None
+
+    def read_modality(self, name: str, index: int, window: Window | None = None) -> np.ndarray:
+        if name not in self.modality_names:
+            raise StoreError(f"{self.path}: no modality {name!r}; the store has {', '.join(self.modality_names)}")
+        return self._read(f"{MODALITIES_GROUP}/{name}", index, window, channel_axis=True)
+
+    def read_label(self, variant: str, index: int, window: Window | None = None) -> np.ndarray:
+        if variant not in self.label_variants:
+            raise StoreError(f"{self.path}: no label variant {variant!r}; the store has "
+                             f"{', '.join(self.label_variants)}")
+        return self._read(f"{LABELS_GROUP}/{variant}", index, window, channel_axis=False)
+
+    def _read(self, path: str, index: int, window: Window | None, channel_axis: bool) -> np.ndarray:
+        dataset = self._dataset(path)
+        if window is None:
+            selection: tuple = (index,)
+        else:
+            top, left, height, width = window
+            rows, cols = slice(top, top + height), slice(left, left + width)
+            selection = (index, slice(None), rows, cols) if channel_axis else (index, rows, cols)
+        try:
+            return dataset[selection]
+        except OSError as exc:
+            raise StoreError(f"{self.path}: cannot read {path} tile {index} (checksum or decompression failed: "
+                             "the file is corrupt; re-create it)") from exc
+
+    # -- verification --------------------------------------------------------------------------
+    def verify(self, progress: Callable[[int], None] | None = None) -> Iterator[str]:
+        """Read every chunk and yield each problem found (checksums, shapes, label range, NaN/inf, splits)."""
+        height, width = self.tile_size
+        count = self.num_tiles
+        for name, info in self.modalities.items():
+            shape = self._dataset(f"{MODALITIES_GROUP}/{name}").shape
+            if shape != (count, info.channels, height, width):
+                yield f"modality {name!r} has shape {shape}, expected {(count, info.channels, height, width)}"
+        for variant in self.label_variants:
+            shape = self._dataset(f"{LABELS_GROUP}/{variant}").shape
+            if shape != (count, height, width):
+                yield f"label {variant!r} has shape {shape}, expected {(count, height, width)}"
+        for name, parts in self.splits.items():
+            for part, indices in parts.items():
+                if indices.size and (indices.min() < 0 or indices.max() >= count):
+                    yield f"split {name}/{part} refers to tile indices outside 0..{count - 1}"
+        num_classes = len(self.classes)
+        for index in range(count):
+            for name, info in self.modalities.items():
+                try:
+                    tile = self.read_modality(name, index)
+                except StoreError as exc:
+                    yield str(exc).split(": ", 1)[1]
+                    continue
+                if tile.dtype.kind == "f" and not np.isfinite(tile).all():
+                    yield f"modality {name!r} tile {index} ({self.tile_ids[index]}) has NaN/inf values"
+            for variant in self.label_variants:
+                try:
+                    label = self.read_label(variant, index)
+                except StoreError as exc:
+                    yield str(exc).split(": ", 1)[1]
+                    continue
+                invalid = (label >= num_classes) & (label != self.ignore_index)
+                if invalid.any():
+                    yield (f"label {variant!r} tile {index} ({self.tile_ids[index]}) has values "
+                           f"{sorted(np.unique(label[invalid]).tolist())[:5]} outside the {num_classes} classes")
+            if progress is not None:
+                progress(index + 1)
+
+    def class_histogram(self, variant: str, indices: np.ndarray) -> np.ndarray:
+        """Pixel count per class (last entry: ignore) over the given tiles."""
+        counts = np.zeros(len(self.classes) + 1, dtype=np.int64)
+        for index in indices:
+            label = self.read_label(variant, int(index))
+            values = np.where(label == self.ignore_index, len(self.classes), label)
+            counts += np.bincount(values.ravel(), minlength=len(self.classes) + 1)[: len(self.classes) + 1]
+        return counts

@@ -1,0 +1,253 @@
+"""Streaming writer of tile stores.
+
+Tiles are appended one at a time (one HDF5 chunk per tile and modality), so a converter holds at most
+one source tile's modalities in memory. The file is written under a temporary name and renamed into
+place only when complete: a failed or interrupted conversion leaves no partial store behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import h5py
+import numpy as np
+
+from mmbench.datasets.store_format import (
+    DEFAULT_CODEC,
+    FORMAT_NAME,
+    FORMAT_VERSION,
+    IGNORE_INDEX,
+    LABELS_GROUP,
+    MODALITIES_GROUP,
+    SPLIT_PARTS,
+    SPLITS_GROUP,
+    TILES_GROUP,
+    ModalitySpec,
+    StoreError,
+    compression_options,
+)
+from mmbench.datasets.store_stats import band_statistics
+
+_STRING = h5py.string_dtype()
+
+
+class TileStoreWriter:
+    """Use as a context manager; the store appears at `path` only if the block completes."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        name: str,
+        modalities: Sequence[ModalitySpec],
+        label_variants: Sequence[str],
+        tile_size: int | tuple[int, int],
+        classes: Sequence[str],
+        palette: Sequence[Sequence[int]] | None = None,
+        codec: str = DEFAULT_CODEC,
+        provenance: Mapping[str, Any] | None = None,
+    ) -> None:
+        if not modalities:
+            raise StoreError(f"{path}: a store needs at least one modality")
+        if not label_variants:
+            raise StoreError(f"{path}: a store needs at least one label variant (e.g. 'full')")
+        if len(classes) >= IGNORE_INDEX:
+            raise StoreError(f"{path}: at most {IGNORE_INDEX - 1} classes fit uint8 labels with ignore {IGNORE_INDEX}")
+        self.path = Path(path)
+        self.name = name
+        self.modalities = {spec.name: spec for spec in modalities}
+        self.label_variants = tuple(label_variants)
+        self.tile_size = (tile_size, tile_size) if isinstance(tile_size, int) else tuple(tile_size)
+        self.classes = tuple(classes)
+        self.palette = [list(map(int, colour)) for colour in palette] if palette is not None else None
+        self.codec = codec
+        self.provenance: dict[str, Any] = dict(provenance or {})
+        self._compression = compression_options(codec)
+        self._splits: dict[str, dict[str, np.ndarray]] = {}
+        self._default_split: str | None = None
+        self._count = 0
+        self._file: h5py.File | None = None
+        self._tmp_path: Path | None = None
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    def __enter__(self) -> TileStoreWriter:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
+        os.close(fd)
+        self._tmp_path = Path(tmp)
+        self._file = h5py.File(self._tmp_path, "w")
+        self._create_layout()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        assert self._file is not None and self._tmp_path is not None
+        try:
+            if exc_type is None:
+                self._finalize()
+            self._file.close()
+            if exc_type is None:
+                os.replace(self._tmp_path, self.path)
+        finally:
+            if exc_type is not None or self._tmp_path.exists():
+                with contextlib.suppress(OSError):
+                    if self._file.id.valid:
+                        self._file.close()
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(self._tmp_path)
+
+    @property
+    def tile_count(self) -> int:
+        return self._count
+
+    # -- content -------------------------------------------------------------------------------
+    def add_tile(
+        self,
+        tile_id: str,
+        modalities: Mapping[str, np.ndarray],
+        labels: Mapping[str, np.ndarray],
+        *,
+        source: str,
+        row: int = 0,
+        col: int = 0,
+        files: Sequence[str] = (),
+    ) -> int:
+        """Append one tile; returns its index. Arrays are (C, H, W) per modality and (H, W) per label."""
+        assert self._file is not None, "use TileStoreWriter as a context manager"
+        height, width = self.tile_size
+        missing = set(self.modalities) - set(modalities)
+        if missing:
+            raise StoreError(f"tile {tile_id!r} (from {source}): modality {sorted(missing)[0]!r} is missing")
+        for name, spec in self.modalities.items():
+            array = np.asarray(modalities[name])
+            if array.shape != (spec.channels, height, width):
+                raise StoreError(
+                    f"tile {tile_id!r} (from {source}): modality {name!r} has shape {array.shape}, "
+                    f"expected {(spec.channels, height, width)}"
+                )
+            if array.dtype != np.dtype(spec.dtype):
+                raise StoreError(
+                    f"tile {tile_id!r} (from {source}): modality {name!r} is {array.dtype}, expected {spec.dtype}"
+                )
+            if array.dtype.kind == "f" and not np.isfinite(array).all():
+                bad = int((~np.isfinite(array)).sum())
+                raise StoreError(
+                    f"tile {tile_id!r} (from {source}): modality {name!r} has {bad} NaN/inf values; "
+                    "fill or mask them in the source before converting"
+                )
+        for variant in self.label_variants:
+            if variant not in labels:
+                raise StoreError(f"tile {tile_id!r} (from {source}): label variant {variant!r} is missing")
+            label = np.asarray(labels[variant])
+            if label.shape != (height, width) or label.dtype != np.uint8:
+                raise StoreError(
+                    f"tile {tile_id!r} (from {source}): label {variant!r} is {label.dtype}{label.shape}, "
+                    f"expected uint8{(height, width)}"
+                )
+            invalid = (label >= len(self.classes)) & (label != IGNORE_INDEX)
+            if invalid.any():
+                values = sorted(set(np.unique(label[invalid]).tolist()))
+                raise StoreError(
+                    f"tile {tile_id!r} (from {source}): label {variant!r} has values {values[:5]} outside "
+                    f"0..{len(self.classes) - 1} and ignore {IGNORE_INDEX}"
+                )
+
+        index = self._count
+        self._count += 1
+        for name in self.modalities:
+            self._append(f"{MODALITIES_GROUP}/{name}", modalities[name])
+        for variant in self.label_variants:
+            self._append(f"{LABELS_GROUP}/{variant}", labels[variant])
+        for key, value in (("ids", tile_id), ("source", source), ("row", row), ("col", col),
+                           ("files", json.dumps(list(files)))):
+            self._append(f"{TILES_GROUP}/{key}", value)
+        return index
+
+    def set_split(self, name: str, parts: Mapping[str, Sequence[int]], default: bool = False) -> None:
+        """A named split as tile-index lists per part (train/val/test); one split is the default."""
+        unknown = set(parts) - set(SPLIT_PARTS)
+        if unknown:
+            raise StoreError(f"split {name!r}: unknown part {sorted(unknown)[0]!r}; parts are {', '.join(SPLIT_PARTS)}")
+        arrays = {part: np.asarray(sorted(indices), dtype=np.int64) for part, indices in parts.items()}
+        seen: set[int] = set()
+        for part, array in arrays.items():
+            overlap = seen & set(array.tolist())
+            if overlap:
+                raise StoreError(f"split {name!r}: tile {sorted(overlap)[0]} is in more than one part")
+            seen.update(array.tolist())
+        self._splits[name] = arrays
+        if default or self._default_split is None:
+            self._default_split = name
+
+    # -- internals -----------------------------------------------------------------------------
+    def _create_layout(self) -> None:
+        assert self._file is not None
+        height, width = self.tile_size
+        for name, spec in self.modalities.items():
+            dataset = self._file.create_dataset(
+                f"{MODALITIES_GROUP}/{name}", shape=(0, spec.channels, height, width),
+                maxshape=(None, spec.channels, height, width), chunks=(1, spec.channels, height, width),
+                dtype=spec.dtype, fletcher32=True, **self._compression,
+            )
+            dataset.attrs["bands"] = json.dumps(list(spec.bands))
+            dataset.attrs["units"] = spec.units
+            dataset.attrs["description"] = spec.description
+        for variant in self.label_variants:
+            self._file.create_dataset(
+                f"{LABELS_GROUP}/{variant}", shape=(0, height, width), maxshape=(None, height, width),
+                chunks=(1, height, width), dtype=np.uint8, fletcher32=True, **self._compression,
+            )
+        for key, dtype in (("ids", _STRING), ("source", _STRING), ("row", np.int32), ("col", np.int32),
+                           ("files", _STRING)):
+            self._file.create_dataset(f"{TILES_GROUP}/{key}", shape=(0,), maxshape=(None,), chunks=(1024,),
+                                      dtype=dtype)
+
+    def _append(self, path: str, value: Any) -> None:
+        assert self._file is not None
+        dataset = self._file[path]
+        dataset.resize(self._count, axis=0)
+        dataset[self._count - 1] = value
+
+    def _finalize(self) -> None:
+        assert self._file is not None
+        if self._count == 0:
+            raise StoreError(f"{self.path}: no tiles were written")
+        if not self._splits:
+            raise StoreError(f"{self.path}: no split was defined; every store needs at least one")
+        for name, parts in self._splits.items():
+            for part, indices in parts.items():
+                if indices.size and (indices.min() < 0 or indices.max() >= self._count):
+                    raise StoreError(f"split {name}/{part} refers to tile {int(indices.max())} of {self._count}")
+                self._file.create_dataset(f"{SPLITS_GROUP}/{name}/{part}", data=indices)
+        assert self._default_split is not None
+        stats_indices = self._splits[self._default_split].get("train")
+        if stats_indices is None or stats_indices.size == 0:
+            stats_indices = np.arange(self._count)
+            stats_source = "all tiles (the default split has no train part)"
+        else:
+            stats_source = f"{self._default_split}/train"
+        for name in self.modalities:
+            dataset = self._file[f"{MODALITIES_GROUP}/{name}"]
+            stats = band_statistics(dataset[int(i)] for i in stats_indices)
+            dataset.attrs["stats"] = json.dumps({"computed_on": stats_source, **stats})
+        attrs = self._file.attrs
+        attrs["format"] = FORMAT_NAME
+        attrs["format_version"] = FORMAT_VERSION
+        attrs["name"] = self.name
+        attrs["classes"] = json.dumps(list(self.classes))
+        attrs["palette"] = json.dumps(self.palette)
+        attrs["ignore_index"] = IGNORE_INDEX
+        attrs["tile_size"] = json.dumps(list(self.tile_size))
+        attrs["modalities"] = json.dumps(list(self.modalities))
+        attrs["label_variants"] = json.dumps(list(self.label_variants))
+        attrs["default_split"] = self._default_split
+        attrs["codec"] = self.codec
+        attrs["provenance"] = json.dumps(self.provenance, sort_keys=True)
