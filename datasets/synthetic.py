@@ -22,7 +22,6 @@ byte-identical for a given seed and size, whatever order tiles are made in.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +30,7 @@ import numpy as np
 
 from mmbench.datasets.store_format import DEFAULT_CODEC, ModalitySpec
 from mmbench.datasets.store_writer import TileStoreWriter
+from mmbench.paths import cache_dir
 
 CLASSES = ("impervious_surface", "building", "low_vegetation", "tree", "car", "clutter")
 PALETTE = ((255, 255, 255), (0, 0, 255), (0, 255, 255), (0, 255, 0), (255, 255, 0), (255, 0, 0))
@@ -156,7 +156,7 @@ def generate_tile(rng: np.random.Generator, size: int) -> dict[str, np.ndarray]:
 
 def _terrain(rng: np.random.Generator, size: int) -> np.ndarray:
     yy, xx = np.mgrid[0:size, 0:size] / size
-    base = float(rng.uniform(240, 280))
+    base = float(rng.uniform(250, 262))
     slope = rng.uniform(-2, 2, 2)
     waves = sum(rng.uniform(0.2, 0.8) * np.sin(2 * np.pi * (rng.uniform(0.3, 1.5) * xx + rng.uniform(0.3, 1.5) * yy)
                                               + rng.uniform(0, 2 * np.pi)) for _ in range(3))
@@ -242,14 +242,32 @@ def write_synthetic(path: str | Path, config: SyntheticConfig = SyntheticConfig(
     return Path(path)
 
 
-def cache_dir() -> Path:
-    """Where generated stores live: $MMBENCH_CACHE, else $XDG_CACHE_HOME/mmbench, else ~/.cache/mmbench."""
-    if os.environ.get("MMBENCH_CACHE"):
-        return Path(os.environ["MMBENCH_CACHE"])
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "mmbench"
-
-
 def cached_store_path(config: SyntheticConfig) -> Path:
     name = f"synthetic-v{GENERATOR_VERSION}-s{config.seed}-n{config.tiles}-px{config.size}-{config.codec}.h5"
     return cache_dir() / name
+
+
+class SyntheticDataset:
+    """The registered dataset's implementation: materialises the store in the user cache on first use."""
+
+    @staticmethod
+    def config_from(settings: dict) -> SyntheticConfig:
+        try:
+            return SyntheticConfig(tiles=settings["tiles"], size=settings["size"], seed=settings["seed"],
+                                   codec=settings["codec"])
+        except ValueError as exc:
+            from mmbench.errors import ConfigError
+
+            raise ConfigError(f"dataset config: {exc}") from exc
+
+    @classmethod
+    def prepare(cls, settings: dict) -> Path:
+        """Path of the store for these settings, generating it (once, atomically) if needed."""
+        config = cls.config_from(settings)
+        path = cached_store_path(config)
+        if not path.exists():
+            from mmbench.progress import progress_bar
+
+            with progress_bar(f"generating synthetic store ({config.tiles} tiles)", total=config.tiles) as advance:
+                write_synthetic(path, config, progress=advance)
+        return path

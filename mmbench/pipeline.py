@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -40,6 +40,16 @@ class DatasetRef:
 
     def fingerprint(self) -> str | None:
         return file_sha256(self.path) if self.path is not None else None
+
+    def materialize(self, settings: Mapping[str, Any]) -> DatasetRef:
+        """A registered dataset whose implementation has `prepare(settings) -> Path` (e.g. the synthetic
+        benchmark, generated into the cache on first use) becomes a ref with a concrete store path."""
+        if self.path is not None or self.spec is None:
+            return self
+        prepare = getattr(self.spec.load(), "prepare", None)
+        if not callable(prepare):
+            return self
+        return replace(self, path=Path(prepare(dict(settings))).resolve())
 
 
 def resolve_dataset(argument: str) -> DatasetRef:
@@ -165,6 +175,7 @@ def execute_run(plan: RunPlan) -> Path:
     run_id = new_run_id(created, plan.seed)
     path = record_path(run_settings["out"], plan.dataset.name, plan.protocol.name, plan.method.name, run_id)
     seeds = seed_everything(plan.seed, deterministic=bool(run_settings["deterministic"]))
+    plan = replace(plan, dataset=plan.dataset.materialize(plan.config.section("dataset")))
 
     started_clock = time.perf_counter()
     outcome = executor.execute(RunContext(plan=plan, device=device, run_dir=path.parent, seeds=seeds))

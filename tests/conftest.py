@@ -21,10 +21,17 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 _counter = itertools.count()
 
 
+@pytest.fixture(scope="session")
+def session_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One cache for the whole test session (generated stores are reused), never the user's own."""
+    return tmp_path_factory.mktemp("mmbench-cache")
+
+
 @pytest.fixture(autouse=True)
-def _fresh_registries_and_wide_console(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def _fresh_registries_and_wide_console(monkeypatch: pytest.MonkeyPatch, session_cache: Path) -> Iterator[None]:
     """Each test discovers plugins anew; rich renders 200 columns wide so assertions see whole cells."""
     monkeypatch.setenv("COLUMNS", "200")
+    monkeypatch.setenv("MMBENCH_CACHE", str(session_cache))
     console.stdout.cache_clear()
     console.stderr.cache_clear()
     refresh_all()

@@ -66,11 +66,12 @@ def test_bad_arguments_exit_2_with_one_line(capsys, argv, fragments):
     assert_one_line_error(err, *fragments)
 
 
-def test_list_with_empty_registries_says_so(capsys):
+def test_list_shows_builtins_and_says_when_a_registry_is_empty(capsys):
     code, out, _ = cli(capsys, "list")
     assert code == 0
-    for kind in ("Methods", "Protocols", "Datasets"):
+    for kind in ("Methods", "Protocols"):
         assert f"{kind}: none registered" in out
+    assert "synthetic" in out and "optical, dsm, sar" in out and "mmbench 0.1.0" in out
 
 
 def test_list_shows_plugins_and_reports_broken_ones(capsys, install_dist, dummy_plugin):
@@ -85,7 +86,7 @@ def test_list_shows_plugins_and_reports_broken_ones(capsys, install_dist, dummy_
     by_name = {entry["name"]: entry for entry in listing["methods"]}
     assert by_name["dummy"]["spec"]["modalities"] == ["optical", "dsm"]
     assert by_name["exploding"]["status"] == "broken" and "RuntimeError: boom" in by_name["exploding"]["error"]
-    assert [entry["name"] for entry in listing["datasets"]] == ["toy"]
+    assert [entry["name"] for entry in listing["datasets"]] == ["synthetic", "toy"]
 
 
 @pytest.mark.parametrize(

@@ -20,7 +20,7 @@ SPEC = MethodSpec(name="{name}", summary="s", version="1", target="{package}.mod
 def test_discovers_plugins_of_every_kind_from_entry_points(dummy_plugin):
     assert METHODS.names() == ["broken-impl", "dummy", "engine-only"]
     assert PROTOCOLS.names() == ["dummy-protocol"]
-    assert DATASETS.names() == ["toy"]
+    assert DATASETS.names() == ["synthetic", "toy"]
     spec = METHODS.get("dummy")
     assert isinstance(spec, MethodSpec)
     assert spec.modalities == ("optical", "dsm")

@@ -38,7 +38,9 @@ def _table(registry: Registry, registrations: list[Registration]) -> Table:
     if registry.kind in ("method", "dataset"):
         table.add_column("modalities", no_wrap=True)
     table.add_column("summary", overflow="fold")
-    table.add_column("paper", overflow="fold", max_width=32)
+    with_paper = any(r.spec is not None and r.spec.paper for r in registrations)
+    if with_paper:
+        table.add_column("paper", overflow="fold", max_width=32)
     table.add_column("provided by", style="dim", overflow="fold", max_width=24)
     for registration in registrations:
         sources = ", ".join(source.distribution or source.value for source in registration.sources)
@@ -52,12 +54,12 @@ def _table(registry: Registry, registrations: list[Registration]) -> Table:
             row = [registration.name, "-"]
             if registry.kind in ("method", "dataset"):
                 row.append("")
-            table.add_row(*row, f"[red]{problem}[/red]", "", sources)
+            table.add_row(*row, f"[red]{problem}[/red]", *([""] if with_paper else []), sources)
             continue
         row = [spec.name, spec.version]
         if registry.kind in ("method", "dataset"):
             row.append(spec.describe_modalities())
-        table.add_row(*row, spec.summary, spec.paper or "", sources)
+        table.add_row(*row, spec.summary, *([spec.paper or ""] if with_paper else []), sources)
     return table
 
 

@@ -1,0 +1,24 @@
+"""Rich progress bars for long work, drawn on stderr so that stdout stays clean for results."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+
+
+@contextlib.contextmanager
+def progress_bar(description: str, total: int | None) -> Iterator[Callable[[int], None]]:
+    """Yields `advance_to(completed)`; the bar shows rate and time left."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from mmbench.console import stderr
+
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+               TimeRemainingColumn())
+    with Progress(*columns, console=stderr(), transient=False) as progress:
+        task = progress.add_task(description, total=total)
+
+        def advance_to(completed: int) -> None:
+            progress.update(task, completed=completed)
+
+        yield advance_to
