@@ -21,6 +21,7 @@ from mmbench.datasets.store_format import (
     FORMAT_VERSION,
     LABELS_GROUP,
     MODALITIES_GROUP,
+    SPLIT_PARTS,
     SPLITS_GROUP,
     TILES_GROUP,
     StoreError,
@@ -175,7 +176,8 @@ class TileStore:
 
     @cached_property
     def splits(self) -> dict[str, dict[str, np.ndarray]]:
-        return {name: {part: group[part][:] for part in group} for name, group in self._file[SPLITS_GROUP].items()}
+        return {name: {part: group[part][:] for part in SPLIT_PARTS if part in group}
+                for name, group in self._file[SPLITS_GROUP].items()}
 
     def split_indices(self, split: str | None, part: str) -> np.ndarray:
         """Tile indices of `part` in `split` (None or "default" = the store's default split)."""

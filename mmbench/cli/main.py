@@ -18,6 +18,7 @@ from typing import NoReturn
 
 from mmbench._version import __version__
 
+CODEC_CHOICES = ("blosc-lz4", "blosc-zstd", "gzip", "lzf", "none")  # mirrors mmbench.datasets.store_format
 PROTOCOL_HINT = "e.g. full, missing1, last1, subsets (see 'mmbench list protocols')"
 
 
@@ -97,9 +98,10 @@ def build_parser() -> argparse.ArgumentParser:
     data_commands.required = True
     synth = data_commands.add_parser("synth", help="generate the built-in synthetic benchmark store")
     synth.add_argument("--out", metavar="FILE.h5", help="output file (default: the user cache)")
-    synth.add_argument("--seed", type=int, default=0, metavar="N", help="generator seed (default 0)")
-    synth.add_argument("--tiles", type=int, metavar="N", help="number of tiles")
-    synth.add_argument("--size", type=int, metavar="PX", help="tile side in pixels")
+    synth.add_argument("--seed", type=int, metavar="N", help="generator seed (default 0)")
+    synth.add_argument("--tiles", type=int, metavar="N", help="number of tiles (default 48)")
+    synth.add_argument("--size", type=int, metavar="PX", help="tile side in pixels (default 192)")
+    synth.add_argument("--codec", choices=CODEC_CHOICES, help="HDF5 chunk codec (default blosc-lz4)")
     convert = data_commands.add_parser("convert", help="convert an official dataset layout to a tile store")
     convert.add_argument(
         "format", metavar="FORMAT", choices=["isprs-vaihingen", "isprs-potsdam", "whu-opt-sar", "earthmiss"],
@@ -107,13 +109,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     convert.add_argument("source", metavar="SRC", help="extracted folder or folder of official zip archives")
     convert.add_argument("output", metavar="OUT.h5", help="tile store to write")
+    convert.add_argument("--tile-size", type=int, default=512, metavar="PX", help="tile side in pixels (default 512)")
+    convert.add_argument("--stride", type=int, metavar="PX", help="window stride (default: the tile size)")
+    convert.add_argument("--codec", choices=CODEC_CHOICES, default="blosc-lz4", help="HDF5 chunk codec")
     info = data_commands.add_parser("info", help="summarize a tile store")
     info.add_argument("file", metavar="FILE", help="tile store (.h5)")
+    info.add_argument("--json", action="store_true", help="machine-readable output")
     verify = data_commands.add_parser("verify", help="read every chunk of a tile store and check it")
     verify.add_argument("file", metavar="FILE", help="tile store (.h5)")
     for action_parser in (synth, convert, info, verify):
         _add_debug(action_parser)
-    data.set_defaults(handler="mmbench.cli.pending_commands:data")
+    data.set_defaults(handler="mmbench.cli.data_command:run")
 
     board = commands.add_parser("leaderboard", help="build ranked tables and plots from run records")
     board.add_argument("runs", nargs="*", metavar="RUNS_DIR", help="folders of run records (default: ./runs)")

@@ -12,20 +12,6 @@ from pathlib import Path
 from mmbench.errors import NotAvailableError, UserError
 
 
-def _require_file(path: str, what: str) -> None:
-    if not Path(path).is_file():
-        raise UserError(f"{what} {path!r} does not exist; check the path")
-
-
-def data(args: argparse.Namespace) -> int:
-    action = args.data_command
-    if action in ("info", "verify"):
-        _require_file(args.file, "tile store")
-    elif action == "convert" and not Path(args.source).exists():
-        raise UserError(f"source {args.source!r} does not exist; give the extracted folder or the zip archives")
-    raise NotAvailableError(f"'mmbench data {action}' needs the HDF5 tile store layer, which is not built yet")
-
-
 def leaderboard(args: argparse.Namespace) -> int:
     for folder in args.runs:
         if not Path(folder).is_dir():
