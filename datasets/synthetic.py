@@ -36,6 +36,7 @@ CLASSES = ("impervious_surface", "building", "low_vegetation", "tree", "car", "c
 PALETTE = ((255, 255, 255), (0, 0, 255), (0, 255, 255), (0, 255, 0), (255, 255, 0), (255, 0, 0))
 IMPERVIOUS, BUILDING, LOW_VEGETATION, TREE, CAR, CLUTTER = range(6)
 GENERATOR_VERSION = "1"
+SURFACE_KINDS = ("grass", "pavement_or_roof", "tree", "car", "visible_clutter", "hidden_clutter")
 
 MODALITIES = (
     ModalitySpec("optical", ("IR", "R", "G"), "uint8", "DN", "synthetic IRRG orthophoto"),
@@ -70,11 +71,12 @@ class SyntheticConfig:
 
 
 def generate_tile(rng: np.random.Generator, size: int) -> dict[str, np.ndarray]:
-    """One scene: labels (H, W) uint8 and the three modalities (C, H, W)."""
+    """One scene: labels (H, W) uint8, the three modalities (C, H, W), and the surface kind per pixel
+    (not stored; tests use it to check each modality's cues): SURFACE_KINDS indexes it."""
     label = np.full((size, size), LOW_VEGETATION, dtype=np.uint8)
     height = _terrain(rng, size)
     objects = np.zeros((size, size), dtype=np.float32)  # height above terrain
-    surface = np.zeros((size, size), dtype=np.int8)  # 0 grass, 1 pavement/roof, 2 tree, 3 car, 4 vis. clutter, 5 hidden
+    surface = np.zeros((size, size), dtype=np.int8)  # index into SURFACE_KINDS
     optical_offset = np.zeros((size, size, 3))
 
     # Roads: axis-aligned strips, plus a plaza.
@@ -151,7 +153,7 @@ def generate_tile(rng: np.random.Generator, size: int) -> dict[str, np.ndarray]:
     optical = _render_optical(rng, surface, optical_offset)
     dsm = (height + objects + rng.normal(0, 0.08, (size, size))).astype(np.float32)
     sar = _render_sar(rng, surface, building_walls, size)
-    return {"label": label, "optical": optical, "dsm": dsm[None], "sar": sar[None]}
+    return {"label": label, "optical": optical, "dsm": dsm[None], "sar": sar[None], "surface": surface}
 
 
 def _terrain(rng: np.random.Generator, size: int) -> np.ndarray:
