@@ -8,14 +8,16 @@ from collections.abc import Callable, Iterator
 
 @contextlib.contextmanager
 def progress_bar(description: str, total: int | None) -> Iterator[Callable[[int], None]]:
-    """Yields `advance_to(completed)`; the bar shows rate and time left."""
+    """Yields `advance_to(completed)`; the bar shows rate and time left. Nothing is drawn when stderr is
+    not a terminal (logs, pipes, CI), where a frozen bar would only clutter the output."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     from mmbench.console import stderr
 
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                TimeRemainingColumn())
-    with Progress(*columns, console=stderr(), transient=False) as progress:
+    console = stderr()
+    with Progress(*columns, console=console, transient=False, disable=not console.is_terminal) as progress:
         task = progress.add_task(description, total=total)
 
         def advance_to(completed: int) -> None:

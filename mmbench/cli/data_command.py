@@ -35,8 +35,6 @@ def synth(args: argparse.Namespace) -> int:
 
 
 def convert(args: argparse.Namespace) -> int:
-    from mmbench.datasets.converters import convert as run_conversion
-
     if args.tile_size < 8:
         raise ConfigError(f"--tile-size {args.tile_size} is too small; use at least 8 pixels")
     if args.stride is not None and not 0 < args.stride <= args.tile_size:
@@ -44,6 +42,8 @@ def convert(args: argparse.Namespace) -> int:
     source = Path(args.source)
     if not source.exists():
         raise UserError(f"source {args.source!r} does not exist; give the extracted folder or the zip archives")
+    from mmbench.datasets.converters import convert as run_conversion
+
     with progress_bar(f"converting {args.format}", total=None) as advance:
         report = run_conversion(args.format, source, Path(args.output), tile_size=args.tile_size,
                                 stride=args.stride, codec=args.codec,
