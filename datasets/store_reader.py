@@ -45,7 +45,7 @@ class ModalityInfo:
 Window = tuple[int, int, int, int]  # top, left, height, width
 
 
-def open_h5(path: str | Path) -> h5py.File:
+def open_h5(path: str | Path, chunk_cache_bytes: int | None = None) -> h5py.File:
     """Open read-only; a missing, truncated or non-HDF5 file becomes a one-line `StoreError`."""
     path = Path(path)
     if not path.is_file():
@@ -55,7 +55,8 @@ def open_h5(path: str | Path) -> h5py.File:
     except ImportError:  # stores written with gzip/lzf still open; blosc reads then fail with a clear error
         pass
     try:
-        return h5py.File(path, "r")
+        options = {} if chunk_cache_bytes is None else {"rdcc_nbytes": chunk_cache_bytes}
+        return h5py.File(path, "r", **options)
     except OSError as exc:
         raise StoreError(f"tile store {str(path)!r} is not a readable HDF5 file (truncated or corrupt?): {exc}") from exc
 
@@ -63,9 +64,12 @@ def open_h5(path: str | Path) -> h5py.File:
 class TileStore:
     """A tile store opened for reading. Cheap to open; reads one chunk per tile and modality."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, chunk_cache_bytes: int | None = None) -> None:
+        """`chunk_cache_bytes` sizes HDF5's per-dataset cache of decoded chunks (h5py's default: 1 MiB);
+        0 disables it, which is what random crops over a dataset much larger than memory see."""
         self.path = Path(path)
-        self._file = open_h5(self.path)
+        self._file = open_h5(self.path, chunk_cache_bytes)
+        self._datasets: dict[str, h5py.Dataset] = {}
         try:
             self._check_header()
         except Exception:
@@ -202,10 +206,14 @@ class TileStore:
 
     # -- data ----------------------------------------------------------------------------------
     def _dataset(self, path: str) -> h5py.Dataset:
-        try:
-            return self._file[path]
-        except KeyError:
-            raise StoreError(f"{self.path}: dataset '{path}' is missing") from None
+        # Resolving a path through HDF5 links costs more than reading a small crop: cache the handles.
+        dataset = self._datasets.get(path)
+        if dataset is None:
+            try:
+                dataset = self._datasets[path] = self._file[path]
+            except KeyError:
+                raise StoreError(f"{self.path}: dataset '{path}' is missing") from None
+        return dataset
 
     def read_modality(self, name: str, index: int, window: Window | None = None) -> np.ndarray:
         if name not in self.modality_names:
