@@ -58,7 +58,9 @@ def open_h5(path: str | Path, chunk_cache_bytes: int | None = None) -> h5py.File
         options = {} if chunk_cache_bytes is None else {"rdcc_nbytes": chunk_cache_bytes}
         return h5py.File(path, "r", **options)
     except OSError as exc:
-        raise StoreError(f"tile store {str(path)!r} is not a readable HDF5 file (truncated or corrupt?): {exc}") from exc
+        raise StoreError(
+            f"tile store {str(path)!r} is not a readable HDF5 file (truncated or corrupt?): {exc}"
+        ) from exc
 
 
 class TileStore:
@@ -259,7 +261,7 @@ class TileStore:
                     yield f"split {name}/{part} refers to tile indices outside 0..{count - 1}"
         num_classes = len(self.classes)
         for index in range(count):
-            for name, info in self.modalities.items():
+            for name in self.modalities:
                 try:
                     tile = self.read_modality(name, index)
                 except StoreError as exc:

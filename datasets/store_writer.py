@@ -19,6 +19,7 @@ from typing import Any
 import h5py
 import numpy as np
 
+from mmbench.atomic import shared_file_mode
 from mmbench.datasets.store_format import (
     DEFAULT_CODEC,
     FORMAT_NAME,
@@ -81,6 +82,7 @@ class TileStoreWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
         os.close(fd)
+        os.chmod(tmp, shared_file_mode())
         self._tmp_path = Path(tmp)
         self._file = h5py.File(self._tmp_path, "w")
         self._create_layout()
@@ -178,7 +180,7 @@ class TileStoreWriter:
             raise StoreError(f"split {name!r}: unknown part {sorted(unknown)[0]!r}; parts are {', '.join(SPLIT_PARTS)}")
         arrays = {part: np.asarray(sorted(indices), dtype=np.int64) for part, indices in parts.items()}
         seen: set[int] = set()
-        for part, array in arrays.items():
+        for array in arrays.values():
             overlap = seen & set(array.tolist())
             if overlap:
                 raise StoreError(f"split {name!r}: tile {sorted(overlap)[0]} is in more than one part")

@@ -125,7 +125,7 @@ def generate_tile(rng: np.random.Generator, size: int) -> dict[str, np.ndarray]:
         objects[crown] = np.maximum(objects[crown], profile[crown] + rng.normal(0, 0.8, int(crown.sum())))
 
     # Cars on roads (about 1.5 % of pixels).
-    road_pixels = np.argwhere((label == IMPERVIOUS))
+    road_pixels = np.argwhere(label == IMPERVIOUS)
     car_count = int(rng.integers(10, 19) * (size / 192) ** 2)
     for _ in range(car_count):
         if len(road_pixels) == 0:
@@ -183,7 +183,7 @@ def _render_sar(rng: np.random.Generator, surface: np.ndarray, walls: list, size
     lookup = np.array([_SAR["grass"], _SAR["pavement"], _SAR["tree"], _SAR["car"], _SAR["visible_clutter"],
                        _SAR["hidden_clutter"]])
     reflectivity = lookup[surface]
-    for rows, cols, roof_height in walls:
+    for rows, cols, _ in walls:
         reflectivity[rows, cols] = _SAR["roof"]
     # Sensor looks from the left: walls facing it double-bounce, the far side is in radar shadow.
     for rows, cols, roof_height in walls:

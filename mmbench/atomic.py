@@ -24,6 +24,7 @@ def atomic_output(path: str | Path, mode: str = "w") -> Iterator[IO[Any]]:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.chmod(tmp_name, shared_file_mode())
         encoding = "utf-8" if mode == "w" else None
         with os.fdopen(fd, mode, encoding=encoding) as handle:
             yield handle
@@ -35,6 +36,13 @@ def atomic_output(path: str | Path, mode: str = "w") -> Iterator[IO[Any]]:
             os.unlink(tmp_name)
         raise
     _fsync_directory(path.parent)
+
+
+def shared_file_mode() -> int:
+    """The mode a plain `open()` would give a new file (0666 minus the umask); mkstemp uses 0600."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
 
 
 def write_text_atomic(path: str | Path, text: str) -> None:

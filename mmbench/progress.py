@@ -10,7 +10,14 @@ from collections.abc import Callable, Iterator
 def progress_bar(description: str, total: int | None) -> Iterator[Callable[[int], None]]:
     """Yields `advance_to(completed)`; the bar shows rate and time left. Nothing is drawn when stderr is
     not a terminal (logs, pipes, CI), where a frozen bar would only clutter the output."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     from mmbench.console import stderr
 

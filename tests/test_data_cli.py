@@ -84,3 +84,26 @@ def test_run_materialises_the_synthetic_dataset_and_fingerprints_it(capsys, tmp_
     code, _, err = cli(capsys, "run", "dummy", "-p", "dummy-protocol", "--set", "dataset.codec=zip",
                        "--out", str(tmp_path / "runs2"))
     assert code == 2 and "unknown codec 'zip'" in err
+
+
+def test_convert_through_the_cli_reports_tiles_notes_and_off_palette_pixels(capsys, tmp_path):
+    from converter_fixtures import make_vaihingen
+
+    fixture = make_vaihingen(tmp_path / "src")
+    output = tmp_path / "vaihingen.h5"
+    code, out, err = cli(capsys, "data", "convert", "isprs-vaihingen", str(fixture.root), str(output),
+                         "--tile-size", "16", "--codec", "gzip")
+    assert code == 0, err
+    assert f"wrote {output}" in out and "tiles" in out
+    assert "off-palette label pixels were set to ignore" in out
+    code, out, _ = cli(capsys, "data", "verify", str(output))
+    assert code == 0
+    code, out, _ = cli(capsys, "data", "info", str(output), "--json")
+    summary = json.loads(out)
+    assert summary["name"] == "isprs-vaihingen" and summary["codec"] == "gzip"
+    assert set(summary["splits"]) >= {"official", "lineage-12-4"}
+    (fixture.root / "dsm").rename(tmp_path / "moved-dsm")
+    code, _, err = cli(capsys, "data", "convert", "isprs-vaihingen", str(fixture.root), str(tmp_path / "x.h5"),
+                       "--tile-size", "16")
+    assert code == 2 and err.strip().count("\n") == 0 and "dsm" in err.lower()
+    assert not (tmp_path / "x.h5").exists()

@@ -77,13 +77,13 @@ def _writer(path, **overrides):
 @pytest.mark.parametrize(
     ("mutate", "message"),
     [
-        (lambda m, l: m.pop("dsm"), "modality 'dsm' is missing"),
-        (lambda m, l: m.__setitem__("dsm", m["dsm"][:, :20]), r"modality 'dsm' has shape \(1, 20, 24\)"),
-        (lambda m, l: m.__setitem__("optical", m["optical"].astype(np.uint16)), "is uint16, expected uint8"),
-        (lambda m, l: m["dsm"].__setitem__((0, 3, 3), np.nan), "modality 'dsm' has 1 NaN/inf values"),
-        (lambda m, l: l["full"].__setitem__((5, 5), 7), r"label 'full' has values \[7\] outside 0..2"),
-        (lambda m, l: l.pop("full"), "label variant 'full' is missing"),
-        (lambda m, l: l.__setitem__("full", l["full"].astype(np.int64)), "label 'full' is int64"),
+        (lambda m, lab: m.pop("dsm"), "modality 'dsm' is missing"),
+        (lambda m, lab: m.__setitem__("dsm", m["dsm"][:, :20]), r"modality 'dsm' has shape \(1, 20, 24\)"),
+        (lambda m, lab: m.__setitem__("optical", m["optical"].astype(np.uint16)), "is uint16, expected uint8"),
+        (lambda m, lab: m["dsm"].__setitem__((0, 3, 3), np.nan), "modality 'dsm' has 1 NaN/inf values"),
+        (lambda m, lab: lab["full"].__setitem__((5, 5), 7), r"label 'full' has values \[7\] outside 0..2"),
+        (lambda m, lab: lab.pop("full"), "label variant 'full' is missing"),
+        (lambda m, lab: lab.__setitem__("full", lab["full"].astype(np.int64)), "label 'full' is int64"),
     ],
 )
 def test_bad_tiles_are_refused_and_no_file_is_left(tmp_path, mutate, message):
