@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -24,22 +24,16 @@ from mmbench.datasets.store_format import (
     SPLIT_PARTS,
     SPLITS_GROUP,
     TILES_GROUP,
+    ModalitySpec,
     StoreError,
 )
 
 
 @dataclass(frozen=True)
-class ModalityInfo:
-    name: str
-    bands: tuple[str, ...]
-    dtype: str
-    units: str
-    description: str
-    stats: dict[str, Any]
+class ModalityInfo(ModalitySpec):
+    """A stored modality: its spec plus the normalisation statistics computed when it was written."""
 
-    @property
-    def channels(self) -> int:
-        return len(self.bands)
+    stats: dict[str, Any] = field(default_factory=dict)
 
 
 Window = tuple[int, int, int, int]  # top, left, height, width

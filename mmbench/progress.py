@@ -7,9 +7,10 @@ from collections.abc import Callable, Iterator
 
 
 @contextlib.contextmanager
-def progress_bar(description: str, total: int | None) -> Iterator[Callable[[int], None]]:
-    """Yields `advance_to(completed)`; the bar shows rate and time left. Nothing is drawn when stderr is
-    not a terminal (logs, pipes, CI), where a frozen bar would only clutter the output."""
+def progress_bar(description: str, total: int | None) -> Iterator[Callable[..., None]]:
+    """Yields `advance_to(completed, total=None, description=None)`; the bar shows rate and time left.
+    Nothing is drawn when stderr is not a terminal (logs, pipes, CI), where a frozen bar would only
+    clutter the output."""
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -27,7 +28,8 @@ def progress_bar(description: str, total: int | None) -> Iterator[Callable[[int]
     with Progress(*columns, console=console, transient=False, disable=not console.is_terminal) as progress:
         task = progress.add_task(description, total=total)
 
-        def advance_to(completed: int) -> None:
-            progress.update(task, completed=completed)
+        def advance_to(completed: int, total: int | None = None, description: str | None = None) -> None:
+            changes = {"total": total, "description": description}
+            progress.update(task, completed=completed, **{k: v for k, v in changes.items() if v is not None})
 
         yield advance_to

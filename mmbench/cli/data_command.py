@@ -47,7 +47,7 @@ def convert(args: argparse.Namespace) -> int:
     with progress_bar(f"converting {args.format}", total=None) as advance:
         report = run_conversion(args.format, source, Path(args.output), tile_size=args.tile_size,
                                 stride=args.stride, codec=args.codec,
-                                progress=lambda _description, done, _total: advance(done))
+                                progress=lambda description, done, total: advance(done, total, description))
     console = stdout()
     console.print(f"wrote [bold]{report.output}[/bold]: {report.tiles} tiles")
     for note in report.notes:
