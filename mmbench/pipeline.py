@@ -150,6 +150,7 @@ class RunOutcome:
     protocol_settings: dict[str, Any] = field(default_factory=dict)
     timing: dict[str, float] = field(default_factory=dict)
     smoke: bool = False
+    checkpoint: dict[str, Any] | None = None
 
 
 class Executor(Protocol):
@@ -166,32 +167,52 @@ def find_executor(plan: RunPlan) -> Executor:
     )
 
 
-def execute_run(plan: RunPlan) -> Path:
-    """Run the plan and write its record; returns the record's path."""
+@dataclass
+class StartedRun:
+    """A run after its set-up: device resolved, seeds applied, dataset materialised, record path chosen."""
+
+    plan: RunPlan
+    device: str
+    seeds: Mapping[str, Any]
+    created: Any
+    run_id: str
+    path: Path
+    clock: float
+
+
+def start_run(plan: RunPlan) -> StartedRun:
     run_settings = plan.run_settings
     device = resolve_device(run_settings["device"])
-    executor = find_executor(plan)
     created = utc_now()
     run_id = new_run_id(created, plan.seed)
     path = record_path(run_settings["out"], plan.dataset.name, plan.protocol.name, plan.method.name, run_id)
     seeds = seed_everything(plan.seed, deterministic=bool(run_settings["deterministic"]))
     plan = replace(plan, dataset=plan.dataset.materialize(plan.config.section("dataset")))
+    return StartedRun(plan, device, seeds, created, run_id, path, time.perf_counter())
 
-    started_clock = time.perf_counter()
-    outcome = executor.execute(RunContext(plan=plan, device=device, run_dir=path.parent, seeds=seeds))
+
+def finish_run(started: StartedRun, outcome: RunOutcome) -> Path:
+    """Turn an outcome into a validated record, written atomically; returns its path."""
     if not isinstance(outcome, RunOutcome):
-        raise TypeError(
-            f"method {plan.method.name!r}: execute() returned {type(outcome).__name__}, expected a RunOutcome"
-        )
-    finished = utc_now()
+        raise TypeError(f"method {started.plan.method.name!r}: execute() returned {type(outcome).__name__}, "
+                        "expected a RunOutcome")
     timing = {
-        "started": isoformat(created),
-        "finished": isoformat(finished),
-        "total_s": round(time.perf_counter() - started_clock, 6),
+        "started": isoformat(started.created),
+        "finished": isoformat(utc_now()),
+        "total_s": round(time.perf_counter() - started.clock, 6),
         **outcome.timing,
     }
-    record = build_record(plan, run_id, created, device, seeds, outcome, timing)
-    return write_record(record, path)
+    record = build_record(started.plan, started.run_id, started.created, started.device, started.seeds, outcome,
+                          timing)
+    return write_record(record, started.path)
+
+
+def execute_run(plan: RunPlan) -> Path:
+    """Run the plan and write its record; returns the record's path."""
+    executor = find_executor(plan)
+    started = start_run(plan)
+    context = RunContext(plan=started.plan, device=started.device, run_dir=started.path.parent, seeds=started.seeds)
+    return finish_run(started, executor.execute(context))
 
 
 def build_record(
@@ -216,6 +237,7 @@ def build_record(
             "params": outcome.params,
             "paper": plan.method.paper,
             "target": plan.method.target,
+            "checkpoint": outcome.checkpoint,
         },
         "protocol": {
             "name": plan.protocol.name,

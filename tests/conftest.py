@@ -62,6 +62,14 @@ def dummy_plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return root
 
 
+@pytest.fixture
+def tiny_methods(install_dist, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Register the test-only methods of tests/tiny_methods.py (also for subprocesses)."""
+    install_dist("mmb-tiny-methods", {"mmbench.methods": {"tiny-fusion": "tiny_methods:SPEC",
+                                                          "tiny-fusion-plain": "tiny_methods:PLAIN_SPEC"}})
+    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).parent) + os.pathsep + os.environ["PYTHONPATH"])
+
+
 def _put_on_path(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.syspath_prepend(str(root))
     existing = os.environ.get("PYTHONPATH")

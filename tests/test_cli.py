@@ -69,9 +69,10 @@ def test_bad_arguments_exit_2_with_one_line(capsys, argv, fragments):
 def test_list_shows_builtins_and_says_when_a_registry_is_empty(capsys):
     code, out, _ = cli(capsys, "list")
     assert code == 0
-    for kind in ("Methods", "Protocols"):
-        assert f"{kind}: none registered" in out
+    assert "Methods: none registered" in out
     assert "synthetic" in out and "optical, dsm, sar" in out and "mmbench 0.1.0" in out
+    for protocol in ("full", "missing1", "last1", "subsets", "random-drop", "pixel-drop", "minority"):
+        assert protocol in out
 
 
 def test_list_shows_plugins_and_reports_broken_ones(capsys, install_dist, dummy_plugin):
@@ -114,9 +115,9 @@ def test_unknown_plugins_exit_2_with_suggestions(capsys, dummy_plugin):
     code, _, err = cli(capsys, "run", "dumm", "-p", "dummy-protocol")
     assert code == 2
     assert_one_line_error(err, "unknown method 'dumm'", "did you mean 'dummy'")
-    code, _, err = cli(capsys, "run", "dummy", "-p", "last1")
+    code, _, err = cli(capsys, "run", "dummy", "-p", "lastone")
     assert code == 2
-    assert_one_line_error(err, "unknown protocol 'last1'", "registered protocols: dummy-protocol")
+    assert_one_line_error(err, "unknown protocol 'lastone'", "did you mean 'last1'", "registered protocols: dummy-pro")
 
 
 def test_cuda_without_cuda_is_a_user_error(capsys, tmp_path, dummy_plugin):
@@ -151,7 +152,8 @@ def test_a_dummy_run_writes_a_complete_valid_record(capsys, tmp_path, dummy_plug
     assert record["config"]["method"]["layers"] == 3
     assert record["config"]["protocol"] == {"window": 64, "stride": 32}
     assert record["method"] == {"name": "dummy", "version": "1.2.0", "params": 123,
-                                "paper": "https://example.org/dummy", "target": record["method"]["target"]}
+                                "paper": "https://example.org/dummy", "target": record["method"]["target"],
+                                "checkpoint": None}
     assert record["protocol"]["settings"] == {"window": 64}
     assert record["dataset"]["name"] == "toy" and record["dataset"]["version"] == "0.1"
     assert record["command"].startswith("mmbench run dummy --protocol dummy-protocol")

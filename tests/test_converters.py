@@ -22,10 +22,10 @@ from converter_fixtures import (
 )
 
 from mmbench.datasets.converters import FORMATS, ConversionReport, convert
-from mmbench.datasets.converters.common import window_starts
 from mmbench.datasets.converters.whu_opt_sar import split_by_image
 from mmbench.datasets.store_format import StoreError
 from mmbench.datasets.store_reader import TileStore
+from mmbench.tiling import window_starts
 
 TILE = 16
 

@@ -19,7 +19,8 @@ SPEC = MethodSpec(name="{name}", summary="s", version="1", target="{package}.mod
 
 def test_discovers_plugins_of_every_kind_from_entry_points(dummy_plugin):
     assert METHODS.names() == ["broken-impl", "dummy", "engine-only"]
-    assert PROTOCOLS.names() == ["dummy-protocol"]
+    assert PROTOCOLS.names() == ["dummy-protocol", "full", "last1", "minority", "missing1", "pixel-drop",
+                                 "random-drop", "subsets"]
     assert DATASETS.names() == ["synthetic", "toy"]
     spec = METHODS.get("dummy")
     assert isinstance(spec, MethodSpec)

@@ -20,23 +20,10 @@ from mmbench.datasets.converters.rasters import decode_image
 from mmbench.datasets.converters.report import ConversionReport
 from mmbench.datasets.converters.sources import Entry, SourceTree
 from mmbench.datasets.store_format import CODECS, IGNORE_INDEX, SPLIT_PARTS, ModalitySpec, StoreError
+from mmbench.tiling import window_starts
 
 Progress = Callable[[str, int, int], None]
 MIN_TILE_SIZE = 8
-
-
-def window_starts(length: int, tile: int, stride: int) -> list[int]:
-    """Window offsets along one axis: every `stride` pixels, the last window shifted back to end at the edge.
-
-    This covers the image completely without padding; only an image shorter than `tile` gets one window at 0
-    (and is padded by the caller).
-    """
-    if length <= tile:
-        return [0]
-    starts = list(range(0, length - tile + 1, stride))
-    if starts[-1] + tile < length:
-        starts.append(length - tile)
-    return starts
 
 
 def tile_id(source: str, row: int, col: int) -> str:

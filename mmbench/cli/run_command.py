@@ -12,7 +12,6 @@ from rich.table import Table
 
 from mmbench.config import to_yaml
 from mmbench.console import stdout
-from mmbench.errors import NotAvailableError, UserError
 from mmbench.pipeline import RunPlan, RunRequest, execute_run, plan_run
 from mmbench.records import read_record
 
@@ -47,13 +46,14 @@ def run(args: argparse.Namespace) -> int:
 
 
 def evaluate(args: argparse.Namespace) -> int:
-    checkpoint = Path(args.checkpoint)
-    if not checkpoint.is_file():
-        raise UserError(f"checkpoint {args.checkpoint!r} does not exist; give a file written by 'mmbench run'")
-    raise NotAvailableError(
-        "evaluating a checkpoint needs the evaluation engine and the checkpoint format, which this mmbench "
-        "does not have yet; 'mmbench run' with a method that defines execute() works today"
-    )
+    from mmbench.checkpoint_run import evaluate_checkpoint, plan_checkpoint_evaluation
+
+    plan, payload = plan_checkpoint_evaluation(make_request(args, method=""), args.checkpoint)
+    if args.dry_run:
+        show_plan(plan)
+        return 0
+    show_result(evaluate_checkpoint(plan, payload, args.checkpoint))
+    return 0
 
 
 def show_plan(plan: RunPlan) -> None:
@@ -94,7 +94,30 @@ def show_result(path: Path) -> None:
                 *(_percent(metrics[key]) for key in ("miou", "mf1", "oa")),
             )
         console.print(table)
+    if record["aggregate"]:
+        summary = Table(title=f"{record['protocol']['name']} summary", title_justify="left")
+        summary.add_column("aggregate", style="cyan")
+        summary.add_column("value", justify="right")
+        for key, value in _flatten(record["aggregate"]):
+            summary.add_row(key, _percent(value) if isinstance(value, float) and abs(value) <= 1 else str(value))
+        console.print(summary)
     console.print(f"run record: [bold]{path}[/bold]")
+
+
+def _flatten(tree: Any, prefix: str = "") -> list[tuple[str, Any]]:
+    """Leaves of a nested aggregate as ("mean.miou", value) rows; per-scenario maps are in the table above."""
+    rows: list[tuple[str, Any]] = []
+    for key, value in tree.items():
+        path = f"{prefix}{key}"
+        if key in ("per_scenario_miou", "train_class_frequencies"):
+            continue
+        if isinstance(value, dict):
+            rows.extend(_flatten(value, f"{path}."))
+        elif isinstance(value, list):
+            rows.append((path, ", ".join(map(str, value))))
+        else:
+            rows.append((path, value))
+    return rows
 
 
 def _percent(value: float | None) -> str:

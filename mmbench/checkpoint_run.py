@@ -1,0 +1,77 @@
+"""`mmbench eval CHECKPOINT --protocol P`: rebuild a trained model and evaluate it under a protocol.
+
+The method, its config and the dataset it fits come from the checkpoint; the protocol, the dataset
+location, the seed and the device from the command line. The result is a run record like any other,
+with the checkpoint's path and sha256 in `method.checkpoint`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+from mmbench.checkpoint import CheckpointError, check_dataset_fits, load_checkpoint
+from mmbench.errors import ConfigError, PluginError
+from mmbench.fingerprint import file_sha256
+from mmbench.pipeline import RunOutcome, RunPlan, RunRequest, finish_run, plan_run, start_run
+from mmbench.protocol import Protocol
+
+
+def plan_checkpoint_evaluation(request: RunRequest, checkpoint_path: str | Path) -> tuple[RunPlan, dict]:
+    """The plan of an evaluation: the method section is the checkpoint's, never the user's."""
+    payload = load_checkpoint(checkpoint_path)
+    plan = plan_run(replace(request, method=payload["method"]["name"]))
+    changed = sorted(key for key, source in plan.config.sources.items()
+                     if key.startswith("method.") and source != "defaults")
+    if changed:
+        raise ConfigError(f"{changed[0]} cannot be changed when evaluating a checkpoint: the method's settings come "
+                          "from the checkpoint")
+    data = dict(plan.config.data)
+    data["method"] = payload["config"]["method"]
+    return replace(plan, config=replace(plan.config, data=data)), payload
+
+
+def load_protocol(plan: RunPlan) -> Protocol:
+    cls = plan.protocol.load()
+    if not (isinstance(cls, type) and issubclass(cls, Protocol)):
+        raise PluginError(f"protocol {plan.protocol.name!r}: {plan.protocol.target} is not a mmbench.protocol.Protocol")
+    return cls(plan.config.section("protocol"))
+
+
+def evaluate_checkpoint(plan: RunPlan, payload: dict, checkpoint_path: str | Path) -> Path:
+    """Evaluate and write the record; returns its path."""
+    from mmbench.datasets.store_reader import TileStore
+    from mmbench.evaluation import evaluate
+    from mmbench.method import build_method, count_parameters
+
+    protocol = load_protocol(plan)
+    started = start_run(plan)
+    store_path = started.plan.dataset.path
+    if store_path is None:
+        raise ConfigError(f"dataset {plan.dataset.name!r} has no tile store to evaluate on")
+    with TileStore(store_path) as store:
+        classes = list(store.classes)
+        modalities = protocol.select_modalities(store.modality_names)
+        channels = {name: store.modalities[name].channels for name in modalities}
+    check_dataset_fits(payload, classes, channels, checkpoint_path)
+    model = build_method(plan.method, channels, len(classes), payload["config"]["method"])
+    try:
+        model.load_state_dict(payload["model"], strict=True)
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[1].strip() if len(str(exc).splitlines()) > 1 else str(exc)
+        raise CheckpointError(f"{checkpoint_path}: its weights do not fit method {plan.method.name!r} "
+                              f"{plan.method.version} ({first})") from exc
+    model.to(started.device)
+    result = evaluate(model, store_path, protocol, device=started.device)
+    outcome = RunOutcome(
+        scenarios=result.scenarios,
+        aggregate=result.aggregate,
+        params=count_parameters(model),
+        protocol_settings=result.settings,
+        timing={"eval_s": round(result.seconds, 6), "eval_tiles": result.tiles},
+        checkpoint={"path": str(Path(checkpoint_path).resolve()), "sha256": file_sha256(checkpoint_path),
+                    "method_version": payload["method"].get("version"),
+                    "trained_on": payload["dataset"].get("name"),
+                    "trained_on_fingerprint": payload["dataset"].get("fingerprint")},
+    )
+    return finish_run(started, outcome)

@@ -1,0 +1,85 @@
+"""The method interface: what a segmentation method must implement to be trained and evaluated.
+
+A method is a `torch.nn.Module` that maps a dict of modality tensors (B, C_m, H, W) and a boolean
+availability mask (B, M) to logits (B, K, H, W). The availability is per sample: one batch may mix
+scenarios (random-drop protocols do). The tensor of a missing modality is always present, with the
+right shape, but holds no information: the engine fills it with zeros, and the tests with NaN to prove
+that a method never reads it (use `torch.where(mask, x, 0)`, never `x * mask`, which keeps NaN).
+
+Optional split interface, for speed: `encode(name, x)` runs one modality's encoder and `decode(features,
+available)` fuses and predicts. When a method provides both, the evaluation engine encodes each modality
+once per window and decodes once per scenario, instead of running the whole network per scenario.
+`docs/adding-a-method.md` walks through a complete example.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import nn
+
+from mmbench.errors import ConfigError, PluginError
+from mmbench.plugins import MethodSpec
+
+Features = Any  # a tensor, or a (nested) list/tuple/dict of tensors with the batch on dimension 0
+
+
+class SegmentationMethod(nn.Module):
+    """Base class of every method. `modalities` maps modality name to channel count, in dataset order."""
+
+    def __init__(self, modalities: Mapping[str, int], num_classes: int, config: Mapping[str, Any]) -> None:
+        super().__init__()
+        self.modalities = dict(modalities)
+        self.modality_names = tuple(modalities)
+        self.num_classes = int(num_classes)
+        self.config = dict(config)
+
+    def forward(self, inputs: Mapping[str, torch.Tensor], available: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def encode(self, name: str, x: torch.Tensor) -> Features:
+        """Features of one modality (split interface); batch on dimension 0."""
+        raise NotImplementedError
+
+    def decode(self, features: Mapping[str, Features], available: torch.Tensor) -> torch.Tensor:
+        """Logits from the features of the modalities available to at least one sample of the batch.
+
+        A modality missing for every sample is absent from `features`; rows of samples for which a present
+        modality is missing hold the engine's fill value and must not be used.
+        """
+        raise NotImplementedError
+
+    @property
+    def has_split_interface(self) -> bool:
+        cls = type(self)
+        return cls.encode is not SegmentationMethod.encode and cls.decode is not SegmentationMethod.decode
+
+    def available_index(self, name: str) -> int:
+        return self.modality_names.index(name)
+
+
+def build_method(spec: MethodSpec, modalities: Mapping[str, int], num_classes: int,
+                 config: Mapping[str, Any]) -> SegmentationMethod:
+    """Instantiate a registered method for a dataset, checking the modalities it declares."""
+    cls = spec.load()
+    if not (isinstance(cls, type) and issubclass(cls, SegmentationMethod)):
+        raise PluginError(f"method {spec.name!r}: {spec.target} is not a mmbench.method.SegmentationMethod subclass")
+    missing = [name for name in spec.required_modalities if name not in modalities]
+    if missing:
+        raise ConfigError(f"method {spec.name!r} requires modality {missing[0]!r}, which the dataset lacks "
+                          f"(it has {', '.join(modalities)})")
+    if spec.modalities:
+        unsupported = [name for name in modalities if name not in spec.modalities]
+        if unsupported:
+            raise ConfigError(f"method {spec.name!r} accepts {', '.join(spec.modalities)}; the dataset also has "
+                              f"{', '.join(unsupported)}: choose a dataset with a subset of its modalities")
+    if len(modalities) < spec.min_modalities:
+        raise ConfigError(f"method {spec.name!r} needs at least {spec.min_modalities} modalities; the dataset has "
+                          f"{len(modalities)}")
+    return cls(modalities=modalities, num_classes=num_classes, config=config)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(parameter.numel() for parameter in model.parameters() if parameter.requires_grad)

@@ -1,0 +1,57 @@
+"""Test-only methods for the evaluation engine (registered per test through a temporary dist-info).
+
+`TinyFusion` encodes each modality with its own small CNN and averages the features of the available
+modalities (masked with `torch.where`, so NaN-filled missing inputs never leak); it has the split
+interface. `TinyFusionPlain` is the same network without it, to compare the engine's two paths.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from mmbench.method import SegmentationMethod
+from mmbench.plugins import MethodSpec
+
+SPEC = MethodSpec(name="tiny-fusion", summary="Test-only late fusion by masked feature averaging.", version="1",
+                  target="tiny_methods:TinyFusion", defaults={"width": 8, "kernel": 3})
+PLAIN_SPEC = MethodSpec(name="tiny-fusion-plain", summary="tiny-fusion without the split interface.", version="1",
+                        target="tiny_methods:TinyFusionPlain", defaults={"width": 8, "kernel": 3})
+
+
+class TinyFusion(SegmentationMethod):
+    def __init__(self, modalities, num_classes, config):
+        super().__init__(modalities, num_classes, config)
+        width, kernel = config["width"], config["kernel"]
+        self.encoders = nn.ModuleDict({
+            name: nn.Sequential(nn.Conv2d(channels, width, kernel, padding=kernel // 2), nn.ReLU(),
+                                nn.Conv2d(width, width, kernel, padding=kernel // 2), nn.ReLU())
+            for name, channels in modalities.items()})
+        self.head = nn.Conv2d(width, num_classes, 1)
+
+    def encode(self, name, x):
+        return self.encoders[name](x)
+
+    def decode(self, features, available):
+        total, count = 0, 0
+        for index, name in enumerate(self.modality_names):
+            if name not in features:
+                continue
+            mask = available[:, index].view(-1, 1, 1, 1)
+            total = total + torch.where(mask, features[name], 0.0)
+            count = count + mask.float()
+        return self.head(total / torch.as_tensor(count).clamp_min(1))
+
+    def forward(self, inputs, available):
+        features = {name: self.encode(name, inputs[name]) for name in self.modality_names}
+        return self.decode(features, available)
+
+
+class TinyFusionPlain(TinyFusion):
+    """Without `encode` the engine cannot use the split interface and runs `forward` per scenario."""
+
+    encode = SegmentationMethod.encode
+
+    def forward(self, inputs, available):
+        features = {name: self.encoders[name](inputs[name]) for name in self.modality_names}
+        return self.decode(features, available)
