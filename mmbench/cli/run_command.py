@@ -66,7 +66,7 @@ def show_plan(plan: RunPlan) -> None:
     dataset = plan.dataset
     summary.add_row("dataset", f"{dataset.name}" + (f"  ({dataset.path})" if dataset.path else ""))
     summary.add_row("seed", str(plan.seed))
-    console.print(Panel(summary, title="mmbench run --dry-run", title_align="left"))
+    console.print(Panel(summary, title="dry run: nothing is computed or written", title_align="left"))
     console.print(Syntax(to_yaml(plan.config.data), "yaml", theme="ansi_dark", background_color="default"))
     changed = {key: source for key, source in plan.config.sources.items() if source != "defaults"}
     if changed:
