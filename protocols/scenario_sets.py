@@ -34,34 +34,36 @@ class Full(Protocol):
         return {key: results[0]["metrics"][key] for key in (*METRICS, "kappa")}
 
 
-class Missing1(Protocol):
+class _LeaveOut(Protocol):
+    """Scenarios of one size: missing1 (M − 1 modalities each) and last1 (one modality each)."""
+
+    def scenario_size(self, total: int) -> int:
+        raise NotImplementedError
+
+    def scenarios(self, modalities: Sequence[str], context: Mapping[str, Any]) -> list[Scenario]:
+        if len(modalities) < 2:
+            raise ConfigError(f"protocol {self.name!r} needs a dataset with at least two modalities")
+        return fixed_scenarios(modalities, [self.scenario_size(len(modalities))])
+
+    def aggregate(self, results, modalities, context) -> dict[str, Any]:
+        aggregate = scenario_summary(results)
+        if len(modalities) == 2:
+            aggregate["note"] = "with two modalities, missing1 and last1 evaluate the same scenarios"
+        return aggregate
+
+
+class Missing1(_LeaveOut):
     name = "missing1"
 
-    def scenarios(self, modalities: Sequence[str], context: Mapping[str, Any]) -> list[Scenario]:
-        if len(modalities) < 2:
-            raise ConfigError("protocol 'missing1' needs a dataset with at least two modalities")
-        return fixed_scenarios(modalities, [len(modalities) - 1])
-
-    def aggregate(self, results, modalities, context) -> dict[str, Any]:
-        aggregate = scenario_summary(results)
-        if len(modalities) == 2:
-            aggregate["note"] = "with two modalities, missing1 and last1 evaluate the same scenarios"
-        return aggregate
+    def scenario_size(self, total: int) -> int:
+        return total - 1
 
 
-class Last1(Protocol):
+class Last1(_LeaveOut):
     name = "last1"
 
-    def scenarios(self, modalities: Sequence[str], context: Mapping[str, Any]) -> list[Scenario]:
-        if len(modalities) < 2:
-            raise ConfigError("protocol 'last1' needs a dataset with at least two modalities")
-        return fixed_scenarios(modalities, [1])
-
-    def aggregate(self, results, modalities, context) -> dict[str, Any]:
-        aggregate = scenario_summary(results)
-        if len(modalities) == 2:
-            aggregate["note"] = "with two modalities, missing1 and last1 evaluate the same scenarios"
-        return aggregate
+    def scenario_size(self, total: int) -> int:
+        return 1
 
 
 class Subsets(Protocol):

@@ -14,9 +14,10 @@ import jsonschema
 import numpy as np
 import pytest
 import torch
+from record_helpers import minimal_record
 
 from mmbench.metrics import ConfusionMatrix, compute_metrics, recompute_matches
-from mmbench.records import SCHEMA_VERSION, record_schema, validate_record
+from mmbench.records import record_schema, validate_record
 
 IGNORE = 255
 
@@ -438,23 +439,8 @@ def test_results_validate_against_the_record_schema():
         scenario = json.loads(json.dumps(scenario_with(metrics, cm.as_lists()), allow_nan=False))
         validator.validate(scenario)
 
-    record = {
-        "schema_version": SCHEMA_VERSION,
-        "run_id": "20261121T000000Z-s0-abcdef",
-        "created": "2026-11-21T00:00:00+00:00",
-        "command": "mmbench run m --protocol p",
-        "method": {"name": "m", "version": "1", "params": None},
-        "protocol": {"name": "p", "version": "1"},
-        "dataset": {"name": "d", "path": None, "fingerprint": None},
-        "seed": 0,
-        "config": {"run": {}, "method": {}, "protocol": {}, "dataset": {}},
-        "env": {"python": "3.11", "torch": "2.13.0", "triton": None, "kornia": None, "h5py": None,
-                "cuda": None, "device_name": "cpu", "cpu": "x", "os": "Linux"},
-        "git": {"commit": None, "dirty": None},
-        "scenarios": [scenario_with(compute_metrics(cm.matrix, names(7), ["c0", "c1"]), cm.as_lists())],
-        "aggregate": {},
-        "timing": {"started": "2026-11-21T00:00:00+00:00", "finished": "2026-11-21T00:00:01+00:00", "total_s": 1.0},
-    }
+    record = minimal_record()
+    record["scenarios"] = [scenario_with(compute_metrics(cm.matrix, names(7), ["c0", "c1"]), cm.as_lists())]
     validate_record(record)
     broken = copy.deepcopy(record)
     broken["scenarios"][0]["metrics"]["miou"] = "0.5"
