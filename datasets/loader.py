@@ -78,6 +78,12 @@ class TileDataset(Dataset):
     def __len__(self) -> int:
         return len(self.indices)
 
+    def select(self, positions: slice | Sequence[int]) -> None:
+        """Keep only these positions of the split part (e.g. a smoke run's first tiles, or one rank's shard)."""
+        keep = np.arange(len(self.indices))[positions]
+        self.indices = self.indices[keep]
+        self.tile_ids = [self.tile_ids[int(i)] for i in keep]
+
     def set_epoch(self, epoch: int) -> None:
         """New crops and augmentations each epoch, still reproducible from (seed, epoch)."""
         self.epoch = epoch
@@ -94,9 +100,13 @@ class TileDataset(Dataset):
         return self._store
 
     def __getitem__(self, item: int) -> dict[str, Any]:
+        return self.sample(item, (self.seed, self.epoch, int(self.indices[item])))
+
+    def sample(self, item: int, key: Sequence[int]) -> dict[str, Any]:
+        """The sample at position `item`, its crop and augmentation drawn from `key` (training keys it by
+        (seed, step, slot) so that any step can be reproduced alone, e.g. after a resume)."""
         store = self._open()
         index = int(self.indices[item])
-        key = (self.seed, self.epoch, index)
         window = self._window(np.random.default_rng(list(key)))
         inputs = {name: torch.from_numpy(store.read_modality(name, index, window).astype(np.float32))
                   for name in self.modalities}

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from mmbench.distributed import DistContext
 from mmbench.errors import ConfigError
 from mmbench.method import Features, SegmentationMethod
 from mmbench.metrics import ConfusionMatrix, compute_metrics
@@ -63,6 +64,9 @@ def evaluate(
     device: str = "cpu",
     missing_fill: float = 0.0,
     show_progress: bool = True,
+    part: str | None = None,
+    limit_tiles: int | None = None,
+    dist: DistContext | None = None,
 ) -> EvaluationResult:
     """Evaluate `method` on the protocol's split part of the store under every scenario of `protocol`."""
     from mmbench.datasets.loader import TileDataset
@@ -77,8 +81,14 @@ def evaluate(
     context["modalities"] = list(modalities)
     scenarios = protocol.scenarios(modalities, context)
     config = protocol.config
-    dataset = TileDataset(store_path, split=config["split"], part=config["part"], modalities=modalities,
+    dataset = TileDataset(store_path, split=config["split"], part=part or config["part"], modalities=modalities,
                           label_variant=config["label_variant"])
+    if limit_tiles is not None:
+        dataset.select(slice(0, limit_tiles))
+    total_tiles = len(dataset)
+    dist = dist or DistContext()
+    if dist.enabled:
+        dataset.select(slice(dist.rank, None, dist.world_size))
     matrices = [ConfusionMatrix(len(context["classes"]), context["ignore_index"], device) for _ in scenarios]
     patterns: list[dict[str, int]] = [{} for _ in scenarios]
     runner = _Runner(method, modalities, scenarios, config, device, missing_fill)
@@ -88,6 +98,7 @@ def evaluate(
 
     method.eval()
     done = 0
+    show_progress = show_progress and dist.is_main
     with torch.inference_mode(), progress_bar(f"evaluating {protocol.name}", total=len(dataset)) as advance:
         for batch in loader:
             tiles = [int(i) for i in batch["index"]]
@@ -104,6 +115,14 @@ def evaluate(
             if show_progress:
                 advance(done)
 
+    if dist.enabled:
+        for matrix in matrices:
+            total = dist.all_reduce_sum(matrix.matrix)
+            matrix.reset()
+            matrix.merge(ConfusionMatrix.from_lists(total.tolist(), matrix.ignore_index))
+        gathered: list[list[dict[str, int]]] = [[] for _ in range(dist.world_size)]
+        torch.distributed.all_gather_object(gathered, patterns)
+        patterns = [_merge_counts([rank[position] for rank in gathered]) for position in range(len(scenarios))]
     entries = []
     classes_scored = config.get("classes_scored")
     for scenario, matrix, realised in zip(scenarios, matrices, patterns, strict=True):
@@ -119,7 +138,15 @@ def evaluate(
         entries.append(entry)
     aggregate = protocol.aggregate(entries, modalities, context)
     return EvaluationResult(entries, aggregate, protocol.settings(context), time.perf_counter() - started,
-                            len(dataset))
+                            total_tiles)
+
+
+def _merge_counts(parts: Sequence[Mapping[str, int]]) -> dict[str, int]:
+    merged: dict[str, int] = {}
+    for part in parts:
+        for key, count in part.items():
+            merged[key] = merged.get(key, 0) + count
+    return merged
 
 
 class _Runner:

@@ -15,15 +15,28 @@ once per window and decodes once per scenario, instead of running the whole netw
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from mmbench.errors import ConfigError, PluginError
 from mmbench.plugins import MethodSpec
 
 Features = Any  # a tensor, or a (nested) list/tuple/dict of tensors with the batch on dimension 0
+
+
+@dataclass(frozen=True)
+class TrainStep:
+    """Where a training step is: methods key their own randomness (modality sampling, pixel sampling) on it."""
+
+    step: int
+    micro: int
+    seed: int
+    ignore_index: int
+    num_classes: int
 
 
 class SegmentationMethod(nn.Module):
@@ -50,6 +63,21 @@ class SegmentationMethod(nn.Module):
         modality is missing hold the engine's fill value and must not be used.
         """
         raise NotImplementedError
+
+    def training_loss(self, batch: Mapping[str, Any], info: TrainStep) -> dict[str, torch.Tensor]:
+        """Loss terms of one training batch; "loss" is the total that is optimised, the others are logged.
+
+        The default trains `forward` with pixel cross-entropy on the availability of
+        `training_availability`; methods with several branches or auxiliary losses override it.
+        """
+        available = self.training_availability(batch, info)
+        logits = self(batch["inputs"], available)
+        ce = F.cross_entropy(logits, batch["label"], ignore_index=info.ignore_index)
+        return {"loss": ce, "ce": ce.detach()}
+
+    def training_availability(self, batch: Mapping[str, Any], info: TrainStep) -> torch.Tensor:
+        """Which modalities each training sample gets; default: all (complete data)."""
+        return batch["available"]
 
     @property
     def has_split_interface(self) -> bool:

@@ -75,6 +75,7 @@ class RunRequest:
     config_file: Path | None = None
     overrides: Sequence[str] = ()
     flags: Mapping[str, Any] = field(default_factory=dict)
+    options: Mapping[str, Any] = field(default_factory=dict)  # resume, smoke
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,7 @@ class RunPlan:
     dataset: DatasetRef
     config: ResolvedConfig
     command: str
+    options: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def seed(self) -> int:
@@ -106,7 +108,8 @@ def plan_run(request: RunRequest) -> RunPlan:
         overrides=request.overrides,
         flags=request.flags,
     )
-    return RunPlan(method=method, protocol=protocol, dataset=dataset, config=config, command=request.command)
+    return RunPlan(method=method, protocol=protocol, dataset=dataset, config=config, command=request.command,
+                   options=dict(request.options))
 
 
 def resolve_device(requested: str) -> str:
@@ -158,12 +161,17 @@ class Executor(Protocol):
 
 
 def find_executor(plan: RunPlan) -> Executor:
+    """A method's own `execute(context)`, else the training engine for SegmentationMethod plugins."""
     implementation = plan.method.load()
     if callable(getattr(implementation, "execute", None)):
         return implementation
+    from mmbench.trainer import TrainingExecutor, is_trainable
+
+    if is_trainable(implementation):
+        return TrainingExecutor(plan.options)
     raise NotAvailableError(
-        f"method {plan.method.name!r} relies on mmbench's training engine, which this mmbench "
-        f"({_mmbench_version()}) does not have yet; only methods that define execute(context) can run"
+        f"method {plan.method.name!r}: {plan.method.target} is neither a mmbench.method.SegmentationMethod nor "
+        "defines execute(context); mmbench cannot run it"
     )
 
 
@@ -181,14 +189,42 @@ class StartedRun:
 
 
 def start_run(plan: RunPlan) -> StartedRun:
+    from mmbench.distributed import init_distributed
+
     run_settings = plan.run_settings
     device = resolve_device(run_settings["device"])
+    dist = init_distributed(device)
     created = utc_now()
-    run_id = new_run_id(created, plan.seed)
+    if plan.options.get("resume"):
+        previous = find_resumable_run(plan)
+        run_id = previous.name
+        plan = replace(plan, options={**plan.options, "resume_from": previous})
+    else:
+        run_id = dist.broadcast(new_run_id(created, plan.seed))  # one run directory for all ranks
     path = record_path(run_settings["out"], plan.dataset.name, plan.protocol.name, plan.method.name, run_id)
     seeds = seed_everything(plan.seed, deterministic=bool(run_settings["deterministic"]))
     plan = replace(plan, dataset=plan.dataset.materialize(plan.config.section("dataset")))
     return StartedRun(plan, device, seeds, created, run_id, path, time.perf_counter())
+
+
+def find_resumable_run(plan: RunPlan) -> Path:
+    """The newest unfinished run of the same method, protocol, dataset and resolved config."""
+    run_settings = plan.run_settings
+    root = record_path(run_settings["out"], plan.dataset.name, plan.protocol.name, plan.method.name, "x").parent.parent
+    candidates = sorted((path.parent for path in root.glob("*/last.ckpt")), reverse=True)
+    from mmbench.checkpoint import load_checkpoint
+
+    for candidate in candidates:
+        if (candidate / "result.json").exists():
+            continue
+        if _comparable(load_checkpoint(candidate / "last.ckpt")["config"]) == _comparable(plan.config.data):
+            return candidate
+    raise UserError(f"nothing to resume under {root}: no unfinished run with this exact config; run without --resume")
+
+
+def _comparable(config: Mapping[str, Any]) -> dict[str, Any]:
+    return {section: values for section, values in config.items() if section != "run"} | {
+        "seed": config.get("run", {}).get("seed")}
 
 
 def finish_run(started: StartedRun, outcome: RunOutcome) -> Path:
@@ -204,6 +240,10 @@ def finish_run(started: StartedRun, outcome: RunOutcome) -> Path:
     }
     record = build_record(started.plan, started.run_id, started.created, started.device, started.seeds, outcome,
                           timing)
+    from mmbench.distributed import init_distributed
+
+    if not init_distributed(started.device).is_main:
+        return started.path  # only rank 0 writes files
     return write_record(record, started.path)
 
 

@@ -56,7 +56,7 @@ BROKEN_METHOD = MethodSpec(
 )
 ENGINE_METHOD = MethodSpec(
     name="engine-only",
-    summary="Test-only method that is a plain model class and relies on the training engine.",
+    summary="Test-only method that is a plain class: neither a SegmentationMethod nor an executor.",
     version="0.1",
     target="{package}.impl:PlainModel",
 )

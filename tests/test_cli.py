@@ -228,10 +228,10 @@ def test_internal_errors_exit_1_with_one_line_and_debug_shows_the_traceback(caps
         main([*argv, "--debug"])
 
 
-def test_methods_that_need_the_missing_training_engine_say_so(capsys, tmp_path, dummy_plugin):
+def test_methods_mmbench_cannot_run_say_so(capsys, tmp_path, dummy_plugin):
     code, _, err = cli(capsys, "run", "engine-only", "-p", "dummy-protocol", "-d", "toy", "--out", str(tmp_path))
     assert code == 2
-    assert_one_line_error(err, "method 'engine-only' relies on mmbench's training engine")
+    assert_one_line_error(err, "method 'engine-only'", "is neither a mmbench.method.SegmentationMethod nor defines")
     code, _, err = cli(capsys, "run", "broken-impl", "-p", "dummy-protocol", "-d", "toy", "--out", str(tmp_path))
     assert code == 2
     assert_one_line_error(err, "cannot load its implementation", "ModuleNotFoundError")

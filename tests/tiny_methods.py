@@ -55,3 +55,14 @@ class TinyFusionPlain(TinyFusion):
     def forward(self, inputs, available):
         features = {name: self.encoders[name](inputs[name]) for name in self.modality_names}
         return self.decode(features, available)
+
+
+TRAIN_DEFAULTS = {
+    "iterations": 12, "batch_size": 4, "crop_size": 32, "lr": 0.01, "weight_decay": 0.0, "betas": [0.9, 0.999],
+    "warmup_iterations": 2, "warmup_start_factor": 0.1, "poly_power": 0.9, "min_lr": 0.0, "grad_clip": 1.0,
+    "accumulate": 1, "amp": "off", "val_every": 4, "val_tiles": None, "num_workers": 0, "augment": True,
+    "log_every": 2,
+}
+TRAINABLE_SPEC = MethodSpec(name="tiny-trainable", summary="tiny-fusion with a training recipe.", version="1",
+                            target="tiny_methods:TinyFusion",
+                            defaults={"width": 8, "kernel": 3, "train": TRAIN_DEFAULTS})

@@ -86,6 +86,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("method", metavar="METHOD", help="registered method name (see 'mmbench list methods')")
     _add_run_options(run)
+    run.add_argument("--resume", action="store_true",
+                     help="continue the newest unfinished run with the same config from its last checkpoint")
+    run.add_argument("--smoke", action="store_true",
+                     help="whole pipeline on a tiny slice (3 steps, 2 evaluation tiles); the record says smoke")
+    run.add_argument("--checkpoint", metavar="FILE", help="skip training: evaluate this checkpoint of METHOD")
     run.set_defaults(handler="mmbench.cli.run_command:run")
 
     evaluate = commands.add_parser("eval", help="evaluate a trained checkpoint under a protocol")

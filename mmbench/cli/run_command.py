@@ -24,7 +24,9 @@ def flag_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def make_request(args: argparse.Namespace, method: str) -> RunRequest:
+    options = {key: getattr(args, key, False) for key in ("resume", "smoke")}
     return RunRequest(
+        options=options,
         method=method,
         protocol=args.protocol,
         dataset=args.dataset,
@@ -36,6 +38,14 @@ def make_request(args: argparse.Namespace, method: str) -> RunRequest:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.checkpoint:
+        from mmbench.checkpoint import load_checkpoint
+        from mmbench.errors import UserError
+
+        trained = load_checkpoint(args.checkpoint)["method"]["name"]
+        if trained != args.method:
+            raise UserError(f"checkpoint {args.checkpoint!r} holds method {trained!r}, not {args.method!r}")
+        return evaluate(args)
     plan = plan_run(make_request(args, args.method))
     if args.dry_run:
         show_plan(plan)

@@ -1,0 +1,66 @@
+"""Multi-process training with torch.distributed, launched by torchrun.
+
+A run started by `torchrun --nproc_per_node N -m mmbench run ...` (or `python -m torch.distributed.run`)
+sees WORLD_SIZE/RANK in its environment; everything else runs as one process. gloo is used on CPU,
+nccl on CUDA. Only rank 0 writes files and draws progress; metrics are reduced across ranks.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+
+@dataclass(frozen=True)
+class DistContext:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def barrier(self) -> None:
+        if self.enabled:
+            torch.distributed.barrier()
+
+    def all_reduce_sum(self, tensor: torch.Tensor) -> torch.Tensor:
+        if self.enabled:
+            torch.distributed.all_reduce(tensor, op=torch.distributed.ReduceOp.SUM)
+        return tensor
+
+    def broadcast(self, value: Any) -> Any:
+        """rank 0's value on every rank (any picklable object)."""
+        if not self.enabled:
+            return value
+        payload = [value]
+        torch.distributed.broadcast_object_list(payload, src=0)
+        return payload[0]
+
+
+def init_distributed(device: str) -> DistContext:
+    """Join the process group torchrun prepared, if any; idempotent."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size <= 1:
+        return DistContext()
+    rank = int(os.environ["RANK"])
+    local_rank = int(os.environ.get("LOCAL_RANK", rank))
+    if not torch.distributed.is_initialized():
+        backend = "nccl" if device.startswith("cuda") else "gloo"
+        if backend == "nccl":
+            torch.cuda.set_device(local_rank)
+        torch.distributed.init_process_group(backend=backend)
+    return DistContext(rank=rank, world_size=world_size, local_rank=local_rank)
+
+
+def shutdown_distributed() -> None:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
