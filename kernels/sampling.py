@@ -9,8 +9,9 @@ into blocks or programs, on the order they are visited in, or on anything else t
 logical) and by comparing keys as *signed* int64, which is the order used here.
 
 Everything is vectorised: two sorts (by key, then stably by class) and a rank from the class counts
-replace the usual per-(image, class) loop of `nonzero` and `randperm`. Host synchronisations: one
-to size the quota and one to size the output (which is data-dependent in modes "all" and "drop").
+replace the usual per-(image, class) loop of `nonzero` and `randperm`. Host synchronisations: the
+label-range check, the quota (it needs the number of present classes) and the output size (which is
+data-dependent in modes "all" and "drop"); a fixed number, independent of images and classes.
 """
 
 from __future__ import annotations

@@ -61,6 +61,11 @@ def init_distributed(device: str) -> DistContext:
     return DistContext(rank=rank, world_size=world_size, local_rank=local_rank)
 
 
+def is_main_process() -> bool:
+    """True in a plain run and on rank 0 of a torchrun launch."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def shutdown_distributed() -> None:
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()

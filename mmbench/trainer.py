@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import random
 import signal
 import time
@@ -262,6 +263,7 @@ class Trainer:
                 if state.step % settings["val_every"] == 0 or state.step == total:
                     self._validate(state, log)
                     self._save("last.ckpt", state)
+                _inject_fault(state.step)
         return state
 
     def _train_step(self, step: int) -> dict[str, float]:
@@ -282,7 +284,7 @@ class Trainer:
                 terms = self.wrapped(batch, info)
             for name, value in terms.items():
                 if not bool(torch.isfinite(value.detach())):
-                    raise TrainingDiverged(f"loss term {name!r} is {float(value)} at step {step + 1}; lower "
+                    raise TrainingDiverged(f"loss term {name!r} is {float(value.detach())} at step {step + 1}; lower "
                                            "method.train.lr or check the data ('mmbench data verify'); the last good "
                                            f"checkpoint is {self.run_dir / 'last.ckpt'}")
             loss = terms["loss"] / accumulate
@@ -333,6 +335,15 @@ class Trainer:
         if score is not None and (state.best_score is None or score > state.best_score):
             state.best_score, state.best_step = score, state.step
             self._save("best.ckpt", state)
+
+
+def _inject_fault(step: int) -> None:
+    """Test hooks (environment variables, never set in normal use): a real SIGKILL or SIGINT of this
+    process right after `step`, to test resuming and Ctrl-C handling end to end."""
+    for variable, signum in (("MMBENCH_TEST_KILL_AT_STEP", signal.SIGKILL),
+                             ("MMBENCH_TEST_INTERRUPT_AT_STEP", signal.SIGINT)):
+        if os.environ.get(variable) == str(step):
+            os.kill(os.getpid(), signum)
 
 
 class _LossModule(torch.nn.Module):

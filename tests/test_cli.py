@@ -69,7 +69,7 @@ def test_bad_arguments_exit_2_with_one_line(capsys, argv, fragments):
 def test_list_shows_builtins_and_says_when_a_registry_is_empty(capsys):
     code, out, _ = cli(capsys, "list")
     assert code == 0
-    assert "Methods: none registered" in out
+    assert "stars" in out and "https://arxiv.org/abs/2601.17342" in out
     assert "synthetic" in out and "optical, dsm, sar" in out and "mmbench 0.1.0" in out
     for protocol in ("full", "missing1", "last1", "subsets", "random-drop", "pixel-drop", "minority"):
         assert protocol in out

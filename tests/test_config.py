@@ -100,6 +100,13 @@ def test_types_are_checked_against_the_defaults_not_the_current_value(tmp_path):
     assert resolve(path, overrides=["method.pretrained=3"]).get("method.pretrained") == 3
 
 
+def test_only_true_and_false_are_booleans():
+    assert parse_override("method.amp=off") == ("method.amp", "off")
+    assert parse_override("method.flag=yes") == ("method.flag", "yes")
+    assert parse_override("method.flag=True") == ("method.flag", True)
+    assert parse_override("method.flag=false") == ("method.flag", False)
+
+
 def test_scientific_notation_is_a_float_not_a_string():
     # PyYAML reads '1e-3' as a string; the config loader must not.
     assert parse_override("method.lr=1e-3") == ("method.lr", 0.001)

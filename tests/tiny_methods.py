@@ -66,3 +66,19 @@ TRAIN_DEFAULTS = {
 TRAINABLE_SPEC = MethodSpec(name="tiny-trainable", summary="tiny-fusion with a training recipe.", version="1",
                             target="tiny_methods:TinyFusion",
                             defaults={"width": 8, "kernel": 3, "train": TRAIN_DEFAULTS})
+
+
+class TinyDiverging(TinyFusion):
+    """Its loss turns NaN at the step named by its config, to test divergence handling."""
+
+    def training_loss(self, batch, info):
+        terms = super().training_loss(batch, info)
+        if info.step + 1 >= self.config["nan_at_step"]:
+            terms["ce"] = terms["loss"] * float("nan")
+            terms["loss"] = terms["ce"]
+        return terms
+
+
+DIVERGING_SPEC = MethodSpec(name="tiny-diverging", summary="Test-only: the loss becomes NaN.", version="1",
+                            target="tiny_methods:TinyDiverging",
+                            defaults={"width": 8, "kernel": 3, "nan_at_step": 3, "train": TRAIN_DEFAULTS})

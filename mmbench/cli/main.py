@@ -173,8 +173,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         sys.stderr.write(f"mmbench {args.command}: error: {_one_line(exc)}\n")
         return exc.exit_code
-    except KeyboardInterrupt:
-        sys.stderr.write(f"mmbench {args.command}: interrupted\n")
+    except KeyboardInterrupt as exc:
+        detail = f": {exc}" if str(exc) else ""
+        sys.stderr.write(f"mmbench {args.command}: interrupted{detail}\n")
         return 130
     except Exception as exc:  # the internal-error contract: one line, exit 1, traceback on --debug
         if debug:

@@ -50,8 +50,14 @@ def run(args: argparse.Namespace) -> int:
     if args.dry_run:
         show_plan(plan)
         return 0
-    path = execute_run(plan)
-    show_result(path)
+    from mmbench.distributed import is_main_process, shutdown_distributed
+
+    try:
+        path = execute_run(plan)
+    finally:
+        shutdown_distributed()
+    if is_main_process():
+        show_result(path)
     return 0
 
 
