@@ -16,12 +16,32 @@ def compute_dtype(*tensors: Tensor) -> torch.dtype:
     return torch.float64 if any(t.dtype == torch.float64 for t in tensors) else torch.float32
 
 
-def _direction_loss(logits: Tensor, positives: Tensor) -> Tensor:
-    """-(1/N) sum_i mean_{p in P(i)} log softmax(logits[i])[p]; P(i) always holds i, so no division by 0."""
-    log_prob = logits - torch.logsumexp(logits, dim=1, keepdim=True)
-    weights = positives.to(logits.dtype)
-    per_anchor = (log_prob * weights).sum(dim=1) / weights.sum(dim=1)
-    return -per_anchor.mean()
+def _direction_loss(log_normaliser: Tensor, queries: Tensor, class_key_sums: Tensor, inverse: Tensor,
+                    counts: Tensor, scale: float) -> Tensor:
+    """-(1/N) sum_i [ mean_{p in P(i)} logits[i, p] - logsumexp_k logits[i, k] ].
+
+    The positive mean needs no N x N mask: sum_{p in P(i)} q_i . k_p = q_i . (sum of the keys of class y_i),
+    so only the log-sum-exp touches the N x N logits (P(i) always holds i: counts are >= 1).
+    """
+    positive_mean = (queries * class_key_sums[inverse]).sum(dim=1) * scale / counts[inverse]
+    return (log_normaliser - positive_mean).mean()
+
+
+# exp(x - max) stays a normal fp32 number for x - max > -87; a margin keeps the shared-shift trick exact.
+_SHARED_EXP_SPAN = 60.0
+
+
+def _row_and_column_logsumexp(logits: Tensor) -> tuple[Tensor, Tensor]:
+    """Both directions' log-sum-exps from one exp of the N x N logits (exp dominates this op on CPU).
+
+    With one global shift both sums are exact while the logits span less than ~60 (unit vectors at
+    tau >= 0.04 span at most 2/tau = 50); otherwise fall back to two stable logsumexps.
+    """
+    top = logits.detach().max()
+    if float(top - logits.detach().min()) > _SHARED_EXP_SPAN:
+        return torch.logsumexp(logits, dim=1), torch.logsumexp(logits, dim=0)
+    exponentials = torch.exp(logits - top)
+    return exponentials.sum(dim=1).log() + top, exponentials.sum(dim=0).log() + top
 
 
 def cross_modal_infonce_torch(
@@ -32,12 +52,17 @@ def cross_modal_infonce_torch(
     a, b = z_a.to(dtype), z_b.to(dtype)
     if a.shape[0] == 0:
         return (a.sum() + b.sum()) * 0.0  # a zero that stays in the graph, so callers can always add it
-    positives = labels.unsqueeze(1) == labels.unsqueeze(0)  # symmetric, so it serves both directions
+    _, inverse, counts = torch.unique(labels, return_inverse=True, return_counts=True)
+    counts = counts.to(dtype)
     scale = 1.0 / temperature
-    if stop_grad_keys:
-        logits_ab = (a @ b.detach().T) * scale
-        logits_ba = (b @ a.detach().T) * scale
-    else:
-        logits_ab = (a @ b.T) * scale
-        logits_ba = logits_ab.T
-    return 0.5 * (_direction_loss(logits_ab, positives) + _direction_loss(logits_ba, positives))
+    keys_b = b.detach() if stop_grad_keys else b
+    keys_a = a.detach() if stop_grad_keys else a
+    sums_b = torch.zeros(counts.shape[0], b.shape[1], dtype=dtype, device=b.device).index_add(0, inverse, keys_b)
+    sums_a = torch.zeros(counts.shape[0], a.shape[1], dtype=dtype, device=a.device).index_add(0, inverse, keys_a)
+    if stop_grad_keys:  # the two directions differ in what is detached: two logits matrices
+        normaliser_ab = torch.logsumexp((a @ keys_b.T) * scale, dim=1)
+        normaliser_ba = torch.logsumexp((b @ keys_a.T) * scale, dim=1)
+    else:  # logits_ba = logits_ab.T: rows give A->B, columns give B->A
+        normaliser_ab, normaliser_ba = _row_and_column_logsumexp((a @ b.T) * scale)
+    return 0.5 * (_direction_loss(normaliser_ab, a, sums_b, inverse, counts, scale)
+                  + _direction_loss(normaliser_ba, b, sums_a, inverse, counts, scale))
