@@ -198,8 +198,9 @@ class Trainer:
             state = self._restore(Path(resume_from) / "last.ckpt")
         if self.dist.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-        log = _JsonLog(self.run_dir / "train_log.jsonl", enabled=self.dist.is_main, append=resume_from is not None)
-        started = time.perf_counter()
+        log = _JsonLog(self.run_dir / "train_log.jsonl", enabled=self.dist.is_main,
+                       resume_step=state.step if resume_from is not None else None)
+        started, start_step = time.perf_counter(), state.step
         previous_handler = signal.getsignal(signal.SIGINT)
         signal.signal(signal.SIGINT, self._on_interrupt)
         try:
@@ -227,7 +228,7 @@ class Trainer:
             scenarios=result.scenarios, aggregate=result.aggregate, params=count_parameters(self.model),
             protocol_settings=result.settings,
             timing={"train_s": round(train_seconds, 3), "eval_s": round(result.seconds, 3),
-                    "steps_per_s": round(self.settings["iterations"] / max(train_seconds, 1e-9), 4)},
+                    "steps_per_s": round((state.step - start_step) / max(train_seconds, 1e-9), 4)},
             smoke=self.smoke,
             checkpoint={"path": str(best.resolve()), "sha256": file_sha256(best), "selected_step": state.best_step,
                         "selection": "best mean mIoU over the protocol's scenarios on the validation part",
@@ -360,11 +361,17 @@ class _LossModule(torch.nn.Module):
 class _JsonLog:
     """The JSON-lines training log beside the record (rank 0 only)."""
 
-    def __init__(self, path: Path, enabled: bool, append: bool) -> None:
+    def __init__(self, path: Path, enabled: bool, resume_step: int | None) -> None:
         self.path, self.enabled = path, enabled
-        if enabled and not append:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text("")
+        if not enabled:
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        kept = ""
+        if resume_step is not None and path.exists():
+            # Entries written after the checkpoint we resume from will be written again: drop them.
+            lines = path.read_text().splitlines()
+            kept = "".join(line + "\n" for line in lines if json.loads(line).get("step", 0) <= resume_step)
+        path.write_text(kept)
 
     def write(self, entry: Mapping[str, Any]) -> None:
         if self.enabled:

@@ -81,6 +81,9 @@ def test_a_killed_run_resumes_to_exactly_the_uninterrupted_numbers(tmp_path, sto
     assert resumed.returncode == 0, resumed.stderr
     (path,) = records(tmp_path / "runs")
     assert path.parent == run_dir
+    logged = [json.loads(line) for line in (run_dir / "train_log.jsonl").read_text().splitlines()]
+    train_steps = [entry["step"] for entry in logged if entry["event"] == "train"]
+    assert train_steps == list(range(2, 17, 2)), "the resumed log must not repeat steps"
     uninterrupted = subprocess_run(run_args(store, tmp_path / "straight", "--set", "method.train.iterations=16"))
     assert uninterrupted.returncode == 0, uninterrupted.stderr
     a, b = read_record(path), read_record(records(tmp_path / "straight")[0])
