@@ -5,9 +5,8 @@
 2. `execute_run` seeds every random source, hands a `RunContext` to the method's executor, and turns
    the `RunOutcome` it returns into a validated record written atomically.
 
-The executor is the method implementation's `execute(context)` when it defines one. The generic
-training and evaluation engine that will drive plain `torch.nn.Module` methods is not built yet; until
-it is, a method without its own `execute` is reported as such instead of pretending to run.
+The executor is the method implementation's `execute(context)` when it defines one, else the training
+engine (`mmbench.trainer`) for `SegmentationMethod` plugins.
 """
 
 from __future__ import annotations
@@ -300,8 +299,3 @@ def build_record(
         "timing": dict(timing),
     }
 
-
-def _mmbench_version() -> str:
-    from mmbench import __version__
-
-    return __version__
