@@ -104,6 +104,19 @@ def pct(value: float | None) -> str:
     return "–" if value is None else f"{100 * value:.1f}"
 
 
+def copy_records(results: dict[str, dict], doc: Path) -> None:
+    """Keep the records with the page, so that the table can be checked (and leaderboards built) from the repo."""
+    folder = doc.parent / "records" / doc.stem
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, result in results.items():
+        slug = name.split(" (")[0].replace(" ", "-").lower()
+        for protocol in ("last1", "minority"):
+            record = {key: value for key, value in result[protocol].items() if key != "_path"}
+            target = folder / f"{slug}-{protocol}.json"
+            target.write_text(json.dumps(record, indent=2) + "\n")
+            result[protocol]["_copy"] = str(target.relative_to(doc.parent))
+
+
 def write_doc(results: dict[str, dict], cost: dict[str, float], doc: Path, command: str) -> None:
     scenarios = [s["name"] for s in next(iter(results.values()))["last1"]["scenarios"]]
     lines = [
@@ -144,7 +157,8 @@ def write_doc(results: dict[str, dict], cost: dict[str, float], doc: Path, comma
         f"| class-balanced sampling + InfoNCE alone (3 pairs, forward + backward) | "
         f"{cost['sampling_and_loss_s'] * 1000:.1f} ms = {100 * cost['sampling_and_loss_share']:.1f} % of the step |",
         "",
-        "Records: " + ", ".join(f"`{r['last1']['_path']}`" for r in results.values()),
+        "Records (copied next to this page): "
+        + ", ".join(f"`{r['last1']['_copy']}`, `{r['minority']['_copy']}`" for r in results.values()),
     ]
     doc.parent.mkdir(parents=True, exist_ok=True)
     doc.write_text("\n".join(lines) + "\n")
@@ -160,6 +174,7 @@ def main() -> None:
     common = [item for override in args.overrides for item in ("--set", override)]
     command = "python benchmarks/stars_ablation.py " + " ".join(sys.argv[1:])
     results = {name: run_variant(name, extra, Path(args.out), args.seed, common) for name, extra in VARIANTS.items()}
+    copy_records(results, Path(args.doc))
     write_doc(results, psa_cost(), Path(args.doc), command.strip())
     print(Path(args.doc).read_text())
 
