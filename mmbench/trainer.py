@@ -18,7 +18,7 @@ import os
 import random
 import signal
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -246,6 +246,7 @@ class Trainer:
         total = settings["iterations"]
         self.model.train()
         window_start, window_steps = time.perf_counter(), 0
+        self._micro_batches = self._batches(state.step)
         with progress_bar(f"training {self.plan.method.name}", total=total) as advance:
             while state.step < total and not self.interrupted:
                 terms = self._train_step(state.step)
@@ -268,12 +269,13 @@ class Trainer:
         return state
 
     def _train_step(self, step: int) -> dict[str, float]:
+        """One optimiser step over `accumulate` micro-batches (each a pure function of (seed, step, micro))."""
         settings = self.settings
         accumulate = settings["accumulate"]
         self.optimizer.zero_grad(set_to_none=True)
         totals: dict[str, float] = {}
         for micro in range(accumulate):
-            batch = self._batch(step, micro)
+            batch = next(self._micro_batches)
             amp_dtype = self._amp_dtype()
             autocast = torch.autocast("cuda", dtype=amp_dtype) if amp_dtype is not None else nullcontext()
             sync = nullcontext()
@@ -307,19 +309,19 @@ class Trainer:
             totals = dict(zip(totals, (reduced / self.dist.world_size).tolist(), strict=True))
         return totals
 
-    def _batch(self, step: int, micro: int) -> dict[str, Any]:
-        """The samples of one step: tiles and crops are functions of (seed, step, micro, slot) alone."""
-        size = self.settings["batch_size"]
-        rng = np.random.default_rng([self.seed, step, micro])
-        positions = rng.integers(0, len(self.train_data), size=size)
-        slots = range(self.dist.rank, size, self.dist.world_size)
-        samples = [self.train_data.sample(int(positions[slot]), (self.seed, step, micro, slot)) for slot in slots]
-        batch = torch.utils.data.default_collate(samples)
-        batch["inputs"] = {name: tensor.to(self.device, non_blocking=True) for name, tensor in batch["inputs"].items()}
-        batch["label"] = batch["label"].to(self.device, non_blocking=True)
-        batch["available"] = batch["available"].to(self.device)
-        batch["slots"] = torch.tensor(list(slots))
-        return batch
+    def _batches(self, start_step: int) -> Iterator[dict[str, Any]]:
+        """Micro-batches from `start_step` on, loaded by `num_workers` DataLoader workers (0: in this process)."""
+        settings = self.settings
+        samples = _StepSamples(self.train_data, self.seed, settings["batch_size"])
+        order = _StepOrder(start_step, settings["iterations"], settings["accumulate"], settings["batch_size"],
+                           self.dist)
+        loader = torch.utils.data.DataLoader(samples, batch_sampler=order, num_workers=settings["num_workers"],
+                                             pin_memory=self.device.startswith("cuda"))
+        for batch in loader:
+            batch["inputs"] = {name: t.to(self.device, non_blocking=True) for name, t in batch["inputs"].items()}
+            batch["label"] = batch["label"].to(self.device, non_blocking=True)
+            batch["available"] = batch["available"].to(self.device)
+            yield batch
 
     def _validate(self, state: TrainState, log: _JsonLog) -> None:
         from mmbench.evaluation import evaluate
@@ -345,6 +347,39 @@ def _inject_fault(step: int) -> None:
                              ("MMBENCH_TEST_INTERRUPT_AT_STEP", signal.SIGINT)):
         if os.environ.get(variable) == str(step):
             os.kill(os.getpid(), signum)
+
+
+class _StepSamples(torch.utils.data.Dataset):
+    """Sample (step, micro, slot) of training: which tile and which crop/augmentation depend on nothing else."""
+
+    def __init__(self, data: Any, seed: int, batch_size: int) -> None:
+        self.data, self.seed, self.batch_size = data, seed, batch_size
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, key: tuple[int, int, int]) -> dict[str, Any]:
+        step, micro, slot = key
+        positions = np.random.default_rng([self.seed, step, micro]).integers(0, len(self.data), size=self.batch_size)
+        sample = self.data.sample(int(positions[slot]), (self.seed, step, micro, slot))
+        sample["slots"] = slot
+        return sample
+
+
+class _StepOrder(torch.utils.data.Sampler):
+    """Batches of keys: this rank's slots of every micro-batch of every step from `start` on."""
+
+    def __init__(self, start: int, total: int, accumulate: int, batch_size: int, dist: DistContext) -> None:
+        self.start, self.total, self.accumulate = start, total, accumulate
+        self.slots = list(range(dist.rank, batch_size, dist.world_size))
+
+    def __len__(self) -> int:
+        return (self.total - self.start) * self.accumulate
+
+    def __iter__(self) -> Iterator[list[tuple[int, int, int]]]:
+        for step in range(self.start, self.total):
+            for micro in range(self.accumulate):
+                yield [(step, micro, slot) for slot in self.slots]
 
 
 class _LossModule(torch.nn.Module):

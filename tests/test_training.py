@@ -71,6 +71,17 @@ def test_the_same_seed_trains_to_the_same_numbers(capsys, tmp_path, store, tiny_
     assert matrices(read_record(records(tmp_path / "c")[0])) != matrices(first)
 
 
+def test_data_loader_workers_do_not_change_the_numbers(capsys, tmp_path, store, tiny_methods):
+    assert cli(capsys, *run_args(store, tmp_path / "zero"))[0] == 0
+    assert cli(capsys, *run_args(store, tmp_path / "two", "--set", "method.train.num_workers=2",
+                                 "--set", "method.train.accumulate=2", "--set", "method.train.batch_size=2"))[0] == 0
+    assert cli(capsys, *run_args(store, tmp_path / "acc", "--set", "method.train.accumulate=2",
+                                 "--set", "method.train.batch_size=2"))[0] == 0
+    workers, single = (read_record(records(tmp_path / name)[0]) for name in ("two", "acc"))
+    assert matrices(workers) == matrices(single)
+    assert workers["method"]["checkpoint"]["effective_batch_size"] == 4
+
+
 def test_a_killed_run_resumes_to_exactly_the_uninterrupted_numbers(tmp_path, store, tiny_methods):
     args = run_args(store, tmp_path / "runs", "--set", "method.train.iterations=16")
     killed = subprocess_run(args, {"MMBENCH_TEST_KILL_AT_STEP": "9"})
