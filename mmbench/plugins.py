@@ -135,7 +135,7 @@ class MethodSpec(PluginSpec):
         """For tables: accepted modalities, required ones marked."""
         names = self.modalities or self.required_modalities
         if not names:
-            return "any"
+            return "any" if self.min_modalities == 1 else f"any (at least {self.min_modalities})"
         return ", ".join(f"{m} (required)" if m in self.required_modalities else m for m in names)
 
     def metadata(self) -> dict[str, Any]:
