@@ -84,9 +84,6 @@ class SegmentationMethod(nn.Module):
         cls = type(self)
         return cls.encode is not SegmentationMethod.encode and cls.decode is not SegmentationMethod.decode
 
-    def available_index(self, name: str) -> int:
-        return self.modality_names.index(name)
-
 
 def build_method(spec: MethodSpec, modalities: Mapping[str, int], num_classes: int,
                  config: Mapping[str, Any]) -> SegmentationMethod:

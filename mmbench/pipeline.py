@@ -231,6 +231,10 @@ def finish_run(started: StartedRun, outcome: RunOutcome) -> Path:
     if not isinstance(outcome, RunOutcome):
         raise TypeError(f"method {started.plan.method.name!r}: execute() returned {type(outcome).__name__}, "
                         "expected a RunOutcome")
+    from mmbench.distributed import init_distributed
+
+    if not init_distributed(started.device).is_main:
+        return started.path  # only rank 0 builds and writes the record
     timing = {
         "started": isoformat(started.created),
         "finished": isoformat(utc_now()),
@@ -239,10 +243,6 @@ def finish_run(started: StartedRun, outcome: RunOutcome) -> Path:
     }
     record = build_record(started.plan, started.run_id, started.created, started.device, started.seeds, outcome,
                           timing)
-    from mmbench.distributed import init_distributed
-
-    if not init_distributed(started.device).is_main:
-        return started.path  # only rank 0 writes files
     return write_record(record, started.path)
 
 

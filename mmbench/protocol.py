@@ -156,7 +156,3 @@ class Protocol:
             "missing_input_fill": "zeros (normalised space, i.e. the training mean)",
         })
         return settings
-
-
-def mean_metric(results: Sequence[Mapping[str, Any]], key: str = "miou") -> dict[str, float | None]:
-    return summary([entry["metrics"][key] for entry in results])
