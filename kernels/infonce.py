@@ -7,6 +7,8 @@ lets autograd derive the backward. It is the numerical contract for a later fuse
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor
 
@@ -44,10 +46,24 @@ def _row_and_column_logsumexp(logits: Tensor) -> tuple[Tensor, Tensor]:
     return exponentials.sum(dim=1).log() + top, exponentials.sum(dim=0).log() + top
 
 
-def cross_modal_infonce_torch(
-    z_a: Tensor, z_b: Tensor, labels: Tensor, temperature: float = 0.1, *, stop_grad_keys: bool = False
-) -> Tensor:
-    """PyTorch reference of `mmbench.kernels.psa.cross_modal_infonce` (arguments already validated)."""
+LogNormalisers = Callable[[Tensor, Tensor, float, bool], tuple[Tensor, Tensor]]
+
+
+def torch_log_normalisers(a: Tensor, b: Tensor, scale: float, stop_grad_keys: bool) -> tuple[Tensor, Tensor]:
+    """Row log-sum-exps of the A->B logits (a @ b.T) and of the B->A logits (b @ a.T), materialised."""
+    if stop_grad_keys:  # the two directions differ in what is detached: two logits matrices
+        return (torch.logsumexp((a @ b.detach().T) * scale, dim=1),
+                torch.logsumexp((b @ a.detach().T) * scale, dim=1))
+    return _row_and_column_logsumexp((a @ b.T) * scale)  # logits_ba = logits_ab.T: rows A->B, columns B->A
+
+
+def supervised_infonce(z_a: Tensor, z_b: Tensor, labels: Tensor, temperature: float, stop_grad_keys: bool,
+                       log_normalisers: LogNormalisers) -> Tensor:
+    """The loss around its only N x N part, the log-normalisers, which each backend computes its own way.
+
+    The normalisers receive the inputs in their own dtype (a fused kernel upcasts on load and saves
+    the copy); everything else is O(N d) work in the compute dtype.
+    """
     dtype = compute_dtype(z_a, z_b)
     a, b = z_a.to(dtype), z_b.to(dtype)
     if a.shape[0] == 0:
@@ -59,10 +75,18 @@ def cross_modal_infonce_torch(
     keys_a = a.detach() if stop_grad_keys else a
     sums_b = torch.zeros(counts.shape[0], b.shape[1], dtype=dtype, device=b.device).index_add(0, inverse, keys_b)
     sums_a = torch.zeros(counts.shape[0], a.shape[1], dtype=dtype, device=a.device).index_add(0, inverse, keys_a)
-    if stop_grad_keys:  # the two directions differ in what is detached: two logits matrices
-        normaliser_ab = torch.logsumexp((a @ keys_b.T) * scale, dim=1)
-        normaliser_ba = torch.logsumexp((b @ keys_a.T) * scale, dim=1)
-    else:  # logits_ba = logits_ab.T: rows give A->B, columns give B->A
-        normaliser_ab, normaliser_ba = _row_and_column_logsumexp((a @ b.T) * scale)
-    return 0.5 * (_direction_loss(normaliser_ab, a, sums_b, inverse, counts, scale)
-                  + _direction_loss(normaliser_ba, b, sums_a, inverse, counts, scale))
+    normaliser_ab, normaliser_ba = log_normalisers(z_a, z_b, scale, stop_grad_keys)
+    return 0.5 * (_direction_loss(normaliser_ab.to(dtype), a, sums_b, inverse, counts, scale)
+                  + _direction_loss(normaliser_ba.to(dtype), b, sums_a, inverse, counts, scale))
+
+
+def _upcast_log_normalisers(z_a: Tensor, z_b: Tensor, scale: float, stop_grad_keys: bool) -> tuple[Tensor, Tensor]:
+    dtype = compute_dtype(z_a, z_b)
+    return torch_log_normalisers(z_a.to(dtype), z_b.to(dtype), scale, stop_grad_keys)
+
+
+def cross_modal_infonce_torch(
+    z_a: Tensor, z_b: Tensor, labels: Tensor, temperature: float = 0.1, *, stop_grad_keys: bool = False
+) -> Tensor:
+    """PyTorch reference of `mmbench.kernels.psa.cross_modal_infonce` (arguments already validated)."""
+    return supervised_infonce(z_a, z_b, labels, temperature, stop_grad_keys, _upcast_log_normalisers)

@@ -1,14 +1,16 @@
 """PSA (Pixel-level Semantic sampling Alignment) operators: the calls the STARS method makes.
 
 Each public function validates its arguments once and then runs the implementation that
-`backend` selects. Implementations live in a small table, so the later Triton kernels plug in with
-`register_implementation("class_balanced_sample", "triton", fn)` and "auto" starts using them for
-CUDA tensors, with no change to callers. A Triton sampler must return exactly what the reference
-returns (same keys, same order); a Triton loss must match it to floating-point tolerance.
+`backend` selects: "torch" (the PyTorch references in `sampling.py` / `infonce.py`), "triton" (the
+kernels in `*_triton.py`, imported on first use) or "auto" (Triton for CUDA tensors, the reference
+otherwise). The Triton sampler returns exactly what the reference returns (same keys, same order);
+the Triton gather is exact; the Triton loss matches to floating-point tolerance. Third parties can
+swap an implementation with `register_implementation`.
 """
 
 from __future__ import annotations
 
+import importlib
 import math
 from collections.abc import Callable
 
@@ -20,7 +22,7 @@ from .sampling import (
     MODES,
     class_balanced_sample_torch,
     counter_keys,
-    gather_pixels,
+    gather_pixels_torch,
     mix64,
     naive_class_balanced_sample,
     pixel_keys,
@@ -28,11 +30,11 @@ from .sampling import (
     select_class_balanced,
     validate_sample_args,
 )
+from .triton_runtime import triton_available
 
 __all__ = [
     "BACKENDS",
     "MODES",
-    "TRITON_NOT_BUILT",
     "class_balanced_sample",
     "counter_keys",
     "cross_modal_infonce",
@@ -47,31 +49,45 @@ __all__ = [
 ]
 
 BACKENDS = ("auto", "torch", "triton")
-TRITON_NOT_BUILT = "the Triton kernels are not built yet; use backend='torch'"
 
+# The Triton modules import triton at module level, so they are imported only when first chosen.
+_TRITON_MODULES = {
+    "class_balanced_sample": "mmbench.kernels.sampling_triton:class_balanced_sample_triton",
+    "cross_modal_infonce": "mmbench.kernels.infonce_triton:cross_modal_infonce_triton",
+    "gather_pixels": "mmbench.kernels.gather_triton:gather_pixels_triton",
+}
 _IMPLEMENTATIONS: dict[str, dict[str, Callable[..., object]]] = {
     "class_balanced_sample": {"torch": class_balanced_sample_torch},
     "cross_modal_infonce": {"torch": cross_modal_infonce_torch},
+    "gather_pixels": {"torch": gather_pixels_torch},
 }
 
 
 def register_implementation(op: str, backend: str, fn: Callable[..., object]) -> None:
-    """Install `fn` as `op`'s implementation for `backend` (how the Triton module will plug in)."""
+    """Install `fn` as `op`'s implementation for `backend` (replaces the built-in one)."""
     if op not in _IMPLEMENTATIONS or backend not in BACKENDS or backend == "auto":
         raise ValueError(f"unknown op/backend {op!r}/{backend!r}")
     _IMPLEMENTATIONS[op][backend] = fn
 
 
+def _load_triton(op: str) -> Callable[..., object]:
+    if "triton" not in _IMPLEMENTATIONS[op]:
+        if not triton_available():
+            raise RuntimeError(f"backend='triton' for {op} needs the triton package (Linux); use backend='torch'")
+        module_name, _, attribute = _TRITON_MODULES[op].partition(":")
+        _IMPLEMENTATIONS[op]["triton"] = getattr(importlib.import_module(module_name), attribute)
+    return _IMPLEMENTATIONS[op]["triton"]
+
+
 def resolve_backend(op: str, backend: str, device: torch.device) -> Callable[..., object]:
-    """The implementation of `op` that `backend` names; "auto" prefers Triton on CUDA once it exists."""
+    """The implementation of `op` that `backend` names; "auto" is Triton for CUDA tensors, else the reference."""
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
-    implementations = _IMPLEMENTATIONS[op]
     if backend == "auto":
-        backend = "triton" if device.type == "cuda" and "triton" in implementations else "torch"
-    if backend not in implementations:
-        raise NotImplementedError(TRITON_NOT_BUILT)
-    return implementations[backend]
+        backend = "triton" if device.type == "cuda" and triton_available() else "torch"
+    if backend == "triton":
+        return _load_triton(op)
+    return _IMPLEMENTATIONS[op][backend]
 
 
 def class_balanced_sample(
@@ -145,3 +161,18 @@ def cross_modal_infonce(
     _validate_infonce_args(z_a, z_b, labels, temperature)
     implementation = resolve_backend("cross_modal_infonce", backend, z_a.device)
     return implementation(z_a, z_b, labels, float(temperature), stop_grad_keys=stop_grad_keys)  # type: ignore[return-value]
+
+
+def gather_pixels(features: Tensor, indices: Tensor, *, backend: str = "auto") -> Tensor:
+    """Rows of channels-last `features` (..., C) at flat pixel `indices`: (N, C), differentiable.
+
+    Repeated indices (mode "replace") add their gradients. NCHW features are passed as
+    `x.permute(0, 2, 3, 1)`: the reference copies that view once; the Triton kernel reads it in
+    place through its strides. Both backward passes are deterministic.
+    """
+    if features.ndim < 1:
+        raise ValueError("features must have a trailing channel dimension")
+    if indices.ndim != 1 or indices.dtype.is_floating_point or indices.dtype == torch.bool:
+        raise ValueError(f"indices must be a 1-D integer tensor, got {tuple(indices.shape)} {indices.dtype}")
+    implementation = resolve_backend("gather_pixels", backend, features.device)
+    return implementation(features, indices)  # type: ignore[return-value]

@@ -78,7 +78,7 @@ def pixel_keys(num_pixels: int, seed: int, device: torch.device | str | None = N
     return counter_keys(torch.arange(num_pixels, dtype=torch.int64, device=device), seed)
 
 
-def _empty(device: torch.device) -> tuple[Tensor, Tensor]:
+def empty_sample(device: torch.device) -> tuple[Tensor, Tensor]:
     empty = torch.empty(0, dtype=torch.int64, device=device)
     return empty, empty.clone()
 
@@ -105,7 +105,7 @@ def validate_sample_args(
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
 
 
-def _check_label_range(flat: Tensor, valid: Tensor, num_classes: int, ignore_index: int) -> None:
+def check_label_range(flat: Tensor, valid: Tensor, num_classes: int, ignore_index: int) -> None:
     """Labels other than `ignore_index` must be class ids; a stray value is a data bug, not a class."""
     bad = valid & ((flat < 0) | (flat >= num_classes))
     if bool(bad.any()):
@@ -132,10 +132,23 @@ def _group_by_class(bucket: Tensor, keys: Tensor, num_buckets: int) -> tuple[Ten
     return order, rank, starts, sizes
 
 
-def _canonical(positions: Tensor, classes: Tensor, num_positions: int) -> tuple[Tensor, Tensor]:
+def canonical_order(positions: Tensor, classes: Tensor, num_positions: int) -> tuple[Tensor, Tensor]:
     """Sort by (class, position) so that equal samples always come out as equal tensors."""
     order = torch.argsort(classes * num_positions + positions, stable=True)
     return positions[order], classes[order]
+
+
+def replacement_ranks(classes: Tensor, sizes: Tensor, k: int, seed: int) -> Tensor:
+    """(len(classes), k) ranks into each class's key-sorted pixels for mode "replace".
+
+    A class with n_c >= k takes ranks 0..k-1 (its k smallest keys); a smaller one draws k ranks in
+    [0, n_c) i.i.d. from counter keys of (class << 32 | slot), so the draw is layout-free as well.
+    """
+    slots = torch.arange(k, device=classes.device)
+    size = sizes.long().unsqueeze(1)
+    counters = (classes.long().unsqueeze(1) << 32) | slots
+    draws = _shr(counter_keys(counters, seed, _STREAM_REPLACE), 1) % size  # 63 bits: modulo bias ~ n/2**63
+    return torch.where(size >= k, slots, draws)
 
 
 def select_class_balanced(
@@ -161,7 +174,7 @@ def select_class_balanced(
     flat = flat_labels.long()
     num_positions = flat.numel()
     valid = flat != ignore_index
-    _check_label_range(flat, valid, num_classes, ignore_index)
+    check_label_range(flat, valid, num_classes, ignore_index)
 
     sentinel = num_classes  # bucket of ignored pixels and of classes that are not sampled
     bucket = torch.where(valid, flat, sentinel)
@@ -169,25 +182,21 @@ def select_class_balanced(
     present = counts >= min_pixels
     k = quota(int(present.sum()), max_samples, max_views)  # host sync: the quota sizes the output
     if k == 0:
-        return _empty(device)
+        return empty_sample(device)
     sampled = present & (counts >= k) if mode == "drop" else present
     bucket = torch.where(torch.cat([sampled, sampled.new_zeros(1)])[bucket], bucket, sentinel)
     order, rank, starts, sizes = _group_by_class(bucket, keys, num_classes + 1)
 
     if mode == "replace":
         classes = torch.nonzero(sampled).squeeze(1)
-        slots = torch.arange(k, device=device)
-        size = sizes[classes].unsqueeze(1)
-        counters = (classes.unsqueeze(1) << 32) | slots
-        draws = _shr(counter_keys(counters, seed, _STREAM_REPLACE), 1) % size  # 63 bits: modulo bias ~ n/2**63
-        ranks = torch.where(size >= k, slots, draws)
+        ranks = replacement_ranks(classes, sizes[classes], k, seed)
         positions = order[(starts[classes].unsqueeze(1) + ranks).reshape(-1)]
         labels = classes.repeat_interleave(k)
     else:
         take = (bucket[order] != sentinel) & (rank < k)
         positions = order[take]
         labels = flat[positions]
-    return _canonical(positions, labels, num_positions)
+    return canonical_order(positions, labels, num_positions)
 
 
 def class_balanced_sample_torch(
@@ -238,7 +247,7 @@ def naive_class_balanced_sample(
     validate_sample_args(labels, num_classes, max_samples, max_views, min_pixels, seed, mode)
     flat = labels.reshape(-1).long()
     valid = flat != ignore_index
-    _check_label_range(flat, valid, num_classes, ignore_index)
+    check_label_range(flat, valid, num_classes, ignore_index)
     generator = torch.Generator().manual_seed(seed & _MASK64)
 
     candidates = []
@@ -261,23 +270,17 @@ def naive_class_balanced_sample(
             choice = where[torch.randint(n, (k,), generator=generator).to(where.device)]
         picked.append((c, torch.sort(choice).values))
     if not picked:
-        return _empty(flat.device)
+        return empty_sample(flat.device)
     indices = torch.cat([choice for _, choice in picked])
     classes = torch.cat([torch.full_like(choice, c) for c, choice in picked])
     return indices, classes
 
 
-def gather_pixels(features: Tensor, indices: Tensor) -> Tensor:
-    """Rows of channels-last `features` (..., C) at flat pixel `indices`: (N, C), differentiable.
+def gather_pixels_torch(features: Tensor, indices: Tensor) -> Tensor:
+    """PyTorch reference of `mmbench.kernels.psa.gather_pixels` (arguments already validated).
 
-    The backward of advanced indexing is `index_put_(accumulate=True)`, so repeated indices (mode
-    "replace") add their gradients, and it has a deterministic CUDA path under
-    `torch.use_deterministic_algorithms(True)`. NCHW features should be passed as
-    `x.permute(0, 2, 3, 1)`; that view is copied once here, which is what a channels-last
-    projection head avoids.
+    The backward of advanced indexing is `index_put_(accumulate=True)`, which has a deterministic
+    CUDA path under `torch.use_deterministic_algorithms(True)`. A permuted NCHW view is copied once
+    by the reshape, which is what a channels-last projection head avoids.
     """
-    if features.ndim < 1:
-        raise ValueError("features must have a trailing channel dimension")
-    if indices.ndim != 1 or indices.dtype.is_floating_point or indices.dtype == torch.bool:
-        raise ValueError(f"indices must be a 1-D integer tensor, got {tuple(indices.shape)} {indices.dtype}")
     return features.reshape(-1, features.shape[-1])[indices.long()]

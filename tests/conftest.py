@@ -18,6 +18,19 @@ from mmbench import console  # noqa: E402
 from mmbench.registry import refresh_all  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def _kernel_tests_run_in_this_session() -> bool:
+    """Triton kernel tests run here on CUDA (compiled) or when this session is the interpreter's own."""
+    import torch
+
+    from mmbench.kernels.triton_runtime import interpreter_requested, triton_available
+
+    return triton_available() and (interpreter_requested() or torch.cuda.is_available())
+
+
+# Otherwise `test_triton_interpreter.py` runs them in a separate pytest process with TRITON_INTERPRET=1.
+collect_ignore = [] if _kernel_tests_run_in_this_session() else ["triton_kernels"]
 _counter = itertools.count()
 
 

@@ -13,6 +13,7 @@ per-modality embeddings (translated ones included), computed by `mmbench.kernels
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections.abc import Mapping
 from typing import Any
@@ -242,7 +243,8 @@ class Stars(SegmentationMethod):
             sampled = small.reshape(-1)[indices]
         projected = {name: F.normalize(self.projection(value), dim=1).permute(0, 2, 3, 1)
                      for name, value in embeddings.items()}
-        losses = [cross_modal_infonce(gather_pixels(projected[a], indices), gather_pixels(projected[b], indices),
+        gather = functools.partial(gather_pixels, indices=indices, backend=settings["backend"])
+        losses = [cross_modal_infonce(gather(projected[a]), gather(projected[b]),
                                       sampled, settings["temperature"], stop_grad_keys=settings["stop_grad_keys"],
                                       backend=settings["backend"])
                   for a, b in itertools.combinations(self.modality_names, 2)]
