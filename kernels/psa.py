@@ -100,6 +100,7 @@ def class_balanced_sample(
     seed: int = 0,
     ignore_index: int = 255,
     mode: str = "all",
+    per_image: bool = False,
     backend: str = "auto",
 ) -> tuple[Tensor, Tensor]:
     """Class-balanced pixel sample: (flat indices into `labels.reshape(-1)`, their labels), both int64.
@@ -109,7 +110,9 @@ def class_balanced_sample(
     pixels drawn uniformly without replacement. With n_c < K: mode "all" takes all n_c, "replace"
     draws K with replacement (fixed K per class), "drop" drops the class (ContrastiveSeg's rule is
     mode "drop" with `min_pixels = max_views + 1`). Ignored pixels are never selected; labels other
-    than `ignore_index` must lie in [0, num_classes).
+    than `ignore_index` must lie in [0, num_classes). With `per_image=True` ((B, H, W) labels) every
+    (image, class) pair is a group with its own quota, K = min(max_views, max_samples // present
+    pairs), which is ContrastiveSeg's rule; otherwise one quota per class over the whole batch.
 
     Deterministic and order-free: pixels are chosen by counter-based keys of (seed, flat pixel id),
     so the same seed gives the same indices on every device and block layout, different seeds give
@@ -127,6 +130,7 @@ def class_balanced_sample(
         seed=seed,
         ignore_index=ignore_index,
         mode=mode,
+        per_image=per_image,
     )
 
 

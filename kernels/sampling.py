@@ -16,6 +16,9 @@ data-dependent in modes "all" and "drop"); a fixed number, independent of images
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
+
 import torch
 from torch import Tensor
 
@@ -118,6 +121,76 @@ def quota(num_present: int, max_samples: int, max_views: int) -> int:
     return min(max_views, max_samples // num_present) if num_present else 0
 
 
+INT64_MAX = (1 << 63) - 1
+
+
+@dataclass(frozen=True)
+class QuotaPlan:
+    """What the histogram decides: the quota K, which groups are sampled, and each one's key threshold.
+
+    The fast paths keep only the pixels whose key is at most their group's threshold, chosen so that a
+    large group keeps about K + 5 sqrt(K) + 8 candidates (binomial: fewer than K has probability
+    about 1e-6 or less); smaller groups keep every pixel. The K smallest keys of a group are all
+    candidates unless the group comes up short, which `short_groups` detects and the callers repair
+    by taking that group whole, so the result is always exactly the specification's.
+    """
+
+    k: int
+    counts: list[int]
+    sampled: list[bool]
+    thresholds: list[int]
+
+    def needed(self) -> list[int]:
+        """Candidates each group must have for the selection to be exact."""
+        return [min(n, self.k) if s else 0 for s, n in zip(self.sampled, self.counts, strict=True)]
+
+    def short_groups(self, got: list[int]) -> list[bool]:
+        return [g < need for g, need in zip(got, self.needed(), strict=True)]
+
+    def take_whole(self, groups: list[bool]) -> QuotaPlan:
+        thresholds = [INT64_MAX if whole else t for whole, t in zip(groups, self.thresholds, strict=True)]
+        return QuotaPlan(self.k, self.counts, self.sampled, thresholds)
+
+
+def oversampled_count(k: int) -> float:
+    """Expected candidates per large group: K plus ~5 standard deviations of the binomial, plus slack."""
+    return k + 5.0 * math.sqrt(k) + 8.0
+
+
+def key_threshold(expected: float, size: int) -> int:
+    """Signed key threshold t with P(key <= t) = expected / size (keys are uniform over int64)."""
+    fraction = expected / size
+    if fraction >= 1.0:
+        return INT64_MAX
+    return -(1 << 63) + int(fraction * (1 << 64)) - 1
+
+
+def plan_quota(counts: list[int], *, max_samples: int, max_views: int, min_pixels: int, mode: str,
+               oversample: float | None = None) -> QuotaPlan:
+    present = [n >= min_pixels for n in counts]
+    k = quota(sum(present), max_samples, max_views)
+    sampled = [p and k > 0 and (mode != "drop" or n >= k) for p, n in zip(present, counts, strict=True)]
+    expected = oversample if oversample is not None else oversampled_count(k)
+    thresholds = [key_threshold(expected, n) if s and n > k else INT64_MAX
+                  for s, n in zip(sampled, counts, strict=True)]
+    return QuotaPlan(k, counts, sampled, thresholds)
+
+
+def take_ranks(by_key: Tensor, groups: Tensor, sizes: Tensor, k: int, seed: int, mode: str, num_classes: int,
+               num_positions: int) -> tuple[Tensor, Tensor]:
+    """From each sampled group's pixels in key order (one row per group, padded), the specification's
+    selection: the first min(K, n) (modes "all"/"drop") or K ranks (mode "replace"), canonically ordered."""
+    if mode == "replace":
+        ranks = replacement_ranks(groups, sizes, k, seed)
+        keep = torch.ones_like(ranks, dtype=torch.bool)
+    else:
+        ranks = torch.arange(k, device=by_key.device).expand(groups.numel(), k)
+        keep = ranks < sizes.unsqueeze(1)
+    positions = by_key.gather(1, ranks)[keep]
+    labels = (groups % num_classes).unsqueeze(1).expand(-1, k)[keep]
+    return canonical_order(positions, labels, num_positions)
+
+
 def _group_by_class(bucket: Tensor, keys: Tensor, num_buckets: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Pixels ordered by (bucket, key), each pixel's rank in its bucket, and the bucket starts and sizes.
 
@@ -139,16 +212,28 @@ def canonical_order(positions: Tensor, classes: Tensor, num_positions: int) -> t
 
 
 def replacement_ranks(classes: Tensor, sizes: Tensor, k: int, seed: int) -> Tensor:
-    """(len(classes), k) ranks into each class's key-sorted pixels for mode "replace".
+    """(len(classes), k) ranks into each group's key-sorted pixels for mode "replace".
 
-    A class with n_c >= k takes ranks 0..k-1 (its k smallest keys); a smaller one draws k ranks in
-    [0, n_c) i.i.d. from counter keys of (class << 32 | slot), so the draw is layout-free as well.
+    A group with n >= k takes ranks 0..k-1 (its k smallest keys); a smaller one draws k ranks in
+    [0, n) i.i.d. from counter keys of (group << 32 | slot), so the draw is layout-free as well.
     """
     slots = torch.arange(k, device=classes.device)
     size = sizes.long().unsqueeze(1)
     counters = (classes.long().unsqueeze(1) << 32) | slots
     draws = _shr(counter_keys(counters, seed, _STREAM_REPLACE), 1) % size  # 63 bits: modulo bias ~ n/2**63
     return torch.where(size >= k, slots, draws)
+
+
+def sampling_groups(flat: Tensor, num_classes: int, image_size: int | None) -> tuple[Tensor, int]:
+    """Each pixel's quota group and the number of groups: its class, or (image, class) per image.
+
+    `image_size=None` gives the batch-level rule (one quota per class over the whole batch);
+    an image size gives ContrastiveSeg's rule, one quota per (image, class) pair.
+    """
+    if image_size is None:
+        return flat, num_classes
+    image = torch.arange(flat.numel(), device=flat.device) // image_size
+    return image * num_classes + flat, (flat.numel() // image_size) * num_classes
 
 
 def select_class_balanced(
@@ -162,13 +247,15 @@ def select_class_balanced(
     seed: int,
     ignore_index: int,
     mode: str,
+    image_size: int | None = None,
 ) -> tuple[Tensor, Tensor]:
-    """Per class, the quota of positions with the smallest `keys`; returns (positions, labels) canonically.
+    """Per group, the quota of positions with the smallest `keys`; returns (positions, labels) canonically.
 
+    Groups are classes, or (image, class) pairs when `image_size` is given (see `sampling_groups`).
     Split from the key computation so that tests can show the choice is layout-free: the pixels a
     class keeps depend only on the (key, label) pairs, not on where they sit in `flat_labels`.
-    In mode "replace" a class with n_c < K draws K ranks in [0, n_c) i.i.d. from counter keys of
-    (class, slot), then takes the pixels of those ranks in key order, so it is layout-free as well.
+    In mode "replace" a group with n < K draws K ranks in [0, n) i.i.d. from counter keys of
+    (group, slot), then takes the pixels of those ranks in key order, so it is layout-free as well.
     """
     device = flat_labels.device
     flat = flat_labels.long()
@@ -176,22 +263,23 @@ def select_class_balanced(
     valid = flat != ignore_index
     check_label_range(flat, valid, num_classes, ignore_index)
 
-    sentinel = num_classes  # bucket of ignored pixels and of classes that are not sampled
-    bucket = torch.where(valid, flat, sentinel)
-    counts = torch.bincount(bucket, minlength=num_classes + 1)[:num_classes]
+    group, num_groups = sampling_groups(flat, num_classes, image_size)
+    sentinel = num_groups  # bucket of ignored pixels and of groups that are not sampled
+    bucket = torch.where(valid, group, sentinel)
+    counts = torch.bincount(bucket, minlength=num_groups + 1)[:num_groups]
     present = counts >= min_pixels
     k = quota(int(present.sum()), max_samples, max_views)  # host sync: the quota sizes the output
     if k == 0:
         return empty_sample(device)
     sampled = present & (counts >= k) if mode == "drop" else present
     bucket = torch.where(torch.cat([sampled, sampled.new_zeros(1)])[bucket], bucket, sentinel)
-    order, rank, starts, sizes = _group_by_class(bucket, keys, num_classes + 1)
+    order, rank, starts, sizes = _group_by_class(bucket, keys, num_groups + 1)
 
     if mode == "replace":
-        classes = torch.nonzero(sampled).squeeze(1)
-        ranks = replacement_ranks(classes, sizes[classes], k, seed)
-        positions = order[(starts[classes].unsqueeze(1) + ranks).reshape(-1)]
-        labels = classes.repeat_interleave(k)
+        groups = torch.nonzero(sampled).squeeze(1)
+        ranks = replacement_ranks(groups, sizes[groups], k, seed)
+        positions = order[(starts[groups].unsqueeze(1) + ranks).reshape(-1)]
+        labels = (groups % num_classes).repeat_interleave(k)
     else:
         take = (bucket[order] != sentinel) & (rank < k)
         positions = order[take]
@@ -209,21 +297,54 @@ def class_balanced_sample_torch(
     seed: int = 0,
     ignore_index: int = 255,
     mode: str = "all",
+    per_image: bool = False,
+    oversample: float | None = None,
 ) -> tuple[Tensor, Tensor]:
-    """PyTorch reference of `mmbench.kernels.psa.class_balanced_sample` (arguments already validated)."""
-    flat = labels.reshape(-1)
-    keys = pixel_keys(flat.numel(), seed, flat.device)
-    return select_class_balanced(
-        flat,
-        keys,
-        num_classes,
-        max_samples=max_samples,
-        max_views=max_views,
-        min_pixels=min_pixels,
-        seed=seed,
-        ignore_index=ignore_index,
-        mode=mode,
-    )
+    """PyTorch reference of `mmbench.kernels.psa.class_balanced_sample` (arguments already validated).
+
+    Returns exactly what `select_class_balanced` (the specification: sort every pixel by group and
+    key) returns, but sorts only the candidates under each group's key threshold (`QuotaPlan`):
+    O(P) elementwise work and one `nonzero` instead of two sorts of all P pixels. Host syncs: the
+    label check, the histogram (the quota needs it) and the candidate counts.
+    """
+    flat = labels.reshape(-1).long()
+    device = flat.device
+    valid = flat != ignore_index
+    check_label_range(flat, valid, num_classes, ignore_index)
+    group, num_groups = sampling_groups(flat, num_classes, image_size(labels, per_image))
+    bucket = torch.where(valid, group, num_groups)
+    plan = plan_quota(torch.bincount(bucket, minlength=num_groups + 1)[:num_groups].tolist(),
+                      max_samples=max_samples, max_views=max_views, min_pixels=min_pixels, mode=mode,
+                      oversample=oversample)
+    if not any(plan.sampled):
+        return empty_sample(device)
+    keys = pixel_keys(flat.numel(), seed, device)
+    sampled = torch.tensor([*plan.sampled, False], device=device)[bucket]
+    while True:
+        limits = torch.tensor([*plan.thresholds, 0], dtype=torch.int64, device=device)
+        candidates = torch.nonzero(sampled & (keys <= limits[bucket])).squeeze(1)
+        cand_bucket = bucket[candidates]
+        got = torch.bincount(cand_bucket, minlength=num_groups).tolist()
+        short = plan.short_groups(got)
+        if not any(short):
+            break
+        plan = plan.take_whole(short)  # rare (see QuotaPlan): those groups keep every pixel
+    order, rank, starts, sizes = _group_by_class(cand_bucket, keys[candidates], num_groups)
+    groups = torch.tensor([g for g, s in enumerate(plan.sampled) if s], dtype=torch.int64, device=device)
+    width = max(plan.k, int(sizes.max()))
+    by_key = torch.full((num_groups, width), -1, dtype=torch.int64, device=device)
+    by_key[cand_bucket[order], rank] = candidates[order]
+    counts = torch.tensor(plan.counts, dtype=torch.int64, device=device)
+    return take_ranks(by_key[groups], groups, counts[groups], plan.k, seed, mode, num_classes, flat.numel())
+
+
+def image_size(labels: Tensor, per_image: bool) -> int | None:
+    """Pixels per image of (B, H, W) labels when quotas are per image, else None."""
+    if not per_image:
+        return None
+    if labels.ndim != 3:
+        raise ValueError(f"per_image quotas need (B, H, W) labels, got shape {tuple(labels.shape)}")
+    return labels.shape[1] * labels.shape[2]
 
 
 def naive_class_balanced_sample(
@@ -236,25 +357,32 @@ def naive_class_balanced_sample(
     seed: int = 0,
     ignore_index: int = 255,
     mode: str = "all",
+    per_image: bool = False,
 ) -> tuple[Tensor, Tensor]:
     """NAIVE BASELINE: the same quota rule written like common pixel-contrast code (ContrastiveSeg, ReCo).
 
-    A Python loop over classes with `nonzero` and CPU `randperm` / `randint` from a `torch.Generator`
-    seeded with `seed`. It is a different RNG, so it picks *other* pixels than the reference, but the
-    same number per class from the same candidates; it exists for tests and as the benchmark's eager
-    baseline. It does not touch the global RNG either.
+    Python loops over images (per-image quotas) and classes with `nonzero` and CPU `randperm` /
+    `randint` from a `torch.Generator` seeded with `seed`. It is a different RNG, so it picks *other*
+    pixels than the reference, but the same number per group from the same candidates; it exists for
+    tests and as the benchmark's eager baseline. It does not touch the global RNG either.
     """
     validate_sample_args(labels, num_classes, max_samples, max_views, min_pixels, seed, mode)
+    size = image_size(labels, per_image)
     flat = labels.reshape(-1).long()
     valid = flat != ignore_index
     check_label_range(flat, valid, num_classes, ignore_index)
     generator = torch.Generator().manual_seed(seed & _MASK64)
+    images = [flat] if size is None else list(flat.split(size))
 
     candidates = []
-    for c in range(num_classes):
-        where = torch.nonzero(valid & (flat == c)).squeeze(1)
-        if where.numel() >= min_pixels:
-            candidates.append((c, where))
+    for number, image in enumerate(images):
+        offset = 0 if size is None else number * size
+        for c in torch.unique(image).tolist():
+            if c == ignore_index:
+                continue
+            where = torch.nonzero(image == c).squeeze(1) + offset
+            if where.numel() >= min_pixels:
+                candidates.append((c, where))
     k = quota(len(candidates), max_samples, max_views)
 
     picked = []
@@ -268,12 +396,12 @@ def naive_class_balanced_sample(
             continue
         else:
             choice = where[torch.randint(n, (k,), generator=generator).to(where.device)]
-        picked.append((c, torch.sort(choice).values))
+        picked.append((c, choice))
     if not picked:
         return empty_sample(flat.device)
     indices = torch.cat([choice for _, choice in picked])
     classes = torch.cat([torch.full_like(choice, c) for c, choice in picked])
-    return indices, classes
+    return canonical_order(indices, classes, flat.numel())
 
 
 def gather_pixels_torch(features: Tensor, indices: Tensor) -> Tensor:

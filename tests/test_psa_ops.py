@@ -467,3 +467,79 @@ def test_infonce_rejects_bad_shapes_and_temperatures():
         cross_modal_infonce(z, z, torch.arange(5))
     with pytest.raises(ValueError):
         cross_modal_infonce(z, z, torch.arange(4), 0.0)
+
+
+# ------------------------------------------------------------------------------------ per-image quotas
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_per_image_quotas_follow_contrastiveseg_rule(mode):
+    labels = torch.stack([make_labels(seed=s) for s in range(3)]).reshape(3, 3 * 17, 23)
+    labels[1] = IGNORE
+    indices, classes = sample(labels, max_samples=200, max_views=100, mode=mode, per_image=True)
+    per_image = labels.reshape(3, -1)
+    expected: dict[tuple[int, int], int] = {}
+    pairs = {(b, c): int((per_image[b] == c).sum()) for b in range(3) for c in range(6)}
+    present = {pair: n for pair, n in pairs.items() if n >= 2}
+    k = min(100, 200 // len(present))
+    for pair, n in present.items():
+        if mode == "replace" or n >= k:
+            expected[pair] = k
+        elif mode == "all":
+            expected[pair] = n
+    image = indices // per_image.shape[1]
+    got: dict[tuple[int, int], int] = {}
+    for b, c in zip(image.tolist(), classes.tolist(), strict=True):
+        got[(b, c)] = got.get((b, c), 0) + 1
+    assert got == expected
+    assert torch.equal(labels.reshape(-1)[indices], classes)
+
+
+def test_per_image_with_one_image_is_the_batch_rule():
+    labels = make_labels().reshape(1, 3 * 17, 23)
+    for mode in MODES:
+        batch = sample(labels, max_samples=64, mode=mode, seed=4)
+        single = sample(labels, max_samples=64, mode=mode, seed=4, per_image=True)
+        assert torch.equal(batch[0], single[0]) and torch.equal(batch[1], single[1])
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_naive_per_image_baseline_takes_the_same_counts(mode):
+    labels = torch.stack([make_labels(seed=s) for s in range(2)]).reshape(2, 3 * 17, 23)
+    kwargs = {"max_samples": 150, "max_views": 100, "mode": mode, "per_image": True, "ignore_index": IGNORE}
+    reference = sample(labels, seed=1, **kwargs)
+    naive = naive_class_balanced_sample(labels, 6, seed=1, **kwargs)
+    width = labels[0].numel()
+
+    def group_counts(indices, classes):
+        return counts_of(indices // width * 6 + classes)
+
+    assert group_counts(*naive) == group_counts(*reference)
+
+
+def test_per_image_needs_batched_labels():
+    with pytest.raises(ValueError, match="per_image quotas need"):
+        sample(make_labels().reshape(-1), per_image=True)
+
+
+# ------------------------------------------------- the fast reference against the specification
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("per_image", [False, True])
+@pytest.mark.parametrize("oversample", [None, 1.0])  # 1.0: every large group comes up short and is repaired
+def test_threshold_filter_returns_exactly_the_specification(mode, per_image, oversample):
+    """`class_balanced_sample_torch` sorts only candidates; `select_class_balanced` sorts every pixel."""
+    from mmbench.kernels.sampling import class_balanced_sample_torch, image_size
+
+    generator = torch.Generator().manual_seed(3)
+    for trial in range(6):
+        batch, side = 1 + trial % 3, 9 + 7 * trial
+        labels = torch.randint(0, 5, (batch, side, side + 3), generator=generator)
+        labels[torch.rand(labels.shape, generator=generator) < 0.1] = IGNORE
+        kwargs = {"max_samples": 40 + 90 * trial, "max_views": 10 + 30 * trial, "min_pixels": 2, "seed": trial,
+                  "ignore_index": IGNORE, "mode": mode}
+        fast = class_balanced_sample_torch(labels, 5, per_image=per_image, oversample=oversample, **kwargs)
+        spec = select_class_balanced(labels.reshape(-1), pixel_keys(labels.numel(), trial), 5,
+                                     image_size=image_size(labels, per_image), **kwargs)
+        assert torch.equal(fast[0], spec[0]) and torch.equal(fast[1], spec[1]), (trial, kwargs)

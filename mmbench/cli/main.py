@@ -139,10 +139,19 @@ def build_parser() -> argparse.ArgumentParser:
     bench_commands = bench.add_subparsers(dest="bench_command", metavar="TARGET", parser_class=OneLineArgumentParser)
     bench_commands.required = True
     kernels = bench_commands.add_parser("kernels", help="time the Triton kernels against PyTorch")
-    kernels.add_argument("--sizes", choices=["default", "paper"], default="default", help="problem sizes")
-    kernels.add_argument("--out", metavar="FILE.json", help="write JSON results here")
+    kernels.add_argument("--sizes", nargs="+", choices=["default", "paper"], default=["default", "paper"],
+                         help="problem sizes: STARS' CPU training config and/or paper scale (default: both)")
+    kernels.add_argument("--ops", nargs="+", choices=["sample", "gather", "infonce"],
+                         default=["sample", "gather", "infonce"], help="kernels to time (default: all)")
+    kernels.add_argument("--providers", nargs="+", choices=["naive", "reference", "compile", "triton"],
+                         help="implementations to compare (default: all that run on the device)")
+    kernels.add_argument("--device", default=None, help="cpu or cuda[:N] (default: cuda if available)")
+    kernels.add_argument("--min-time", type=float, default=0.5, metavar="S",
+                         help="CPU: repeat each call for at least this many seconds (default 0.5)")
+    kernels.add_argument("--out", metavar="FILE.json",
+                         help="JSON results (default: bench/kernels-<device>-<time>.json)")
     _add_debug(kernels)
-    bench.set_defaults(handler="mmbench.cli.pending_commands:bench")
+    bench.set_defaults(handler="mmbench.cli.bench_command:run")
 
     for sub in (listing, run, evaluate, data, board, bench):
         _add_debug(sub)

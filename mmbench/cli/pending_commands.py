@@ -18,6 +18,3 @@ def leaderboard(args: argparse.Namespace) -> int:
             raise UserError(f"runs folder {folder!r} does not exist; check the path")
     raise NotAvailableError("'mmbench leaderboard' is not built yet; run records are already readable JSON")
 
-
-def bench(args: argparse.Namespace) -> int:
-    raise NotAvailableError("'mmbench bench kernels' needs the Triton kernels, which are not built yet")

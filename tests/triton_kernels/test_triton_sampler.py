@@ -58,6 +58,15 @@ def test_matches_the_reference(device, case, mode, max_samples, max_views):
     assert_same(labels, num_classes, device, max_samples=max_samples, max_views=max_views, mode=mode, seed=11)
 
 
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("max_samples,max_views", [(1024, 100), (200, 100), (64, 1000)])
+def test_per_image_quotas_match_the_reference(device, mode, max_samples, max_views):
+    labels = labels_with({0: 700, 1: 300, 2: 45, 3: 2, 5: 120}, (4, 19, 17), seed=5)
+    labels[1] = IGNORE  # an image without any class
+    labels[2, :3] = 4  # a class present in one image only
+    assert_same(labels, 6, device, max_samples=max_samples, max_views=max_views, mode=mode, seed=21, per_image=True)
+
+
 @pytest.mark.parametrize("dtype", [torch.uint8, torch.int16, torch.int32, torch.int64])
 def test_label_dtypes(device, dtype):
     labels = labels_with({0: 300, 1: 50, 2: 4}, (2, 19, 21), dtype=dtype)
@@ -105,9 +114,9 @@ def test_an_overflowing_candidate_buffer_is_regrown(device, monkeypatch):
     calls = []
     original = sampling_triton.collect_candidates
 
-    def spy(flat, thresholds, active, capacity, *args):
+    def spy(flat, num_classes, image_size, thresholds, active, capacity, *args):
         calls.append(capacity)
-        return original(flat, thresholds, active, capacity, *args)
+        return original(flat, num_classes, image_size, thresholds, active, capacity, *args)
 
     monkeypatch.setattr(sampling_triton, "_capacity", lambda expected: 1)
     monkeypatch.setattr(sampling_triton, "collect_candidates", spy)

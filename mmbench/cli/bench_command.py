@@ -1,0 +1,103 @@
+"""`mmbench bench kernels`: the providers of every kernel problem, timed side by side, as a table and JSON."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from rich.table import Table
+
+from mmbench.console import stdout
+from mmbench.errors import UserError
+
+
+def _device(requested: str | None) -> Any:
+    import torch
+
+    if requested is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(requested)
+    except RuntimeError as exc:
+        raise UserError(f"--device {requested!r} is not a device ({exc}); use cpu or cuda[:N]") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"--device {requested}: CUDA is not available here; use --device cpu")
+    if device.type not in ("cpu", "cuda"):
+        raise UserError(f"--device {requested}: only cpu and cuda are benchmarked")
+    return device
+
+
+def _format(value: float | None, digits: int = 3) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.{digits}g}" if abs(value) < 1000 else f"{value:,.0f}"
+
+
+def results_table(rows: list[Any], bandwidth: float) -> Table:
+    table = Table(title=f"Kernels (device-copy bandwidth {bandwidth:.1f} GB/s)", title_justify="left")
+    for column in ("op", "problem", "provider", "median ms", "p20-p80 ms", "vs naive", "MB moved", "GB/s",
+                   "% copy BW", "GFLOP/s", "peak MB"):
+        table.add_column(column, justify="left" if column in ("op", "problem", "provider") else "right")
+    naive = {(row.op, row.problem): row.median_ms for row in rows if row.provider == "naive"}
+    for row in rows:
+        if row.error:
+            table.add_row(row.op, row.problem, row.provider, f"[red]{row.error}[/red]", *["-"] * 7)
+            continue
+        baseline = naive.get((row.op, row.problem))
+        table.add_row(
+            row.op, row.problem, row.provider, _format(row.median_ms), f"{_format(row.p20_ms)}-{_format(row.p80_ms)}",
+            f"{baseline / row.median_ms:.1f}x" if baseline else "-", _format(row.bytes_moved / 1e6),
+            _format(row.gbps), _format(100 * row.copy_fraction if row.copy_fraction is not None else None, 2),
+            _format(row.gflops), _format(row.peak_memory_bytes / 1e6 if row.peak_memory_bytes is not None else None),
+        )
+    return table
+
+
+def targets_table(targets: list[dict[str, Any]]) -> Table:
+    table = Table(title="Targets", title_justify="left")
+    for column in ("target", "measured", "needed", "met"):
+        table.add_column(column)
+    for target in targets:
+        unit = target["unit"]
+        value = f"{100 * target['value']:.0f}%" if not unit else f"{target['value']:.1f}{unit}"
+        needed = f">= {100 * target['threshold']:.0f}%" if not unit else f">= {target['threshold']:.0f}{unit}"
+        table.add_row(target["name"], value, needed, "[green]yes[/green]" if target["met"] else "[red]no[/red]")
+    return table
+
+
+def run(args: argparse.Namespace) -> int:
+    from mmbench.atomic import write_json_atomic
+    from mmbench.kernel_bench import copy_bandwidth, measure, result_document
+    from mmbench.kernels.benchmark_cases import available_providers, select_problems
+    from mmbench.progress import progress_bar
+    from mmbench.records import utc_now
+
+    device = _device(args.device)
+    possible = available_providers(device)
+    providers = tuple(args.providers or possible)
+    missing = [name for name in providers if name not in possible]
+    if missing:
+        raise UserError(f"provider {', '.join(missing)} does not run on {device} (Triton is timed on CUDA only); "
+                        f"choose from {', '.join(possible)}")
+    problems = select_problems(tuple(args.sizes), tuple(args.ops))
+    out = Path(args.out) if args.out else Path("bench") / f"kernels-{device.type}-{utc_now():%Y%m%d-%H%M%S}.json"
+
+    console = stdout()
+    bandwidth = copy_bandwidth(device)
+    rows: list[Any] = []
+    total = len(problems) * len(providers)
+    with progress_bar("timing kernels", total) as advance_to:
+        for problem in problems:
+            def done(row: Any, problem: Any = problem) -> None:
+                rows.append(row)
+                advance_to(len(rows), description=f"{problem.op} {problem.name}: {row.provider}")
+
+            measure(problem, device, providers, bandwidth, on_done=done, min_time=args.min_time)
+    document = result_document(rows, device, bandwidth, args.command_line)
+    console.print(results_table(rows, bandwidth))
+    if document["targets"]:
+        console.print(targets_table(document["targets"]))
+    write_json_atomic(out, document)
+    console.print(f"results: {out}")
+    return 0
