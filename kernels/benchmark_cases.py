@@ -50,14 +50,19 @@ def _paper(op: str, name: str, **params: Any) -> Problem:
 
 
 # Default sizes: STARS' CPU config (batch 8, 96 px crops, stride-4 embeddings = 24 x 24, d = 64,
-# 6 classes, max_samples 1024, max_views 100 -> N = 600 per modality).
+# 6 classes, max_samples 1024, max_views 100 -> N = 600 per modality). "per-image" rows use
+# ContrastiveSeg's rule (a quota per (image, class) pair), the setting its loops over images are for.
 PROBLEMS: tuple[Problem, ...] = (
     _default("sample", "B8 24x24 K6 q100", batch=8, side=24, classes=6, max_samples=1024, max_views=100),
+    _default("sample", "B8 24x24 K6 per-image", batch=8, side=24, classes=6, max_samples=1024, max_views=100,
+             per_image=True),
     _default("gather", "B8 C64 24x24 N600", batch=8, side=24, channels=64, classes=6, max_samples=1024,
              max_views=100),
     _default("infonce", "N600 d64", n=600, dims=64, classes=6),
     _paper("sample", "B8 128x128 K6 q100", batch=8, side=128, classes=6, max_samples=8192, max_views=100),
     _paper("sample", "B8 128x128 K6 q1024", batch=8, side=128, classes=6, max_samples=8192, max_views=1024),
+    _paper("sample", "B8 128x128 K6 per-image", batch=8, side=128, classes=6, max_samples=1024, max_views=100,
+           per_image=True),
     _paper("gather", "B8 C256 128x128 N4096", batch=8, side=128, channels=256, classes=6, max_samples=4096,
            max_views=1024),
     _paper("infonce", "N1024 d256", n=1024, dims=256, classes=6),
@@ -90,7 +95,7 @@ def benchmark_labels(batch: int, side: int, classes: int, device: torch.device |
 
 def _sample_kwargs(params: dict[str, Any]) -> dict[str, Any]:
     return {"max_samples": params["max_samples"], "max_views": params["max_views"], "min_pixels": 2, "seed": 7,
-            "ignore_index": IGNORE, "mode": "all"}
+            "ignore_index": IGNORE, "mode": "all", "per_image": params.get("per_image", False)}
 
 
 def _triton(op: str) -> Callable[..., Any]:

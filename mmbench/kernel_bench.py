@@ -13,10 +13,13 @@ and git state, like a run record.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import os
 import statistics
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -84,12 +87,26 @@ def peak_memory(call: Callable[[], object], device: torch.device) -> int:
         return int(torch.cuda.max_memory_allocated(device) - before)
     from torch.profiler import ProfilerActivity, profile
 
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as profiler:
+    with _native_stderr_silenced(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as profiler:
         result = call()
     del result
     events = sorted(profiler.events(), key=lambda event: event.time_range.start)
     running = itertools.accumulate(event.self_cpu_memory_usage for event in events)
     return int(max(running, default=0))
+
+
+@contextlib.contextmanager
+def _native_stderr_silenced() -> Iterator[None]:
+    """The profiler's C++ side prints two trace lines per session straight to file descriptor 2."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with open(os.devnull, "w") as devnull:
+        os.dup2(devnull.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
 
 
 def copy_bandwidth(device: torch.device) -> float:

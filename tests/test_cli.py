@@ -245,7 +245,9 @@ def test_methods_mmbench_cannot_run_say_so(capsys, tmp_path, dummy_plugin):
         (["data", "verify", "missing.h5"], "tile store 'missing.h5' does not exist"),
         (["data", "convert", "earthmiss", "missing-dir", "out.h5"], "source 'missing-dir' does not exist"),
         (["leaderboard", "missing-runs"], "runs folder 'missing-runs' does not exist"),
-        (["bench", "kernels"], "not built yet"),
+        (["bench", "kernels", "--providers", "triton"], "provider triton does not run on cpu"),
+        (["bench", "kernels", "--device", "cuda:0"] if not __import__("torch").cuda.is_available()
+         else ["bench", "kernels", "--device", "tpu"], "--device"),
     ],
 )
 def test_commands_without_their_machinery_fail_cleanly(capsys, argv, fragment):
