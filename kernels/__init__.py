@@ -1,8 +1,14 @@
 """Custom Triton kernels with their PyTorch references (installed as `mmbench.kernels`, never as
 top-level `kernels`, which would shadow the Hugging Face package).
 
-- `psa`: PSA class-balanced pixel sampling, pixel gathering and the cross-modal InfoNCE loss, with a
-  backend switch; only the PyTorch references (`sampling`, `infonce`) exist so far, no Triton kernel.
+- `psa`: the dispatcher STARS calls (class-balanced sampling, pixel gather, cross-modal InfoNCE),
+  `backend="auto" | "torch" | "triton"`.
+- references: `sampling` (sampler specification, fast reference, naive loop), `infonce`;
+  baselines for benchmarks: `naive`.
+- Triton: `sampling_triton`, `gather_triton`, `infonce_triton`, `confusion_triton` (the evaluation
+  engine's fused argmax + confusion update); `triton_runtime` decides where they may run.
+- `benchmark_cases`: problems and providers shared by `mmbench bench kernels`, pytest-benchmark and tests.
 
-Kept import-light: nothing is imported here, so `import mmbench.kernels` costs nothing.
+Kept import-light: nothing is imported here, so `import mmbench.kernels` costs nothing, and
+triton is imported only when a Triton implementation is first chosen.
 """

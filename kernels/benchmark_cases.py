@@ -8,6 +8,9 @@ problem builds its inputs once and returns one zero-argument callable per provid
 - compile:   `torch.compile` of the reference (Inductor C++ on CPU, Triton on GPU)
 - triton:    the Triton kernels, CUDA only (interpreter timings mean nothing and are never taken)
 
+Ops: "sample", "gather", "infonce" (PSA), and "confusion" (the evaluation engine's argmax +
+confusion-matrix update, fused in Triton).
+
 Gather and loss problems time forward + backward, as training runs them. Each problem also states
 the bytes the operation must move at least (its memory-traffic floor) and, for the loss, the useful
 FLOPs, so the harness can express a time as a fraction of the machine's copy bandwidth.
@@ -28,7 +31,7 @@ from .naive import naive_cross_modal_infonce, naive_gather_pixels
 from .sampling import class_balanced_sample_torch, gather_pixels_torch, naive_class_balanced_sample
 
 PROVIDERS = ("naive", "reference", "compile", "triton")
-OPS = ("sample", "gather", "infonce")
+OPS = ("sample", "gather", "infonce", "confusion")
 IGNORE = 255
 CLASS_SHARES = (0.35, 0.25, 0.18, 0.12, 0.07, 0.03)  # skewed, like land cover: the reason to balance
 
@@ -59,6 +62,7 @@ PROBLEMS: tuple[Problem, ...] = (
     _default("gather", "B8 C64 24x24 N600", batch=8, side=24, channels=64, classes=6, max_samples=1024,
              max_views=100),
     _default("infonce", "N600 d64", n=600, dims=64, classes=6),
+    _default("confusion", "B8 K6 192x192", batch=8, side=192, classes=6),  # synthetic test tiles
     _paper("sample", "B8 128x128 K6 q100", batch=8, side=128, classes=6, max_samples=8192, max_views=100),
     _paper("sample", "B8 128x128 K6 q1024", batch=8, side=128, classes=6, max_samples=8192, max_views=1024),
     _paper("sample", "B8 128x128 K6 per-image", batch=8, side=128, classes=6, max_samples=1024, max_views=100,
@@ -68,6 +72,7 @@ PROBLEMS: tuple[Problem, ...] = (
     _paper("infonce", "N1024 d256", n=1024, dims=256, classes=6),
     _paper("infonce", "N4096 d256", n=4096, dims=256, classes=6),
     _paper("infonce", "N8192 d256", n=8192, dims=256, classes=6),
+    _paper("confusion", "B8 K6 512x512", batch=8, side=512, classes=6),  # ISPRS-style 512 px windows
 )
 
 
@@ -107,6 +112,10 @@ def _triton(op: str) -> Callable[..., Any]:
         from .gather_triton import gather_pixels_triton
 
         return gather_pixels_triton
+    if op == "confusion":
+        from .confusion_triton import confusion_counts
+
+        return confusion_counts
     from .infonce_triton import cross_modal_infonce_triton
 
     return cross_modal_infonce_triton
@@ -187,8 +196,42 @@ def _infonce_workload(params: dict[str, Any], device: torch.device, providers: t
     return Workload(calls, moved, flops, info={"n": n, "dims": dims})
 
 
+def naive_confusion(logits: Tensor, target: Tensor, num_classes: int) -> Tensor:
+    """The `fast_hist` of FCN-era segmentation code: argmax, boolean-mask both maps, bincount."""
+    prediction = logits.argmax(1)
+    keep = (target >= 0) & (target < num_classes)
+    return torch.bincount(num_classes * target[keep] + prediction[keep], minlength=num_classes**2)
+
+
+def reference_confusion(logits: Tensor, target: Tensor, num_classes: int) -> Tensor:
+    """What the evaluation engine runs without CUDA: `ConfusionMatrix.update(logits.max(1).indices, target)`."""
+    from mmbench.metrics import ConfusionMatrix
+
+    matrix = ConfusionMatrix(num_classes, ignore_index=IGNORE, device=logits.device)
+    matrix.update_from_logits(logits, target, backend="torch")
+    return matrix.matrix
+
+
+def _confusion_workload(params: dict[str, Any], device: torch.device, providers: tuple[str, ...]) -> Workload:
+    batch, side, classes = params["batch"], params["side"], params["classes"]
+    target = benchmark_labels(batch, side, classes, device)
+    generator = torch.Generator().manual_seed(2)
+    logits = torch.randn(batch, classes, side, side, generator=generator).to(device)
+    implementations: dict[str, Callable[..., Any]] = {"naive": naive_confusion, "reference": reference_confusion}
+    if "compile" in providers:
+        implementations["compile"] = _compiled(reference_confusion)
+    calls: dict[str, Callable[[], object]] = {
+        name: (lambda fn=fn: fn(logits, target, classes)) for name, fn in implementations.items()}
+    if "triton" in providers:
+        counts = _triton("confusion")
+        calls["triton"] = lambda: counts(logits, target, classes, IGNORE)
+    moved = logits.numel() * logits.element_size() + target.numel() * target.element_size()
+    return Workload(calls, moved, info={"pixels": target.numel()})
+
+
 BUILDERS: dict[str, Callable[[dict[str, Any], torch.device, tuple[str, ...]], Workload]] = {
-    "sample": _sample_workload, "gather": _gather_workload, "infonce": _infonce_workload}
+    "sample": _sample_workload, "gather": _gather_workload, "infonce": _infonce_workload,
+    "confusion": _confusion_workload}
 
 
 def available_providers(device: torch.device) -> tuple[str, ...]:

@@ -106,8 +106,8 @@ def evaluate(
             logits = runner.predict(batch["inputs"], tiles, availability)
             label = batch["label"].to(device)
             for position, scenario_logits in enumerate(logits):
-                # max(1).indices: same first-maximum rule as argmax(1), but ~20x faster on CPU for NCHW.
-                matrices[position].update(scenario_logits.max(1).indices, label)
+                # Fused argmax + count on CUDA; max(1).indices on CPU (~20x faster than argmax(1) for NCHW).
+                matrices[position].update_from_logits(scenario_logits, label)
                 for row in availability[position].tolist():
                     key = "+".join(name for name, flag in zip(modalities, row, strict=True) if flag)
                     patterns[position][key] = patterns[position].get(key, 0) + 1

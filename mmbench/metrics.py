@@ -137,6 +137,32 @@ class ConfusionMatrix:
             raise ValueError("; ".join(problems) + " (a bug in the method or the data set; nothing was counted)")
         self._matrix += counts[: k * k].reshape(k, k).to(self._matrix.device)
 
+    def update_from_logits(self, logits: torch.Tensor, target: torch.Tensor, backend: str = "auto") -> None:
+        """`update(logits.max(1).indices, target)`, with one fused Triton pass on CUDA.
+
+        `backend`: "auto" (Triton for CUDA tensors when triton is installed), "torch" or "triton". Both
+        use torch.max's first-maximum rule, so they count exactly the same pixels; on an invalid target
+        the eager path raises its detailed error and nothing is counted.
+        """
+        if backend not in ("auto", "torch", "triton"):
+            raise ValueError(f"backend must be auto, torch or triton, got {backend!r}")
+        if backend == "auto":
+            from mmbench.kernels.triton_runtime import triton_available
+
+            backend = "triton" if logits.device.type == "cuda" and triton_available() else "torch"
+        if backend == "torch":
+            self.update(logits.max(1).indices, target)
+            return
+        from mmbench.kernels.confusion_triton import confusion_counts
+
+        if not _is_integer_dtype(target.dtype):
+            raise TypeError(f"target must hold integer class ids, not {target.dtype}")
+        k = self._num_classes
+        counts = confusion_counts(logits, target, k, self._ignore_index)
+        if int(counts[k * k + 1]):
+            self.update(logits.max(1).indices, target)  # raises the reference's message; nothing counted
+        self._matrix += counts[: k * k].reshape(k, k).to(self._matrix.device, torch.int64)
+
     def merge(self, other: ConfusionMatrix) -> None:
         """Add another matrix's counts (from another process, shard or device)."""
         if not isinstance(other, ConfusionMatrix):

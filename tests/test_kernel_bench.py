@@ -37,6 +37,13 @@ def test_naive_gather_is_indexing():
     assert torch.equal(naive_gather_pixels(features, indices, sampled), gather_pixels_torch(features, indices))
 
 
+def test_naive_confusion_counts_what_the_engine_counts():
+    from mmbench.kernels.benchmark_cases import naive_confusion, reference_confusion
+
+    logits, target = torch.randn(2, 6, 20, 20), benchmark_labels(2, 20, 6, CPU)
+    assert torch.equal(naive_confusion(logits, target, 6).reshape(6, 6), reference_confusion(logits, target, 6))
+
+
 def test_benchmark_labels_are_skewed_and_reproducible():
     labels = benchmark_labels(8, 64, 6, CPU)
     assert torch.equal(labels, benchmark_labels(8, 64, 6, CPU))
@@ -47,7 +54,7 @@ def test_benchmark_labels_are_skewed_and_reproducible():
 
 def test_every_problem_names_an_op_and_size():
     assert {problem.size for problem in PROBLEMS} == {"default", "paper"}
-    assert {problem.op for problem in PROBLEMS} == {"sample", "gather", "infonce"}
+    assert {problem.op for problem in PROBLEMS} == {"sample", "gather", "infonce", "confusion"}
     assert any(problem.params.get("n") == 8192 for problem in PROBLEMS)
     assert available_providers(CPU) == ("naive", "reference", "compile")
 

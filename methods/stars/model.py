@@ -233,7 +233,7 @@ class Stars(SegmentationMethod):
             indices, sampled = class_balanced_sample(
                 small, info.num_classes, max_samples=settings["max_samples"], max_views=settings["max_views"],
                 min_pixels=settings["min_pixels"], seed=seed, ignore_index=info.ignore_index, mode=settings["mode"],
-                backend=settings["backend"])
+                per_image=settings["per_image"], backend=settings["backend"])
         else:  # the same number of pixels, drawn uniformly over valid pixels: the "no class balance" ablation
             valid = torch.where(small == info.ignore_index, small, torch.zeros_like(small))
             indices, _ = class_balanced_sample(valid, 1, max_samples=settings["max_samples"],

@@ -141,8 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
     kernels = bench_commands.add_parser("kernels", help="time the Triton kernels against PyTorch")
     kernels.add_argument("--sizes", nargs="+", choices=["default", "paper"], default=["default", "paper"],
                          help="problem sizes: STARS' CPU training config and/or paper scale (default: both)")
-    kernels.add_argument("--ops", nargs="+", choices=["sample", "gather", "infonce"],
-                         default=["sample", "gather", "infonce"], help="kernels to time (default: all)")
+    kernels.add_argument("--ops", nargs="+", choices=["sample", "gather", "infonce", "confusion"],
+                         default=["sample", "gather", "infonce", "confusion"], help="kernels to time (default: all)")
     kernels.add_argument("--providers", nargs="+", choices=["naive", "reference", "compile", "triton"],
                          help="implementations to compare (default: all that run on the device)")
     kernels.add_argument("--device", default=None, help="cpu or cuda[:N] (default: cuda if available)")
