@@ -52,7 +52,7 @@ def _gather_rows_kernel(features_ptr, indices_ptr, out_ptr, num_rows, channels, 
 @triton.jit
 def _scatter_rows_kernel(grad_out_ptr, order_ptr, starts_ptr, pixels_ptr, grad_ptr, num_groups, channels,
                          width, height_width, stride_b, stride_h, stride_w, stride_c,
-                         BLOCK_C: tl.constexpr):
+                         BLOCK_C: tl.constexpr, ACCUMULATOR: tl.constexpr):
     """One program per distinct pixel: grad[pixel] = sum of its rows, in the stable-sort order."""
     group = tl.program_id(0)
     start = tl.load(starts_ptr + group)
@@ -62,10 +62,10 @@ def _scatter_rows_kernel(grad_out_ptr, order_ptr, starts_ptr, pixels_ptr, grad_p
     for c0 in range(0, channels, BLOCK_C):
         cols = c0 + tl.arange(0, BLOCK_C)
         col_mask = cols < channels
-        total = tl.zeros([BLOCK_C], dtype=tl.float32)
+        total = tl.zeros([BLOCK_C], dtype=ACCUMULATOR)
         for position in range(start, stop):
             row = tl.load(order_ptr + position).to(tl.int64)
-            total += tl.load(grad_out_ptr + row * channels + cols, mask=col_mask, other=0.0).to(tl.float32)
+            total += tl.load(grad_out_ptr + row * channels + cols, mask=col_mask, other=0.0).to(ACCUMULATOR)
         tl.store(grad_ptr + base + cols.to(tl.int64) * stride_c, total.to(grad_ptr.dtype.element_ty), mask=col_mask)
 
 
@@ -108,7 +108,8 @@ def scatter_rows_backward(grad_out: Tensor, indices: Tensor, layout: Tensor, dev
     torch.cumsum(counts, 0, out=starts[1:])
     channels = layout.shape[-1]
     _scatter_rows_kernel[(pixels.numel(),)](grad_out.contiguous(), order, starts, pixels, grad, pixels.numel(),
-                                            channels, *_geometry(grad), BLOCK_C=_block_c(channels))
+                                            channels, *_geometry(grad), BLOCK_C=_block_c(channels),
+                                            ACCUMULATOR=tl.float64 if grad.dtype == torch.float64 else tl.float32)
     return grad
 
 

@@ -159,10 +159,13 @@ def cross_modal_infonce(
     L_{A->B} = -(1/N) sum_i (1/|P(i)|) sum_{p in P(i)} log softmax_k(z_a[i].z_b[k] / T)[p], with
     P(i) = {p : labels[p] == labels[i]} (i included); L = (L_{A->B} + L_{B->A}) / 2. Inputs are
     taken as already L2-normalised. `stop_grad_keys` detaches the keys (z_b in A->B, z_a in B->A).
-    Computed in fp32 whatever the input precision (fp64 inputs stay fp64); returns a scalar. With
+    Computed in fp32 whatever the input precision (fp64 inputs stay fp64 and always use the
+    reference; backend="triton" refuses them); returns a scalar. With
     N == 0 it returns a zero that is still connected to the inputs' graph.
     """
     _validate_infonce_args(z_a, z_b, labels, temperature)
+    if backend == "auto" and torch.float64 in (z_a.dtype, z_b.dtype):
+        backend = "torch"  # the fused kernel computes in fp32; fp64 (gradcheck) stays on the reference
     implementation = resolve_backend("cross_modal_infonce", backend, z_a.device)
     return implementation(z_a, z_b, labels, float(temperature), stop_grad_keys=stop_grad_keys)  # type: ignore[return-value]
 

@@ -175,7 +175,8 @@ def class_balanced_sample_triton(
     if not any(plan.sampled):
         return empty_sample(device)
     expected = oversample if oversample is not None else oversampled_count(plan.k)
-    capacity = next_power_of_2(max(max(min(n, _capacity(expected)) for n in plan.needed()), plan.k))
+    largest = max(min(n, _capacity(expected)) for n, s in zip(plan.counts, plan.sampled, strict=True) if s)
+    capacity = next_power_of_2(max(largest, plan.k))
     while True:
         cursor, keys, pixels = collect_candidates(flat, num_classes, group_size, plan.thresholds, plan.sampled,
                                                   capacity, seed, ignore_index, block_size)

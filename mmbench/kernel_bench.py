@@ -7,7 +7,8 @@ median and the 20th/80th percentiles (Liger-Kernel's quantiles), bytes the opera
 resulting GB/s and its share of the measured device-copy bandwidth (the practical ceiling for a
 memory-bound kernel), GFLOP/s for the loss, and the peak memory of one call (CUDA: the caching
 allocator's high-water mark; CPU: the running total of the profiler's per-op allocations, an
-op-level peak that cannot see transients inside an op). The JSON result carries machine, versions
+op-level peak that cannot see transients inside an op, and blind to `torch.compile`'s buffers, so
+not reported for that provider). The JSON result carries machine, versions
 and git state, like a run record.
 """
 
@@ -48,6 +49,7 @@ class Measurement:
     gflops: float | None = None
     peak_memory_bytes: int | None = None
     error: str | None = None
+    notes: str | None = None
     params: dict[str, Any] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
 
@@ -136,7 +138,11 @@ def measure(problem: Problem, device: torch.device, providers: tuple[str, ...], 
         else:
             try:
                 times = time_call(call, device, **timing)
-                row.peak_memory_bytes = peak_memory(call, device)
+                if device.type == "cpu" and provider == "compile":
+                    # Inductor's C++ wrapper allocates its buffers outside the aten ops the profiler records.
+                    row.notes = "peak memory not measurable on CPU for torch.compile"
+                else:
+                    row.peak_memory_bytes = peak_memory(call, device)
             except Exception as exc:  # a provider that cannot run (e.g. compile without a C++ compiler)
                 row.error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:200]
             else:

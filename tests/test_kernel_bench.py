@@ -105,6 +105,6 @@ def test_cli_writes_a_self_describing_result(capsys, tmp_path):
     for result in rows:
         assert result["error"] is None and result["median_ms"] > 0 and result["reps"] >= 5
         assert result["p20_ms"] <= result["median_ms"] <= result["p80_ms"]
-        assert result["gbps"] > 0 and result["peak_memory_bytes"] is not None
+        assert result["gbps"] > 0 and result["peak_memory_bytes"] is not None and result["notes"] is None
     assert all(r["gflops"] > 0 for r in rows if r["op"] == "infonce")
     assert {t["name"].split(":")[0] for t in document["targets"]} == {"sample", "infonce"}

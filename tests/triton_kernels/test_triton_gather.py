@@ -23,7 +23,7 @@ LAYOUTS = {
 
 @pytest.mark.parametrize("layout", list(LAYOUTS))
 @pytest.mark.parametrize("channels", [1, 5, 130])  # 130 > one channel block of 128
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.float64])
 @pytest.mark.parametrize("repeats", [False, True])
 def test_forward_and_backward_match_indexing(device, layout, channels, dtype, repeats):
     x = nchw((2, channels, 7, 9), dtype, device)
@@ -39,7 +39,8 @@ def test_forward_and_backward_match_indexing(device, layout, channels, dtype, re
     upstream = torch.randn(45, channels, generator=generator).to(dtype).to(device)
     (grad,) = torch.autograd.grad(out, x, upstream)
     (grad_ref,) = torch.autograd.grad(expected, x, upstream)
-    tolerance = {"atol": 2e-3, "rtol": 2e-3} if dtype == torch.float16 else {"atol": 1e-6, "rtol": 1e-6}
+    tolerance = {torch.float16: {"atol": 2e-3, "rtol": 2e-3}, torch.float32: {"atol": 1e-6, "rtol": 1e-6},
+                 torch.float64: {"atol": 1e-12, "rtol": 1e-12}}[dtype]  # fp64 accumulates in fp64
     torch.testing.assert_close(grad, grad_ref, **tolerance)  # fp32 sums of repeats vs the reference's order
 
 

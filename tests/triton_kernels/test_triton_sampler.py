@@ -110,6 +110,16 @@ def test_a_short_class_is_repaired_exactly(device, monkeypatch):
         assert torch.equal(got[0].cpu(), expected[0])
 
 
+@pytest.mark.parametrize("max_views", [1, 100, 1000])
+def test_one_candidate_pass_is_enough_normally(device, monkeypatch, max_views):
+    calls = []
+    original = sampling_triton.collect_candidates
+    monkeypatch.setattr(sampling_triton, "collect_candidates", lambda *args: calls.append(1) or original(*args))
+    labels = labels_with({0: 5000, 1: 2000, 2: 300, 3: 9}, (2, 60, 70), seed=2)
+    assert_same(labels, 4, device, max_samples=4000, max_views=max_views, seed=3)
+    assert len(calls) == 1
+
+
 def test_an_overflowing_candidate_buffer_is_regrown(device, monkeypatch):
     calls = []
     original = sampling_triton.collect_candidates
