@@ -18,6 +18,7 @@ FLOPs, so the harness can express a time as a fraction of the machine's copy ban
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -136,7 +137,8 @@ def _sample_workload(params: dict[str, Any], device: torch.device, providers: tu
     if "triton" in providers:
         implementations["triton"] = _triton("sample")
     indices, _ = class_balanced_sample_torch(labels, num_classes, **kwargs)
-    calls = {name: (lambda fn=fn: fn(labels, num_classes, **kwargs)) for name, fn in implementations.items()}
+    calls: dict[str, Callable[[], object]] = {
+        name: functools.partial(fn, labels, num_classes, **kwargs) for name, fn in implementations.items()}
     moved = labels.numel() * labels.element_size() + 2 * indices.numel() * 8
     return Workload(calls, moved, info={"pixels": labels.numel(), "samples": indices.numel()})
 
@@ -162,7 +164,7 @@ def _gather_workload(params: dict[str, Any], device: torch.device, providers: tu
         implementations["compile"] = _compiled(gather_pixels_torch)
     if "triton" in providers:
         implementations["triton"] = _triton("gather")
-    calls = {name: _backward(lambda fn=fn: fn(features.permute(0, 2, 3, 1), indices), (features,), upstream)
+    calls = {name: _backward(functools.partial(fn, features.permute(0, 2, 3, 1), indices), (features,), upstream)
              for name, fn in implementations.items()}
     calls["naive"] = _backward(lambda: naive_gather_pixels(features.permute(0, 2, 3, 1), indices, sampled),
                                (features,), upstream)
@@ -190,7 +192,7 @@ def _infonce_workload(params: dict[str, Any], device: torch.device, providers: t
         implementations["compile"] = _compiled(cross_modal_infonce_torch)
     if "triton" in providers:
         implementations["triton"] = _triton("infonce")
-    calls = {name: _backward(lambda fn=fn: fn(a, b, labels, 0.1), (a, b)) for name, fn in implementations.items()}
+    calls = {name: _backward(functools.partial(fn, a, b, labels, 0.1), (a, b)) for name, fn in implementations.items()}
     moved = 4 * n * dims * a.element_size()  # read a and b, write their gradients
     flops = 6 * n * n * dims  # logits (2 N^2 d) forward, two N^2 d matmuls backward: the materialised minimum
     return Workload(calls, moved, flops, info={"n": n, "dims": dims})
@@ -221,7 +223,7 @@ def _confusion_workload(params: dict[str, Any], device: torch.device, providers:
     if "compile" in providers:
         implementations["compile"] = _compiled(reference_confusion)
     calls: dict[str, Callable[[], object]] = {
-        name: (lambda fn=fn: fn(logits, target, classes)) for name, fn in implementations.items()}
+        name: functools.partial(fn, logits, target, classes) for name, fn in implementations.items()}
     if "triton" in providers:
         counts = _triton("confusion")
         calls["triton"] = lambda: counts(logits, target, classes, IGNORE)

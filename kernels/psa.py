@@ -175,7 +175,8 @@ def gather_pixels(features: Tensor, indices: Tensor, *, backend: str = "auto") -
 
     Repeated indices (mode "replace") add their gradients. NCHW features are passed as
     `x.permute(0, 2, 3, 1)`: the reference copies that view once; the Triton kernel reads it in
-    place through its strides. Both backward passes are deterministic.
+    place through its strides. The Triton backward is deterministic (no float atomics); the
+    reference's is on CPU, and on CUDA under `torch.use_deterministic_algorithms(True)`.
     """
     if features.ndim < 1:
         raise ValueError("features must have a trailing channel dimension")
