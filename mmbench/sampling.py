@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 KINDS = ("all", "subsets-per-sample", "subsets-per-batch", "bernoulli")
+_WHOLE_BATCH = 2**32 - 1  # the seed word that stands for "every slot" (numpy seeds must be non-negative)
 
 
 def sample_availability(kind: str, modalities: int, slots: Sequence[int], key: Sequence[int], *,
@@ -26,7 +27,7 @@ def sample_availability(kind: str, modalities: int, slots: Sequence[int], key: S
         if kind == "all":
             rows.append([True] * modalities)
             continue
-        rng = np.random.default_rng([*key, -1 if kind == "subsets-per-batch" else int(slot)])
+        rng = np.random.default_rng([*key, _WHOLE_BATCH if kind == "subsets-per-batch" else int(slot)])
         if kind == "bernoulli":
             while True:
                 row = (rng.random(modalities) >= p_drop).tolist()

@@ -1,0 +1,148 @@
+"""ShaSpec 2-D: shared and specific encoders, composition, and shared features standing in for missing ones.
+
+Following github.com/billhhh/ShaSpec (`DualNet_SS.py`, `loss_Dual.py`) with 2-D ResNets:
+- one *shared* encoder applied to every modality (per-modality stems map the channel counts), and
+  one *specific* encoder per modality;
+- composition per level: available m -> shared_m + Conv3x3(concat(shared_m, specific_m)); missing
+  m -> the shared feature of the first available modality (`missing_feature: mean` averages them);
+- decoder: the M composed maps concatenated per level, 1x1, FPN;
+- losses: CE + alpha * L1 between shared deepest features of consecutive modalities (cyclic, pairs
+  where both are available) + beta * CE of a linear modality classifier on pooled specific features.
+Trained on random subsets (one per batch by default, as ShaSpec's `mode=random`). Per-sample
+patterns at evaluation are handled row by row with `torch.where`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from mmbench.errors import ConfigError
+from mmbench.method import SegmentationMethod, TrainStep
+from mmbench.methods.backbones import resnet
+from mmbench.methods.common import FPNDecoder, check_sampler, masked_mean, sampled_availability, upsample
+
+
+class Stem(nn.Module):
+    """Per-modality 7x7/2 conv + BN + ReLU + 3x3/2 max-pool into the shared encoder's width."""
+
+    def __init__(self, in_channels: int, width: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(in_channels, width, 7, stride=2, padding=3, bias=False),
+                                  nn.BatchNorm2d(width), nn.ReLU(inplace=True), nn.MaxPool2d(3, stride=2, padding=1))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.body(x)
+
+
+class ShaSpec(SegmentationMethod):
+    def __init__(self, modalities: Mapping[str, int], num_classes: int, config: Mapping[str, Any]) -> None:
+        super().__init__(modalities, num_classes, config)
+        if len(modalities) < 2:
+            raise ConfigError("ShaSpec needs at least two modalities (shared features stand in for missing ones)")
+        if config["missing_feature"] not in ("first", "mean"):
+            raise ConfigError(f"method.missing_feature={config['missing_feature']!r}: use first or mean")
+        check_sampler(config["sampler"], "sampler")
+        self.stems = nn.ModuleDict({name: Stem(channels, config["width"]) for name, channels in modalities.items()})
+        self.shared = resnet(config["backbone"], width=config["width"], stem=False)
+        self.specific = nn.ModuleDict({
+            name: resnet(config["specific_backbone"], in_channels=channels, width=config["specific_width"])
+            for name, channels in modalities.items()})
+        shared_channels = self.shared.channels
+        specific_channels = next(iter(self.specific.values())).channels
+        self.compose = nn.ModuleList([nn.Conv2d(cs + cp, cs, 3, padding=1)
+                                      for cs, cp in zip(shared_channels, specific_channels, strict=True)])
+        self.merge = nn.ModuleList([nn.Conv2d(len(modalities) * c, c, 1) for c in shared_channels])
+        self.decoder = FPNDecoder(shared_channels, config["fpn_channels"], config["decoder_channels"], num_classes)
+        self.modality_classifier = nn.Linear(specific_channels[-1], len(modalities))
+
+    def encode(self, name: str, x: Tensor) -> dict[str, list[Tensor]]:
+        return {"shared": self.shared.forward_stages(self.stems[name](x)), "specific": self.specific[name](x)}
+
+    def _stand_in(self, features: Mapping[str, Any], available: Tensor, level: int) -> Tensor:
+        """Per sample, the shared feature of the first (or the mean of every) available modality."""
+        values = {index: features[name]["shared"][level] for index, name in enumerate(self.modality_names)
+                  if name in features}
+        if self.config["missing_feature"] == "mean":
+            return masked_mean(values, available)
+        chosen: Tensor | None = None
+        for index in sorted(values, reverse=True):  # the first available modality is written last and wins
+            mask = available[:, index].view(-1, 1, 1, 1)
+            value = values[index]
+            chosen = torch.where(mask, value, torch.zeros_like(value) if chosen is None else chosen)
+        assert chosen is not None
+        return chosen
+
+    def decode(self, features: Mapping[str, Any], available: Tensor) -> Tensor:
+        levels = len(self.shared.channels)
+        merged = []
+        for level in range(levels):
+            stand_in = self._stand_in(features, available, level)
+            composed = []
+            for index, name in enumerate(self.modality_names):
+                if name in features:
+                    shared = features[name]["shared"][level]
+                    specific = features[name]["specific"][level]
+                    value = shared + self.compose[level](torch.cat([shared, specific], dim=1))
+                    value = torch.where(available[:, index].view(-1, 1, 1, 1), value, stand_in)
+                else:
+                    value = stand_in
+                composed.append(value)
+            merged.append(self.merge[level](torch.cat(composed, dim=1)))
+        size = merged[0].shape[-2:]
+        return upsample(self.decoder(merged), [4 * s for s in size])
+
+    def forward(self, inputs: Mapping[str, Tensor], available: Tensor) -> Tensor:
+        features = {name: self.encode(name, inputs[name]) for index, name in enumerate(self.modality_names)
+                    if bool(available[:, index].any())}
+        return upsample(self.decode(features, available), next(iter(inputs.values())).shape[-2:])
+
+    def training_availability(self, batch: Mapping[str, Any], info: TrainStep) -> Tensor:
+        return sampled_availability(self.config["sampler"], batch, info, len(self.modality_names))
+
+    def training_loss(self, batch: Mapping[str, Any], info: TrainStep) -> dict[str, Tensor]:
+        inputs, label = batch["inputs"], batch["label"]
+        available = self.training_availability(batch, info)
+        features = {name: self.encode(name, inputs[name]) for index, name in enumerate(self.modality_names)
+                    if bool(available[:, index].any())}
+        logits = upsample(self.decode(features, available), label.shape[-2:])
+        ce = F.cross_entropy(logits, label, ignore_index=info.ignore_index)
+        alignment = self._shared_alignment(features, available)
+        classification = self._modality_classification(features, available)
+        total = ce + self.config["alpha"] * alignment + self.config["beta"] * classification
+        return {"loss": total, "ce": ce.detach(), "shared_l1": alignment.detach(),
+                "modality_ce": classification.detach()}
+
+    def _shared_alignment(self, features: Mapping[str, Any], available: Tensor) -> Tensor:
+        """Mean L1 between deepest shared features of consecutive modalities (cyclic), both available."""
+        names = self.modality_names
+        pairs = [(i, (i + 1) % len(names)) for i in range(len(names))] if len(names) > 2 else [(0, 1)]
+        total = torch.zeros((), device=available.device)
+        weight = torch.zeros((), device=available.device)
+        for a, b in pairs:
+            if names[a] not in features or names[b] not in features:
+                continue
+            both = (available[:, a] & available[:, b]).to(total.dtype)
+            difference = (features[names[a]]["shared"][-1] - features[names[b]]["shared"][-1]).abs()
+            per_sample = torch.where(both.bool().view(-1, 1, 1, 1), difference, 0.0).flatten(1).mean(1)
+            total = total + (per_sample * both).sum()
+            weight = weight + both.sum()
+        return total / weight.clamp_min(1)
+
+    def _modality_classification(self, features: Mapping[str, Any], available: Tensor) -> Tensor:
+        """CE of predicting each available modality's id from its pooled deepest specific feature."""
+        logits, targets, keep = [], [], []
+        for index, name in enumerate(self.modality_names):
+            if name not in features:
+                continue
+            pooled = F.adaptive_avg_pool2d(features[name]["specific"][-1], 1).flatten(1)
+            logits.append(self.modality_classifier(pooled))
+            targets.append(torch.full((pooled.shape[0],), index, dtype=torch.long, device=pooled.device))
+            keep.append(available[:, index])
+        ce = F.cross_entropy(torch.cat(logits), torch.cat(targets), reduction="none")
+        mask = torch.cat(keep)
+        return torch.where(mask, ce, 0.0).sum() / mask.sum().clamp_min(1)
