@@ -52,9 +52,11 @@ def row(method: str, records: dict[str, dict[str, Any]]) -> tuple[list[str], lis
         headers += ["minority mIoU mean / worst"]
         aggregate = minority["aggregate"]["minority_miou"]
         cells += [f"{percent(aggregate['mean'])} / {percent(aggregate['worst'])}"]
-    trained = last1 or subsets or minority
-    headers.append("train s")
-    seconds = (trained or {}).get("timing", {}).get("train_s")
+    trained = last1 or subsets or minority or {}
+    headers += ["params (M)", "train s"]
+    params = trained.get("method", {}).get("params")
+    seconds = trained.get("timing", {}).get("train_s")
+    cells.append(f"{params / 1e6:.2f}" if isinstance(params, int) else "-")
     cells.append(f"{seconds:.0f}" if isinstance(seconds, (int, float)) else "-")
     return headers, [method, *cells]
 
