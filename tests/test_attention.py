@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from mmbench import attention as attention_module
-from mmbench.attention import MultiHeadAttention, TransformerBlock, attention, attention_backend
+from mmbench.attention import CrossAttention, MultiHeadAttention, TransformerBlock, attention, attention_backend
 
 
 def test_cpu_path_is_softmax_attention():
@@ -16,6 +16,21 @@ def test_cpu_path_is_softmax_attention():
     q, k, v = (torch.randn(2, 3, 5, 8, generator=generator) for _ in range(3))
     expected = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(8), dim=-1) @ v
     torch.testing.assert_close(attention(q, k, v), expected, atol=1e-5, rtol=1e-5)
+
+
+def test_key_mask_drops_keys_per_sample():
+    generator = torch.Generator().manual_seed(1)
+    q, k, v = (torch.randn(2, 2, 3, 4, generator=generator) for _ in range(3))
+    keep = torch.tensor([[True, True, False, False, True], [True, False, False, False, False]])
+    k5, v5 = torch.randn(2, 2, 5, 4, generator=generator), torch.randn(2, 2, 5, 4, generator=generator)
+    masked = attention(q, k5, v5, key_mask=keep)
+    for row in range(2):
+        kept = keep[row]
+        expected = attention(q[row:row + 1], k5[row:row + 1, :, kept], v5[row:row + 1, :, kept])
+        torch.testing.assert_close(masked[row:row + 1], expected, atol=1e-5, rtol=1e-5)
+    poisoned = v5.clone()
+    poisoned[~keep[:, None, :, None].expand_as(poisoned)] = float("nan")
+    assert bool(torch.isfinite(attention(q, k5, poisoned, key_mask=keep)).all())  # masked values never read
 
 
 def test_dispatch_decision(monkeypatch):
@@ -37,6 +52,8 @@ def test_blocks_keep_shape_and_learn():
     assert x.grad is not None and bool(torch.isfinite(x.grad).all())
     with pytest.raises(ValueError, match="divisible"):
         MultiHeadAttention(10, heads=4)
+    cross = CrossAttention(16, 8, 12, heads=3)
+    assert cross(torch.randn(2, 5, 16), torch.randn(2, 9, 8), torch.ones(2, 9, dtype=torch.bool)).shape == (2, 5, 16)
 
 
 @pytest.mark.gpu

@@ -14,13 +14,14 @@ from mmbench.config import load_defaults
 from mmbench.method import TrainStep, build_method
 from mmbench.registry import METHODS
 
-METHOD_NAMES = ("unimodal", "early-fusion", "modality-dropout", "shaspec", "mmformer")
+METHOD_NAMES = ("unimodal", "early-fusion", "modality-dropout", "shaspec", "mmformer", "perceiver")
 SMALL = {  # same families, narrower: fast on CPU
     "unimodal": {"width": 8, "fpn_channels": 16, "decoder_channels": 8},
     "early-fusion": {"width": 8, "fpn_channels": 16, "decoder_channels": 8},
     "modality-dropout": {"width": 8, "fpn_channels": 16, "decoder_channels": 8},
     "shaspec": {"width": 8, "specific_width": 4, "fpn_channels": 16, "decoder_channels": 8},
     "mmformer": {"basic_dims": 4, "transformer_dim": 16, "heads": 2, "mlp_dim": 32, "token_grid": 4},
+    "perceiver": {"channels": 8, "latents": 8, "latent_dim": 16, "heads": 2, "latent_blocks": 1, "mlp_dim": 32},
 }
 MODALITY_SETS = {2: {"optical": 3, "dsm": 1}, 3: {"optical": 3, "dsm": 1, "sar": 1}}
 CLASSES, SIZE = 4, 64
@@ -80,7 +81,7 @@ def test_every_pattern_forward_backward_and_no_leak(name, count):
 def test_split_interface_matches_forward(name):
     model = build(name, MODALITY_SETS[3]).eval()
     if not model.has_split_interface:
-        pytest.skip(f"{name} has no split interface (early fusion mixes modalities at the input)")
+        pytest.skip(f"{name} has no split interface (its modalities meet before any per-modality encoder)")
     batch = batch_for(MODALITY_SETS[3])
     available = torch.tensor([[True, False, True], [False, True, False], [True, True, True], [False, False, True]])
     with torch.no_grad():
@@ -172,6 +173,17 @@ def test_bad_settings_are_config_errors(name, key, value):
         build(name, MODALITY_SETS[2], **overrides)
 
 
+@pytest.mark.parametrize("local", ["conv2d", "dual"])
+def test_perceiver_local_module_ablations(local):
+    model = build("perceiver", MODALITY_SETS[3], local=local).eval()
+    batch = batch_for(MODALITY_SETS[3], size=32)
+    available = torch.tensor([[True, False, True], [False, True, False], [True, True, True], [False, False, True]])
+    poisoned = {key: torch.where(available[:, i].view(-1, 1, 1, 1), value, float("nan"))
+                for i, (key, value) in enumerate(batch["inputs"].items())}
+    with torch.no_grad():
+        torch.testing.assert_close(model(poisoned, available), model(batch["inputs"], available))
+
+
 def test_shaspec_needs_two_modalities():
     from mmbench.errors import ConfigError
 
@@ -186,6 +198,7 @@ PAPER_CONFIGS = {
     "modality-dropout": "methods/baselines/paper_modality_dropout.yaml",
     "shaspec": "methods/shaspec/paper.yaml",
     "mmformer": "methods/mmformer/paper.yaml",
+    "perceiver": "methods/perceiver/paper.yaml",
 }
 
 
