@@ -14,7 +14,7 @@ from mmbench.config import load_defaults
 from mmbench.method import TrainStep, build_method
 from mmbench.registry import METHODS
 
-METHOD_NAMES = ("unimodal", "early-fusion", "modality-dropout", "shaspec", "mmformer", "perceiver")
+METHOD_NAMES = ("unimodal", "early-fusion", "modality-dropout", "shaspec", "mmformer", "perceiver", "sgma")
 SMALL = {  # same families, narrower: fast on CPU
     "unimodal": {"width": 8, "fpn_channels": 16, "decoder_channels": 8},
     "early-fusion": {"width": 8, "fpn_channels": 16, "decoder_channels": 8},
@@ -22,6 +22,7 @@ SMALL = {  # same families, narrower: fast on CPU
     "shaspec": {"width": 8, "specific_width": 4, "fpn_channels": 16, "decoder_channels": 8},
     "mmformer": {"basic_dims": 4, "transformer_dim": 16, "heads": 2, "mlp_dim": 32, "token_grid": 4},
     "perceiver": {"channels": 8, "latents": 8, "latent_dim": 16, "heads": 2, "latent_blocks": 1, "mlp_dim": 32},
+    "sgma": {"width": 8, "fpn_channels": 16, "decoder_channels": 8},
 }
 MODALITY_SETS = {2: {"optical": 3, "dsm": 1}, 3: {"optical": 3, "dsm": 1, "sar": 1}}
 CLASSES, SIZE = 4, 64
@@ -184,6 +185,27 @@ def test_perceiver_local_module_ablations(local):
         torch.testing.assert_close(model(poisoned, available), model(batch["inputs"], available))
 
 
+def test_sgma_prototypes_weights_and_fragile_sampling():
+    model = build("sgma", MODALITY_SETS[2], focus_probability=1.0)
+    batch = batch_for(MODALITY_SETS[2], size=32, batch=8)
+    info = TrainStep(step=0, micro=0, seed=0, ignore_index=255, num_classes=CLASSES)
+    assert not bool(model.prototype_seen.any())
+    model.train()
+    model.training_loss(batch, info)
+    assert bool(model.prototype_seen[0].all())  # at stride 4 every class is in the batch, for both modalities
+    assert bool((model.mean_robustness != 0).all())
+    model.mean_robustness.copy_(torch.tensor([0.9, 0.1]))  # dsm is the fragile one
+    available = model.training_availability(batch, info)
+    assert bool((available.sum(1) == 1).all()) and int(available[:, 1].sum()) >= 6  # almost always dsm alone
+    model.eval()
+    features = {n: model.encode(n, batch["inputs"][n]) for n in model.modality_names}
+    mixed = torch.tensor([[True, True], [True, False], [False, True], [True, True]] * 2)
+    pyramids = {i: features[n] for i, n in enumerate(model.modality_names)}
+    weights = model.fusion_weights(pyramids, mixed, 0)
+    torch.testing.assert_close(weights.sum(1), torch.ones(8))
+    assert bool((weights[~mixed] == 0).all())
+
+
 def test_shaspec_needs_two_modalities():
     from mmbench.errors import ConfigError
 
@@ -199,6 +221,7 @@ PAPER_CONFIGS = {
     "shaspec": "methods/shaspec/paper.yaml",
     "mmformer": "methods/mmformer/paper.yaml",
     "perceiver": "methods/perceiver/paper.yaml",
+    "sgma": "methods/sgma/paper.yaml",
 }
 
 

@@ -19,7 +19,7 @@ SPEC = MethodSpec(name="{name}", summary="s", version="1", target="{package}.mod
 
 def test_discovers_plugins_of_every_kind_from_entry_points(dummy_plugin):
     assert METHODS.names() == ["broken-impl", "dummy", "early-fusion", "engine-only", "mmformer", "modality-dropout",
-                               "perceiver", "shaspec", "stars", "unimodal"]
+                               "perceiver", "sgma", "shaspec", "stars", "unimodal"]
     assert PROTOCOLS.names() == ["dummy-protocol", "full", "last1", "minority", "missing1", "pixel-drop",
                                  "random-drop", "subsets"]
     assert DATASETS.names() == ["synthetic", "toy"]
@@ -55,7 +55,7 @@ def test_unknown_name_suggests_close_matches_and_lists_registered(dummy_plugin):
     assert "unknown method 'dumy'" in message
     assert "did you mean 'dummy'" in message
     assert ("registered methods: broken-impl, dummy, early-fusion, engine-only, mmformer, modality-dropout, "
-            "perceiver, shaspec, stars, unimodal") in message
+            "perceiver, sgma, shaspec, stars, unimodal") in message
     assert "\n" not in message
 
 
