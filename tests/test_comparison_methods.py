@@ -14,7 +14,7 @@ from mmbench.config import load_defaults
 from mmbench.method import TrainStep, build_method
 from mmbench.registry import METHODS
 
-METHOD_NAMES = ("unimodal", "early-fusion", "modality-dropout", "shaspec", "mmformer", "perceiver", "sgma")
+METHOD_NAMES = ("unimodal", "early-fusion", "modality-dropout", "shaspec", "mmformer", "perceiver", "sgma", "ae")
 SMALL = {  # same families, narrower: fast on CPU
     "unimodal": {"width": 8, "fpn_channels": 16, "decoder_channels": 8},
     "early-fusion": {"width": 8, "fpn_channels": 16, "decoder_channels": 8},
@@ -23,6 +23,7 @@ SMALL = {  # same families, narrower: fast on CPU
     "mmformer": {"basic_dims": 4, "transformer_dim": 16, "heads": 2, "mlp_dim": 32, "token_grid": 4},
     "perceiver": {"channels": 8, "latents": 8, "latent_dim": 16, "heads": 2, "latent_blocks": 1, "mlp_dim": 32},
     "sgma": {"width": 8, "fpn_channels": 16, "decoder_channels": 8},
+    "ae": {"generator_width": 4, "width": 8, "fpn_channels": 16, "decoder_channels": 8},
 }
 MODALITY_SETS = {2: {"optical": 3, "dsm": 1}, 3: {"optical": 3, "dsm": 1, "sar": 1}}
 CLASSES, SIZE = 4, 64
@@ -206,6 +207,26 @@ def test_sgma_prototypes_weights_and_fragile_sampling():
     assert bool((weights[~mixed] == 0).all())
 
 
+def test_ae_imputes_only_missing_modalities_and_learns_to_reconstruct():
+    model = build("ae", MODALITY_SETS[2], reconstruction_weight=10.0)
+    batch = batch_for(MODALITY_SETS[2], size=32, batch=4)
+    batch["inputs"]["dsm"] = batch["inputs"]["optical"][:, :1] * 0.5  # dsm is predictable from optical
+    available = torch.tensor([[True, False], [True, True], [False, True], [True, False]])
+    completed = model.complete(batch["inputs"], available)
+    assert torch.equal(completed["dsm"][1], batch["inputs"]["dsm"][1])  # real where available
+    assert not torch.equal(completed["dsm"][0], batch["inputs"]["dsm"][0])  # generated where missing
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    info = TrainStep(step=0, micro=0, seed=1, ignore_index=255, num_classes=CLASSES)
+    errors = []
+    for _ in range(15):
+        terms = model.training_loss(batch, info)
+        optimizer.zero_grad()
+        terms["loss"].backward()
+        optimizer.step()
+        errors.append(float(terms["l1"]))
+    assert errors[-1] < 0.8 * errors[0] and errors == sorted(errors, reverse=True), errors
+
+
 def test_shaspec_needs_two_modalities():
     from mmbench.errors import ConfigError
 
@@ -222,6 +243,7 @@ PAPER_CONFIGS = {
     "mmformer": "methods/mmformer/paper.yaml",
     "perceiver": "methods/perceiver/paper.yaml",
     "sgma": "methods/sgma/paper.yaml",
+    "ae": "methods/imputation/paper_ae.yaml",
 }
 
 
