@@ -24,6 +24,19 @@ def conv_bn_relu(inp: int, out: int, kernel: int = 3) -> nn.Sequential:
                          nn.ReLU(inplace=True))
 
 
+class Stem(nn.Module):
+    """Per-modality ResNet stem (7x7/2, BN, ReLU, 3x3/2 max-pool): stride 4, `width` channels, so that
+    modalities with different channel counts can share one encoder's residual stages."""
+
+    def __init__(self, in_channels: int, width: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(in_channels, width, 7, stride=2, padding=3, bias=False),
+                                  nn.BatchNorm2d(width), nn.ReLU(inplace=True), nn.MaxPool2d(3, stride=2, padding=1))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.body(x)
+
+
 class FPNDecoder(nn.Module):
     """Feature pyramid (strides 4..32) -> logits at stride 4: lateral 1x1, top-down sum, 3x3 smooth,
     per-level conv, sum of the levels upsampled to stride 4, 1x1 classifier (STARS' decoder family)."""
@@ -47,6 +60,9 @@ class FPNDecoder(nn.Module):
 
 
 def upsample(logits: Tensor, size: Sequence[int]) -> Tensor:
+    """Bilinear resize to `size`; returns `logits` itself when it already has that size."""
+    if tuple(logits.shape[-2:]) == tuple(size):
+        return logits
     return F.interpolate(logits, size=tuple(size), mode="bilinear", align_corners=False)
 
 

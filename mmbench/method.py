@@ -64,6 +64,12 @@ class SegmentationMethod(nn.Module):
         """
         raise NotImplementedError
 
+    def encode_available(self, inputs: Mapping[str, torch.Tensor], available: torch.Tensor) -> dict[str, Features]:
+        """`encode` of every modality that at least one sample of the batch has (the split interface's
+        `features` argument); modalities missing for the whole batch are never run."""
+        return {name: self.encode(name, inputs[name]) for index, name in enumerate(self.modality_names)
+                if bool(available[:, index].any())}
+
     def training_loss(self, batch: Mapping[str, Any], info: TrainStep) -> dict[str, torch.Tensor]:
         """Loss terms of one training batch; "loss" is the total that is optimised, the others are logged.
 

@@ -53,8 +53,7 @@ class ModalityDropout(SegmentationMethod):
         return upsample(self.decoder(fused), [4 * s for s in size])
 
     def forward(self, inputs: Mapping[str, Tensor], available: Tensor) -> Tensor:
-        features = {name: self.encode(name, inputs[name]) for index, name in enumerate(self.modality_names)
-                    if bool(available[:, index].any())}
+        features = self.encode_available(inputs, available)
         return upsample(self.decode(features, available), next(iter(inputs.values())).shape[-2:])
 
     def training_availability(self, batch: Mapping[str, Any], info: TrainStep) -> Tensor:

@@ -73,8 +73,7 @@ class Unimodal(SegmentationMethod):
         return chosen
 
     def forward(self, inputs: Mapping[str, Tensor], available: Tensor) -> Tensor:
-        features = {name: self.encode(name, inputs[name]) for index, name in enumerate(self.modality_names)
-                    if bool(available[:, index].any())}
+        features = self.encode_available(inputs, available)
         return self.decode(features, available)
 
     def training_loss(self, batch: Mapping[str, Any], info: TrainStep) -> dict[str, Tensor]:

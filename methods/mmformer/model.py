@@ -176,8 +176,7 @@ class MmFormer(SegmentationMethod):
         return logits
 
     def forward(self, inputs: Mapping[str, Tensor], available: Tensor) -> Tensor:
-        features = {name: self.encode(name, inputs[name]) for index, name in enumerate(self.modality_names)
-                    if bool(available[:, index].any())}
+        features = self.encode_available(inputs, available)
         return self.decode(features, available)
 
     # -- training --------------------------------------------------------------------------------
@@ -187,8 +186,7 @@ class MmFormer(SegmentationMethod):
     def training_loss(self, batch: Mapping[str, Any], info: TrainStep) -> dict[str, Tensor]:
         inputs, label = batch["inputs"], batch["label"]
         available = self.training_availability(batch, info)
-        features = {name: self.encode(name, inputs[name]) for index, name in enumerate(self.modality_names)
-                    if bool(available[:, index].any())}
+        features = self.encode_available(inputs, available)
         logits, auxiliary = self._fuse(features, available)
         fused = weighted_ce_dice(logits, label, info.ignore_index)
         deep = sum((weighted_ce_dice(upsample(a, label.shape[-2:]), label, info.ignore_index) for a in auxiliary),

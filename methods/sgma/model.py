@@ -104,8 +104,7 @@ class Sgma(SegmentationMethod):
         return upsample(self.decoder(fused), [4 * s for s in size])
 
     def forward(self, inputs: Mapping[str, Tensor], available: Tensor) -> Tensor:
-        features = {name: self.encode(name, inputs[name]) for index, name in enumerate(self.modality_names)
-                    if bool(available[:, index].any())}
+        features = self.encode_available(inputs, available)
         return upsample(self.decode(features, available), next(iter(inputs.values())).shape[-2:])
 
     # -- training ------------------------------------------------------------------------------------
@@ -151,8 +150,7 @@ class Sgma(SegmentationMethod):
     def training_loss(self, batch: Mapping[str, Any], info: TrainStep) -> dict[str, Tensor]:
         inputs, label = batch["inputs"], batch["label"]
         available = self.training_availability(batch, info)
-        features = {name: self.encode(name, inputs[name]) for index, name in enumerate(self.modality_names)
-                    if bool(available[:, index].any())}
+        features = self.encode_available(inputs, available)
         fused, weights = self._fuse(features, available)
         logits = upsample(self.decoder(fused), label.shape[-2:])
         ce = F.cross_entropy(logits, label, ignore_index=info.ignore_index)

@@ -24,19 +24,7 @@ from torch import Tensor, nn
 from mmbench.errors import ConfigError
 from mmbench.method import SegmentationMethod, TrainStep
 from mmbench.methods.backbones import resnet
-from mmbench.methods.common import FPNDecoder, check_sampler, masked_mean, sampled_availability, upsample
-
-
-class Stem(nn.Module):
-    """Per-modality 7x7/2 conv + BN + ReLU + 3x3/2 max-pool into the shared encoder's width."""
-
-    def __init__(self, in_channels: int, width: int) -> None:
-        super().__init__()
-        self.body = nn.Sequential(nn.Conv2d(in_channels, width, 7, stride=2, padding=3, bias=False),
-                                  nn.BatchNorm2d(width), nn.ReLU(inplace=True), nn.MaxPool2d(3, stride=2, padding=1))
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.body(x)
+from mmbench.methods.common import FPNDecoder, Stem, check_sampler, masked_mean, sampled_availability, upsample
 
 
 class ShaSpec(SegmentationMethod):
@@ -97,8 +85,7 @@ class ShaSpec(SegmentationMethod):
         return upsample(self.decoder(merged), [4 * s for s in size])
 
     def forward(self, inputs: Mapping[str, Tensor], available: Tensor) -> Tensor:
-        features = {name: self.encode(name, inputs[name]) for index, name in enumerate(self.modality_names)
-                    if bool(available[:, index].any())}
+        features = self.encode_available(inputs, available)
         return upsample(self.decode(features, available), next(iter(inputs.values())).shape[-2:])
 
     def training_availability(self, batch: Mapping[str, Any], info: TrainStep) -> Tensor:
@@ -107,8 +94,7 @@ class ShaSpec(SegmentationMethod):
     def training_loss(self, batch: Mapping[str, Any], info: TrainStep) -> dict[str, Tensor]:
         inputs, label = batch["inputs"], batch["label"]
         available = self.training_availability(batch, info)
-        features = {name: self.encode(name, inputs[name]) for index, name in enumerate(self.modality_names)
-                    if bool(available[:, index].any())}
+        features = self.encode_available(inputs, available)
         logits = upsample(self.decode(features, available), label.shape[-2:])
         ce = F.cross_entropy(logits, label, ignore_index=info.ignore_index)
         alignment = self._shared_alignment(features, available)

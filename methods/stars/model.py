@@ -26,12 +26,8 @@ from mmbench.errors import ConfigError
 from mmbench.kernels.psa import class_balanced_sample, cross_modal_infonce, gather_pixels
 from mmbench.method import SegmentationMethod, TrainStep
 from mmbench.methods.backbones import resnet
+from mmbench.methods.common import Stem, conv_bn_relu
 from mmbench.sampling import sample_availability
-
-
-def conv_bn_relu(inp: int, out: int, kernel: int = 3) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(inp, out, kernel, padding=kernel // 2, bias=False), nn.BatchNorm2d(out),
-                         nn.ReLU(inplace=True))
 
 
 class SCSE(nn.Module):
@@ -56,18 +52,6 @@ class Translator(nn.Module):
         hidden = max(channels // 4, 4)
         self.body = nn.Sequential(conv_bn_relu(channels, hidden, 1), conv_bn_relu(hidden, hidden, 3),
                                   nn.Conv2d(hidden, channels, 1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.body(x)
-
-
-class Stem(nn.Module):
-    """Per-modality ResNet stem (7x7/2, BN, ReLU, 3x3/2 max-pool): stride 4, `width` channels."""
-
-    def __init__(self, in_channels: int, width: int) -> None:
-        super().__init__()
-        self.body = nn.Sequential(nn.Conv2d(in_channels, width, 7, stride=2, padding=3, bias=False),
-                                  nn.BatchNorm2d(width), nn.ReLU(inplace=True), nn.MaxPool2d(3, stride=2, padding=1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.body(x)
@@ -127,8 +111,7 @@ class Stars(SegmentationMethod):
         return logits
 
     def forward(self, inputs: Mapping[str, torch.Tensor], available: torch.Tensor) -> torch.Tensor:
-        features = {name: self.encode(name, inputs[name]) for index, name in enumerate(self.modality_names)
-                    if bool(available[:, index].any())}
+        features = self.encode_available(inputs, available)
         return self.decode(features, available)
 
     # -- the network ---------------------------------------------------------------------------
