@@ -85,6 +85,32 @@ class SegmentationMethod(nn.Module):
         """Which modalities each training sample gets; default: all (complete data)."""
         return batch["available"]
 
+    # -- adversarial training (optional) -----------------------------------------------------------
+    def adversary_modules(self) -> list[nn.Module]:
+        """Discriminators that the engine trains by an alternating update; default: none.
+
+        Their parameters get their own optimizer (`train.adversary`) and never enter the main one. Each
+        training step first runs `adversary_loss` on every micro-batch and steps the adversary (the rest of
+        the model's normalisation statistics frozen, so the generator's extra forward leaves no trace), then
+        runs `training_loss` on the same micro-batches and steps everything else: the generator is trained
+        against the discriminator that was just updated, as in pix2pix. The adversary's gradients from
+        `training_loss` are discarded.
+        """
+        return []
+
+    def adversary_loss(self, batch: Mapping[str, Any], info: TrainStep) -> dict[str, torch.Tensor]:
+        """Discriminator loss of one micro-batch: "loss" is minimised over the adversary's parameters only
+        (compute the generator's output under `torch.no_grad()`); the other terms are logged."""
+        raise NotImplementedError(f"{type(self).__name__} returns adversary modules but no adversary_loss")
+
+    def adversary_parameters(self) -> list[nn.Parameter]:
+        seen: dict[int, nn.Parameter] = {}
+        for module in self.adversary_modules():
+            for parameter in module.parameters():
+                if parameter.requires_grad:
+                    seen.setdefault(id(parameter), parameter)
+        return list(seen.values())
+
     @property
     def has_split_interface(self) -> bool:
         cls = type(self)

@@ -18,8 +18,8 @@ import os
 import random
 import signal
 import time
-from collections.abc import Iterator, Mapping
-from contextlib import nullcontext
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,6 +36,7 @@ from mmbench.pipeline import RunContext, RunOutcome
 TRAIN_KEYS = ("iterations", "batch_size", "crop_size", "lr", "weight_decay", "betas", "warmup_iterations",
               "warmup_start_factor", "poly_power", "min_lr", "grad_clip", "accumulate", "amp", "val_every",
               "val_tiles", "num_workers", "augment", "log_every")
+ADVERSARY_KEYS = ("lr", "betas", "weight_decay")
 SMOKE = {"iterations": 3, "val_every": 3, "val_tiles": 2, "log_every": 1}
 
 
@@ -78,6 +79,63 @@ def lr_factor(step: int, settings: Mapping[str, Any]) -> float:
         return start + (1 - start) * step / max(warmup, 1)
     progress = (step - warmup) / max(total - warmup, 1)
     return floor + (1 - floor) * (1 - min(progress, 1.0)) ** settings["poly_power"]
+
+
+def adversary_settings(settings: Mapping[str, Any], method: str) -> dict[str, Any]:
+    """`train.adversary` of a method that trains discriminators: their optimizer (same schedule shape)."""
+    section = settings.get("adversary")
+    if not isinstance(section, Mapping):
+        raise ConfigError(f"method {method!r} trains a discriminator: its config needs a 'train.adversary' section "
+                          f"with {', '.join(ADVERSARY_KEYS)} (see methods/imputation/cgan.yaml)")
+    missing = [key for key in ADVERSARY_KEYS if key not in section]
+    if missing:
+        raise ConfigError(f"method.train.adversary lacks {missing[0]!r}; every key of {', '.join(ADVERSARY_KEYS)} "
+                          "is needed")
+    if not section["lr"] > 0:
+        raise ConfigError(f"method.train.adversary.lr={section['lr']} must be positive")
+    return dict(section)
+
+
+@dataclass
+class _Optimisation:
+    """One optimiser with its schedule, loss scaler and parameters; GAN methods have two."""
+
+    phase: str
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    parameters: list[torch.nn.Parameter]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                "scaler": self.scaler.state_dict()}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+
+
+@contextmanager
+def frozen_running_stats(model: torch.nn.Module, exclude: Sequence[torch.nn.Module] = ()) -> Iterator[None]:
+    """Normalisation layers of `model` (outside `exclude`) keep their running statistics through the block.
+
+    The adversary phase runs the generator once more in training mode; its batch statistics must not
+    count twice. Buffers are restored exactly (copy back), not merely left unupdated.
+    """
+    excluded = {id(module) for root in exclude for module in root.modules()}
+    saved = []
+    for module in model.modules():
+        if id(module) in excluded or not getattr(module, "track_running_stats", False):
+            continue
+        buffers = [getattr(module, name) for name in ("running_mean", "running_var", "num_batches_tracked")]
+        saved.extend((buffer, buffer.clone()) for buffer in buffers if isinstance(buffer, torch.Tensor))
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for buffer, value in saved:
+                buffer.copy_(value)
 
 
 class Trainer:
@@ -128,21 +186,36 @@ class Trainer:
             augment=JointAugment() if self.settings["augment"] else None, seed=self.seed)
         if len(self.train_data) == 0:
             raise ConfigError(f"{store_path}: the training part of split {self.protocol.config['split']!r} is empty")
-        decay, no_decay = [], []
-        for name, parameter in self.model.named_parameters():
-            if parameter.requires_grad:
-                (no_decay if parameter.ndim <= 1 or name.endswith(".bias") else decay).append(parameter)
-        groups = [{"params": decay, "weight_decay": self.settings["weight_decay"]},
-                  {"params": no_decay, "weight_decay": 0.0}]
-        self.optimizer = torch.optim.AdamW(groups, lr=self.settings["lr"], betas=tuple(self.settings["betas"]))
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda step: lr_factor(step, self.settings))
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self._amp_dtype() is torch.float16)
+        adversary = self.model.adversary_parameters()
+        held_out = {id(parameter) for parameter in adversary}
+        main = [(name, parameter) for name, parameter in self.model.named_parameters()
+                if parameter.requires_grad and id(parameter) not in held_out]
+        self.main = self._optimisation("main", main, self.settings)
+        self.adversary: _Optimisation | None = None
+        if adversary:
+            section = adversary_settings(self.settings, self.plan.method.name)
+            named = [(name, parameter) for name, parameter in self.model.named_parameters()
+                     if id(parameter) in held_out]
+            self.adversary = self._optimisation("adversary", named, {**self.settings, **section})
         # DDP must see the whole training computation in its forward: wrap the loss, not the network.
         self.wrapped: torch.nn.Module = _LossModule(self.model)
         if self.dist.enabled:
             device_ids = [self.dist.local_rank] if self.device.startswith("cuda") else None
             self.wrapped = torch.nn.parallel.DistributedDataParallel(self.wrapped, device_ids=device_ids,
                                                                      find_unused_parameters=True)
+
+    def _optimisation(self, phase: str, named: list[tuple[str, torch.nn.Parameter]],
+                      settings: Mapping[str, Any]) -> _Optimisation:
+        """AdamW (no decay on norms and biases) with warm-up + poly schedule; `settings` gives lr/betas/decay."""
+        decay, no_decay = [], []
+        for name, parameter in named:
+            (no_decay if parameter.ndim <= 1 or name.endswith(".bias") else decay).append(parameter)
+        groups = [{"params": decay, "weight_decay": settings["weight_decay"]},
+                  {"params": no_decay, "weight_decay": 0.0}]
+        optimizer = torch.optim.AdamW(groups, lr=settings["lr"], betas=tuple(settings["betas"]))
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, self.settings))
+        scaler = torch.amp.GradScaler("cuda", enabled=self._amp_dtype() is torch.float16)
+        return _Optimisation(phase, optimizer, scheduler, scaler, [parameter for _, parameter in named])
 
     def _amp_dtype(self) -> torch.dtype | None:
         if not self.device.startswith("cuda") or self.settings["amp"] == "off":
@@ -154,8 +227,10 @@ class Trainer:
         rng = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
         if torch.cuda.is_available():
             rng["cuda"] = torch.cuda.get_rng_state_all()
-        return {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-                "scaler": self.scaler.state_dict(), "state": vars(state).copy(), "rng": _plain(rng)}
+        payload = {**self.main.state_dict(), "state": vars(state).copy(), "rng": _plain(rng)}
+        if self.adversary is not None:
+            payload["adversary"] = self.adversary.state_dict()
+        return payload
 
     def _save(self, name: str, state: TrainState) -> Path | None:
         if not self.dist.is_main:
@@ -176,9 +251,12 @@ class Trainer:
     def _restore(self, path: Path) -> TrainState:
         payload = load_checkpoint(path)
         self.model.load_state_dict(payload["model"])
-        self.optimizer.load_state_dict(payload["optimizer"])
-        self.scheduler.load_state_dict(payload["scheduler"])
-        self.scaler.load_state_dict(payload["scaler"])
+        self.main.load_state_dict(payload)
+        if self.adversary is not None:
+            if "adversary" not in payload:
+                raise UserError(f"{path} holds no discriminator optimizer state; it was not written by this method's "
+                                "adversarial training: start a new run instead of --resume")
+            self.adversary.load_state_dict(payload["adversary"])
         rng = payload["rng"]
         random.setstate(_tuple(rng["python"]))
         np.random.set_state(_tuple(rng["numpy"]))
@@ -255,7 +333,7 @@ class Trainer:
                 if state.step % settings["log_every"] == 0 or state.step == total:
                     elapsed = time.perf_counter() - window_start
                     rate = window_steps / max(elapsed, 1e-9)
-                    entry = {"event": "train", "step": state.step, "lr": self.scheduler.get_last_lr()[0],
+                    entry = {"event": "train", "step": state.step, "lr": self.main.scheduler.get_last_lr()[0],
                              "steps_per_s": round(rate, 3), **{k: round(v, 6) for k, v in terms.items()}}
                     log.write(entry)
                     window_start, window_steps = time.perf_counter(), 0
@@ -269,13 +347,24 @@ class Trainer:
         return state
 
     def _train_step(self, step: int) -> dict[str, float]:
-        """One optimiser step over `accumulate` micro-batches (each a pure function of (seed, step, micro))."""
+        """One optimiser step over `accumulate` micro-batches (each a pure function of (seed, step, micro)).
+
+        With discriminators, the adversary is stepped first on the same micro-batches, then the rest.
+        """
+        batches = [next(self._micro_batches) for _ in range(self.settings["accumulate"])]
+        adversary_terms: dict[str, float] = {}
+        if self.adversary is not None:
+            with frozen_running_stats(self.model, exclude=self.model.adversary_modules()):
+                terms = self._optimise(step, batches, self.adversary)
+            adversary_terms = {("adversary_loss" if name == "loss" else name): value for name, value in terms.items()}
+        return {**self._optimise(step, batches, self.main), **adversary_terms}
+
+    def _optimise(self, step: int, batches: list[dict[str, Any]], target: _Optimisation) -> dict[str, float]:
         settings = self.settings
-        accumulate = settings["accumulate"]
-        self.optimizer.zero_grad(set_to_none=True)
+        accumulate = len(batches)
+        target.optimizer.zero_grad(set_to_none=True)
         totals: dict[str, float] = {}
-        for micro in range(accumulate):
-            batch = next(self._micro_batches)
+        for micro, batch in enumerate(batches):
             amp_dtype = self._amp_dtype()
             autocast = torch.autocast("cuda", dtype=amp_dtype) if amp_dtype is not None else nullcontext()
             sync = nullcontext()
@@ -284,26 +373,27 @@ class Trainer:
             info = TrainStep(step=step, micro=micro, seed=self.seed, ignore_index=self.ignore_index,
                              num_classes=len(self.classes))
             with sync, autocast:
-                terms = self.wrapped(batch, info)
+                terms = self.wrapped(batch, info, target.phase)
             for name, value in terms.items():
                 if not bool(torch.isfinite(value.detach())):
-                    raise TrainingDiverged(f"loss term {name!r} is {float(value.detach())} at step {step + 1}; lower "
+                    label = name if target.phase == "main" else f"{target.phase} {name}"
+                    raise TrainingDiverged(f"loss term {label!r} is {float(value.detach())} at step {step + 1}; lower "
                                            "method.train.lr or check the data ('mmbench data verify'); the last good "
                                            f"checkpoint is {self.run_dir / 'last.ckpt'}")
             loss = terms["loss"] / accumulate
-            self.scaler.scale(loss).backward() if self.scaler.is_enabled() else loss.backward()
+            target.scaler.scale(loss).backward() if target.scaler.is_enabled() else loss.backward()
             for name, value in terms.items():
                 totals[name] = totals.get(name, 0.0) + float(value.detach()) / accumulate
-        if self.scaler.is_enabled():
-            self.scaler.unscale_(self.optimizer)
+        if target.scaler.is_enabled():
+            target.scaler.unscale_(target.optimizer)
         if settings["grad_clip"] > 0:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), settings["grad_clip"])
-        if self.scaler.is_enabled():
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
+            torch.nn.utils.clip_grad_norm_(target.parameters, settings["grad_clip"])
+        if target.scaler.is_enabled():
+            target.scaler.step(target.optimizer)
+            target.scaler.update()
         else:
-            self.optimizer.step()
-        self.scheduler.step()
+            target.optimizer.step()
+        target.scheduler.step()
         if self.dist.enabled:
             reduced = self.dist.all_reduce_sum(torch.tensor(list(totals.values()), dtype=torch.float64))
             totals = dict(zip(totals, (reduced / self.dist.world_size).tolist(), strict=True))
@@ -389,7 +479,9 @@ class _LossModule(torch.nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, batch: Mapping[str, Any], info: TrainStep) -> dict[str, torch.Tensor]:
+    def forward(self, batch: Mapping[str, Any], info: TrainStep, phase: str = "main") -> dict[str, torch.Tensor]:
+        if phase == "adversary":
+            return self.model.adversary_loss(batch, info)
         return self.model.training_loss(batch, info)
 
 

@@ -81,7 +81,8 @@ def tiny_methods(install_dist, monkeypatch: pytest.MonkeyPatch) -> None:
     install_dist("mmb-tiny-methods", {"mmbench.methods": {"tiny-fusion": "tiny_methods:SPEC",
                                                           "tiny-fusion-plain": "tiny_methods:PLAIN_SPEC",
                                                           "tiny-trainable": "tiny_methods:TRAINABLE_SPEC",
-                                                          "tiny-diverging": "tiny_methods:DIVERGING_SPEC"}})
+                                                          "tiny-diverging": "tiny_methods:DIVERGING_SPEC",
+                                                          "tiny-adversarial": "tiny_methods:ADVERSARIAL_SPEC"}})
     monkeypatch.setenv("PYTHONPATH", str(Path(__file__).parent) + os.pathsep + os.environ["PYTHONPATH"])
 
 

@@ -82,3 +82,49 @@ class TinyDiverging(TinyFusion):
 DIVERGING_SPEC = MethodSpec(name="tiny-diverging", summary="Test-only: the loss becomes NaN.", version="1",
                             target="tiny_methods:TinyDiverging",
                             defaults={"width": 8, "kernel": 3, "nan_at_step": 3, "train": TRAIN_DEFAULTS})
+
+
+class TinyAdversarial(TinyFusion):
+    """TinyFusion with a discriminator on its class-probability maps (adversarial segmentation), to test
+    the engine's alternating update. Each phase logs the sum of the discriminator's weights it saw."""
+
+    def __init__(self, modalities, num_classes, config):
+        super().__init__(modalities, num_classes, config)
+        self.critic = nn.Sequential(nn.Conv2d(num_classes, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
+                                    nn.Conv2d(4, 1, 1))
+        self.generator_norm = nn.BatchNorm2d(num_classes)  # running stats: must not move in the adversary phase
+
+    def adversary_modules(self):
+        return [self.critic]
+
+    def _probabilities(self, batch):
+        logits = self.generator_norm(self(batch["inputs"], batch["available"]))
+        return logits, logits.softmax(1)
+
+    def _critic_sum(self):
+        return sum(p.detach().sum() for p in self.critic.parameters())
+
+    def adversary_loss(self, batch, info):
+        with torch.no_grad():
+            _, fake = self._probabilities(batch)
+        real = nn.functional.one_hot(batch["label"].clamp(0, self.num_classes - 1), self.num_classes)
+        real = real.permute(0, 3, 1, 2).float()
+        bce = nn.functional.binary_cross_entropy_with_logits
+        real_score, fake_score = self.critic(real), self.critic(fake)
+        loss = 0.5 * (bce(real_score, torch.ones_like(real_score)) + bce(fake_score, torch.zeros_like(fake_score)))
+        return {"loss": loss, "critic_seen_by_adversary": self._critic_sum()}
+
+    def training_loss(self, batch, info):
+        logits, probabilities = self._probabilities(batch)
+        ce = nn.functional.cross_entropy(logits, batch["label"], ignore_index=info.ignore_index)
+        score = self.critic(probabilities)
+        adversarial = nn.functional.binary_cross_entropy_with_logits(score, torch.ones_like(score))
+        return {"loss": ce + self.config["adversarial_weight"] * adversarial, "ce": ce.detach(),
+                "critic_seen_by_generator": self._critic_sum()}
+
+
+ADVERSARIAL_SPEC = MethodSpec(
+    name="tiny-adversarial", summary="Test-only: adversarial segmentation with an alternating update.", version="1",
+    target="tiny_methods:TinyAdversarial",
+    defaults={"width": 8, "kernel": 3, "adversarial_weight": 0.1,
+              "train": {**TRAIN_DEFAULTS, "adversary": {"lr": 0.005, "betas": [0.5, 0.999], "weight_decay": 0.0}}})
