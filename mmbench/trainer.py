@@ -381,6 +381,9 @@ class Trainer:
                                            "method.train.lr or check the data ('mmbench data verify'); the last good "
                                            f"checkpoint is {self.run_dir / 'last.ckpt'}")
             loss = terms["loss"] / accumulate
+            if not loss.requires_grad:  # nothing to learn here (say, no sample had a modality withheld), but every
+                # rank must run backward for DDP: a zero gradient through the target's parameters
+                loss = loss + sum(parameter.sum() for parameter in target.parameters) * 0.0
             target.scaler.scale(loss).backward() if target.scaler.is_enabled() else loss.backward()
             for name, value in terms.items():
                 totals[name] = totals.get(name, 0.0) + float(value.detach()) / accumulate

@@ -14,7 +14,8 @@ from mmbench.config import load_defaults
 from mmbench.method import TrainStep, build_method
 from mmbench.registry import METHODS
 
-METHOD_NAMES = ("unimodal", "early-fusion", "modality-dropout", "shaspec", "mmformer", "perceiver", "sgma", "ae")
+METHOD_NAMES = ("unimodal", "early-fusion", "modality-dropout", "shaspec", "mmformer", "perceiver", "sgma", "ae",
+                "cgan")
 SMALL = {  # same families, narrower: fast on CPU
     "unimodal": {"width": 8, "fpn_channels": 16, "decoder_channels": 8},
     "early-fusion": {"width": 8, "fpn_channels": 16, "decoder_channels": 8},
@@ -24,6 +25,7 @@ SMALL = {  # same families, narrower: fast on CPU
     "perceiver": {"channels": 8, "latents": 8, "latent_dim": 16, "heads": 2, "latent_blocks": 1, "mlp_dim": 32},
     "sgma": {"width": 8, "fpn_channels": 16, "decoder_channels": 8},
     "ae": {"generator_width": 4, "width": 8, "fpn_channels": 16, "decoder_channels": 8},
+    "cgan": {"generator_width": 4, "discriminator_width": 4, "width": 8, "fpn_channels": 16, "decoder_channels": 8},
 }
 MODALITY_SETS = {2: {"optical": 3, "dsm": 1}, 3: {"optical": 3, "dsm": 1, "sar": 1}}
 CLASSES, SIZE = 4, 64
@@ -100,11 +102,18 @@ def test_training_loss_decreases_and_is_deterministic(name):
     def train(seed: int) -> list[float]:
         model = build(name, modalities, seed=seed)
         model.train()
-        optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+        adversary = model.adversary_parameters()  # discriminators: their own optimizer, stepped first (as the engine)
+        held_out = {id(parameter) for parameter in adversary}
+        optimizer = torch.optim.Adam([p for p in model.parameters() if id(p) not in held_out], lr=3e-3)
+        adversary_optimizer = torch.optim.Adam(adversary, lr=3e-3) if adversary else None
+        info = TrainStep(step=0, micro=0, seed=seed, ignore_index=255, num_classes=CLASSES)
         losses = []
         for _ in range(12):
-            terms = model.training_loss(batch, TrainStep(step=0, micro=0, seed=seed, ignore_index=255,
-                                                         num_classes=CLASSES))
+            if adversary_optimizer is not None:
+                adversary_optimizer.zero_grad()
+                model.adversary_loss(batch, info)["loss"].backward()
+                adversary_optimizer.step()
+            terms = model.training_loss(batch, info)
             optimizer.zero_grad()
             terms["loss"].backward()
             optimizer.step()
@@ -227,6 +236,66 @@ def test_ae_imputes_only_missing_modalities_and_learns_to_reconstruct():
     assert errors[-1] < 0.8 * errors[0] and errors == sorted(errors, reverse=True), errors
 
 
+def test_ae_detached_imputation_still_learns_reconstruction_but_not_segmentation():
+    model = build("ae", MODALITY_SETS[2], detach_imputation=True)
+    inputs = batch_for(MODALITY_SETS[2], size=32)["inputs"]
+    available = torch.tensor([[True, False]] * 4)
+    completed = model.complete(inputs, available)
+    first_weight = next(model.generators["dsm"].parameters())
+    (reconstruction,) = torch.autograd.grad(model._reconstruction(completed, inputs, available), [first_weight])
+    assert float(reconstruction.abs().sum()) > 0
+    segmentation = model._segment(completed).sum()
+    assert torch.autograd.grad(segmentation, [first_weight], allow_unused=True) == (None,)
+
+
+def test_cgan_discriminator_sees_real_and_generated_pairs_only_where_withheld():
+    model = build("cgan", MODALITY_SETS[2])
+    model.train()
+    batch = batch_for(MODALITY_SETS[2], size=32)
+    model.training_availability = lambda batch, info: batch["available"]  # a fixed withheld pattern
+    batch["available"] = torch.tensor([[True, False], [True, True], [True, True], [True, False]])
+    info = TrainStep(step=0, micro=0, seed=0, ignore_index=255, num_classes=CLASSES)
+    completed = model.complete(batch["inputs"], batch["available"])
+    pairs = model._pairs(batch["inputs"], batch["available"], completed)
+    assert list(pairs) == ["dsm"]
+    rows, condition, real, generated = pairs["dsm"]
+    assert rows.tolist() == [True, False, False, True] and condition.shape[0] == real.shape[0] == 2
+    assert torch.equal(real, batch["inputs"]["dsm"][rows])
+    assert condition.shape[1] == model.condition_channels("dsm") == 4  # optical (3) + its flag
+    adversary = model.adversary_loss(batch, info)
+    generator_params = list(model.generators["dsm"].parameters())
+    # the discriminator's loss never reaches the generators (generated under no_grad) ...
+    assert all(g is None for g in torch.autograd.grad(adversary["loss"], generator_params, allow_unused=True))
+    # ... and the generator's objective reaches both the generators and, through its input, the discriminator
+    terms = model.training_loss(batch, info)
+    assert float(terms["g_adv"]) > 0 and float(terms["l1"]) > 0
+    grads = torch.autograd.grad(terms["loss"], generator_params[:1])
+    assert float(grads[0].abs().sum()) > 0
+    assert model.adversary_parameters() == list(model.discriminators.parameters())
+
+
+def test_cgan_learns_to_fool_a_fixed_critic_and_to_reconstruct():
+    """The generator objective falls when only the generators train: adversarial + 100 x L1 are wired up."""
+    model = build("cgan", MODALITY_SETS[2], gan_weight=1.0)
+    model.train()
+    model.training_availability = lambda batch, info: batch["available"]  # a fixed withheld pattern
+    batch = batch_for(MODALITY_SETS[2], size=32)
+    batch["inputs"]["dsm"] = batch["inputs"]["optical"][:, :1] * 0.5
+    batch["available"] = torch.tensor([[True, False]] * 4)
+    info = TrainStep(step=0, micro=0, seed=0, ignore_index=255, num_classes=CLASSES)
+    optimizer = torch.optim.Adam(model.generators.parameters(), lr=3e-3)
+    first = last = None
+    for _ in range(10):
+        terms = model.training_loss(batch, info)
+        objective = terms["g_adv"] + 100 * terms["l1"]
+        first = float(objective) if first is None else first
+        last = float(objective)
+        optimizer.zero_grad()
+        terms["loss"].backward()
+        optimizer.step()
+    assert last < 0.8 * first
+
+
 def test_shaspec_needs_two_modalities():
     from mmbench.errors import ConfigError
 
@@ -244,6 +313,7 @@ PAPER_CONFIGS = {
     "perceiver": "methods/perceiver/paper.yaml",
     "sgma": "methods/sgma/paper.yaml",
     "ae": "methods/imputation/paper_ae.yaml",
+    "cgan": "methods/imputation/paper_cgan.yaml",
 }
 
 

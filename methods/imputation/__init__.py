@@ -1,7 +1,7 @@
 """Imputation baselines: a generator fills in the missing modality, then a full-modality segmenter runs.
 
-`ae` (encoder-decoder generators, L1). The adversarial variant (`cgan`) needs an alternating
-generator/discriminator update that the training engine does not offer yet; it is not registered.
+`ae` (encoder-decoder generators, L1) and `cgan` (pix2pix generators and conditional PatchGANs, trained by
+the engine's alternating generator/discriminator update).
 """
 
 from mmbench.plugins import MethodSpec
@@ -16,4 +16,16 @@ AE = MethodSpec(
     min_modalities=2,
     needs_all_modalities_for_training=True,
     defaults="mmbench.methods.imputation:ae.yaml",
+)
+
+CGAN = MethodSpec(
+    name="cgan",
+    summary="cGAN imputation: pix2pix U-Net generators + conditional PatchGANs (alternating update), early fusion.",
+    version="1",
+    target="mmbench.methods.imputation.model:ConditionalGanImputation",
+    paper="https://arxiv.org/abs/2509.11102",
+    modalities=(),
+    min_modalities=2,
+    needs_all_modalities_for_training=True,
+    defaults="mmbench.methods.imputation:cgan.yaml",
 )

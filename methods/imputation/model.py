@@ -1,7 +1,7 @@
-"""Autoencoder imputation: generate the missing modalities, then segment the completed input.
+"""Imputation baselines: generate the missing modalities, then segment the completed input.
 
-The AE baseline of GEMMNet's tables ("AE and GAN reconstruct the missing modality from the available
-ones"; reference/methods.md §4), written for any number of modalities:
+The AE and cGAN baselines of GEMMNet's tables ("AE and GAN reconstruct the missing modality from the
+available ones"; reference/methods.md §4), written for any number of modalities:
 
 - one generator per modality m, a small U-Net (3 strided stages down, 3 up with skips) whose input is
   every other modality (zero where missing, via `torch.where`) plus one availability flag channel per
@@ -11,6 +11,11 @@ ones"; reference/methods.md §4), written for any number of modalities:
 - training: `sampler` draws which modalities each sample keeps; the dropped ones are generated and the
   generators learn an L1 reconstruction of the real (withheld) data on exactly those samples; with
   `detach_imputation: false` the segmentation loss also trains the generators (as in GEMMNet).
+
+`cgan` swaps the generators for pix2pix U-Nets and adds a conditional PatchGAN per modality, trained by
+the engine's alternating update (`adversary_modules`): the discriminator sees (condition, real) against
+(condition, generated) on the samples whose modality was withheld; the generators get adversarial +
+`l1_weight` x L1, scaled by `gan_weight` in the total (GEMMNet's code scales its GAN terms by 0.05).
 """
 
 from __future__ import annotations
@@ -22,9 +27,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from mmbench.errors import ConfigError
 from mmbench.method import SegmentationMethod, TrainStep
 from mmbench.methods.backbones import resnet
 from mmbench.methods.common import FPNDecoder, check_sampler, conv_bn_relu, sampled_availability, upsample
+from mmbench.methods.imputation.pix2pix import PatchDiscriminator, Pix2PixGenerator
 
 
 class UNetGenerator(nn.Module):
@@ -55,12 +62,18 @@ class AutoencoderImputation(SegmentationMethod):
         super().__init__(modalities, num_classes, config)
         check_sampler(config["sampler"], "sampler")
         total = sum(modalities.values())
-        self.generators = nn.ModuleDict({
-            name: UNetGenerator(total - c + len(modalities) - 1, c, config["generator_width"])
-            for name, c in modalities.items()})
+        self.generators = nn.ModuleDict({name: self._generator(self.condition_channels(name), c)
+                                         for name, c in modalities.items()})
         self.encoder = resnet(config["backbone"], in_channels=total, width=config["width"])
         self.decoder = FPNDecoder(self.encoder.channels, config["fpn_channels"], config["decoder_channels"],
                                   num_classes)
+
+    def _generator(self, inp: int, out: int) -> nn.Module:
+        return UNetGenerator(inp, out, self.config["generator_width"])
+
+    def condition_channels(self, name: str) -> int:
+        """Channels of a generator's input: every other modality plus its availability flag."""
+        return sum(c + 1 for other, c in self.modalities.items() if other != name)
 
     def _generator_input(self, target: int, inputs: Mapping[str, Tensor], available: Tensor) -> Tensor:
         parts = []
@@ -83,13 +96,15 @@ class AutoencoderImputation(SegmentationMethod):
                 completed[name] = real
                 continue
             generated = self.generators[name](self._generator_input(index, inputs, available))
-            if self.config["detach_imputation"]:
-                generated = generated.detach()
             completed[name] = torch.where(present.view(-1, 1, 1, 1), real, generated)
         return completed
 
     def _segment(self, completed: Mapping[str, Tensor]) -> Tensor:
+        """Segment the completed input; with `detach_imputation` the segmentation loss stops at the generators
+        (their own reconstruction losses still train them)."""
         stacked = torch.cat([completed[name] for name in self.modality_names], dim=1)
+        if self.config["detach_imputation"]:
+            stacked = stacked.detach()
         return upsample(self.decoder(self.encoder(stacked)), stacked.shape[-2:])
 
     def forward(self, inputs: Mapping[str, Tensor], available: Tensor) -> Tensor:
@@ -98,19 +113,90 @@ class AutoencoderImputation(SegmentationMethod):
     def training_availability(self, batch: Mapping[str, Any], info: TrainStep) -> Tensor:
         return sampled_availability(self.config["sampler"], batch, info, len(self.modality_names))
 
+    def _withheld_mean(self, errors: Mapping[str, Tensor], available: Tensor) -> Tensor:
+        """Mean over the (sample, modality) pairs whose modality was withheld of per-sample `errors` (B,)."""
+        total = torch.zeros((), device=available.device)
+        count = torch.zeros((), device=available.device)
+        for index, name in enumerate(self.modality_names):
+            dropped = ~available[:, index]
+            if name in errors and bool(dropped.any()):
+                total = total + errors[name][dropped].sum()
+                count = count + dropped.sum()
+        return total / count.clamp_min(1)
+
+    def _reconstruction(self, completed: Mapping[str, Tensor], inputs: Mapping[str, Tensor],
+                        available: Tensor) -> Tensor:
+        """L1 of the generated modalities against the real withheld ones (zero where the input was real)."""
+        errors = {name: (completed[name] - inputs[name]).abs().flatten(1).mean(1) for name in self.modality_names
+                  if not bool(available[:, self.modality_names.index(name)].all())}
+        return self._withheld_mean(errors, available)
+
     def training_loss(self, batch: Mapping[str, Any], info: TrainStep) -> dict[str, Tensor]:
         inputs, label = batch["inputs"], batch["label"]
         available = self.training_availability(batch, info)
         completed = self.complete(inputs, available)
         ce = F.cross_entropy(self._segment(completed), label, ignore_index=info.ignore_index)
-        reconstruction = torch.zeros((), device=label.device)
-        dropped_total = torch.zeros((), device=label.device)
-        for index, name in enumerate(self.modality_names):
-            dropped = ~available[:, index]
-            if bool(dropped.any()):
-                error = (completed[name] - inputs[name]).abs().flatten(1).mean(1)  # zero where the input was real
-                reconstruction = reconstruction + error[dropped].sum()
-                dropped_total = dropped_total + dropped.sum()
-        reconstruction = reconstruction / dropped_total.clamp_min(1)
+        reconstruction = self._reconstruction(completed, inputs, available)
         total = ce + self.config["reconstruction_weight"] * reconstruction
         return {"loss": total, "ce": ce.detach(), "l1": reconstruction.detach()}
+
+
+class ConditionalGanImputation(AutoencoderImputation):
+    """pix2pix generators + one conditional PatchGAN per modality; segmenter as in `ae`."""
+
+    def __init__(self, modalities: Mapping[str, int], num_classes: int, config: Mapping[str, Any]) -> None:
+        super().__init__(modalities, num_classes, config)
+        for key in ("l1_weight", "gan_weight"):
+            if config[key] < 0:
+                raise ConfigError(f"method.{key}={config[key]} must be non-negative")
+        self.discriminators = nn.ModuleDict({
+            name: PatchDiscriminator(self.condition_channels(name) + c, config["discriminator_width"])
+            for name, c in modalities.items()})
+
+    def _generator(self, inp: int, out: int) -> nn.Module:
+        if self.config["output"] not in ("linear", "tanh"):
+            raise ConfigError(f"method.output={self.config['output']!r}: use linear or tanh")
+        return Pix2PixGenerator(inp, out, self.config["generator_width"], tanh=self.config["output"] == "tanh")
+
+    def adversary_modules(self) -> list[nn.Module]:
+        return [self.discriminators]
+
+    def _pairs(self, inputs: Mapping[str, Tensor], available: Tensor, completed: Mapping[str, Tensor],
+               ) -> dict[str, tuple[Tensor, Tensor, Tensor, Tensor]]:
+        """Per modality withheld somewhere: (rows, condition, real, generated), restricted to those rows."""
+        pairs = {}
+        for index, name in enumerate(self.modality_names):
+            rows = ~available[:, index]
+            if bool(rows.any()):
+                condition = self._generator_input(index, inputs, available)[rows]
+                pairs[name] = (rows, condition, inputs[name][rows], completed[name][rows])
+        return pairs
+
+    def adversary_loss(self, batch: Mapping[str, Any], info: TrainStep) -> dict[str, Tensor]:
+        inputs = batch["inputs"]
+        available = self.training_availability(batch, info)
+        with torch.no_grad():
+            completed = self.complete(inputs, available)
+        real_terms, fake_terms = [], []
+        for name, (_, condition, real, generated) in self._pairs(inputs, available, completed).items():
+            discriminator = self.discriminators[name]
+            real_score, fake_score = discriminator(condition, real), discriminator(condition, generated.detach())
+            real_terms.append(F.binary_cross_entropy_with_logits(real_score, torch.ones_like(real_score)))
+            fake_terms.append(F.binary_cross_entropy_with_logits(fake_score, torch.zeros_like(fake_score)))
+        zero = torch.zeros((), device=batch["label"].device)
+        real_loss, fake_loss = sum(real_terms, zero), sum(fake_terms, zero)
+        return {"loss": 0.5 * (real_loss + fake_loss), "d_real": real_loss.detach(), "d_fake": fake_loss.detach()}
+
+    def training_loss(self, batch: Mapping[str, Any], info: TrainStep) -> dict[str, Tensor]:
+        inputs, label = batch["inputs"], batch["label"]
+        available = self.training_availability(batch, info)
+        completed = self.complete(inputs, available)
+        ce = F.cross_entropy(self._segment(completed), label, ignore_index=info.ignore_index)
+        adversarial = torch.zeros((), device=label.device)
+        for name, (_, condition, _, generated) in self._pairs(inputs, available, completed).items():
+            score = self.discriminators[name](condition, generated)
+            adversarial = adversarial + F.binary_cross_entropy_with_logits(score, torch.ones_like(score))
+        reconstruction = self._reconstruction(completed, inputs, available)
+        generator = adversarial + self.config["l1_weight"] * reconstruction
+        total = ce + self.config["gan_weight"] * generator
+        return {"loss": total, "ce": ce.detach(), "l1": reconstruction.detach(), "g_adv": adversarial.detach()}
