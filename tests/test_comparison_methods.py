@@ -15,7 +15,7 @@ from mmbench.method import TrainStep, build_method
 from mmbench.registry import METHODS
 
 METHOD_NAMES = ("unimodal", "early-fusion", "modality-dropout", "shaspec", "mmformer", "perceiver", "sgma", "ae",
-                "cgan")
+                "cgan", "dis2")
 SMALL = {  # same families, narrower: fast on CPU
     "unimodal": {"width": 8, "fpn_channels": 16, "decoder_channels": 8},
     "early-fusion": {"width": 8, "fpn_channels": 16, "decoder_channels": 8},
@@ -25,6 +25,8 @@ SMALL = {  # same families, narrower: fast on CPU
     "perceiver": {"channels": 8, "latents": 8, "latent_dim": 16, "heads": 2, "latent_blocks": 1, "mlp_dim": 32},
     "sgma": {"width": 8, "fpn_channels": 16, "decoder_channels": 8},
     "ae": {"generator_width": 4, "width": 8, "fpn_channels": 16, "decoder_channels": 8},
+    "dis2": {"gf": 4, "transformer_dim": 16, "heads": 2, "mlp_dim": 16, "token_grid": 4, "pool_hidden": 8,
+             "class_channels": 1, "penultimate_channels": 4},
     "cgan": {"generator_width": 4, "discriminator_width": 4, "width": 8, "fpn_channels": 16, "decoder_channels": 8},
 }
 MODALITY_SETS = {2: {"optical": 3, "dsm": 1}, 3: {"optical": 3, "dsm": 1, "sar": 1}}
@@ -314,6 +316,7 @@ PAPER_CONFIGS = {
     "sgma": "methods/sgma/paper.yaml",
     "ae": "methods/imputation/paper_ae.yaml",
     "cgan": "methods/imputation/paper_cgan.yaml",
+    "dis2": "methods/dis2/paper.yaml",
 }
 
 
