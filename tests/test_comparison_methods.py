@@ -15,7 +15,7 @@ from mmbench.method import TrainStep, build_method
 from mmbench.registry import METHODS
 
 METHOD_NAMES = ("unimodal", "early-fusion", "modality-dropout", "shaspec", "mmformer", "perceiver", "sgma", "ae",
-                "cgan", "dis2")
+                "cgan", "dis2", "gemmnet")
 SMALL = {  # same families, narrower: fast on CPU
     "unimodal": {"width": 8, "fpn_channels": 16, "decoder_channels": 8},
     "early-fusion": {"width": 8, "fpn_channels": 16, "decoder_channels": 8},
@@ -27,6 +27,8 @@ SMALL = {  # same families, narrower: fast on CPU
     "ae": {"generator_width": 4, "width": 8, "fpn_channels": 16, "decoder_channels": 8},
     "dis2": {"gf": 4, "transformer_dim": 16, "heads": 2, "mlp_dim": 16, "token_grid": 4, "pool_hidden": 8,
              "class_channels": 1, "penultimate_channels": 4},
+    "gemmnet": {"basic_dims": 4, "transformer_dim": 16, "heads": 2, "mlp_dim": 32, "token_grid": 4,
+                "generator_width": 4, "discriminator_width": 4},
     "cgan": {"generator_width": 4, "discriminator_width": 4, "width": 8, "fpn_channels": 16, "decoder_channels": 8},
 }
 MODALITY_SETS = {2: {"optical": 3, "dsm": 1}, 3: {"optical": 3, "dsm": 1, "sar": 1}}
@@ -317,6 +319,7 @@ PAPER_CONFIGS = {
     "ae": "methods/imputation/paper_ae.yaml",
     "cgan": "methods/imputation/paper_cgan.yaml",
     "dis2": "methods/dis2/paper.yaml",
+    "gemmnet": "methods/gemmnet/paper.yaml",
 }
 
 
@@ -355,3 +358,45 @@ def test_every_protocol_evaluates_without_reading_missing_inputs(tiny_store, nam
         assert result.scenarios, protocol_name
         for scenario in result.scenarios:
             assert sum(map(sum, scenario["confusion_matrix"])) > 0, (protocol_name, scenario["name"])
+
+
+@pytest.mark.parametrize("update", ["alternating", "joint"])
+def test_gemmnet_gan_update_modes(update):
+    model = build("gemmnet", MODALITY_SETS[2], gan_update=update)
+    model.train()
+    model.training_availability = lambda batch, info: batch["available"]  # a fixed withheld pattern
+    batch = batch_for(MODALITY_SETS[2], size=32)
+    batch["available"] = torch.tensor([[True, False], [False, True], [True, True], [True, False]])
+    info = TrainStep(step=0, micro=0, seed=0, ignore_index=255, num_classes=CLASSES)
+    terms = model.training_loss(batch, info)
+    assert float(terms["g_adv"]) > 0 and float(terms["l1"]) > 0
+    discriminator = list(model.discriminators.parameters())
+    if update == "alternating":
+        assert model.adversary_parameters() == discriminator and "d_loss" not in terms
+        assert float(model.adversary_loss(batch, info)["loss"]) > 0
+    else:  # the authors' single optimizer: D's loss is part of the one objective, D is an ordinary parameter
+        assert model.adversary_parameters() == [] and float(terms["d_loss"]) > 0
+        grads = torch.autograd.grad(terms["loss"], discriminator[:1])
+        assert float(grads[0].abs().sum()) > 0
+
+
+def test_gemmnet_segmentation_trains_the_generators_and_complete_batches_have_no_gan_loss():
+    model = build("gemmnet", MODALITY_SETS[3])
+    model.train()
+    model.training_availability = lambda batch, info: batch["available"]
+    batch = batch_for(MODALITY_SETS[3], size=32)
+    info = TrainStep(step=0, micro=0, seed=0, ignore_index=255, num_classes=CLASSES)
+    complete = model.training_loss(batch, info)
+    assert float(complete["g_adv"]) == 0 and float(complete["l1"]) == 0
+    batch["available"] = torch.tensor([[True, False, True]] * 4)
+    completed = model.complete(batch["inputs"], batch["available"])
+    features = model._encode_completed(completed)
+    segmentation = model.segmentation_terms(features, torch.ones_like(batch["available"]), batch["label"], 255)
+    weight = next(model.generators["dsm"].parameters())
+    (grad,) = torch.autograd.grad(segmentation["loss"], [weight])  # the imputed tensor is not detached
+    assert float(grad.abs().sum()) > 0
+    assert model.generators["dsm"].bottleneck is not None  # EnhancedGenerator: transformer at 1/16
+    from mmbench.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="method.gan_update='both': use alternating or joint"):
+        build("gemmnet", MODALITY_SETS[2], gan_update="both")

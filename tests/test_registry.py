@@ -18,8 +18,8 @@ SPEC = MethodSpec(name="{name}", summary="s", version="1", target="{package}.mod
 
 
 def test_discovers_plugins_of_every_kind_from_entry_points(dummy_plugin):
-    assert METHODS.names() == ["ae", "broken-impl", "cgan", "dis2", "dummy", "early-fusion", "engine-only", "mmformer",
-                               "modality-dropout", "perceiver", "sgma", "shaspec", "stars", "unimodal"]
+    assert METHODS.names() == ["ae", "broken-impl", "cgan", "dis2", "dummy", "early-fusion", "engine-only", "gemmnet",
+                               "mmformer", "modality-dropout", "perceiver", "sgma", "shaspec", "stars", "unimodal"]
     assert PROTOCOLS.names() == ["dummy-protocol", "full", "last1", "minority", "missing1", "pixel-drop",
                                  "random-drop", "subsets"]
     assert DATASETS.names() == ["synthetic", "toy"]
@@ -54,7 +54,7 @@ def test_unknown_name_suggests_close_matches_and_lists_registered(dummy_plugin):
     message = str(info.value)
     assert "unknown method 'dumy'" in message
     assert "did you mean 'dummy'" in message
-    assert ("registered methods: ae, broken-impl, cgan, dis2, dummy, early-fusion, engine-only, mmformer, "
+    assert ("registered methods: ae, broken-impl, cgan, dis2, dummy, early-fusion, engine-only, gemmnet, mmformer, "
             "modality-dropout, perceiver, sgma, shaspec, stars, unimodal") in message
     assert "\n" not in message
 

@@ -57,19 +57,17 @@ class UNetGenerator(nn.Module):
         return self.out(y)
 
 
-class AutoencoderImputation(SegmentationMethod):
-    def __init__(self, modalities: Mapping[str, int], num_classes: int, config: Mapping[str, Any]) -> None:
-        super().__init__(modalities, num_classes, config)
-        check_sampler(config["sampler"], "sampler")
-        total = sum(modalities.values())
-        self.generators = nn.ModuleDict({name: self._generator(self.condition_channels(name), c)
-                                         for name, c in modalities.items()})
-        self.encoder = resnet(config["backbone"], in_channels=total, width=config["width"])
-        self.decoder = FPNDecoder(self.encoder.channels, config["fpn_channels"], config["decoder_channels"],
-                                  num_classes)
+class Imputation:
+    """Generators (and, for GANs, conditional discriminators) that fill in missing modalities.
 
-    def _generator(self, inp: int, out: int) -> nn.Module:
-        return UNetGenerator(inp, out, self.config["generator_width"])
+    A mixin for `SegmentationMethod`s that set `self.generators` (and `self.discriminators`): `ae`, `cgan`
+    and `gemmnet` share the conditioning, completion and GAN objectives, and differ in their networks.
+    """
+
+    modalities: dict[str, int]
+    modality_names: tuple[str, ...]
+    generators: nn.ModuleDict
+    discriminators: nn.ModuleDict
 
     def condition_channels(self, name: str) -> int:
         """Channels of a generator's input: every other modality plus its availability flag."""
@@ -99,20 +97,6 @@ class AutoencoderImputation(SegmentationMethod):
             completed[name] = torch.where(present.view(-1, 1, 1, 1), real, generated)
         return completed
 
-    def _segment(self, completed: Mapping[str, Tensor]) -> Tensor:
-        """Segment the completed input; with `detach_imputation` the segmentation loss stops at the generators
-        (their own reconstruction losses still train them)."""
-        stacked = torch.cat([completed[name] for name in self.modality_names], dim=1)
-        if self.config["detach_imputation"]:
-            stacked = stacked.detach()
-        return upsample(self.decoder(self.encoder(stacked)), stacked.shape[-2:])
-
-    def forward(self, inputs: Mapping[str, Tensor], available: Tensor) -> Tensor:
-        return self._segment(self.complete(inputs, available))
-
-    def training_availability(self, batch: Mapping[str, Any], info: TrainStep) -> Tensor:
-        return sampled_availability(self.config["sampler"], batch, info, len(self.modality_names))
-
     def _withheld_mean(self, errors: Mapping[str, Tensor], available: Tensor) -> Tensor:
         """Mean over the (sample, modality) pairs whose modality was withheld of per-sample `errors` (B,)."""
         total = torch.zeros((), device=available.device)
@@ -131,6 +115,79 @@ class AutoencoderImputation(SegmentationMethod):
                   if not bool(available[:, self.modality_names.index(name)].all())}
         return self._withheld_mean(errors, available)
 
+    # -- conditional GAN ---------------------------------------------------------------------------
+    def _pairs(self, inputs: Mapping[str, Tensor], available: Tensor, completed: Mapping[str, Tensor],
+               ) -> dict[str, tuple[Tensor, Tensor, Tensor, Tensor]]:
+        """Per modality withheld somewhere: (rows, condition, real, generated), restricted to those rows."""
+        pairs = {}
+        for index, name in enumerate(self.modality_names):
+            rows = ~available[:, index]
+            if bool(rows.any()):
+                condition = self._generator_input(index, inputs, available)[rows]
+                pairs[name] = (rows, condition, inputs[name][rows], completed[name][rows])
+        return pairs
+
+    def discriminator_terms(self, inputs: Mapping[str, Tensor], available: Tensor,
+                            completed: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        """pix2pix's D loss 0.5 x (BCE(real, 1) + BCE(generated, 0)), summed over withheld modalities; the
+        generated inputs are detached (the generators never learn from this loss)."""
+        real_terms, fake_terms = [], []
+        for name, (_, condition, real, generated) in self._pairs(inputs, available, completed).items():
+            discriminator = self.discriminators[name]
+            real_score, fake_score = discriminator(condition, real), discriminator(condition, generated.detach())
+            real_terms.append(F.binary_cross_entropy_with_logits(real_score, torch.ones_like(real_score)))
+            fake_terms.append(F.binary_cross_entropy_with_logits(fake_score, torch.zeros_like(fake_score)))
+        zero = torch.zeros((), device=available.device)
+        real_loss, fake_loss = sum(real_terms, zero), sum(fake_terms, zero)
+        return {"loss": 0.5 * (real_loss + fake_loss), "d_real": real_loss.detach(), "d_fake": fake_loss.detach()}
+
+    def generator_terms(self, inputs: Mapping[str, Tensor], available: Tensor, completed: Mapping[str, Tensor],
+                        l1_weight: float) -> dict[str, Tensor]:
+        """pix2pix's G objective: BCE(D(condition, generated), 1) + l1_weight x L1, on withheld modalities only."""
+        adversarial = torch.zeros((), device=available.device)
+        for name, (_, condition, _, generated) in self._pairs(inputs, available, completed).items():
+            score = self.discriminators[name](condition, generated)
+            adversarial = adversarial + F.binary_cross_entropy_with_logits(score, torch.ones_like(score))
+        reconstruction = self._reconstruction(completed, inputs, available)
+        return {"loss": adversarial + l1_weight * reconstruction, "g_adv": adversarial, "l1": reconstruction}
+
+
+def check_gan_config(config: Mapping[str, Any]) -> None:
+    for key in ("l1_weight", "gan_weight"):
+        if config[key] < 0:
+            raise ConfigError(f"method.{key}={config[key]} must be non-negative")
+    if config["output"] not in ("linear", "tanh"):
+        raise ConfigError(f"method.output={config['output']!r}: use linear or tanh")
+
+
+class AutoencoderImputation(Imputation, SegmentationMethod):
+    def __init__(self, modalities: Mapping[str, int], num_classes: int, config: Mapping[str, Any]) -> None:
+        super().__init__(modalities, num_classes, config)
+        check_sampler(config["sampler"], "sampler")
+        total = sum(modalities.values())
+        self.generators = nn.ModuleDict({name: self._generator(self.condition_channels(name), c)
+                                         for name, c in modalities.items()})
+        self.encoder = resnet(config["backbone"], in_channels=total, width=config["width"])
+        self.decoder = FPNDecoder(self.encoder.channels, config["fpn_channels"], config["decoder_channels"],
+                                  num_classes)
+
+    def _generator(self, inp: int, out: int) -> nn.Module:
+        return UNetGenerator(inp, out, self.config["generator_width"])
+
+    def _segment(self, completed: Mapping[str, Tensor]) -> Tensor:
+        """Segment the completed input; with `detach_imputation` the segmentation loss stops at the generators
+        (their own reconstruction losses still train them)."""
+        stacked = torch.cat([completed[name] for name in self.modality_names], dim=1)
+        if self.config["detach_imputation"]:
+            stacked = stacked.detach()
+        return upsample(self.decoder(self.encoder(stacked)), stacked.shape[-2:])
+
+    def forward(self, inputs: Mapping[str, Tensor], available: Tensor) -> Tensor:
+        return self._segment(self.complete(inputs, available))
+
+    def training_availability(self, batch: Mapping[str, Any], info: TrainStep) -> Tensor:
+        return sampled_availability(self.config["sampler"], batch, info, len(self.modality_names))
+
     def training_loss(self, batch: Mapping[str, Any], info: TrainStep) -> dict[str, Tensor]:
         inputs, label = batch["inputs"], batch["label"]
         available = self.training_availability(batch, info)
@@ -145,58 +202,30 @@ class ConditionalGanImputation(AutoencoderImputation):
     """pix2pix generators + one conditional PatchGAN per modality; segmenter as in `ae`."""
 
     def __init__(self, modalities: Mapping[str, int], num_classes: int, config: Mapping[str, Any]) -> None:
+        check_gan_config(config)
         super().__init__(modalities, num_classes, config)
-        for key in ("l1_weight", "gan_weight"):
-            if config[key] < 0:
-                raise ConfigError(f"method.{key}={config[key]} must be non-negative")
         self.discriminators = nn.ModuleDict({
             name: PatchDiscriminator(self.condition_channels(name) + c, config["discriminator_width"])
             for name, c in modalities.items()})
 
     def _generator(self, inp: int, out: int) -> nn.Module:
-        if self.config["output"] not in ("linear", "tanh"):
-            raise ConfigError(f"method.output={self.config['output']!r}: use linear or tanh")
         return Pix2PixGenerator(inp, out, self.config["generator_width"], tanh=self.config["output"] == "tanh")
 
     def adversary_modules(self) -> list[nn.Module]:
         return [self.discriminators]
-
-    def _pairs(self, inputs: Mapping[str, Tensor], available: Tensor, completed: Mapping[str, Tensor],
-               ) -> dict[str, tuple[Tensor, Tensor, Tensor, Tensor]]:
-        """Per modality withheld somewhere: (rows, condition, real, generated), restricted to those rows."""
-        pairs = {}
-        for index, name in enumerate(self.modality_names):
-            rows = ~available[:, index]
-            if bool(rows.any()):
-                condition = self._generator_input(index, inputs, available)[rows]
-                pairs[name] = (rows, condition, inputs[name][rows], completed[name][rows])
-        return pairs
 
     def adversary_loss(self, batch: Mapping[str, Any], info: TrainStep) -> dict[str, Tensor]:
         inputs = batch["inputs"]
         available = self.training_availability(batch, info)
         with torch.no_grad():
             completed = self.complete(inputs, available)
-        real_terms, fake_terms = [], []
-        for name, (_, condition, real, generated) in self._pairs(inputs, available, completed).items():
-            discriminator = self.discriminators[name]
-            real_score, fake_score = discriminator(condition, real), discriminator(condition, generated.detach())
-            real_terms.append(F.binary_cross_entropy_with_logits(real_score, torch.ones_like(real_score)))
-            fake_terms.append(F.binary_cross_entropy_with_logits(fake_score, torch.zeros_like(fake_score)))
-        zero = torch.zeros((), device=batch["label"].device)
-        real_loss, fake_loss = sum(real_terms, zero), sum(fake_terms, zero)
-        return {"loss": 0.5 * (real_loss + fake_loss), "d_real": real_loss.detach(), "d_fake": fake_loss.detach()}
+        return self.discriminator_terms(inputs, available, completed)
 
     def training_loss(self, batch: Mapping[str, Any], info: TrainStep) -> dict[str, Tensor]:
         inputs, label = batch["inputs"], batch["label"]
         available = self.training_availability(batch, info)
         completed = self.complete(inputs, available)
         ce = F.cross_entropy(self._segment(completed), label, ignore_index=info.ignore_index)
-        adversarial = torch.zeros((), device=label.device)
-        for name, (_, condition, _, generated) in self._pairs(inputs, available, completed).items():
-            score = self.discriminators[name](condition, generated)
-            adversarial = adversarial + F.binary_cross_entropy_with_logits(score, torch.ones_like(score))
-        reconstruction = self._reconstruction(completed, inputs, available)
-        generator = adversarial + self.config["l1_weight"] * reconstruction
-        total = ce + self.config["gan_weight"] * generator
-        return {"loss": total, "ce": ce.detach(), "l1": reconstruction.detach(), "g_adv": adversarial.detach()}
+        generator = self.generator_terms(inputs, available, completed, self.config["l1_weight"])
+        total = ce + self.config["gan_weight"] * generator["loss"]
+        return {"loss": total, "ce": ce.detach(), "l1": generator["l1"].detach(), "g_adv": generator["g_adv"].detach()}

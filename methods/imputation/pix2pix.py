@@ -84,7 +84,7 @@ class Pix2PixGenerator(nn.Module):
             skips.append(x)
         y = skips.pop()
         if self.bottleneck is not None:
-            y = y + self.bottleneck(y)
+            y = self.bottleneck(y)
         for up in self.ups:
             y = torch.cat([up(y), skips.pop()], dim=1)
         y = self.out(y)[..., :height, :width]

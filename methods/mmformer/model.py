@@ -187,9 +187,16 @@ class MmFormer(SegmentationMethod):
         inputs, label = batch["inputs"], batch["label"]
         available = self.training_availability(batch, info)
         features = self.encode_available(inputs, available)
+        terms = self.segmentation_terms(features, available, label, info.ignore_index)
+        return {"loss": terms["loss"], **{name: terms[name].detach() for name in ("fused", "sep", "deep")}}
+
+    def segmentation_terms(self, features: Mapping[str, Any], available: Tensor, label: Tensor,
+                           ignore_index: int) -> dict[str, Tensor]:
+        """mmFormer's loss: fused + sep_weight x separate-decoder + deep_supervision_weight x auxiliary scales
+        (each wCE + Dice); the separate decoder runs on the samples that have the modality."""
         logits, auxiliary = self._fuse(features, available)
-        fused = weighted_ce_dice(logits, label, info.ignore_index)
-        deep = sum((weighted_ce_dice(upsample(a, label.shape[-2:]), label, info.ignore_index) for a in auxiliary),
+        fused = weighted_ce_dice(logits, label, ignore_index)
+        deep = sum((weighted_ce_dice(upsample(a, label.shape[-2:]), label, ignore_index) for a in auxiliary),
                    torch.zeros((), device=label.device))
         sep = torch.zeros((), device=label.device)
         for index, name in enumerate(self.modality_names):
@@ -200,6 +207,6 @@ class MmFormer(SegmentationMethod):
             grid = own["skips"][-1].shape[-2:]
             bottleneck = self.sep_from_tokens(own["tokens"][rows].transpose(1, 2).reshape(int(rows.sum()), -1, *grid))
             sep_logits, _ = self.sep_decoder([s[rows] for s in own["skips"][:-1]], bottleneck)
-            sep = sep + weighted_ce_dice(sep_logits, label[rows], info.ignore_index)
+            sep = sep + weighted_ce_dice(sep_logits, label[rows], ignore_index)
         total = fused + self.config["sep_weight"] * sep + self.config["deep_supervision_weight"] * deep
-        return {"loss": total, "fused": fused.detach(), "sep": sep.detach(), "deep": deep.detach()}
+        return {"loss": total, "fused": fused, "sep": sep, "deep": deep}

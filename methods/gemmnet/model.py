@@ -1,0 +1,100 @@
+"""GEMMNet: generate the missing modalities, then segment with a hybrid multiscale fusion network.
+
+Following the authors' code (github.com/nhikieu/GEMMNet, `gan_enhanced.py`; reference/methods.md §4),
+written for M >= 2 modalities and batches that mix availability patterns:
+
+- HyFEx + HyFMA are the mmFormer-2D network (`mmbench.methods.mmformer`): per-modality 5-stage encoders
+  with an intra-modal transformer, inter-modal transformer, region-fusion decoder with deep supervision
+  and the shared separate decoder. Every modality is present after imputation, so the whole network
+  runs on the completed input.
+- Generators: per modality, pix2pix U-Net with a transformer bottleneck (`EnhancedGenerator`), conditioned
+  on the other modalities (zeroed where missing) and their availability flags; the generated modality
+  replaces the missing one per sample and is **not detached**: segmentation losses train the generators.
+- Conditional PatchGAN per modality; GAN losses only where a modality was withheld (zero for complete
+  samples). `gan_update: alternating` (default) uses the engine's alternating update; `joint` reproduces
+  the authors' single optimizer over G + D (the generator's adversarial term then also moves D).
+- CoLoss: fused + separate (per modality) + multiscale deep supervision, each mmFormer's wCE + Dice,
+  plus `gan_weight` x (G [+ D when joint]).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from mmbench.errors import ConfigError
+from mmbench.method import TrainStep
+from mmbench.methods.common import sampled_availability
+from mmbench.methods.imputation.model import Imputation, check_gan_config
+from mmbench.methods.imputation.pix2pix import DEPTH, BottleneckTransformer, PatchDiscriminator, Pix2PixGenerator
+from mmbench.methods.mmformer.model import MmFormer
+
+GAN_UPDATES = ("alternating", "joint")
+
+
+class Gemmnet(Imputation, MmFormer):
+    def __init__(self, modalities: Mapping[str, int], num_classes: int, config: Mapping[str, Any]) -> None:
+        check_gan_config(config)
+        if config["gan_update"] not in GAN_UPDATES:
+            raise ConfigError(f"method.gan_update={config['gan_update']!r}: use {' or '.join(GAN_UPDATES)}")
+        super().__init__(modalities, num_classes, config)
+        width = config["generator_width"]
+        bottleneck_channels = width * 2 ** (DEPTH - 1)
+
+        def generator(name: str, channels: int) -> Pix2PixGenerator:
+            bottleneck = BottleneckTransformer(bottleneck_channels, config["transformer_dim"], config["heads"],
+                                               config["mlp_dim"], config["token_grid"])
+            return Pix2PixGenerator(self.condition_channels(name), channels, width, tanh=config["output"] == "tanh",
+                                    bottleneck=bottleneck)
+
+        self.generators = nn.ModuleDict({name: generator(name, c) for name, c in modalities.items()})
+        self.discriminators = nn.ModuleDict({
+            name: PatchDiscriminator(self.condition_channels(name) + c, config["discriminator_width"])
+            for name, c in modalities.items()})
+
+    @property
+    def has_split_interface(self) -> bool:
+        """No: a missing modality's encoder input is generated from the others, so modalities meet first."""
+        return False
+
+    def _encode_completed(self, completed: Mapping[str, Tensor]) -> dict[str, Any]:
+        return {name: self.encode(name, completed[name]) for name in self.modality_names}
+
+    def forward(self, inputs: Mapping[str, Tensor], available: Tensor) -> Tensor:
+        completed = self.complete(inputs, available)
+        features = self._encode_completed(completed)
+        return self.decode(features, torch.ones_like(available))
+
+    # -- training --------------------------------------------------------------------------------
+    def training_availability(self, batch: Mapping[str, Any], info: TrainStep) -> Tensor:
+        return sampled_availability(self.config["sampler"], batch, info, len(self.modality_names))
+
+    def adversary_modules(self) -> list[nn.Module]:
+        return [self.discriminators] if self.config["gan_update"] == "alternating" else []
+
+    def adversary_loss(self, batch: Mapping[str, Any], info: TrainStep) -> dict[str, Tensor]:
+        inputs = batch["inputs"]
+        available = self.training_availability(batch, info)
+        with torch.no_grad():
+            completed = self.complete(inputs, available)
+        return self.discriminator_terms(inputs, available, completed)
+
+    def training_loss(self, batch: Mapping[str, Any], info: TrainStep) -> dict[str, Tensor]:
+        inputs, label = batch["inputs"], batch["label"]
+        available = self.training_availability(batch, info)
+        completed = self.complete(inputs, available)
+        features = self._encode_completed(completed)
+        segmentation = self.segmentation_terms(features, torch.ones_like(available), label, info.ignore_index)
+        generator = self.generator_terms(inputs, available, completed, self.config["l1_weight"])
+        gan = generator["loss"]
+        terms = {"fused": segmentation["fused"], "sep": segmentation["sep"], "deep": segmentation["deep"],
+                 "l1": generator["l1"], "g_adv": generator["g_adv"]}
+        if self.config["gan_update"] == "joint":  # the authors' code: D's loss summed into the one objective
+            discriminator = self.discriminator_terms(inputs, available, completed)
+            gan = gan + discriminator["loss"]
+            terms["d_loss"] = discriminator["loss"]
+        total = segmentation["loss"] + self.config["gan_weight"] * gan
+        return {"loss": total, **{name: value.detach() for name, value in terms.items()}}
