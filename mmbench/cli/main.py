@@ -132,8 +132,11 @@ def build_parser() -> argparse.ArgumentParser:
     board.add_argument("--protocol", metavar="P", help="only this protocol")
     board.add_argument("--format", choices=["md", "html", "csv", "json"], default="md", help="output format")
     board.add_argument("--out", metavar="FILE", help="write to FILE instead of the terminal")
-    board.add_argument("--check", action="store_true", help="recompute every metric from the confusion matrices")
-    board.set_defaults(handler="mmbench.cli.pending_commands:leaderboard")
+    board.add_argument("--check", action="store_true",
+                       help="recompute every metric from the confusion matrices; fail on any disagreement")
+    board.add_argument("--references", metavar="FILE",
+                       help="published reference numbers (YAML; default: the packaged data file)")
+    board.set_defaults(handler="mmbench.cli.leaderboard_command:run")
 
     bench = commands.add_parser("bench", help="benchmarks")
     bench_commands = bench.add_subparsers(dest="bench_command", metavar="TARGET", parser_class=OneLineArgumentParser)
