@@ -52,8 +52,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.out is not None:
         relative_record_paths(board, Path(args.out).resolve().parent)
-    text = _render(board, args.format, rebuild="mmbench " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-                   if args.out else None)
+    text = _render(board, args.format, rebuild=_command(args, roots) if args.out else None)
     if args.out is None:
         sys.stdout.write(text)
     else:
@@ -61,6 +60,16 @@ def run(args: argparse.Namespace) -> int:
         errors.print(f"wrote {args.out} ({len(board['tables'])} tables, {board['records']} records)", highlight=False,
                      soft_wrap=True)
     return 0
+
+
+def _command(args: argparse.Namespace, roots: list[str]) -> str:
+    """The command that rebuilds this board (written into Markdown boards)."""
+    parts = ["mmbench", "leaderboard", *map(str, roots)]
+    for option in ("dataset", "protocol", "references"):
+        if getattr(args, option):
+            parts += [f"--{option}", str(getattr(args, option))]
+    parts += ["--format", args.format, "--out", str(args.out)]
+    return " ".join(shlex.quote(part) for part in parts)
 
 
 def _render(board: dict, fmt: str, rebuild: str | None) -> str:

@@ -1,0 +1,222 @@
+"""`mmbench leaderboard`: grouping, seed aggregation, ranks, Borda, references, --check, bad records, formats."""
+
+from __future__ import annotations
+
+import copy
+import csv
+import io
+import json
+from pathlib import Path
+
+import pytest
+
+from mmbench.cli.main import main
+from mmbench.errors import ConfigError
+from mmbench.leaderboard.board import borda, build_board
+from mmbench.leaderboard.collect import collect_records
+from mmbench.leaderboard.references import load_references
+from mmbench.records import SCHEMA_VERSION
+
+RECORDS = Path(__file__).resolve().parents[1] / "docs" / "results" / "records" / "synthetic"
+
+
+def real(name: str) -> dict:
+    return json.loads((RECORDS / f"{name}.json").read_text())
+
+
+def write(root: Path, name: str, record: dict) -> Path:
+    path = root / name / "result.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record))
+    return path
+
+
+def cli(capsys, *argv):
+    code = main(list(argv))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def with_seed(record: dict, seed: int, shift: float) -> dict:
+    """Another seed of the same run: every mIoU moved by `shift` (aggregation does not recompute)."""
+    record = copy.deepcopy(record)
+    record["seed"] = seed
+    record["config"]["run"]["seed"] = seed
+    for scenario in record["scenarios"]:
+        scenario["metrics"]["miou"] += shift
+    record["aggregate"]["mean"]["miou"] += shift
+    record["aggregate"]["worst"]["miou"] += shift
+    return record
+
+
+def board_of(root: Path, **options) -> dict:
+    records, skipped = collect_records([root])
+    return build_board(records, skipped, **options)
+
+
+def test_seeds_are_aggregated_per_method_and_ranked(tmp_path):
+    stars, unimodal = real("stars-last1"), real("unimodal-last1")
+    write(tmp_path, "a", stars)
+    write(tmp_path, "b", with_seed(stars, 1, 0.02))
+    write(tmp_path, "c", unimodal)
+    (table,) = board_of(tmp_path)["tables"]
+    rows = {row["label"]: row for row in table["rows"]}
+    assert rows["stars"]["n"] == 2 and rows["stars"]["seeds"] == [0, 1]
+    mean = rows["stars"]["values"]["mean"]
+    assert mean["mean"] == pytest.approx(stars["aggregate"]["mean"]["miou"] + 0.01)
+    assert mean["std"] == pytest.approx(0.02 / 2**0.5) and mean["n"] == 2
+    assert rows["unimodal"]["values"]["mean"]["std"] is None  # one seed: no spread claimed
+    assert [row["label"] for row in table["rows"]] == ["unimodal", "stars"]  # 65.2 > 58.7
+    assert [row["rank"] for row in table["rows"]] == [1, 2]
+    assert [c["label"] for c in table["columns"]][:3] == ["optical only", "dsm only", "sar only"]
+
+
+def test_different_protocol_settings_are_never_mixed(tmp_path, capsys):
+    stars = real("stars-last1")
+    other = copy.deepcopy(stars)
+    other["protocol"]["settings"]["label_variant"] = "eroded"
+    write(tmp_path, "a", stars)
+    write(tmp_path, "b", other)
+    write(tmp_path, "c", real("stars-subsets"))
+    board = board_of(tmp_path)
+    assert len(board["tables"]) == 3
+    variants = sorted(t["settings"].get("label_variant") for t in board["tables"] if t["protocol"]["name"] == "last1")
+    assert variants == ["eroded", "full"]
+    code, out, err = cli(capsys, "leaderboard", str(tmp_path), "--format", "md")
+    assert code == 0, err
+    assert "label_variant=eroded" in out and "label_variant=full" in out  # the header states the settings
+    assert "E(p=0.2)" in out or "E(p=" in out  # the subsets table carries the protocol's expectation column
+
+
+def test_borda_count_across_tables():
+    tables = [{"rows": [{"label": "a", "rank": 1}, {"label": "b", "rank": 2}, {"label": "c", "rank": 3}]},
+              {"rows": [{"label": "b", "rank": 1}, {"label": "a", "rank": 2}, {"label": "c", "rank": 3}]},
+              {"rows": [{"label": "a", "rank": 1}, {"label": "c", "rank": 2}, {"label": "d", "rank": None}]}]
+    overall = borda(tables)  # a: 2 + 1 + 1, b: 1 + 2, c: 0 + 0 + 0; d has no rank anywhere
+    assert [(e["label"], e["points"], e["rank"], e["tables"]) for e in overall] == [
+        ("a", 4, 1, 3), ("b", 3, 2, 2), ("c", 0, 3, 3)]
+
+
+def test_ties_share_their_rank(tmp_path):
+    stars = real("stars-last1")
+    twin = copy.deepcopy(stars)
+    twin["config"]["method"]["width"] = 99  # another configuration of stars, same numbers
+    write(tmp_path, "a", stars)
+    write(tmp_path, "b", twin)
+    (table,) = board_of(tmp_path)["tables"]
+    assert [row["rank"] for row in table["rows"]] == [1.5, 1.5]
+    labels = sorted(row["label"] for row in table["rows"])
+    assert labels[0].startswith("stars [") and labels[1].startswith("stars [") and labels[0] != labels[1]
+
+
+def test_reproducibility_flags(tmp_path):
+    clean = real("unimodal-last1")
+    assert clean["git"]["dirty"] is False
+    write(tmp_path, "a", clean)
+    other = with_seed(clean, 1, 0.0)
+    other["git"]["dirty"] = True
+    other["env"]["mmbench"] = "9.9.9"
+    write(tmp_path, "b", other)
+    (table,) = board_of(tmp_path)["tables"]
+    flags = table["rows"][0]["flags"]
+    assert any("dirty git tree (1 of 2 records)" in f for f in flags)
+    assert any("mixed mmbench versions" in f and "9.9.9" in f for f in flags)
+    (alone,) = board_of(tmp_path / "a")["tables"]
+    assert alone["rows"][0]["flags"] == []
+
+
+def test_reference_rows_are_marked_and_never_ranked(tmp_path, capsys):
+    write(tmp_path / "runs", "a", real("stars-last1"))
+    references = tmp_path / "refs.yaml"
+    references.write_text(
+        "references:\n"
+        "  - {dataset: synthetic, protocol: last1, setting: 'optical only, paper recipe', method: PaperNet,\n"
+        "     metric: mIoU, value: 99.0, source: 'https://example.org/paper', provenance: paper}\n"
+        "  - {dataset: synthetic, protocol: subsets, setting: s, method: OtherNet, metric: mIoU, value: 1.0,\n"
+        "     source: x, provenance: third-party}\n")
+    board = build_board(*collect_records([tmp_path / "runs"]), references=load_references(references))
+    (table,) = board["tables"]
+    assert [ref["method"] for ref in table["references"]] == ["PaperNet"]  # only the matching protocol
+    assert [row["label"] for row in table["rows"]] == ["stars"] and [e["label"] for e in board["overall"]] == ["stars"]
+    code, out, _ = cli(capsys, "leaderboard", str(tmp_path / "runs"), "--references", str(references))
+    assert code == 0
+    assert "Published reference numbers (not ranked" in out and "| PaperNet | optical only, paper recipe |" in out
+
+
+def test_packaged_references_load_and_bad_ones_are_one_line_errors(tmp_path):
+    entries = load_references()
+    assert entries and all(entry["source"] and entry["provenance"] in ("paper", "third-party") for entry in entries)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("references:\n  - {dataset: d, protocol: null, setting: s, method: m, metric: mIoU, value: high,\n"
+                   "     source: x, provenance: paper}\n")
+    with pytest.raises(ConfigError, match="entry 1: value 'high' must be a number"):
+        load_references(bad)
+    bad.write_text("references:\n  - {dataset: d, protocol: null, setting: s, method: m, metric: mIoU, value: 1}\n")
+    with pytest.raises(ConfigError, match="lacks 'source'"):
+        load_references(bad)
+
+
+def test_check_recomputes_every_metric_from_the_confusion_matrices(tmp_path, capsys):
+    write(tmp_path, "good", real("sgma-minority"))
+    code, _, err = cli(capsys, "leaderboard", str(tmp_path), "--check", "--format", "json")
+    assert code == 0 and "check passed" in err
+    tampered = real("sgma-last1")
+    tampered["scenarios"][1]["metrics"]["per_class"]["car"]["f1"] += 0.01
+    path = write(tmp_path, "bad", tampered)
+    code, out, err = cli(capsys, "leaderboard", str(tmp_path), "--check")
+    assert code == 2 and out == ""
+    assert f"{path}: scenario 'dsm only': per_class/car/f1: stored" in err
+    assert "1 stored metrics disagree with their confusion matrices in 1 records" in err
+
+
+def test_bad_records_are_skipped_one_line_each(tmp_path, capsys):
+    write(tmp_path, "good", real("stars-last1"))
+    (tmp_path / "truncated").mkdir()
+    (tmp_path / "truncated" / "result.json").write_text(json.dumps(real("stars-last1"))[:300])
+    future = real("stars-last1")
+    future["schema_version"] = SCHEMA_VERSION + 1
+    write(tmp_path, "future", future)
+    broken = real("stars-last1")
+    del broken["scenarios"]
+    write(tmp_path, "broken", broken)
+    code, out, err = cli(capsys, "leaderboard", str(tmp_path), "--format", "csv")
+    assert code == 0
+    skipped = [line for line in err.splitlines() if line.startswith("skipped ")]
+    assert len(skipped) == 3
+    assert any("truncated" in line and "not valid JSON" in line for line in skipped)
+    assert any("newer than this mmbench understands" in line for line in skipped)
+    assert any("scenarios" in line for line in skipped)
+    assert {row["method"] for row in csv.DictReader(io.StringIO(out))} == {"stars"}
+
+
+def test_empty_or_unmatched_inputs_give_clear_messages(tmp_path, capsys):
+    code, _, err = cli(capsys, "leaderboard", str(tmp_path))
+    assert code == 2 and "no run records (result.json) under" in err and err.count("\n") == 1
+    (tmp_path / "x").mkdir()
+    (tmp_path / "x" / "result.json").write_text("{")
+    code, _, err = cli(capsys, "leaderboard", str(tmp_path))
+    assert code == 2 and "no valid run records" in err
+    write(tmp_path, "good", real("stars-last1"))
+    code, _, err = cli(capsys, "leaderboard", str(tmp_path), "--protocol", "subsets")
+    assert code == 2 and "no records for protocol 'subsets'" in err
+
+
+def test_formats_and_relative_links(tmp_path, capsys):
+    runs = tmp_path / "runs"
+    for name in ("stars-last1", "unimodal-last1", "stars-minority", "unimodal-minority"):
+        write(runs, name, real(name))
+    out_dir = tmp_path / "docs"
+    out_dir.mkdir()
+    code, _, err = cli(capsys, "leaderboard", str(runs), "--format", "md", "--out", str(out_dir / "board.md"))
+    assert code == 0, err
+    text = (out_dir / "board.md").read_text()
+    assert "Rebuild with `mmbench leaderboard" in text and "](../runs/stars-last1/result.json)" in text
+    assert "minority mean" in text and "car F1" in text and "## Overall (Borda count" in text
+    code, out, _ = cli(capsys, "leaderboard", str(runs), "--format", "json")
+    board = json.loads(out)
+    assert [t["protocol"]["name"] for t in board["tables"]] == ["last1", "minority"]
+    assert [e["label"] for e in board["overall"]] == ["unimodal", "stars"]
+    code, out, _ = cli(capsys, "leaderboard", str(runs), "--format", "csv", "--dataset", "synthetic")
+    rows = list(csv.DictReader(io.StringIO(out)))
+    mean = [r for r in rows if r["method"] == "stars" and r["column"] == "mean" and r["protocol"] == "last1"]
+    assert float(mean[0]["mean"]) == real("stars-last1")["aggregate"]["mean"]["miou"]
