@@ -123,6 +123,12 @@ def test_reproducibility_flags(tmp_path):
     assert any("mixed mmbench versions" in f and "9.9.9" in f for f in flags)
     (alone,) = board_of(tmp_path / "a")["tables"]
     assert alone["rows"][0]["flags"] == []
+    smoke = with_seed(clean, 2, 0.0)
+    smoke["smoke"] = True
+    write(tmp_path, "smoke", smoke)
+    board = board_of(tmp_path)
+    assert board["tables"][0]["rows"][0]["seeds"] == [0, 1]  # smoke runs are never results
+    assert [item["reason"] for item in board["skipped"]] == ["smoke run (a pipeline check on 3 steps, not a result)"]
 
 
 def test_reference_rows_are_marked_and_never_ranked(tmp_path, capsys):

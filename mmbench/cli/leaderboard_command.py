@@ -43,6 +43,8 @@ def run(args: argparse.Namespace) -> int:
                      "its confusion matrix", highlight=False, soft_wrap=True)
     board = build_board(records, skipped, dataset=args.dataset, protocol=args.protocol,
                         references=load_references(args.references))
+    for item in board["skipped"][len(skipped):]:  # skipped by the board itself (smoke runs)
+        errors.print(f"[yellow]skipped[/yellow] {item['path']}: {item['reason']}", highlight=False, soft_wrap=True)
     if not board["tables"]:
         wanted = " and ".join(f"{kind} {value!r}" for kind, value in (("dataset", args.dataset),
                                                                        ("protocol", args.protocol)) if value)

@@ -115,8 +115,6 @@ def _flags(records: Sequence[LoadedRecord]) -> list[str]:
     commits = sorted({str(item.record["git"]["commit"])[:8] for item in records})
     if len(commits) > 1:
         flags.append(f"{len(commits)} git commits")
-    if any(item.record.get("smoke") for item in records):
-        flags.append("smoke run (3 steps; not a result)")
     seeds = [item.record["seed"] for item in records]
     if len(set(seeds)) < len(seeds):
         flags.append("repeated seed")
@@ -230,8 +228,10 @@ def build_board(records: Sequence[LoadedRecord], skipped: Sequence[Skipped] = ()
                 dataset: str | None = None, protocol: str | None = None,
                 references: Sequence[Mapping[str, Any]] = ()) -> dict[str, Any]:
     """The whole leaderboard as plain data (what `--format json` writes and every renderer reads)."""
-    chosen = [item for item in records
-              if (dataset is None or item.record["dataset"]["name"] == dataset)
+    skipped = [*skipped, *(Skipped(item.path, "smoke run (a pipeline check on 3 steps, not a result)")
+                           for item in records if item.record.get("smoke"))]
+    chosen = [item for item in records if not item.record.get("smoke")
+              and (dataset is None or item.record["dataset"]["name"] == dataset)
               and (protocol is None or item.record["protocol"]["name"] == protocol)]
     labels = _labels(chosen)
     grouped: dict[str, tuple[dict[str, Any], list[LoadedRecord]]] = {}
