@@ -373,7 +373,7 @@ def test_gemmnet_gan_update_modes(update):
     discriminator = list(model.discriminators.parameters())
     if update == "alternating":
         assert model.adversary_parameters() == discriminator and "d_loss" not in terms
-        assert float(model.adversary_loss(batch, info)["loss"]) > 0
+        assert float(model.adversary_loss(batch, info)["loss"].detach()) > 0
     else:  # the authors' single optimizer: D's loss is part of the one objective, D is an ordinary parameter
         assert model.adversary_parameters() == [] and float(terms["d_loss"]) > 0
         grads = torch.autograd.grad(terms["loss"], discriminator[:1])
