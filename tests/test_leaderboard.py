@@ -222,6 +222,9 @@ def test_formats_and_relative_links(tmp_path, capsys):
     board = json.loads(out)
     assert [t["protocol"]["name"] for t in board["tables"]] == ["last1", "minority"]
     assert [e["label"] for e in board["overall"]] == ["unimodal", "stars"]
+    minority = board["tables"][1]
+    assert minority["primary"] == "minority mean"  # the minority table ranks by minority-class mIoU
+    assert "ranked by minority mean mIoU" in text and "ranked by mean mIoU" in text
     code, out, _ = cli(capsys, "leaderboard", str(runs), "--format", "csv", "--dataset", "synthetic")
     rows = list(csv.DictReader(io.StringIO(out)))
     mean = [r for r in rows if r["method"] == "stars" and r["column"] == "mean" and r["protocol"] == "last1"]

@@ -23,6 +23,8 @@ from mmbench.leaderboard.collect import LoadedRecord, Skipped
 NON_DEFINING_SETTINGS = ("batch_size", "accumulation", "absent_class_policy", "missing_input_fill", "minority_classes")
 MAX_SCENARIO_COLUMNS = 16  # random draws (random-drop, pixel-drop) are summarised, not listed
 MINORITY_CLASS = "car"  # the small-object class papers report separately (car F1)
+# The column a protocol's table is ranked by (default: mean mIoU over its scenarios).
+PRIMARY_COLUMNS = {"minority": "minority mean"}
 
 
 def _digest(value: Any) -> str:
@@ -182,7 +184,10 @@ def _table(key: Mapping[str, Any], records: list[LoadedRecord], labels: Mapping[
     for item in sorted(records, key=lambda item: (item.record["method"]["name"], item.record["seed"])):
         groups.setdefault(config_id(item.record), []).append(item)
     rows = [_row(group, columns, labels) for group in groups.values()]
-    ranks = _ranks([row["values"]["mean"]["mean"] for row in rows])
+    primary = PRIMARY_COLUMNS.get(key["protocol"]["name"], "mean")
+    if primary not in columns:
+        primary = "mean"
+    ranks = _ranks([row["values"][primary]["mean"] for row in rows])
     for row, rank in zip(rows, ranks, strict=True):
         row["rank"] = rank
     rows.sort(key=lambda row: (row["rank"] is None, row["rank"] or 0.0, row["label"]))
@@ -197,7 +202,7 @@ def _table(key: Mapping[str, Any], records: list[LoadedRecord], labels: Mapping[
         "settings": key["settings"],
         "columns": [{"key": column, "label": column.removeprefix("scenario:"),
                      "kind": "scenario" if column.startswith("scenario:") else "aggregate"} for column in columns],
-        "primary": "mean",
+        "primary": primary,
         "scenarios": scenario_names if len(first["scenarios"]) <= MAX_SCENARIO_COLUMNS else [],
         "classes": classes,
         "rows": rows,

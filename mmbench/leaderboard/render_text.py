@@ -37,6 +37,11 @@ def _setting(value: Any) -> str:
     return str(value)
 
 
+def _primary_label(table: Mapping[str, Any]) -> str:
+    label = next(column["label"] for column in table["columns"] if column["key"] == table["primary"])
+    return f"{label} mIoU" if "mIoU" not in label and "F1" not in label else label
+
+
 def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
@@ -46,13 +51,13 @@ def render_markdown(board: Mapping[str, Any], rebuild: str | None = None) -> str
     if rebuild:
         lines += [f"Rebuild with `{rebuild}`.", ""]
     lines += [f"{board['records']} run records, {len(board['tables'])} tables. Values are mIoU (%) unless the column "
-              "says otherwise; mean ± std over seeds (n); rank by the protocol's mean mIoU. Rows flagged in the "
-              "last column do not come from one clean source tree.", ""]
+              "says otherwise; mean ± std over seeds (n). Rows flagged in the last column do not come from one "
+              "clean source tree.", ""]
     if not board["tables"]:
         lines += ["No records match the filters.", ""]
     for table in board["tables"]:
         lines += [f"## {table['dataset']['name']} / {table['protocol']['name']} v{table['protocol']['version']}", "",
-                  _cell(settings_line(table)), ""]
+                  _cell(settings_line(table)) + f"; ranked by {_primary_label(table)}.", ""]
         headers = ["rank", "method", "n", *(column["label"] for column in table["columns"]), "params (M)",
                    "reproducibility"]
         lines.append("| " + " | ".join(headers) + " |")
