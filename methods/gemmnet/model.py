@@ -75,13 +75,6 @@ class Gemmnet(Imputation, MmFormer):
     def adversary_modules(self) -> list[nn.Module]:
         return [self.discriminators] if self.config["gan_update"] == "alternating" else []
 
-    def adversary_loss(self, batch: Mapping[str, Any], info: TrainStep) -> dict[str, Tensor]:
-        inputs = batch["inputs"]
-        available = self.training_availability(batch, info)
-        with torch.no_grad():
-            completed = self.complete(inputs, available)
-        return self.discriminator_terms(inputs, available, completed)
-
     def training_loss(self, batch: Mapping[str, Any], info: TrainStep) -> dict[str, Tensor]:
         inputs, label = batch["inputs"], batch["label"]
         available = self.training_availability(batch, info)

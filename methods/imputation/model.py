@@ -20,7 +20,7 @@ the engine's alternating update (`adversary_modules`): the discriminator sees (c
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
@@ -68,6 +68,7 @@ class Imputation:
     modality_names: tuple[str, ...]
     generators: nn.ModuleDict
     discriminators: nn.ModuleDict
+    training_availability: Callable[[Mapping[str, Any], TrainStep], Tensor]
 
     def condition_channels(self, name: str) -> int:
         """Channels of a generator's input: every other modality plus its availability flag."""
@@ -141,6 +142,14 @@ class Imputation:
         real_loss, fake_loss = sum(real_terms, zero), sum(fake_terms, zero)
         return {"loss": 0.5 * (real_loss + fake_loss), "d_real": real_loss.detach(), "d_fake": fake_loss.detach()}
 
+    def adversary_loss(self, batch: Mapping[str, Any], info: TrainStep) -> dict[str, Tensor]:
+        """The discriminators' step of the engine's alternating update: generated inputs under no_grad."""
+        inputs = batch["inputs"]
+        available = self.training_availability(batch, info)
+        with torch.no_grad():
+            completed = self.complete(inputs, available)
+        return self.discriminator_terms(inputs, available, completed)
+
     def generator_terms(self, inputs: Mapping[str, Tensor], available: Tensor, completed: Mapping[str, Tensor],
                         l1_weight: float) -> dict[str, Tensor]:
         """pix2pix's G objective: BCE(D(condition, generated), 1) + l1_weight x L1, on withheld modalities only."""
@@ -213,13 +222,6 @@ class ConditionalGanImputation(AutoencoderImputation):
 
     def adversary_modules(self) -> list[nn.Module]:
         return [self.discriminators]
-
-    def adversary_loss(self, batch: Mapping[str, Any], info: TrainStep) -> dict[str, Tensor]:
-        inputs = batch["inputs"]
-        available = self.training_availability(batch, info)
-        with torch.no_grad():
-            completed = self.complete(inputs, available)
-        return self.discriminator_terms(inputs, available, completed)
 
     def training_loss(self, batch: Mapping[str, Any], info: TrainStep) -> dict[str, Tensor]:
         inputs, label = batch["inputs"], batch["label"]
