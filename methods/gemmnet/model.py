@@ -27,7 +27,6 @@ from torch import Tensor, nn
 
 from mmbench.errors import ConfigError
 from mmbench.method import TrainStep
-from mmbench.methods.common import sampled_availability
 from mmbench.methods.imputation.model import Imputation, check_gan_config
 from mmbench.methods.imputation.pix2pix import DEPTH, BottleneckTransformer, PatchDiscriminator, Pix2PixGenerator
 from mmbench.methods.mmformer.model import MmFormer
@@ -68,10 +67,7 @@ class Gemmnet(Imputation, MmFormer):
         features = self._encode_completed(completed)
         return self.decode(features, torch.ones_like(available))
 
-    # -- training --------------------------------------------------------------------------------
-    def training_availability(self, batch: Mapping[str, Any], info: TrainStep) -> Tensor:
-        return sampled_availability(self.config["sampler"], batch, info, len(self.modality_names))
-
+    # -- training (training_availability: mmFormer's, from `sampler`) ----------------------------
     def adversary_modules(self) -> list[nn.Module]:
         return [self.discriminators] if self.config["gan_update"] == "alternating" else []
 

@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from html import escape
 from typing import Any
 
+from mmbench.leaderboard.render_text import percent
 from mmbench.leaderboard.svg import heatmap, line_chart, number
 
 DASH = "–"
@@ -104,11 +105,6 @@ def _setting(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value, default=str)
 
 
-def _percent(value: Any) -> str:
-    value = number(value)
-    return DASH if value is None else f"{100 * value:.1f}"
-
-
 def _rank(value: Any) -> str:
     value = number(value)
     if value is None:
@@ -157,9 +153,7 @@ def _value_cell(row: Mapping[str, Any], key: str, best: float | None, primary: b
     cell = cell if isinstance(cell, Mapping) else {"mean": cell}
     mean, std = number(cell.get("mean")), number(cell.get("std"))
     classes = ["num"] + (["primary"] if primary else []) + (["best"] if mean is not None and mean == best else [])
-    text = _percent(mean)
-    if mean is not None and std is not None:
-        text += f" ± {100 * std:.1f}"
+    text = percent({"mean": mean, "std": std})  # the Markdown board's formatting
     title = ""
     count, seeds = cell.get("n"), row.get("n")
     if isinstance(count, int) and isinstance(seeds, int) and mean is not None and count < seeds:
