@@ -1,13 +1,21 @@
-"""Every built-in method passes a smoke run (`mmbench run METHOD --smoke`) with its default config."""
+"""Every built-in method passes a smoke run (`mmbench run METHOD --smoke`) with its default config, and
+computes the losses pinned in tests/fixtures/behaviour_pins.json (written before the harness was regrouped;
+tests/fixtures/generate_behaviour_pins.py says when to regenerate them)."""
 
 from __future__ import annotations
 
-import pytest
+import json
+import math
+from pathlib import Path
 
-from mmbench.cli.main import main
-from mmbench.datasets.synthetic import SyntheticConfig, write_synthetic
+import pytest
+import torch
+from behaviour_pins import pinned_store, smoke_losses
+
 from mmbench.records import read_record
 from mmbench.registry import METHODS
+
+PINS = json.loads((Path(__file__).parent / "fixtures" / "behaviour_pins.json").read_text())
 
 
 def builtin_methods() -> list[str]:
@@ -17,7 +25,16 @@ def builtin_methods() -> list[str]:
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
-    return write_synthetic(tmp_path_factory.mktemp("smoke") / "s.h5", SyntheticConfig(tiles=6, size=96))
+    return pinned_store(tmp_path_factory.mktemp("smoke") / "s.h5")
+
+
+@pytest.fixture
+def one_thread():
+    """The pins were computed with one thread; other counts may reorder float sums."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def test_there_are_builtin_methods():
@@ -25,10 +42,26 @@ def test_there_are_builtin_methods():
 
 
 @pytest.mark.parametrize("method", builtin_methods())
-def test_every_builtin_method_passes_a_smoke_run(capsys, tmp_path, store, method):
-    code = main(["run", method, "--protocol", "last1", "--dataset", str(store), "--smoke", "--out", str(tmp_path)])
-    assert code == 0, capsys.readouterr().err
+def test_every_builtin_method_passes_a_smoke_run_with_its_pinned_losses(tmp_path, store, method, one_thread):
+    losses = smoke_losses(method, store, tmp_path)
     (path,) = tmp_path.rglob("result.json")
     record = read_record(path)
     assert record["smoke"] is True and record["method"]["name"] == method
     assert all(s["metrics"]["miou"] is not None for s in record["scenarios"])
+    pinned = PINS["smoke_losses"].get(method)
+    assert pinned is not None, f"no pinned losses for {method}: run tests/fixtures/generate_behaviour_pins.py"
+    assert [sorted(step) for step in losses] == [sorted(step) for step in pinned]
+    for got, want in zip(losses, pinned):
+        for term, value in want.items():
+            assert math.isclose(got[term], value, rel_tol=1e-4, abs_tol=1e-5), (method, got["step"], term)
+
+
+def test_a_checkpoint_written_before_the_regrouping_evaluates_to_the_same_matrices(tmp_path, store, one_thread):
+    from mmbench.cli.main import main
+
+    checkpoint = Path(__file__).parent / "fixtures" / "unimodal_tiny.ckpt"
+    assert main(["eval", str(checkpoint), "--protocol", "subsets", "--dataset", str(store), "--out",
+                 str(tmp_path)]) == 0
+    (path,) = tmp_path.rglob("result.json")
+    matrices = {s["name"]: s["confusion_matrix"] for s in read_record(path)["scenarios"]}
+    assert matrices == PINS["unimodal_tiny_subsets"]
