@@ -21,18 +21,22 @@ def _number(value: float | None, digits: int = 3) -> str:
 def header(document: dict[str, Any]) -> str:
     env = document["env"]
     git = document["git"]
-    return (f"- {document['created']}, `{document['command']}`, device {document['device']} "
-            f"({env.get('device_name') or env['cpu']}, {env['cpu_count']} CPUs, {env['torch_threads']} torch threads), "
-            f"torch {env['torch']}, triton {env['triton']}, commit {str(git.get('commit'))[:10]}"
-            f"{' (dirty)' if git.get('dirty') else ''}; device-copy bandwidth "
-            f"{document['copy_bandwidth_gbps']:.1f} GB/s")
+    return (
+        f"- {document['created']}, `{document['command']}`, device {document['device']} "
+        f"({env.get('device_name') or env['cpu']}, {env['cpu_count']} CPUs, {env['torch_threads']} torch threads), "
+        f"torch {env['torch']}, triton {env['triton']}, commit {str(git.get('commit'))[:10]}"
+        f"{' (dirty)' if git.get('dirty') else ''}; device-copy bandwidth "
+        f"{document['copy_bandwidth_gbps']:.1f} GB/s"
+    )
 
 
 def main_table(document: dict[str, Any]) -> str:
     rows = document["results"]
     naive = {(r["op"], r["problem"]): r["median_ms"] for r in rows if r["provider"] == "naive"}
-    lines = ["| op | problem | provider | median ms | p20-p80 ms | vs naive | GB/s | % copy BW | GFLOP/s | peak MB |",
-             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| op | problem | provider | median ms | p20-p80 ms | vs naive | GB/s | % copy BW | GFLOP/s | peak MB |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for r in rows:
         if r["error"]:
             lines.append(f"| {r['op']} | {r['problem']} | {r['provider']} | {r['error']} | | | | | | |")
@@ -43,7 +47,8 @@ def main_table(document: dict[str, Any]) -> str:
             f"| {r['op']} | {r['problem']} | {r['provider']} | {_number(r['median_ms'])} | "
             f"{_number(r['p20_ms'])}-{_number(r['p80_ms'])} | {base / r['median_ms']:.1f}x | {_number(r['gbps'])} | "
             f"{_number(100 * r['copy_fraction'] if r['copy_fraction'] is not None else None, 2)} | "
-            f"{_number(r['gflops'])} | {_number(peak / 1e6 if peak is not None else None)} |")
+            f"{_number(r['gflops'])} | {_number(peak / 1e6 if peak is not None else None)} |"
+        )
     return "\n".join(lines)
 
 
@@ -59,14 +64,19 @@ def targets_table(document: dict[str, Any]) -> str:
 
 def spread_table(documents: list[dict[str, Any]]) -> str:
     """Reference vs naive speed-up per run: how much a shared 2-core machine moves the ratios."""
-    lines = ["| op | problem | " + " | ".join(f"run {i + 1}: naive / reference" for i in range(len(documents))) + " |",
-             "|---|---|" + "---:|" * len(documents)]
+    lines = [
+        "| op | problem | " + " | ".join(f"run {i + 1}: naive / reference" for i in range(len(documents))) + " |",
+        "|---|---|" + "---:|" * len(documents),
+    ]
     keys = [(r["op"], r["problem"]) for r in documents[0]["results"] if r["provider"] == "reference"]
     for op, problem in keys:
         cells = []
         for document in documents:
-            found = {r["provider"]: r["median_ms"] for r in document["results"]
-                     if (r["op"], r["problem"]) == (op, problem) and r["median_ms"]}
+            found = {
+                r["provider"]: r["median_ms"]
+                for r in document["results"]
+                if (r["op"], r["problem"]) == (op, problem) and r["median_ms"]
+            }
             if "naive" not in found or "reference" not in found:
                 cells.append("-")
                 continue

@@ -38,17 +38,43 @@ def newest_record(folder: Path) -> dict:
 
 def run_variant(name: str, extra: list[str], out: Path, seed: int, common: list[str]) -> dict:
     folder = out / name.split(" (")[0].replace(" ", "-")
-    mmbench("run", "stars", "--protocol", "last1", "--dataset", "synthetic", "--seed", str(seed), "--out",
-            str(folder / "last1"), *common, *extra)
+    mmbench(
+        "run",
+        "stars",
+        "--protocol",
+        "last1",
+        "--dataset",
+        "synthetic",
+        "--seed",
+        str(seed),
+        "--out",
+        str(folder / "last1"),
+        *common,
+        *extra,
+    )
     trained = newest_record(folder / "last1")
     checkpoint = trained["method"]["checkpoint"]["path"]
-    mmbench("eval", checkpoint, "--protocol", "minority", "--dataset", "synthetic", "--seed", str(seed),
-            "--out", str(folder / "minority"))
+    mmbench(
+        "eval",
+        checkpoint,
+        "--protocol",
+        "minority",
+        "--dataset",
+        "synthetic",
+        "--seed",
+        str(seed),
+        "--out",
+        str(folder / "minority"),
+    )
     minority = newest_record(folder / "minority")
     log = Path(trained["_path"]).parent / "train_log.jsonl"
     train_entries = [json.loads(line) for line in log.read_text().splitlines() if '"event": "train"' in line]
-    return {"last1": trained, "minority": minority, "shared_std": train_entries[-1].get("shared_std"),
-            "first_shared_std": train_entries[0].get("shared_std")}
+    return {
+        "last1": trained,
+        "minority": minority,
+        "shared_std": train_entries[-1].get("shared_std"),
+        "first_shared_std": train_entries[0].get("shared_std"),
+    }
 
 
 def psa_cost(steps: int = 12) -> dict[str, float]:
@@ -66,9 +92,12 @@ def psa_cost(steps: int = 12) -> dict[str, float]:
     size, crop = train["batch_size"], train["crop_size"]
     generator = torch.Generator().manual_seed(0)
     modalities = {"optical": 3, "dsm": 1, "sar": 1}
-    batch = {"inputs": {name: torch.randn(size, c, crop, crop, generator=generator) for name, c in modalities.items()},
-             "label": torch.randint(0, 6, (size, crop, crop), generator=generator),
-             "available": torch.ones(size, 3, dtype=torch.bool), "slots": torch.arange(size)}
+    batch = {
+        "inputs": {name: torch.randn(size, c, crop, crop, generator=generator) for name, c in modalities.items()},
+        "label": torch.randint(0, 6, (size, crop, crop), generator=generator),
+        "available": torch.ones(size, 3, dtype=torch.bool),
+        "slots": torch.arange(size),
+    }
 
     def step_time(psa_enabled: bool) -> float:
         config["psa"]["enabled"] = psa_enabled
@@ -83,21 +112,30 @@ def psa_cost(steps: int = 12) -> dict[str, float]:
 
     with_psa, without_psa = step_time(True), step_time(False)
     embedding = torch.nn.functional.normalize(  # unit vectors, as STARS feeds them
-        torch.randn(size, crop // 4, crop // 4, config["psa"]["embedding_dim"], generator=generator), dim=-1)
+        torch.randn(size, crop // 4, crop // 4, config["psa"]["embedding_dim"], generator=generator), dim=-1
+    )
     embedding.requires_grad_(True)
     labels = torch.randint(0, 6, (size, crop // 4, crop // 4))
     op_times = []
     for step in range(steps):
         start = time.perf_counter()
         indices, sampled = class_balanced_sample(labels, 6, seed=step)
-        losses = [cross_modal_infonce(gather_pixels(embedding, indices), gather_pixels(embedding * 1.0, indices),
-                                      sampled, 0.1) for _ in range(3)]  # three modality pairs
+        losses = [
+            cross_modal_infonce(
+                gather_pixels(embedding, indices), gather_pixels(embedding * 1.0, indices), sampled, 0.1
+            )
+            for _ in range(3)
+        ]  # three modality pairs
         torch.stack(losses).mean().backward()
         op_times.append(time.perf_counter() - start)
     ops = statistics.median(op_times[2:])
-    return {"step_with_psa_s": with_psa, "step_without_psa_s": without_psa,
-            "psa_share_of_step": (with_psa - without_psa) / with_psa, "sampling_and_loss_s": ops,
-            "sampling_and_loss_share": ops / with_psa}
+    return {
+        "step_with_psa_s": with_psa,
+        "step_without_psa_s": without_psa,
+        "psa_share_of_step": (with_psa - without_psa) / with_psa,
+        "sampling_and_loss_s": ops,
+        "sampling_and_loss_share": ops / with_psa,
+    }
 
 
 def pct(value: float | None) -> str:
@@ -127,9 +165,11 @@ def write_doc(results: dict[str, dict], cost: dict[str, float], doc: Path, comma
         "`minority` = car and clutter (the classes below 5 % of training pixels) under the last1 scenarios.",
         "These describe mmbench's reconstruction on synthetic data, not the paper.",
         "",
-        "| variant | " + " | ".join(f"mIoU {s}" for s in scenarios)
+        "| variant | "
+        + " | ".join(f"mIoU {s}" for s in scenarios)
         + " | mean | worst | minority mIoU (mean / worst) | "
-        + " | ".join(f"car F1 {s}" for s in scenarios) + " | shared-feature std (start → end) |",
+        + " | ".join(f"car F1 {s}" for s in scenarios)
+        + " | shared-feature std (start → end) |",
         "|---" * (len(scenarios) * 2 + 5) + "|",
     ]
     for name, result in results.items():
@@ -139,8 +179,10 @@ def write_doc(results: dict[str, dict], cost: dict[str, float], doc: Path, comma
         lines.append(
             f"| {name} | " + " | ".join(mious) + f" | {pct(last1['aggregate']['mean']['miou'])} | "
             f"{pct(last1['aggregate']['worst']['miou'])} | {pct(minority['minority_miou']['mean'])} / "
-            f"{pct(minority['minority_miou']['worst'])} | " + " | ".join(cars)
-            + f" | {result['first_shared_std']:.4f} → {result['shared_std']:.4f} |")
+            f"{pct(minority['minority_miou']['worst'])} | "
+            + " | ".join(cars)
+            + f" | {result['first_shared_std']:.4f} → {result['shared_std']:.4f} |"
+        )
     lines += [
         "",
         "Shared-feature std: mean per-channel standard deviation of the L2-normalised deepest shared features",

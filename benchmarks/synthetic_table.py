@@ -45,8 +45,11 @@ def row(method: str, records: dict[str, dict[str, Any]]) -> tuple[list[str], lis
     if subsets:
         full = max(subsets["scenarios"], key=lambda s: len(s["available"]))
         headers += ["subsets mean", "subsets worst", "full set"]
-        cells += [percent(subsets["aggregate"]["mean"]["miou"]), percent(subsets["aggregate"]["worst"]["miou"]),
-                  percent(full["metrics"]["miou"])]
+        cells += [
+            percent(subsets["aggregate"]["mean"]["miou"]),
+            percent(subsets["aggregate"]["worst"]["miou"]),
+            percent(full["metrics"]["miou"]),
+        ]
     minority = records.get("minority")
     if minority:
         headers += ["minority mIoU mean / worst"]

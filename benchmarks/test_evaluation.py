@@ -17,7 +17,7 @@ from torch import nn
 
 from mmbench.config import load_defaults
 from mmbench.datasets.synthetic import SyntheticConfig, write_synthetic
-from mmbench.evaluation import evaluate
+from mmbench.evaluation.engine import evaluate
 from mmbench.method import SegmentationMethod
 from mmbench.registry import PROTOCOLS
 
@@ -32,11 +32,19 @@ class EncoderHeavyFusion(SegmentationMethod):
         def block(inp, out, stride):
             return nn.Sequential(nn.Conv2d(inp, out, 3, stride=stride, padding=1), nn.BatchNorm2d(out), nn.ReLU())
 
-        self.encoders = nn.ModuleDict({
-            name: nn.Sequential(block(channels, width, 1), block(width, width, 1), block(width, 2 * width, 2),
-                                block(2 * width, 2 * width, 1), block(2 * width, 4 * width, 2),
-                                block(4 * width, 4 * width, 1))
-            for name, channels in modalities.items()})
+        self.encoders = nn.ModuleDict(
+            {
+                name: nn.Sequential(
+                    block(channels, width, 1),
+                    block(width, width, 1),
+                    block(width, 2 * width, 2),
+                    block(2 * width, 2 * width, 1),
+                    block(2 * width, 4 * width, 2),
+                    block(4 * width, 4 * width, 1),
+                )
+                for name, channels in modalities.items()
+            }
+        )
         self.head = nn.Conv2d(4 * width, num_classes, 1)
 
     def encode(self, name, x):
@@ -77,8 +85,9 @@ def test_scenario_cost(benchmark, store, protocol_name, variant):
     method = cls({"optical": 3, "dsm": 1, "sar": 1}, 6, {"width": 16}).eval()
     spec = PROTOCOLS.get(protocol_name)
     protocol = spec.load()(load_defaults(spec.defaults, protocol_name))
-    benchmark.pedantic(evaluate, args=(method, store, protocol), kwargs={"show_progress": False}, rounds=7,
-                       warmup_rounds=1)
+    benchmark.pedantic(
+        evaluate, args=(method, store, protocol), kwargs={"show_progress": False}, rounds=7, warmup_rounds=1
+    )
     stats = benchmark.stats.stats
     TIMES[(protocol_name, variant)] = (stats.min, stats.median)
     if ("full", variant) in TIMES:

@@ -1,4 +1,4 @@
-"""PSA kernels under pytest-benchmark: every problem of `mmbench.kernels.benchmark_cases` x every provider.
+"""PSA kernels under pytest-benchmark: every problem of `mmbench.bench.kernel_cases` x every provider.
 
 Run: `pytest benchmarks/test_kernels.py --benchmark-only --benchmark-group-by=param:problem`
 (`-k default` for the STARS CPU sizes only; paper-scale naive losses take seconds per call on CPU).
@@ -13,12 +13,15 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mmbench.kernel_bench import synchronize
-from mmbench.kernels.benchmark_cases import PROBLEMS, available_providers, build_workload
+from mmbench.bench.kernel_cases import PROBLEMS, available_providers, build_workload
+from mmbench.bench.kernels import synchronize
 
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-CASES = [pytest.param(problem, provider, id=f"{problem.size}-{problem.op}-{problem.name.replace(' ', '_')}-{provider}")
-         for problem in PROBLEMS for provider in available_providers(DEVICE)]
+CASES = [
+    pytest.param(problem, provider, id=f"{problem.size}-{problem.op}-{problem.name.replace(' ', '_')}-{provider}")
+    for problem in PROBLEMS
+    for provider in available_providers(DEVICE)
+]
 
 
 @pytest.mark.parametrize(("problem", "provider"), CASES)
@@ -33,8 +36,16 @@ def test_kernel(benchmark, problem, provider):
 
     synchronous()  # warm-up: absorbs torch.compile and Triton compilation
     benchmark.group = f"{problem.op} {problem.name}"
-    benchmark.extra_info.update({"problem": problem.name, "size": problem.size, "provider": provider,
-                                 "device": str(DEVICE), "bytes_moved": workload.bytes_moved, **workload.info})
+    benchmark.extra_info.update(
+        {
+            "problem": problem.name,
+            "size": problem.size,
+            "provider": provider,
+            "device": str(DEVICE),
+            "bytes_moved": workload.bytes_moved,
+            **workload.info,
+        }
+    )
     benchmark.pedantic(synchronous, rounds=5 if problem.size == "paper" else 20, iterations=1, warmup_rounds=1)
     if benchmark.stats is not None:  # None under --benchmark-disable
         benchmark.extra_info["gbps_at_min"] = workload.bytes_moved / benchmark.stats.stats.min / 1e9

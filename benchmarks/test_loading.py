@@ -20,8 +20,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mmbench.datasets.store_format import CODECS
-from mmbench.datasets.store_reader import TileStore
+from mmbench.data.store_format import CODECS
+from mmbench.data.store_reader import TileStore
 from mmbench.datasets.synthetic import SyntheticConfig, write_synthetic
 
 CROPS = 64
@@ -38,8 +38,10 @@ def stores(tmp_path_factory):
 @pytest.fixture(scope="session")
 def arrays(stores):
     with TileStore(stores["none"]) as store:
-        data = {name: np.stack([store.read_modality(name, i) for i in range(store.num_tiles)])
-                for name in store.modality_names}
+        data = {
+            name: np.stack([store.read_modality(name, i) for i in range(store.num_tiles)])
+            for name in store.modality_names
+        }
         data["label"] = np.stack([store.read_label("full", i) for i in range(store.num_tiles)])
     return data
 
@@ -55,7 +57,7 @@ def tiffs(arrays, tmp_path_factory):
     paths = {}
     for name, stack in arrays.items():
         for image in range(len(stack) // per_image):
-            tiles = stack[image * per_image:(image + 1) * per_image]
+            tiles = stack[image * per_image : (image + 1) * per_image]
             channel_last = tiles if tiles.ndim == 3 else tiles.transpose(0, 2, 3, 1)
             size = channel_last.shape[1]
             mosaic = channel_last.reshape(rows, cols, size, size, *channel_last.shape[3:])
@@ -75,8 +77,10 @@ class Windows:
 
     def draw(self) -> list[tuple[int, int, int]]:
         high = self.size - CROP + 1
-        return [(int(self.rng.integers(self.num_tiles)), int(self.rng.integers(high)), int(self.rng.integers(high)))
-                for _ in range(CROPS)]
+        return [
+            (int(self.rng.integers(self.num_tiles)), int(self.rng.integers(high)), int(self.rng.integers(high)))
+            for _ in range(CROPS)
+        ]
 
 
 def _report(benchmark, crop_bytes: int) -> None:
@@ -106,8 +110,8 @@ def test_store(benchmark, stores, arrays, codec):
 
 
 def test_loader(benchmark, stores, arrays):
-    from mmbench.datasets.augment import JointAugment
-    from mmbench.datasets.loader import TileDataset
+    from mmbench.data.augment import JointAugment
+    from mmbench.data.loader import TileDataset
 
     dataset = TileDataset(stores["blosc-lz4"], crop_size=CROP, augment=JointAugment())
     order = Windows(len(dataset), 192)
@@ -141,13 +145,14 @@ def test_tiff(benchmark, tiffs, arrays, mode):
             for tile, top, left in windows.draw():
                 image, y, x = locate(tile, top, left)
                 for name in names:
-                    np.array(maps[(name, image)][y:y + CROP, x:x + CROP])
+                    np.array(maps[(name, image)][y : y + CROP, x : x + CROP])
     else:
+
         def read():
             for tile, top, left in windows.draw():
                 image, y, x = locate(tile, top, left)
                 for name in names:
-                    tifffile.imread(tiffs[(name, image)])[y:y + CROP, x:x + CROP].copy()
+                    tifffile.imread(tiffs[(name, image)])[y : y + CROP, x : x + CROP].copy()
 
     benchmark(read)
     _report(benchmark, _crop_bytes(arrays))
@@ -159,7 +164,7 @@ def test_numpy(benchmark, arrays):
     def read():
         for tile, top, left in windows.draw():
             for array in arrays.values():
-                array[tile, ..., top:top + CROP, left:left + CROP].copy()
+                array[tile, ..., top : top + CROP, left : left + CROP].copy()
 
     benchmark(read)
     _report(benchmark, _crop_bytes(arrays))

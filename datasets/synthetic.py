@@ -28,8 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-from mmbench.datasets.store_format import DEFAULT_CODEC, ModalitySpec
-from mmbench.datasets.store_writer import TileStoreWriter
+from mmbench.data.store_format import DEFAULT_CODEC, ModalitySpec
+from mmbench.data.store_writer import TileStoreWriter
 from mmbench.paths import cache_dir
 
 CLASSES = ("impervious_surface", "building", "low_vegetation", "tree", "car", "clutter")
@@ -50,8 +50,17 @@ _VEGETATION_RGB = np.array([185.0, 78.0, 112.0])
 _VISIBLE_CLUTTER_RGB = np.array([45.0, 62.0, 95.0])
 _CAR_COLOURS = np.array([[60, 200, 40], [80, 30, 30], [220, 225, 230], [40, 40, 180], [120, 190, 60]], float)
 # Linear backscatter per surface before speckle.
-_SAR = {"pavement": 0.045, "roof": 0.06, "grass": 0.075, "tree": 0.20, "car": 0.9, "visible_clutter": 0.05,
-        "hidden_clutter": 1.6, "double_bounce": 2.2, "shadow": 0.008}
+_SAR = {
+    "pavement": 0.045,
+    "roof": 0.06,
+    "grass": 0.075,
+    "tree": 0.20,
+    "car": 0.9,
+    "visible_clutter": 0.05,
+    "hidden_clutter": 1.6,
+    "double_bounce": 2.2,
+    "shadow": 0.008,
+}
 _LOOKS = 4
 
 
@@ -83,8 +92,11 @@ def generate_tile(rng: np.random.Generator, size: int) -> dict[str, np.ndarray]:
     for _ in range(rng.integers(1, 4)):
         width = int(rng.integers(size // 12, size // 6))
         start = int(rng.integers(0, size - width))
-        region = (slice(start, start + width), slice(None)) if rng.random() < 0.5 else (
-            slice(None), slice(start, start + width))
+        region = (
+            (slice(start, start + width), slice(None))
+            if rng.random() < 0.5
+            else (slice(None), slice(start, start + width))
+        )
         label[region] = IMPERVIOUS
         surface[region] = 1
     optical_offset[label == IMPERVIOUS] += rng.normal(0, 12, 3)
@@ -107,7 +119,8 @@ def generate_tile(rng: np.random.Generator, size: int) -> dict[str, np.ndarray]:
         label[rows, cols] = BUILDING
         surface[rows, cols] = 1
         objects[rows, cols] = roof_height + (
-            np.linspace(0, float(rng.uniform(0, 3)), cols.stop - cols.start)[None, :] if rng.random() < 0.5 else 0)
+            np.linspace(0, float(rng.uniform(0, 3)), cols.stop - cols.start)[None, :] if rng.random() < 0.5 else 0
+        )
         optical_offset[rows, cols] = rng.normal(0, 22, 3)
         building_walls.append((rows, cols, roof_height))
 
@@ -145,7 +158,7 @@ def generate_tile(rng: np.random.Generator, size: int) -> dict[str, np.ndarray]:
         for _ in range(int(rng.integers(2, 5))):
             cy, cx = rng.integers(0, size, 2)
             radius = float(rng.uniform(size / 40, size / 20))
-            blob = (np.hypot((yy - cy) * rng.uniform(0.6, 1.4), xx - cx) < radius)
+            blob = np.hypot((yy - cy) * rng.uniform(0.6, 1.4), xx - cx) < radius
             blob &= (label == LOW_VEGETATION) if kind == 5 else (label == LOW_VEGETATION) | (label == IMPERVIOUS)
             label[blob] = CLUTTER
             surface[blob] = kind
@@ -160,8 +173,11 @@ def _terrain(rng: np.random.Generator, size: int) -> np.ndarray:
     yy, xx = np.mgrid[0:size, 0:size] / size
     base = float(rng.uniform(250, 262))
     slope = rng.uniform(-2, 2, 2)
-    waves = sum(rng.uniform(0.2, 0.8) * np.sin(2 * np.pi * (rng.uniform(0.3, 1.5) * xx + rng.uniform(0.3, 1.5) * yy)
-                                              + rng.uniform(0, 2 * np.pi)) for _ in range(3))
+    waves = sum(
+        rng.uniform(0.2, 0.8)
+        * np.sin(2 * np.pi * (rng.uniform(0.3, 1.5) * xx + rng.uniform(0.3, 1.5) * yy) + rng.uniform(0, 2 * np.pi))
+        for _ in range(3)
+    )
     return base + slope[0] * xx + slope[1] * yy + waves
 
 
@@ -172,24 +188,28 @@ def _rectangle(rng: np.random.Generator, size: int, low: int, high: int) -> tupl
 
 
 def _render_optical(rng: np.random.Generator, surface: np.ndarray, offset: np.ndarray) -> np.ndarray:
-    base = np.where((surface == 0)[..., None] | (surface == 2)[..., None] | (surface == 5)[..., None],
-                    _VEGETATION_RGB, _PAVEMENT_RGB)
+    base = np.where(
+        (surface == 0)[..., None] | (surface == 2)[..., None] | (surface == 5)[..., None],
+        _VEGETATION_RGB,
+        _PAVEMENT_RGB,
+    )
     base = np.where((surface == 4)[..., None], _VISIBLE_CLUTTER_RGB, base)
     image = base + offset + rng.normal(0, 9, surface.shape + (3,))
     return np.clip(np.rint(image), 0, 255).astype(np.uint8).transpose(2, 0, 1)
 
 
 def _render_sar(rng: np.random.Generator, surface: np.ndarray, walls: list, size: int) -> np.ndarray:
-    lookup = np.array([_SAR["grass"], _SAR["pavement"], _SAR["tree"], _SAR["car"], _SAR["visible_clutter"],
-                       _SAR["hidden_clutter"]])
+    lookup = np.array(
+        [_SAR["grass"], _SAR["pavement"], _SAR["tree"], _SAR["car"], _SAR["visible_clutter"], _SAR["hidden_clutter"]]
+    )
     reflectivity = lookup[surface]
     for rows, cols, _ in walls:
         reflectivity[rows, cols] = _SAR["roof"]
     # Sensor looks from the left: walls facing it double-bounce, the far side is in radar shadow.
     for rows, cols, roof_height in walls:
         shadow = max(1, int(roof_height / 4))
-        reflectivity[rows, cols.stop:min(cols.stop + shadow, size)] = _SAR["shadow"]
-        reflectivity[rows, max(cols.start - 2, 0):cols.start + 1] = _SAR["double_bounce"]
+        reflectivity[rows, cols.stop : min(cols.stop + shadow, size)] = _SAR["shadow"]
+        reflectivity[rows, max(cols.start - 2, 0) : cols.start + 1] = _SAR["double_bounce"]
     speckle = rng.gamma(_LOOKS, 1.0 / _LOOKS, (size, size))
     return (10.0 * np.log10(reflectivity * speckle + 1e-6)).astype(np.float32)
 
@@ -205,8 +225,9 @@ def erode_labels(label: np.ndarray, radius: int, ignore_index: int = 255) -> np.
             if dy * dy + dx * dx > radius * radius or (dy == 0 and dx == 0):
                 continue
             shifted = np.full(label.shape, -1, dtype=np.int16)
-            shifted[max(dy, 0):size_y + min(dy, 0), max(dx, 0):size_x + min(dx, 0)] = \
-                label[max(-dy, 0):size_y + min(-dy, 0), max(-dx, 0):size_x + min(-dx, 0)]
+            shifted[max(dy, 0) : size_y + min(dy, 0), max(dx, 0) : size_x + min(dx, 0)] = label[
+                max(-dy, 0) : size_y + min(-dy, 0), max(-dx, 0) : size_x + min(-dx, 0)
+            ]
             boundary |= (shifted != -1) & (shifted != label)
     eroded = label.copy()
     eroded[boundary] = ignore_index
@@ -217,19 +238,36 @@ def split_parts(tiles: int) -> dict[str, list[int]]:
     """A fixed 4:1:1-ish split by tile index (tiles are independent scenes, so no leakage)."""
     test = max(1, tiles // 6)
     val = max(1, tiles // 6)
-    return {"train": list(range(tiles - val - test)), "val": list(range(tiles - val - test, tiles - test)),
-            "test": list(range(tiles - test, tiles))}
+    return {
+        "train": list(range(tiles - val - test)),
+        "val": list(range(tiles - val - test, tiles - test)),
+        "test": list(range(tiles - test, tiles)),
+    }
 
 
-def write_synthetic(path: str | Path, config: SyntheticConfig = SyntheticConfig(),
-                    progress: Callable[[int], None] | None = None) -> Path:
+def write_synthetic(
+    path: str | Path, config: SyntheticConfig = SyntheticConfig(), progress: Callable[[int], None] | None = None
+) -> Path:
     """Generate the store at `path` (atomically); returns the path."""
-    provenance = {"generator": "mmbench.datasets.synthetic", "generator_version": GENERATOR_VERSION,
-                  "seed": config.seed, "tiles": config.tiles, "size": config.size,
-                  "eroded_radius": config.eroded_radius}
-    with TileStoreWriter(path, name="synthetic", modalities=MODALITIES, label_variants=("full", "eroded"),
-                         tile_size=config.size, classes=CLASSES, palette=PALETTE, codec=config.codec,
-                         provenance=provenance) as writer:
+    provenance = {
+        "generator": "mmbench.datasets.synthetic",
+        "generator_version": GENERATOR_VERSION,
+        "seed": config.seed,
+        "tiles": config.tiles,
+        "size": config.size,
+        "eroded_radius": config.eroded_radius,
+    }
+    with TileStoreWriter(
+        path,
+        name="synthetic",
+        modalities=MODALITIES,
+        label_variants=("full", "eroded"),
+        tile_size=config.size,
+        classes=CLASSES,
+        palette=PALETTE,
+        codec=config.codec,
+        provenance=provenance,
+    ) as writer:
         for index in range(config.tiles):
             scene = generate_tile(np.random.default_rng([config.seed, index]), config.size)
             writer.add_tile(
@@ -255,8 +293,9 @@ class SyntheticDataset:
     @staticmethod
     def config_from(settings: dict) -> SyntheticConfig:
         try:
-            return SyntheticConfig(tiles=settings["tiles"], size=settings["size"], seed=settings["seed"],
-                                   codec=settings["codec"])
+            return SyntheticConfig(
+                tiles=settings["tiles"], size=settings["size"], seed=settings["seed"], codec=settings["codec"]
+            )
         except ValueError as exc:
             from mmbench.errors import ConfigError
 

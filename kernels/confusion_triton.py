@@ -25,9 +25,20 @@ MAX_HISTOGRAM_BINS = 4096
 
 
 @triton.jit
-def _confusion_kernel(logits_ptr, target_ptr, counts_ptr, num_pixels, image_pixels, num_classes, ignore_index,
-                      stride_b, stride_c, BLOCK: tl.constexpr, NUM_BINS: tl.constexpr,
-                      USE_HISTOGRAM: tl.constexpr):
+def _confusion_kernel(
+    logits_ptr,
+    target_ptr,
+    counts_ptr,
+    num_pixels,
+    image_pixels,
+    num_classes,
+    ignore_index,
+    stride_b,
+    stride_c,
+    BLOCK: tl.constexpr,
+    NUM_BINS: tl.constexpr,
+    USE_HISTOGRAM: tl.constexpr,
+):
     offsets = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     in_range = offsets < num_pixels
     image = offsets // image_pixels
@@ -56,8 +67,9 @@ def confusion_counts(logits: Tensor, target: Tensor, num_classes: int, ignore_in
     ignored pixels, then targets outside [0, num_classes) that are not `ignore_index`."""
     check_launchable(logits, target)
     if logits.ndim < 2 or logits.shape[1] != num_classes or logits.shape[:1] + logits.shape[2:] != target.shape:
-        raise ValueError(f"logits {tuple(logits.shape)} must be (B, {num_classes}, ...) with target "
-                         f"{tuple(target.shape)} = (B, ...)")
+        raise ValueError(
+            f"logits {tuple(logits.shape)} must be (B, {num_classes}, ...) with target {tuple(target.shape)} = (B, ...)"
+        )
     if target.numel() >= 2**31:
         raise ValueError(f"{target.numel()} pixels exceed the kernel's int32 counters; update in smaller batches")
     logits = logits.reshape(logits.shape[0], num_classes, -1).contiguous()
@@ -68,7 +80,18 @@ def confusion_counts(logits: Tensor, target: Tensor, num_classes: int, ignore_in
     counts = torch.zeros(num_bins, dtype=torch.int32, device=logits.device)
     if target.numel():
         grid = (triton.cdiv(target.numel(), BLOCK),)
-        _confusion_kernel[grid](logits, target, counts, target.numel(), logits.shape[2], num_classes, ignore_index,
-                                logits.stride(0), logits.stride(1), BLOCK=BLOCK, NUM_BINS=num_bins,
-                                USE_HISTOGRAM=use_histogram)
+        _confusion_kernel[grid](
+            logits,
+            target,
+            counts,
+            target.numel(),
+            logits.shape[2],
+            num_classes,
+            ignore_index,
+            logits.stride(0),
+            logits.stride(1),
+            BLOCK=BLOCK,
+            NUM_BINS=num_bins,
+            USE_HISTOGRAM=use_histogram,
+        )
     return counts[: squared + 2]

@@ -35,9 +35,21 @@ def _pixel_offsets(pixel, width, height_width, stride_b, stride_h, stride_w):
 
 
 @triton.jit
-def _gather_rows_kernel(features_ptr, indices_ptr, out_ptr, num_rows, channels, width, height_width,
-                        stride_b, stride_h, stride_w, stride_c,
-                        BLOCK_ROWS: tl.constexpr, BLOCK_C: tl.constexpr):
+def _gather_rows_kernel(
+    features_ptr,
+    indices_ptr,
+    out_ptr,
+    num_rows,
+    channels,
+    width,
+    height_width,
+    stride_b,
+    stride_h,
+    stride_w,
+    stride_c,
+    BLOCK_ROWS: tl.constexpr,
+    BLOCK_C: tl.constexpr,
+):
     rows = tl.program_id(0) * BLOCK_ROWS + tl.arange(0, BLOCK_ROWS)
     row_mask = rows < num_rows
     pixel = tl.load(indices_ptr + rows, mask=row_mask, other=0).to(tl.int64)
@@ -50,9 +62,23 @@ def _gather_rows_kernel(features_ptr, indices_ptr, out_ptr, num_rows, channels, 
 
 
 @triton.jit
-def _scatter_rows_kernel(grad_out_ptr, order_ptr, starts_ptr, pixels_ptr, grad_ptr, num_groups, channels,
-                         width, height_width, stride_b, stride_h, stride_w, stride_c,
-                         BLOCK_C: tl.constexpr, ACCUMULATOR: tl.constexpr):
+def _scatter_rows_kernel(
+    grad_out_ptr,
+    order_ptr,
+    starts_ptr,
+    pixels_ptr,
+    grad_ptr,
+    num_groups,
+    channels,
+    width,
+    height_width,
+    stride_b,
+    stride_h,
+    stride_w,
+    stride_c,
+    BLOCK_C: tl.constexpr,
+    ACCUMULATOR: tl.constexpr,
+):
     """One program per distinct pixel: grad[pixel] = sum of its rows, in the stable-sort order."""
     group = tl.program_id(0)
     start = tl.load(starts_ptr + group)
@@ -92,8 +118,16 @@ def gather_rows_forward(features: Tensor, indices: Tensor) -> Tensor:
     if indices.numel() == 0 or channels == 0:
         return out
     grid = (triton.cdiv(indices.numel(), BLOCK_ROWS),)
-    _gather_rows_kernel[grid](features, indices.contiguous(), out, indices.numel(), channels, *_geometry(features),
-                              BLOCK_ROWS=BLOCK_ROWS, BLOCK_C=_block_c(channels))
+    _gather_rows_kernel[grid](
+        features,
+        indices.contiguous(),
+        out,
+        indices.numel(),
+        channels,
+        *_geometry(features),
+        BLOCK_ROWS=BLOCK_ROWS,
+        BLOCK_C=_block_c(channels),
+    )
     return out
 
 
@@ -107,9 +141,18 @@ def scatter_rows_backward(grad_out: Tensor, indices: Tensor, layout: Tensor, dev
     starts = torch.zeros(pixels.numel() + 1, dtype=torch.int64, device=indices.device)
     torch.cumsum(counts, 0, out=starts[1:])
     channels = layout.shape[-1]
-    _scatter_rows_kernel[(pixels.numel(),)](grad_out.contiguous(), order, starts, pixels, grad, pixels.numel(),
-                                            channels, *_geometry(grad), BLOCK_C=_block_c(channels),
-                                            ACCUMULATOR=tl.float64 if grad.dtype == torch.float64 else tl.float32)
+    _scatter_rows_kernel[(pixels.numel(),)](
+        grad_out.contiguous(),
+        order,
+        starts,
+        pixels,
+        grad,
+        pixels.numel(),
+        channels,
+        *_geometry(grad),
+        BLOCK_C=_block_c(channels),
+        ACCUMULATOR=tl.float64 if grad.dtype == torch.float64 else tl.float32,
+    )
     return grad
 
 

@@ -18,8 +18,9 @@ def compute_dtype(*tensors: Tensor) -> torch.dtype:
     return torch.float64 if any(t.dtype == torch.float64 for t in tensors) else torch.float32
 
 
-def _direction_loss(log_normaliser: Tensor, queries: Tensor, class_key_sums: Tensor, inverse: Tensor,
-                    counts: Tensor, scale: float) -> Tensor:
+def _direction_loss(
+    log_normaliser: Tensor, queries: Tensor, class_key_sums: Tensor, inverse: Tensor, counts: Tensor, scale: float
+) -> Tensor:
     """-(1/N) sum_i [ mean_{p in P(i)} logits[i, p] - logsumexp_k logits[i, k] ].
 
     The positive mean needs no N x N mask: sum_{p in P(i)} q_i . k_p = q_i . (sum of the keys of class y_i),
@@ -52,13 +53,13 @@ LogNormalisers = Callable[[Tensor, Tensor, float, bool], tuple[Tensor, Tensor]]
 def torch_log_normalisers(a: Tensor, b: Tensor, scale: float, stop_grad_keys: bool) -> tuple[Tensor, Tensor]:
     """Row log-sum-exps of the A->B logits (a @ b.T) and of the B->A logits (b @ a.T), materialised."""
     if stop_grad_keys:  # the two directions differ in what is detached: two logits matrices
-        return (torch.logsumexp((a @ b.detach().T) * scale, dim=1),
-                torch.logsumexp((b @ a.detach().T) * scale, dim=1))
+        return (torch.logsumexp((a @ b.detach().T) * scale, dim=1), torch.logsumexp((b @ a.detach().T) * scale, dim=1))
     return _row_and_column_logsumexp((a @ b.T) * scale)  # logits_ba = logits_ab.T: rows A->B, columns B->A
 
 
-def supervised_infonce(z_a: Tensor, z_b: Tensor, labels: Tensor, temperature: float, stop_grad_keys: bool,
-                       log_normalisers: LogNormalisers) -> Tensor:
+def supervised_infonce(
+    z_a: Tensor, z_b: Tensor, labels: Tensor, temperature: float, stop_grad_keys: bool, log_normalisers: LogNormalisers
+) -> Tensor:
     """The loss around its only N x N part, the log-normalisers, which each backend computes its own way.
 
     The normalisers receive the inputs in their own dtype (a fused kernel upcasts on load and saves
@@ -76,8 +77,10 @@ def supervised_infonce(z_a: Tensor, z_b: Tensor, labels: Tensor, temperature: fl
     sums_b = torch.zeros(counts.shape[0], b.shape[1], dtype=dtype, device=b.device).index_add(0, inverse, keys_b)
     sums_a = torch.zeros(counts.shape[0], a.shape[1], dtype=dtype, device=a.device).index_add(0, inverse, keys_a)
     normaliser_ab, normaliser_ba = log_normalisers(z_a, z_b, scale, stop_grad_keys)
-    return 0.5 * (_direction_loss(normaliser_ab.to(dtype), a, sums_b, inverse, counts, scale)
-                  + _direction_loss(normaliser_ba.to(dtype), b, sums_a, inverse, counts, scale))
+    return 0.5 * (
+        _direction_loss(normaliser_ab.to(dtype), a, sums_b, inverse, counts, scale)
+        + _direction_loss(normaliser_ba.to(dtype), b, sums_a, inverse, counts, scale)
+    )
 
 
 def _upcast_log_normalisers(z_a: Tensor, z_b: Tensor, scale: float, stop_grad_keys: bool) -> tuple[Tensor, Tensor]:

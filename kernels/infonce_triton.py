@@ -40,9 +40,20 @@ def _load_rows(ptr, rows, num_rows, dims, stride, BLOCK_D: tl.constexpr):
 
 
 @triton.jit
-def _lse_forward_kernel(queries_ptr, keys_ptr, lse_ptr, num_rows, dims, stride_q, stride_k, scale,
-                        BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
-                        PRECISION: tl.constexpr):
+def _lse_forward_kernel(
+    queries_ptr,
+    keys_ptr,
+    lse_ptr,
+    num_rows,
+    dims,
+    stride_q,
+    stride_k,
+    scale,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+    PRECISION: tl.constexpr,
+):
     """lse[i] = log sum_j exp(q_i . k_j * scale) for BLOCK_M rows, online over BLOCK_N key tiles."""
     rows = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
     queries = _load_rows(queries_ptr, rows, num_rows, dims, stride_q, BLOCK_D)
@@ -60,10 +71,26 @@ def _lse_forward_kernel(queries_ptr, keys_ptr, lse_ptr, num_rows, dims, stride_q
 
 
 @triton.jit
-def _lse_backward_kernel(rows_ptr, others_ptr, lse_rows_ptr, lse_others_ptr, grad_rows_ptr, grad_others_ptr,
-                         out_ptr, num_rows, dims, stride_r, stride_o, stride_out, scale,
-                         KEY_GRAD: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-                         BLOCK_D: tl.constexpr, PRECISION: tl.constexpr):
+def _lse_backward_kernel(
+    rows_ptr,
+    others_ptr,
+    lse_rows_ptr,
+    lse_others_ptr,
+    grad_rows_ptr,
+    grad_others_ptr,
+    out_ptr,
+    num_rows,
+    dims,
+    stride_r,
+    stride_o,
+    stride_out,
+    scale,
+    KEY_GRAD: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+    PRECISION: tl.constexpr,
+):
     """d/dx_i of g_r . lse_r + g_o . lse_o, where lse_r are x's rows' and lse_o the others' rows' normalisers."""
     rows = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
     row_mask = rows < num_rows
@@ -113,12 +140,17 @@ def _settings(a: Tensor, blocks: tuple[int, int] | None) -> dict[str, object]:
     for name, value in (("BLOCK_M", block_m), ("BLOCK_N", block_n)):
         if value < 16 or value & (value - 1):
             raise ValueError(f"{name} must be a power of two >= 16 (tl.dot's minimum), got {value}")
-    return {"BLOCK_M": block_m, "BLOCK_N": block_n, "BLOCK_D": max(16, next_power_of_2(a.shape[1])),
-            "PRECISION": _precision(a.device)}
+    return {
+        "BLOCK_M": block_m,
+        "BLOCK_N": block_n,
+        "BLOCK_D": max(16, next_power_of_2(a.shape[1])),
+        "PRECISION": _precision(a.device),
+    }
 
 
-def log_normalisers_forward(a: Tensor, b: Tensor, scale: float, blocks: tuple[int, int] | None = None
-                            ) -> tuple[Tensor, Tensor]:
+def log_normalisers_forward(
+    a: Tensor, b: Tensor, scale: float, blocks: tuple[int, int] | None = None
+) -> tuple[Tensor, Tensor]:
     """(lse of a @ b.T * scale by rows, lse of b @ a.T * scale by rows), fp32, never materialising N x N."""
     settings = _settings(a, blocks)
     n, dims = a.shape
@@ -130,15 +162,39 @@ def log_normalisers_forward(a: Tensor, b: Tensor, scale: float, blocks: tuple[in
     return lse_ab, lse_ba
 
 
-def log_normalisers_backward(x: Tensor, y: Tensor, lse_x: Tensor, lse_y: Tensor, grad_x: Tensor, grad_y: Tensor,
-                             scale: float, key_grad: bool, blocks: tuple[int, int] | None = None) -> Tensor:
+def log_normalisers_backward(
+    x: Tensor,
+    y: Tensor,
+    lse_x: Tensor,
+    lse_y: Tensor,
+    grad_x: Tensor,
+    grad_y: Tensor,
+    scale: float,
+    key_grad: bool,
+    blocks: tuple[int, int] | None = None,
+) -> Tensor:
     """Gradient of grad_x . lse_x + grad_y . lse_y with respect to x (see `_lse_backward_kernel`)."""
     settings = _settings(x, blocks)
     n, dims = x.shape
     out = torch.empty_like(x, memory_format=torch.contiguous_format)
     grid = (triton.cdiv(n, settings["BLOCK_M"]),)  # type: ignore[arg-type]
-    _lse_backward_kernel[grid](x, y, lse_x, lse_y, grad_x, grad_y, out, n, dims, x.stride(0), y.stride(0),
-                               out.stride(0), scale, KEY_GRAD=key_grad, **settings)
+    _lse_backward_kernel[grid](
+        x,
+        y,
+        lse_x,
+        lse_y,
+        grad_x,
+        grad_y,
+        out,
+        n,
+        dims,
+        x.stride(0),
+        y.stride(0),
+        out.stride(0),
+        scale,
+        KEY_GRAD=key_grad,
+        **settings,
+    )
     return out
 
 
@@ -146,8 +202,14 @@ class PairLogNormalisers(torch.autograd.Function):
     """(lse_ab, lse_ba) with fused Triton forward and recomputing backward."""
 
     @staticmethod
-    def forward(ctx, a: Tensor, b: Tensor, scale: float, stop_grad_keys: bool,  # type: ignore[override]
-                blocks: tuple[int, int] | None) -> tuple[Tensor, Tensor]:
+    def forward(
+        ctx,
+        a: Tensor,
+        b: Tensor,
+        scale: float,
+        stop_grad_keys: bool,  # type: ignore[override]
+        blocks: tuple[int, int] | None,
+    ) -> tuple[Tensor, Tensor]:
         a, b = a.contiguous(), b.contiguous()
         lse_ab, lse_ba = log_normalisers_forward(a, b, scale, blocks)
         ctx.save_for_backward(a, b, lse_ab, lse_ba)
@@ -168,8 +230,15 @@ class PairLogNormalisers(torch.autograd.Function):
         return grad_a, grad_b, None, None, None
 
 
-def cross_modal_infonce_triton(z_a: Tensor, z_b: Tensor, labels: Tensor, temperature: float = 0.1, *,
-                               stop_grad_keys: bool = False, blocks: tuple[int, int] | None = None) -> Tensor:
+def cross_modal_infonce_triton(
+    z_a: Tensor,
+    z_b: Tensor,
+    labels: Tensor,
+    temperature: float = 0.1,
+    *,
+    stop_grad_keys: bool = False,
+    blocks: tuple[int, int] | None = None,
+) -> Tensor:
     """Triton implementation of `mmbench.kernels.psa.cross_modal_infonce` (arguments already validated).
 
     `blocks` = (BLOCK_M, BLOCK_N) overrides the tile sizes (tests vary them; results agree to rounding).
@@ -177,8 +246,10 @@ def cross_modal_infonce_triton(z_a: Tensor, z_b: Tensor, labels: Tensor, tempera
     check_launchable(z_a, z_b, labels)
     for tensor in (z_a, z_b):
         if tensor.dtype not in SUPPORTED_DTYPES:
-            raise TypeError(f"the Triton InfoNCE takes fp16, bf16 or fp32 inputs, got {tensor.dtype}; "
-                            "use backend='torch' (e.g. for fp64 gradcheck)")
+            raise TypeError(
+                f"the Triton InfoNCE takes fp16, bf16 or fp32 inputs, got {tensor.dtype}; "
+                "use backend='torch' (e.g. for fp64 gradcheck)"
+            )
 
     def normalisers(a: Tensor, b: Tensor, scale: float, detach_keys: bool) -> tuple[Tensor, Tensor]:
         return PairLogNormalisers.apply(a, b, scale, detach_keys, blocks)  # type: ignore[no-any-return]

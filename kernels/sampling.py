@@ -165,19 +165,22 @@ def key_threshold(expected: float, size: int) -> int:
     return -(1 << 63) + int(fraction * (1 << 64)) - 1
 
 
-def plan_quota(counts: list[int], *, max_samples: int, max_views: int, min_pixels: int, mode: str,
-               oversample: float | None = None) -> QuotaPlan:
+def plan_quota(
+    counts: list[int], *, max_samples: int, max_views: int, min_pixels: int, mode: str, oversample: float | None = None
+) -> QuotaPlan:
     present = [n >= min_pixels for n in counts]
     k = quota(sum(present), max_samples, max_views)
     sampled = [p and k > 0 and (mode != "drop" or n >= k) for p, n in zip(present, counts, strict=True)]
     expected = oversample if oversample is not None else oversampled_count(k)
-    thresholds = [key_threshold(expected, n) if s and n > k else INT64_MAX
-                  for s, n in zip(sampled, counts, strict=True)]
+    thresholds = [
+        key_threshold(expected, n) if s and n > k else INT64_MAX for s, n in zip(sampled, counts, strict=True)
+    ]
     return QuotaPlan(k, counts, sampled, thresholds)
 
 
-def take_ranks(by_key: Tensor, groups: Tensor, sizes: Tensor, k: int, seed: int, mode: str, num_classes: int,
-               num_positions: int) -> tuple[Tensor, Tensor]:
+def take_ranks(
+    by_key: Tensor, groups: Tensor, sizes: Tensor, k: int, seed: int, mode: str, num_classes: int, num_positions: int
+) -> tuple[Tensor, Tensor]:
     """From each sampled group's pixels in key order (one row per group, padded), the specification's
     selection: the first min(K, n) (modes "all"/"drop") or K ranks (mode "replace"), canonically ordered."""
     if mode == "replace":
@@ -313,9 +316,14 @@ def class_balanced_sample_torch(
     check_label_range(flat, valid, num_classes, ignore_index)
     group, num_groups = sampling_groups(flat, num_classes, image_size(labels, per_image))
     bucket = torch.where(valid, group, num_groups)
-    plan = plan_quota(torch.bincount(bucket, minlength=num_groups + 1)[:num_groups].tolist(),
-                      max_samples=max_samples, max_views=max_views, min_pixels=min_pixels, mode=mode,
-                      oversample=oversample)
+    plan = plan_quota(
+        torch.bincount(bucket, minlength=num_groups + 1)[:num_groups].tolist(),
+        max_samples=max_samples,
+        max_views=max_views,
+        min_pixels=min_pixels,
+        mode=mode,
+        oversample=oversample,
+    )
     if not any(plan.sampled):
         return empty_sample(device)
     keys = pixel_keys(flat.numel(), seed, device)

@@ -70,8 +70,17 @@ def _group_of(offsets, label, num_classes, image_size):
 
 
 @triton.jit
-def _class_histogram_kernel(labels_ptr, counts_ptr, num_pixels, num_classes, num_groups, image_size,
-                            ignore_index, BLOCK: tl.constexpr, NUM_BINS: tl.constexpr):
+def _class_histogram_kernel(
+    labels_ptr,
+    counts_ptr,
+    num_pixels,
+    num_classes,
+    num_groups,
+    image_size,
+    ignore_index,
+    BLOCK: tl.constexpr,
+    NUM_BINS: tl.constexpr,
+):
     """counts[g] += pixels of group g; counts[G] ignored pixels; counts[G + 1] labels out of range."""
     offsets = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     in_range = offsets < num_pixels
@@ -85,8 +94,21 @@ def _class_histogram_kernel(labels_ptr, counts_ptr, num_pixels, num_classes, num
 
 
 @triton.jit
-def _candidate_kernel(labels_ptr, thresholds_ptr, active_ptr, cursor_ptr, cand_keys_ptr, cand_pixels_ptr,
-                      num_pixels, num_classes, image_size, ignore_index, base, capacity, BLOCK: tl.constexpr):
+def _candidate_kernel(
+    labels_ptr,
+    thresholds_ptr,
+    active_ptr,
+    cursor_ptr,
+    cand_keys_ptr,
+    cand_pixels_ptr,
+    num_pixels,
+    num_classes,
+    image_size,
+    ignore_index,
+    base,
+    capacity,
+    BLOCK: tl.constexpr,
+):
     """Pixels of active groups with key <= threshold[group] are appended to that group's buffer."""
     offsets = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     in_range = offsets < num_pixels
@@ -108,19 +130,30 @@ def _capacity(expected: float) -> int:
     return int(expected + 6.0 * math.sqrt(expected) + 16.0)
 
 
-def group_histogram(flat: Tensor, num_classes: int, num_groups: int, image_size: int, ignore_index: int,
-                    block: int) -> Tensor:
+def group_histogram(
+    flat: Tensor, num_classes: int, num_groups: int, image_size: int, ignore_index: int, block: int
+) -> Tensor:
     """int32 histogram on the labels' device: [groups..., ignored, out of range, padding...]."""
     num_bins = next_power_of_2(num_groups + 3)
     counts = torch.zeros(num_bins, dtype=torch.int32, device=flat.device)
     grid = (triton.cdiv(flat.numel(), block),)
-    _class_histogram_kernel[grid](flat, counts, flat.numel(), num_classes, num_groups, image_size, ignore_index,
-                                  BLOCK=block, NUM_BINS=num_bins)
+    _class_histogram_kernel[grid](
+        flat, counts, flat.numel(), num_classes, num_groups, image_size, ignore_index, BLOCK=block, NUM_BINS=num_bins
+    )
     return counts
 
 
-def collect_candidates(flat: Tensor, num_classes: int, image_size: int, thresholds: list[int], active: list[bool],
-                       capacity: int, seed: int, ignore_index: int, block: int) -> tuple[Tensor, Tensor, Tensor]:
+def collect_candidates(
+    flat: Tensor,
+    num_classes: int,
+    image_size: int,
+    thresholds: list[int],
+    active: list[bool],
+    capacity: int,
+    seed: int,
+    ignore_index: int,
+    block: int,
+) -> tuple[Tensor, Tensor, Tensor]:
     """One candidate pass: (per-group slot counters, keys (G, capacity), pixel ids (G, capacity))."""
     device = flat.device
     num_groups = len(thresholds)
@@ -130,8 +163,21 @@ def collect_candidates(flat: Tensor, num_classes: int, image_size: int, threshol
     keys = torch.full((num_groups, capacity), INT64_MAX, dtype=torch.int64, device=device)
     pixels = torch.full((num_groups, capacity), -1, dtype=torch.int32, device=device)
     grid = (triton.cdiv(flat.numel(), block),)
-    _candidate_kernel[grid](flat, thresholds_t, active_t, cursor, keys, pixels, flat.numel(), num_classes,
-                            image_size, ignore_index, _stream_base(seed, _STREAM_PIXELS), capacity, BLOCK=block)
+    _candidate_kernel[grid](
+        flat,
+        thresholds_t,
+        active_t,
+        cursor,
+        keys,
+        pixels,
+        flat.numel(),
+        num_classes,
+        image_size,
+        ignore_index,
+        _stream_base(seed, _STREAM_PIXELS),
+        capacity,
+        BLOCK=block,
+    )
     return cursor, keys, pixels
 
 
@@ -170,24 +216,32 @@ def class_balanced_sample_triton(
     histogram = group_histogram(flat, num_classes, num_groups, group_size, ignore_index, block_size).tolist()
     if histogram[num_groups + 1]:  # host sync 1 (the quota needs the number of present groups)
         check_label_range(flat.long(), flat != ignore_index, num_classes, ignore_index)  # raises, naming a value
-    plan = plan_quota(histogram[:num_groups], max_samples=max_samples, max_views=max_views, min_pixels=min_pixels,
-                      mode=mode, oversample=oversample)
+    plan = plan_quota(
+        histogram[:num_groups],
+        max_samples=max_samples,
+        max_views=max_views,
+        min_pixels=min_pixels,
+        mode=mode,
+        oversample=oversample,
+    )
     if not any(plan.sampled):
         return empty_sample(device)
     expected = oversample if oversample is not None else oversampled_count(plan.k)
     largest = max(min(n, _capacity(expected)) for n, s in zip(plan.counts, plan.sampled, strict=True) if s)
     capacity = next_power_of_2(max(largest, plan.k))
     while True:
-        cursor, keys, pixels = collect_candidates(flat, num_classes, group_size, plan.thresholds, plan.sampled,
-                                                  capacity, seed, ignore_index, block_size)
+        cursor, keys, pixels = collect_candidates(
+            flat, num_classes, group_size, plan.thresholds, plan.sampled, capacity, seed, ignore_index, block_size
+        )
         got = cursor.tolist()  # host sync 2
         short = plan.short_groups(got)
         if not any(short) and max(got) <= capacity:
             break
         # Rare: a group drew fewer than K keys under its threshold (take it whole), or a buffer overflowed.
         plan = plan.take_whole(short)
-        capacity = next_power_of_2(max(max(n if lacking else g for lacking, n, g in zip(short, plan.counts, got,
-                                                                                      strict=True)), capacity))
+        capacity = next_power_of_2(
+            max(max(n if lacking else g for lacking, n, g in zip(short, plan.counts, got, strict=True)), capacity)
+        )
 
     groups = torch.tensor([g for g, s in enumerate(plan.sampled) if s], dtype=torch.int64, device=device)
     sizes = torch.tensor(plan.counts, dtype=torch.int64, device=device)[groups]

@@ -40,9 +40,7 @@ class _StrictLoader(yaml.SafeLoader):
             key = self.construct_object(key_node, deep=deep)
             if key in seen:
                 mark = key_node.start_mark
-                raise ConfigError(
-                    f"duplicate key {key!r} in {mark.name} line {mark.line + 1}: keep one of them"
-                )
+                raise ConfigError(f"duplicate key {key!r} in {mark.name} line {mark.line + 1}: keep one of them")
             seen.add(key)
         return super().construct_mapping(node, deep=deep)
 

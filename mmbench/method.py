@@ -67,8 +67,11 @@ class SegmentationMethod(nn.Module):
     def encode_available(self, inputs: Mapping[str, torch.Tensor], available: torch.Tensor) -> dict[str, Features]:
         """`encode` of every modality that at least one sample of the batch has (the split interface's
         `features` argument); modalities missing for the whole batch are never run."""
-        return {name: self.encode(name, inputs[name]) for index, name in enumerate(self.modality_names)
-                if bool(available[:, index].any())}
+        return {
+            name: self.encode(name, inputs[name])
+            for index, name in enumerate(self.modality_names)
+            if bool(available[:, index].any())
+        }
 
     def training_loss(self, batch: Mapping[str, Any], info: TrainStep) -> dict[str, torch.Tensor]:
         """Loss terms of one training batch; "loss" is the total that is optimised, the others are logged.
@@ -117,24 +120,30 @@ class SegmentationMethod(nn.Module):
         return cls.encode is not SegmentationMethod.encode and cls.decode is not SegmentationMethod.decode
 
 
-def build_method(spec: MethodSpec, modalities: Mapping[str, int], num_classes: int,
-                 config: Mapping[str, Any]) -> SegmentationMethod:
+def build_method(
+    spec: MethodSpec, modalities: Mapping[str, int], num_classes: int, config: Mapping[str, Any]
+) -> SegmentationMethod:
     """Instantiate a registered method for a dataset, checking the modalities it declares."""
     cls = spec.load()
     if not (isinstance(cls, type) and issubclass(cls, SegmentationMethod)):
         raise PluginError(f"method {spec.name!r}: {spec.target} is not a mmbench.method.SegmentationMethod subclass")
     missing = [name for name in spec.required_modalities if name not in modalities]
     if missing:
-        raise ConfigError(f"method {spec.name!r} requires modality {missing[0]!r}, which the dataset lacks "
-                          f"(it has {', '.join(modalities)})")
+        raise ConfigError(
+            f"method {spec.name!r} requires modality {missing[0]!r}, which the dataset lacks "
+            f"(it has {', '.join(modalities)})"
+        )
     if spec.modalities:
         unsupported = [name for name in modalities if name not in spec.modalities]
         if unsupported:
-            raise ConfigError(f"method {spec.name!r} accepts {', '.join(spec.modalities)}; the dataset also has "
-                              f"{', '.join(unsupported)}: choose a dataset with a subset of its modalities")
+            raise ConfigError(
+                f"method {spec.name!r} accepts {', '.join(spec.modalities)}; the dataset also has "
+                f"{', '.join(unsupported)}: choose a dataset with a subset of its modalities"
+            )
     if len(modalities) < spec.min_modalities:
-        raise ConfigError(f"method {spec.name!r} needs at least {spec.min_modalities} modalities; the dataset has "
-                          f"{len(modalities)}")
+        raise ConfigError(
+            f"method {spec.name!r} needs at least {spec.min_modalities} modalities; the dataset has {len(modalities)}"
+        )
     return cls(modalities=modalities, num_classes=num_classes, config=config)
 
 

@@ -70,9 +70,7 @@ class PluginSpec:
                 f"{self.kind} {self.name!r}: target {self.target!r} must look like 'package.module:attribute'"
             )
         if self.defaults is not None and not isinstance(self.defaults, (str, Mapping)):
-            raise PluginError(
-                f"{self.kind} {self.name!r}: 'defaults' must be 'package:file.yaml' or a mapping"
-            )
+            raise PluginError(f"{self.kind} {self.name!r}: 'defaults' must be 'package:file.yaml' or a mapping")
 
     def load(self) -> Any:
         """Import and return the implementation named by `target`."""

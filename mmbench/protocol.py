@@ -47,8 +47,7 @@ class Scenario:
             return tuple(name in self.available for name in modalities)
         rng = np.random.default_rng([seed, self.repeat, tile])
         while True:
-            keep = tuple(bool(rng.random() >= self.drop_probability) and name in self.available
-                         for name in modalities)
+            keep = tuple(bool(rng.random() >= self.drop_probability) and name in self.available for name in modalities)
             if any(keep):
                 return keep
 
@@ -69,13 +68,17 @@ def scenario_name(available: Sequence[str]) -> str:
 
 def subsets(modalities: Sequence[str], min_size: int = 1) -> list[tuple[str, ...]]:
     """Non-empty subsets in a stable order: largest first, then dataset order."""
-    return [combo for size in range(len(modalities), min_size - 1, -1)
-            for combo in itertools.combinations(modalities, size)]
+    return [
+        combo for size in range(len(modalities), min_size - 1, -1) for combo in itertools.combinations(modalities, size)
+    ]
 
 
 def fixed_scenarios(modalities: Sequence[str], sizes: Sequence[int]) -> list[Scenario]:
-    return [Scenario(scenario_name(combo), combo, missing=len(modalities) - len(combo))
-            for combo in subsets(modalities) if len(combo) in sizes]
+    return [
+        Scenario(scenario_name(combo), combo, missing=len(modalities) - len(combo))
+        for combo in subsets(modalities)
+        if len(combo) in sizes
+    ]
 
 
 def bernoulli_expectation(values: Sequence[float], missing: Sequence[int], total: int, p: float) -> float:
@@ -89,8 +92,12 @@ def summary(values: Sequence[float | None]) -> dict[str, float | None]:
     defined = [float(v) for v in values if v is not None]
     if not defined:
         return {"mean": None, "min": None, "max": None, "std": None}
-    return {"mean": float(np.mean(defined)), "min": float(np.min(defined)), "max": float(np.max(defined)),
-            "std": float(np.std(defined, ddof=1)) if len(defined) > 1 else 0.0}
+    return {
+        "mean": float(np.mean(defined)),
+        "min": float(np.min(defined)),
+        "max": float(np.max(defined)),
+        "std": float(np.std(defined, ddof=1)) if len(defined) > 1 else 0.0,
+    }
 
 
 class Protocol:
@@ -114,17 +121,21 @@ class Protocol:
         if self.config.get("batch_size", 1) < 1:
             raise ConfigError("protocol.batch_size must be at least 1")
         scored = self.config.get("classes_scored")
-        if scored is not None and (not isinstance(scored, list) or not scored
-                                   or not all(isinstance(name, str) for name in scored)):
-            raise ConfigError(f"protocol.classes_scored={scored!r} must be null (all classes) or a non-empty list "
-                              "of class names")
+        if scored is not None and (
+            not isinstance(scored, list) or not scored or not all(isinstance(name, str) for name in scored)
+        ):
+            raise ConfigError(
+                f"protocol.classes_scored={scored!r} must be null (all classes) or a non-empty list of class names"
+            )
 
     def check_classes(self, classes: Sequence[str]) -> None:
         """`classes_scored` must name classes of the dataset."""
         unknown = [name for name in self.config.get("classes_scored") or () if name not in classes]
         if unknown:
-            raise ConfigError(f"protocol.classes_scored names {unknown[0]!r}, which is not a class of the dataset "
-                              f"({', '.join(classes)})")
+            raise ConfigError(
+                f"protocol.classes_scored names {unknown[0]!r}, which is not a class of the dataset "
+                f"({', '.join(classes)})"
+            )
 
     def select_modalities(self, dataset_modalities: Sequence[str]) -> tuple[str, ...]:
         """The modalities the protocol works with: `modalities` from its config, or all of the dataset's."""
@@ -133,26 +144,31 @@ class Protocol:
             return tuple(dataset_modalities)
         missing = [name for name in wanted if name not in dataset_modalities]
         if missing:
-            raise ConfigError(f"protocol {self.name!r} needs modality {missing[0]!r}, which the dataset lacks "
-                              f"(it has {', '.join(dataset_modalities)}); fix protocol.modalities")
+            raise ConfigError(
+                f"protocol {self.name!r} needs modality {missing[0]!r}, which the dataset lacks "
+                f"(it has {', '.join(dataset_modalities)}); fix protocol.modalities"
+            )
         return tuple(name for name in dataset_modalities if name in wanted)
 
     def scenarios(self, modalities: Sequence[str], context: Mapping[str, Any]) -> list[Scenario]:
         raise NotImplementedError
 
-    def aggregate(self, results: Sequence[Mapping[str, Any]], modalities: Sequence[str],
-                  context: Mapping[str, Any]) -> dict[str, Any]:
+    def aggregate(
+        self, results: Sequence[Mapping[str, Any]], modalities: Sequence[str], context: Mapping[str, Any]
+    ) -> dict[str, Any]:
         """Summaries from the scenario entries (dicts as stored in run records)."""
         raise NotImplementedError
 
     def settings(self, context: Mapping[str, Any]) -> dict[str, Any]:
         """What the record states about how the numbers were produced."""
         settings = dict(self.config)
-        settings.update({
-            "ignore_index": context.get("ignore_index"),
-            "classes_scored": self.config.get("classes_scored") or list(context.get("classes", ())),
-            "accumulation": "global confusion matrix over the test part",
-            "absent_class_policy": "nan-mean (classes with an empty union are left out of the means)",
-            "missing_input_fill": "zeros (normalised space, i.e. the training mean)",
-        })
+        settings.update(
+            {
+                "ignore_index": context.get("ignore_index"),
+                "classes_scored": self.config.get("classes_scored") or list(context.get("classes", ())),
+                "accumulation": "global confusion matrix over the test part",
+                "absent_class_policy": "nan-mean (classes with an empty union are left out of the means)",
+                "missing_input_fill": "zeros (normalised space, i.e. the training mean)",
+            }
+        )
         return settings

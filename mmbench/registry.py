@@ -134,8 +134,7 @@ class Registry(Generic[SpecT]):
         if registration.status == "conflict":
             sources = "; ".join(source.describe() for source in registration.sources)
             raise PluginError(
-                f"{self.kind} {name!r} is registered more than once ({sources}); "
-                "uninstall or rename one of them"
+                f"{self.kind} {name!r} is registered more than once ({sources}); uninstall or rename one of them"
             )
         if registration.spec is None:
             source = registration.sources[0]

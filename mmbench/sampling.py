@@ -15,9 +15,16 @@ KINDS = ("all", "subsets-per-sample", "subsets-per-batch", "bernoulli")
 _WHOLE_BATCH = 2**32 - 1  # the seed word that stands for "every slot" (numpy seeds must be non-negative)
 
 
-def sample_availability(kind: str, modalities: int, slots: Sequence[int], key: Sequence[int], *,
-                        p_drop: float = 0.5, include_full: bool = True,
-                        device: str | torch.device = "cpu") -> torch.Tensor:
+def sample_availability(
+    kind: str,
+    modalities: int,
+    slots: Sequence[int],
+    key: Sequence[int],
+    *,
+    p_drop: float = 0.5,
+    include_full: bool = True,
+    device: str | torch.device = "cpu",
+) -> torch.Tensor:
     """(len(slots), modalities) bool. `subsets-*`: uniform over the non-empty subsets (the full set only if
     `include_full`); `bernoulli`: each modality dropped with `p_drop`, redrawn if all would be dropped."""
     if kind not in KINDS:

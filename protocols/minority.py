@@ -36,8 +36,10 @@ class Minority(Protocol):
 
     def scenarios(self, modalities: Sequence[str], context: Mapping[str, Any]) -> list[Scenario]:
         if not self.minority_classes(context):
-            raise ConfigError(f"protocol 'minority': no class is below {self.config['threshold']:.1%} of the training "
-                              "pixels; raise protocol.threshold")
+            raise ConfigError(
+                f"protocol 'minority': no class is below {self.config['threshold']:.1%} of the training "
+                "pixels; raise protocol.threshold"
+            )
         return self.base.scenarios(modalities, context)
 
     def aggregate(self, results, modalities, context) -> dict[str, Any]:
@@ -63,5 +65,9 @@ class Minority(Protocol):
         }
 
     def settings(self, context: Mapping[str, Any]) -> dict[str, Any]:
-        return {**super().settings(context), "base": self.config["base"], "threshold": self.config["threshold"],
-                "minority_classes": self.minority_classes(context)}
+        return {
+            **super().settings(context),
+            "base": self.config["base"],
+            "threshold": self.config["threshold"],
+            "minority_classes": self.minority_classes(context),
+        }

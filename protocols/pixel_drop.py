@@ -27,9 +27,15 @@ class PixelDrop(Protocol):
                 degraded = [name for name in modalities if name not in intact]
                 if not degraded:
                     continue
-                scenarios.append(Scenario(
-                    f"{'+'.join(degraded)} degraded r={ratio:g}", tuple(modalities), missing=len(degraded),
-                    corrupted={name: float(ratio) for name in degraded}, tags={"ratio": float(ratio)}))
+                scenarios.append(
+                    Scenario(
+                        f"{'+'.join(degraded)} degraded r={ratio:g}",
+                        tuple(modalities),
+                        missing=len(degraded),
+                        corrupted={name: float(ratio) for name in degraded},
+                        tags={"ratio": float(ratio)},
+                    )
+                )
         return scenarios
 
     def aggregate(self, results, modalities, context) -> dict[str, Any]:

@@ -18,8 +18,11 @@ def scenario_summary(results: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     worst = min(scored, key=lambda entry: entry["metrics"]["miou"]) if scored else None
     return {
         "mean": means,
-        "worst": ({"scenario": worst["name"], **{key: worst["metrics"][key] for key in METRICS}}
-                  if worst is not None else None),
+        "worst": (
+            {"scenario": worst["name"], **{key: worst["metrics"][key] for key in METRICS}}
+            if worst is not None
+            else None
+        ),
         "per_scenario_miou": {entry["name"]: entry["metrics"]["miou"] for entry in results},
     }
 
@@ -87,9 +90,11 @@ def emm_aggregate(results: Sequence[Mapping[str, Any]], total: int, probabilitie
             raise ConfigError(f"protocol probabilities must lie strictly between 0 and 1, got {p}")
         expectation[f"p={p:g}"] = {}
         for key in METRICS:
-            pairs = [(entry["metrics"][key], entry["missing"]) for entry in results
-                     if entry["metrics"][key] is not None]
+            pairs = [
+                (entry["metrics"][key], entry["missing"]) for entry in results if entry["metrics"][key] is not None
+            ]
             expectation[f"p={p:g}"][key] = (
-                bernoulli_expectation([v for v, _ in pairs], [k for _, k in pairs], total, p) if pairs else None)
+                bernoulli_expectation([v for v, _ in pairs], [k for _, k in pairs], total, p) if pairs else None
+            )
     aggregate["expectation"] = expectation
     return aggregate

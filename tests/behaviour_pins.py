@@ -9,9 +9,16 @@ from mmbench.cli.main import main
 from mmbench.datasets.synthetic import SyntheticConfig, write_synthetic
 
 # 60 steps of a 4-wide unimodal model: small enough to commit (0.8 MB), trained enough to predict every class.
-TINY_UNIMODAL = ("method.width=4", "method.fpn_channels=8", "method.decoder_channels=8", "method.train.iterations=60",
-                 "method.train.val_every=60", "method.train.warmup_iterations=5", "method.train.lr=0.01",
-                 "method.train.log_every=20")
+TINY_UNIMODAL = (
+    "method.width=4",
+    "method.fpn_channels=8",
+    "method.decoder_channels=8",
+    "method.train.iterations=60",
+    "method.train.val_every=60",
+    "method.train.warmup_iterations=5",
+    "method.train.lr=0.01",
+    "method.train.log_every=20",
+)
 
 
 def pinned_store(path: Path) -> Path:
@@ -24,5 +31,8 @@ def smoke_losses(method: str, store: Path, out: Path) -> list[dict[str, float]]:
     assert code == 0, f"smoke run of {method} failed"
     (log,) = out.rglob("train_log.jsonl")
     rows = [json.loads(line) for line in log.read_text().splitlines()]
-    return [{k: v for k, v in row.items() if k not in ("time", "steps_per_s", "event")}
-            for row in rows if row["event"] == "train"]
+    return [
+        {k: v for k, v in row.items() if k not in ("time", "steps_per_s", "event")}
+        for row in rows
+        if row["event"] == "train"
+    ]

@@ -78,11 +78,18 @@ def dummy_plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.fixture
 def tiny_methods(install_dist, monkeypatch: pytest.MonkeyPatch) -> None:
     """Register the test-only methods of tests/tiny_methods.py (also for subprocesses)."""
-    install_dist("mmb-tiny-methods", {"mmbench.methods": {"tiny-fusion": "tiny_methods:SPEC",
-                                                          "tiny-fusion-plain": "tiny_methods:PLAIN_SPEC",
-                                                          "tiny-trainable": "tiny_methods:TRAINABLE_SPEC",
-                                                          "tiny-diverging": "tiny_methods:DIVERGING_SPEC",
-                                                          "tiny-adversarial": "tiny_methods:ADVERSARIAL_SPEC"}})
+    install_dist(
+        "mmb-tiny-methods",
+        {
+            "mmbench.methods": {
+                "tiny-fusion": "tiny_methods:SPEC",
+                "tiny-fusion-plain": "tiny_methods:PLAIN_SPEC",
+                "tiny-trainable": "tiny_methods:TRAINABLE_SPEC",
+                "tiny-diverging": "tiny_methods:DIVERGING_SPEC",
+                "tiny-adversarial": "tiny_methods:ADVERSARIAL_SPEC",
+            }
+        },
+    )
     monkeypatch.setenv("PYTHONPATH", str(Path(__file__).parent) + os.pathsep + os.environ["PYTHONPATH"])
 
 

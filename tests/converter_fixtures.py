@@ -28,8 +28,13 @@ V_ERODED_PARTICIPANTS = "ISPRS_semantic_labeling_Vaihingen_ground_truth_eroded_f
 VAIHINGEN_AREAS = {1: (36, 40), 2: (33, 41), 5: (12, 20), 11: (16, 16), 28: (40, 17)}
 VAIHINGEN_TRAIN_AREAS = (1, 5, 11, 28)  # the ones in gts_for_participants
 POTSDAM_TILES = {(2, 10): (20, 18), (2, 11): (17, 25), (7, 10): (16, 21), (2, 13): (18, 16), (4, 10): (19, 19)}
-WHU_SHEETS = {"NH49E001013": (20, 24), "NH49E001014": (18, 17), "NI49E023017": (16, 20), "NH50E002011": (21, 16),
-              "NI50E010020": (17, 17)}
+WHU_SHEETS = {
+    "NH49E001013": (20, 24),
+    "NH49E001014": (18, 17),
+    "NI49E023017": (16, 20),
+    "NH50E002011": (21, 16),
+    "NI50E010020": (17, 17),
+}
 EARTHMISS_IMAGES = {  # city -> (image names, extension)
     "Nanjing": (("nj_0001", "nj_0002"), ".png"),
     "America-Pake": (("pake_17",), ".tif"),
@@ -86,8 +91,9 @@ def tiff_bytes(array: np.ndarray, *, planar: bool = False) -> bytes:
     if array.ndim == 2:
         tifffile.imwrite(buffer, array, photometric="minisblack")
     elif planar:
-        tifffile.imwrite(buffer, np.ascontiguousarray(array.transpose(2, 0, 1)), photometric="minisblack",
-                         planarconfig="separate")
+        tifffile.imwrite(
+            buffer, np.ascontiguousarray(array.transpose(2, 0, 1)), photometric="minisblack", planarconfig="separate"
+        )
     else:
         extra = {"extrasamples": ["unspecified"] * (array.shape[2] - 3)} if array.shape[2] > 3 else {}
         tifffile.imwrite(buffer, array, photometric="rgb", planarconfig="contig", **extra)
@@ -120,9 +126,19 @@ def chw(array: np.ndarray) -> np.ndarray:
 
 
 # -- ISPRS Vaihingen -------------------------------------------------------------------------------------------
-def make_vaihingen(root: Path, *, zipped: bool = False, complete: bool = True, eroded_complete: bool = True,
-                   participants: bool = True, eroded_participants: bool = False, ndsm: bool = True,
-                   dsm: bool = True, areas: dict[int, tuple[int, int]] | None = None, seed: int = 0) -> Fixture:
+def make_vaihingen(
+    root: Path,
+    *,
+    zipped: bool = False,
+    complete: bool = True,
+    eroded_complete: bool = True,
+    participants: bool = True,
+    eroded_participants: bool = False,
+    ndsm: bool = True,
+    dsm: bool = True,
+    areas: dict[int, tuple[int, int]] | None = None,
+    seed: int = 0,
+) -> Fixture:
     fixture = Fixture(root)
     sink = _Sink(fixture, zipped)
     rng = np.random.default_rng(seed)
@@ -170,14 +186,24 @@ def make_vaihingen(root: Path, *, zipped: bool = False, complete: bool = True, e
             sink.put(V_ERODED_PARTICIPANTS, f"gts_eroded_for_participants/{eroded_name}", tiff_bytes(eroded_rgb))
         fixture.expected[f"area{area}"] = expected
     if eroded_complete:  # the trap mmseg deletes: a label tile without imagery
-        sink.put(V_ERODED_COMPLETE, "top_mosaic_09cm_area9_noBoundary.tif",
-                 tiff_bytes(colour_labels(np.zeros((8, 8), np.uint8))))
+        sink.put(
+            V_ERODED_COMPLETE,
+            "top_mosaic_09cm_area9_noBoundary.tif",
+            tiff_bytes(colour_labels(np.zeros((8, 8), np.uint8))),
+        )
     return fixture
 
 
 # -- ISPRS Potsdam ---------------------------------------------------------------------------------------------
-def make_potsdam(root: Path, *, zipped: bool = False, optical: str = "RGBIR", ndsm: bool = True,
-                 tiles: dict[tuple[int, int], tuple[int, int]] | None = None, seed: int = 1) -> Fixture:
+def make_potsdam(
+    root: Path,
+    *,
+    zipped: bool = False,
+    optical: str = "RGBIR",
+    ndsm: bool = True,
+    tiles: dict[tuple[int, int], tuple[int, int]] | None = None,
+    seed: int = 1,
+) -> Fixture:
     """`optical` is RGBIR (4_Ortho_RGBIR, bands in planes), IRRG (3_Ortho_IRRG) or RGB (2_Ortho_RGB).
 
     In the zipped variant the ortho and DSM archives hold their folder, the label archives are flat.
@@ -197,21 +223,26 @@ def make_potsdam(root: Path, *, zipped: bool = False, optical: str = "RGBIR", nd
         eroded_rgb = colour_labels(classes)
         eroded_rgb[boundary] = 0
         source = f"{i}_{j}"
-        sink.put(f"{folder}.zip", f"{folder}/top_potsdam_{source}_{optical}.tif",
-                 tiff_bytes(top, planar=optical == "RGBIR"))
+        sink.put(
+            f"{folder}.zip", f"{folder}/top_potsdam_{source}_{optical}.tif", tiff_bytes(top, planar=optical == "RGBIR")
+        )
         sink.put("1_DSM.zip", f"1_DSM/dsm_potsdam_{i:02d}_{j:02d}.tif", tiff_bytes(heights))
         expected = {"optical": chw(top), "dsm": heights[None], "full": classes, "eroded": eroded}
         if ndsm:
             jpeg = pillow_bytes(rng.integers(0, 256, size, dtype=np.uint8), "JPEG")
             for approach in ("lastools", "ownapproach"):  # the converter must pick lastools
-                sink.put("1_DSM_normalisation.zip",
-                         f"1_DSM_normalisation/dsm_potsdam_{i:02d}_{j:02d}_normalized_{approach}.jpg", jpeg)
+                sink.put(
+                    "1_DSM_normalisation.zip",
+                    f"1_DSM_normalisation/dsm_potsdam_{i:02d}_{j:02d}_normalized_{approach}.jpg",
+                    jpeg,
+                )
             expected["ndsm"] = decode_pillow(jpeg).astype(np.float32)[None]
         full_name = f"top_potsdam_{source}_label.tif"
         eroded_name = f"top_potsdam_{source}_label_noBoundary.tif"
         sink.put("5_Labels_all.zip", full_name, tiff_bytes(colour_labels(classes)), f"5_Labels_all/{full_name}")
-        sink.put("5_Labels_all_noBoundary.zip", eroded_name, tiff_bytes(eroded_rgb),
-                 f"5_Labels_all_noBoundary/{eroded_name}")
+        sink.put(
+            "5_Labels_all_noBoundary.zip", eroded_name, tiff_bytes(eroded_rgb), f"5_Labels_all_noBoundary/{eroded_name}"
+        )
         fixture.expected[source] = expected
     return fixture
 

@@ -36,7 +36,7 @@ def make_distribution(
     return root
 
 
-DUMMY_SPECS = '''
+DUMMY_SPECS = """
 from mmbench.plugins import DatasetSpec, MethodSpec, ProtocolSpec
 
 METHOD = MethodSpec(
@@ -75,7 +75,7 @@ DATASET = DatasetSpec(
     modalities=("optical", "dsm"),
     classes=("a", "b", "c"),
 )
-'''
+"""
 
 DUMMY_DEFAULTS = """
 lr: 0.01
@@ -95,7 +95,7 @@ fully determines the record's numbers."""
 
 import torch
 
-from mmbench.pipeline import RunOutcome
+from mmbench.context import RunOutcome
 
 CLASSES = ("a", "b", "c")
 SCENARIOS = (("full", ["optical", "dsm"]), ("optical only", ["optical"]), ("dsm only", ["dsm"]))

@@ -7,8 +7,13 @@ from mmbench.records import SCHEMA_VERSION
 SCENARIO = {
     "name": "optical only",
     "available": ["optical"],
-    "metrics": {"miou": 0.5, "mf1": 0.6, "oa": 0.7, "kappa": None,
-                "per_class": {"car": {"iou": None, "f1": 0.1, "precision": 0.2, "recall": 0.3}}},
+    "metrics": {
+        "miou": 0.5,
+        "mf1": 0.6,
+        "oa": 0.7,
+        "kappa": None,
+        "per_class": {"car": {"iou": None, "f1": 0.1, "precision": 0.2, "recall": 0.3}},
+    },
     "confusion_matrix": [[3, 1], [0, 2]],
 }
 
@@ -24,8 +29,17 @@ def minimal_record() -> dict:
         "dataset": {"name": "d", "path": None, "fingerprint": None},
         "seed": 0,
         "config": {"run": {}, "method": {}, "protocol": {}, "dataset": {}},
-        "env": {"python": "3.11", "torch": "2.13.0", "triton": None, "kornia": None, "h5py": None,
-                "cuda": None, "device_name": "cpu", "cpu": "x", "os": "Linux"},
+        "env": {
+            "python": "3.11",
+            "torch": "2.13.0",
+            "triton": None,
+            "kornia": None,
+            "h5py": None,
+            "cuda": None,
+            "device_name": "cpu",
+            "cpu": "x",
+            "os": "Linux",
+        },
         "git": {"commit": None, "dirty": None},
         "scenarios": [SCENARIO],
         "aggregate": {},

@@ -9,10 +9,10 @@ import torch
 from test_training import cli, records, run_args, store, subprocess_run  # noqa: F401  (fixture re-export)
 from torch import nn
 
-from mmbench.checkpoint import load_checkpoint
+from mmbench.engine.checkpoint import load_checkpoint
+from mmbench.engine.trainer import adversary_settings, frozen_running_stats
 from mmbench.errors import ConfigError
 from mmbench.records import read_record
-from mmbench.trainer import adversary_settings, frozen_running_stats
 
 
 def logged(run_root):
@@ -21,8 +21,9 @@ def logged(run_root):
 
 
 def test_the_discriminator_is_stepped_before_the_generator_sees_it(capsys, tmp_path, store, tiny_methods):  # noqa: F811
-    code, _, err = cli(capsys, *run_args(store, tmp_path / "runs", "--set", "method.train.log_every=1",
-                                         method="tiny-adversarial"))
+    code, _, err = cli(
+        capsys, *run_args(store, tmp_path / "runs", "--set", "method.train.log_every=1", method="tiny-adversarial")
+    )
     assert code == 0, err
     train = [entry for entry in logged(tmp_path / "runs") if entry["event"] == "train"]
     assert len(train) == 12 and all("adversary_loss" in entry and "ce" in entry for entry in train)
@@ -46,19 +47,22 @@ def test_adversarial_runs_are_reproducible_and_resume_exactly(tmp_path, store, t
     assert killed.returncode == -9, killed.stderr
     resumed = subprocess_run([*args, "--resume"])
     assert resumed.returncode == 0, resumed.stderr
-    straight = subprocess_run(run_args(store, tmp_path / "straight", "--set", "method.train.iterations=8",
-                                       method="tiny-adversarial"))
+    straight = subprocess_run(
+        run_args(store, tmp_path / "straight", "--set", "method.train.iterations=8", method="tiny-adversarial")
+    )
     assert straight.returncode == 0, straight.stderr
     a, b = read_record(records(tmp_path / "runs")[0]), read_record(records(tmp_path / "straight")[0])
     assert [s["confusion_matrix"] for s in a["scenarios"]] == [s["confusion_matrix"] for s in b["scenarios"]]
-    final = [[e for e in logged(root) if e["event"] == "train"][-1] for root in (tmp_path / "runs",
-                                                                                   tmp_path / "straight")]
+    final = [
+        [e for e in logged(root) if e["event"] == "train"][-1] for root in (tmp_path / "runs", tmp_path / "straight")
+    ]
     assert final[0] == {**final[1], "time": final[0]["time"], "steps_per_s": final[0]["steps_per_s"]}
 
 
 def test_bad_discriminator_optimizer_settings_are_config_errors(capsys, tmp_path, store, tiny_methods):  # noqa: F811
-    code, _, err = cli(capsys, *run_args(store, tmp_path / "runs", "--set", "method.train.adversary.lr=0",
-                                         method="tiny-adversarial"))
+    code, _, err = cli(
+        capsys, *run_args(store, tmp_path / "runs", "--set", "method.train.adversary.lr=0", method="tiny-adversarial")
+    )
     assert code == 2 and "method.train.adversary.lr=0.0 must be positive" in err
     assert records(tmp_path / "runs") == []
     with pytest.raises(ConfigError, match="'train.adversary' section with lr, betas, weight_decay"):
@@ -102,9 +106,25 @@ def test_two_process_ddp_runs_the_alternating_update(tmp_path, store, tiny_metho
     import subprocess
     import sys
 
-    launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "mmbench",
-              *run_args(store, tmp_path / "two", "--set", "method.train.iterations=4", "--set",
-                        "method.train.val_every=4", method="tiny-adversarial")]
+    launch = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "mmbench",
+        *run_args(
+            store,
+            tmp_path / "two",
+            "--set",
+            "method.train.iterations=4",
+            "--set",
+            "method.train.val_every=4",
+            method="tiny-adversarial",
+        ),
+    ]
     result = subprocess.run(launch, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert result.returncode == 0, result.stderr[-3000:]
     (path,) = records(tmp_path / "two")

@@ -7,8 +7,14 @@ import math
 import pytest
 import torch
 
-from mmbench import attention as attention_module
-from mmbench.attention import CrossAttention, MultiHeadAttention, TransformerBlock, attention, attention_backend
+from mmbench.methods.blocks import attention as attention_module
+from mmbench.methods.blocks.attention import (
+    CrossAttention,
+    MultiHeadAttention,
+    TransformerBlock,
+    attention,
+    attention_backend,
+)
 
 
 def test_cpu_path_is_softmax_attention():
@@ -26,8 +32,8 @@ def test_key_mask_drops_keys_per_sample():
     masked = attention(q, k5, v5, key_mask=keep)
     for row in range(2):
         kept = keep[row]
-        expected = attention(q[row:row + 1], k5[row:row + 1, :, kept], v5[row:row + 1, :, kept])
-        torch.testing.assert_close(masked[row:row + 1], expected, atol=1e-5, rtol=1e-5)
+        expected = attention(q[row : row + 1], k5[row : row + 1, :, kept], v5[row : row + 1, :, kept])
+        torch.testing.assert_close(masked[row : row + 1], expected, atol=1e-5, rtol=1e-5)
     poisoned = v5.clone()
     poisoned[~keep[:, None, :, None].expand_as(poisoned)] = float("nan")
     assert bool(torch.isfinite(attention(q, k5, poisoned, key_mask=keep)).all())  # masked values never read
@@ -61,5 +67,6 @@ def test_cuda_path_matches_sdpa():
     if not torch.cuda.is_available():
         pytest.skip("needs CUDA")
     q, k, v = (torch.randn(2, 4, 64, 32, device="cuda", dtype=torch.float16) for _ in range(3))
-    torch.testing.assert_close(attention(q, k, v), torch.nn.functional.scaled_dot_product_attention(q, k, v),
-                               atol=2e-3, rtol=2e-3)
+    torch.testing.assert_close(
+        attention(q, k, v), torch.nn.functional.scaled_dot_product_attention(q, k, v), atol=2e-3, rtol=2e-3
+    )

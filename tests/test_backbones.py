@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from mmbench.errors import ConfigError
-from mmbench.methods.backbones import BasicBlock, Bottleneck, ResNet, resnet
+from mmbench.methods.blocks.backbones import BasicBlock, Bottleneck, ResNet, resnet
 
 EXPANSION = {18: 1, 34: 1, 50: 4}
 

@@ -31,8 +31,9 @@ def assert_one_line_error(err: str, *fragments: str) -> None:
 
 
 def run_dummy(capsys, out: Path, *extra: str) -> Path:
-    code, stdout, err = cli(capsys, "run", "dummy", "--protocol", "dummy-protocol", "--dataset", "toy",
-                            "--out", str(out), *extra)
+    code, stdout, err = cli(
+        capsys, "run", "dummy", "--protocol", "dummy-protocol", "--dataset", "toy", "--out", str(out), *extra
+    )
     assert code == 0, err
     records = list(out.rglob("result.json"))
     assert len(records) == 1
@@ -76,8 +77,11 @@ def test_list_shows_builtins_and_says_when_a_registry_is_empty(capsys):
 
 
 def test_list_shows_plugins_and_reports_broken_ones(capsys, install_dist, dummy_plugin):
-    install_dist("broken-dist", {"mmbench.methods": {"exploding": "mmb_exploding_cli:SPEC"}},
-                 {"mmb_exploding_cli/__init__.py": "raise RuntimeError('boom')\n"})
+    install_dist(
+        "broken-dist",
+        {"mmbench.methods": {"exploding": "mmb_exploding_cli:SPEC"}},
+        {"mmb_exploding_cli/__init__.py": "raise RuntimeError('boom')\n"},
+    )
     code, out, _ = cli(capsys, "list", "methods")
     assert code == 0
     assert "dummy" in out and "1.2.0" in out and "engine-only" in out
@@ -125,8 +129,9 @@ def test_cuda_without_cuda_is_a_user_error(capsys, tmp_path, dummy_plugin):
 
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
-    code, _, err = cli(capsys, "run", "dummy", "-p", "dummy-protocol", "-d", "toy", "--device", "cuda",
-                       "--out", str(tmp_path))
+    code, _, err = cli(
+        capsys, "run", "dummy", "-p", "dummy-protocol", "-d", "toy", "--device", "cuda", "--out", str(tmp_path)
+    )
     assert code == 2
     assert_one_line_error(err, "asked for CUDA", "--device cpu")
 
@@ -135,8 +140,24 @@ def test_dry_run_prints_the_resolved_config_and_writes_nothing(capsys, tmp_path,
     config = tmp_path / "exp.yaml"
     config.write_text("method:\n  layers: 6\n")
     out = tmp_path / "runs"
-    code, stdout, _ = cli(capsys, "run", "dummy", "-p", "dummy-protocol", "-d", "toy", "--config", str(config),
-                          "--set", "method.lr=2e-3", "--seed", "9", "--out", str(out), "--dry-run")
+    code, stdout, _ = cli(
+        capsys,
+        "run",
+        "dummy",
+        "-p",
+        "dummy-protocol",
+        "-d",
+        "toy",
+        "--config",
+        str(config),
+        "--set",
+        "method.lr=2e-3",
+        "--seed",
+        "9",
+        "--out",
+        str(out),
+        "--dry-run",
+    )
     assert code == 0
     assert "layers: 6" in stdout and "lr: 0.002" in stdout and "seed: 9" in stdout
     assert "--set method.lr=2e-3" in stdout and f"file {config}" in stdout
@@ -151,9 +172,14 @@ def test_a_dummy_run_writes_a_complete_valid_record(capsys, tmp_path, dummy_plug
     assert record["seed"] == 11 and record["seeds"]["torch"] == 11
     assert record["config"]["method"]["layers"] == 3
     assert record["config"]["protocol"] == {"window": 64, "stride": 32}
-    assert record["method"] == {"name": "dummy", "version": "1.2.0", "params": 123,
-                                "paper": "https://example.org/dummy", "target": record["method"]["target"],
-                                "checkpoint": None}
+    assert record["method"] == {
+        "name": "dummy",
+        "version": "1.2.0",
+        "params": 123,
+        "paper": "https://example.org/dummy",
+        "target": record["method"]["target"],
+        "checkpoint": None,
+    }
     assert record["protocol"]["settings"] == {"window": 64}
     assert record["dataset"]["name"] == "toy" and record["dataset"]["version"] == "0.1"
     assert record["command"].startswith("mmbench run dummy --protocol dummy-protocol")
@@ -180,8 +206,19 @@ def test_the_same_seed_gives_the_same_numbers(capsys, tmp_path, dummy_plugin):
 def test_a_record_can_be_rerun_from_its_own_config(capsys, tmp_path, dummy_plugin):
     first = json.loads(run_dummy(capsys, tmp_path / "a", "--seed", "21", "--set", "method.layers=7").read_text())
     record_file = next((tmp_path / "a").rglob("result.json"))
-    code, _, err = cli(capsys, "run", "dummy", "-p", "dummy-protocol", "-d", "toy", "--config", str(record_file),
-                       "--out", str(tmp_path / "b"))
+    code, _, err = cli(
+        capsys,
+        "run",
+        "dummy",
+        "-p",
+        "dummy-protocol",
+        "-d",
+        "toy",
+        "--config",
+        str(record_file),
+        "--out",
+        str(tmp_path / "b"),
+    )
     assert code == 0, err
     second = json.loads(next((tmp_path / "b").rglob("result.json")).read_text())
     assert second["config"]["method"] == first["config"]["method"]
@@ -218,8 +255,18 @@ def test_a_dataset_file_is_fingerprinted(capsys, tmp_path, dummy_plugin):
 
 
 def test_internal_errors_exit_1_with_one_line_and_debug_shows_the_traceback(capsys, tmp_path, dummy_plugin):
-    argv = ["run", "dummy", "-p", "dummy-protocol", "-d", "toy", "--out", str(tmp_path / "runs"),
-            "--set", "method.fail_with=internal"]
+    argv = [
+        "run",
+        "dummy",
+        "-p",
+        "dummy-protocol",
+        "-d",
+        "toy",
+        "--out",
+        str(tmp_path / "runs"),
+        "--set",
+        "method.fail_with=internal",
+    ]
     code, _, err = cli(capsys, *argv)
     assert code == 1
     assert_one_line_error(err, "internal error: RuntimeError: dummy internal failure", "--debug")
@@ -246,8 +293,12 @@ def test_methods_mmbench_cannot_run_say_so(capsys, tmp_path, dummy_plugin):
         (["data", "convert", "earthmiss", "missing-dir", "out.h5"], "source 'missing-dir' does not exist"),
         (["leaderboard", "missing-runs"], "runs folder 'missing-runs' does not exist"),
         (["bench", "kernels", "--providers", "triton"], "provider triton does not run on cpu"),
-        (["bench", "kernels", "--device", "cuda:0"] if not __import__("torch").cuda.is_available()
-         else ["bench", "kernels", "--device", "tpu"], "--device"),
+        (
+            ["bench", "kernels", "--device", "cuda:0"]
+            if not __import__("torch").cuda.is_available()
+            else ["bench", "kernels", "--device", "tpu"],
+            "--device",
+        ),
     ],
 )
 def test_commands_without_their_machinery_fail_cleanly(capsys, argv, fragment):
@@ -262,13 +313,18 @@ def _console_script() -> list[str]:
 
 
 def test_the_installed_console_script_keeps_the_contract(tmp_path, dummy_plugin):
-    result = subprocess.run([*_console_script(), "run", "dumy", "-p", "dummy-protocol"], capture_output=True,
-                            text=True, cwd=tmp_path)
+    result = subprocess.run(
+        [*_console_script(), "run", "dumy", "-p", "dummy-protocol"], capture_output=True, text=True, cwd=tmp_path
+    )
     assert result.returncode == 2
     assert_one_line_error(result.stderr, "unknown method 'dumy'", "did you mean 'dummy'")
     assert "Traceback" not in result.stderr
-    result = subprocess.run([*_console_script(), "run", "dummy", "-p", "dummy-protocol", "-d", "toy"],
-                            capture_output=True, text=True, cwd=tmp_path)
+    result = subprocess.run(
+        [*_console_script(), "run", "dummy", "-p", "dummy-protocol", "-d", "toy"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     records = list((tmp_path / "runs").rglob("result.json"))
     assert len(records) == 1

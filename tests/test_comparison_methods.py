@@ -14,8 +14,19 @@ from mmbench.config import load_defaults
 from mmbench.method import TrainStep, build_method
 from mmbench.registry import METHODS
 
-METHOD_NAMES = ("unimodal", "early-fusion", "modality-dropout", "shaspec", "mmformer", "perceiver", "sgma", "ae",
-                "cgan", "dis2", "gemmnet")
+METHOD_NAMES = (
+    "unimodal",
+    "early-fusion",
+    "modality-dropout",
+    "shaspec",
+    "mmformer",
+    "perceiver",
+    "sgma",
+    "ae",
+    "cgan",
+    "dis2",
+    "gemmnet",
+)
 SMALL = {  # same families, narrower: fast on CPU
     "unimodal": {"width": 8, "fpn_channels": 16, "decoder_channels": 8},
     "early-fusion": {"width": 8, "fpn_channels": 16, "decoder_channels": 8},
@@ -25,10 +36,25 @@ SMALL = {  # same families, narrower: fast on CPU
     "perceiver": {"channels": 8, "latents": 8, "latent_dim": 16, "heads": 2, "latent_blocks": 1, "mlp_dim": 32},
     "sgma": {"width": 8, "fpn_channels": 16, "decoder_channels": 8},
     "ae": {"generator_width": 4, "width": 8, "fpn_channels": 16, "decoder_channels": 8},
-    "dis2": {"gf": 4, "transformer_dim": 16, "heads": 2, "mlp_dim": 16, "token_grid": 4, "pool_hidden": 8,
-             "class_channels": 1, "penultimate_channels": 4},
-    "gemmnet": {"basic_dims": 4, "transformer_dim": 16, "heads": 2, "mlp_dim": 32, "token_grid": 4,
-                "generator_width": 4, "discriminator_width": 4},
+    "dis2": {
+        "gf": 4,
+        "transformer_dim": 16,
+        "heads": 2,
+        "mlp_dim": 16,
+        "token_grid": 4,
+        "pool_hidden": 8,
+        "class_channels": 1,
+        "penultimate_channels": 4,
+    },
+    "gemmnet": {
+        "basic_dims": 4,
+        "transformer_dim": 16,
+        "heads": 2,
+        "mlp_dim": 32,
+        "token_grid": 4,
+        "generator_width": 4,
+        "discriminator_width": 4,
+    },
     "cgan": {"generator_width": 4, "discriminator_width": 4, "width": 8, "fpn_channels": 16, "decoder_channels": 8},
 }
 MODALITY_SETS = {2: {"optical": 3, "dsm": 1}, 3: {"optical": 3, "dsm": 1, "sar": 1}}
@@ -78,8 +104,10 @@ def test_every_pattern_forward_backward_and_no_leak(name, count):
     model.eval()
     with torch.no_grad():
         clean = model(batch["inputs"], available)
-        poisoned = {key: torch.where(available[:, index].view(-1, 1, 1, 1), value, float("nan"))
-                    for index, (key, value) in enumerate(batch["inputs"].items())}
+        poisoned = {
+            key: torch.where(available[:, index].view(-1, 1, 1, 1), value, float("nan"))
+            for index, (key, value) in enumerate(batch["inputs"].items())
+        }
         leaked = model(poisoned, available)
     assert bool(torch.isfinite(leaked).all()), "NaN in a missing modality reached the output"
     torch.testing.assert_close(leaked, clean, atol=1e-5, rtol=1e-5)
@@ -94,8 +122,9 @@ def test_split_interface_matches_forward(name):
     available = torch.tensor([[True, False, True], [False, True, False], [True, True, True], [False, False, True]])
     with torch.no_grad():
         features = {n: model.encode(n, batch["inputs"][n]) for n in model.modality_names}
-        torch.testing.assert_close(model.decode(features, available)[..., :SIZE, :SIZE],
-                                   model(batch["inputs"], available))
+        torch.testing.assert_close(
+            model.decode(features, available)[..., :SIZE, :SIZE], model(batch["inputs"], available)
+        )
 
 
 @pytest.mark.parametrize("name", METHOD_NAMES)
@@ -175,11 +204,16 @@ def test_early_fusion_fills(fill):
     assert bool(torch.isfinite(filled).all()) and float(filled.detach().mean()) == (2.5 if fill == "constant" else 0.0)
 
 
-@pytest.mark.parametrize(("name", "key", "value"), [("early-fusion", "fill", "noise"),
-                                                    ("modality-dropout", "fusion", "max"),
-                                                    ("modality-dropout", "sampler", "sometimes"),
-                                                    ("shaspec", "missing_feature", "last"),
-                                                    ("unimodal", "order", ["optical"])])
+@pytest.mark.parametrize(
+    ("name", "key", "value"),
+    [
+        ("early-fusion", "fill", "noise"),
+        ("modality-dropout", "fusion", "max"),
+        ("modality-dropout", "sampler", "sometimes"),
+        ("shaspec", "missing_feature", "last"),
+        ("unimodal", "order", ["optical"]),
+    ],
+)
 def test_bad_settings_are_config_errors(name, key, value):
     from mmbench.errors import ConfigError
 
@@ -193,8 +227,10 @@ def test_perceiver_local_module_ablations(local):
     model = build("perceiver", MODALITY_SETS[3], local=local).eval()
     batch = batch_for(MODALITY_SETS[3], size=32)
     available = torch.tensor([[True, False, True], [False, True, False], [True, True, True], [False, False, True]])
-    poisoned = {key: torch.where(available[:, i].view(-1, 1, 1, 1), value, float("nan"))
-                for i, (key, value) in enumerate(batch["inputs"].items())}
+    poisoned = {
+        key: torch.where(available[:, i].view(-1, 1, 1, 1), value, float("nan"))
+        for i, (key, value) in enumerate(batch["inputs"].items())
+    }
     with torch.no_grad():
         torch.testing.assert_close(model(poisoned, available), model(batch["inputs"], available))
 
@@ -347,7 +383,7 @@ def test_every_protocol_evaluates_without_reading_missing_inputs(tiny_store, nam
     """All seven built-in protocols, with NaN as the engine's fill: any read of a missing input would raise."""
     import math
 
-    from mmbench.evaluation import evaluate
+    from mmbench.evaluation.engine import evaluate
     from mmbench.registry import PROTOCOLS
 
     model = build(name, {"optical": 3, "dsm": 1, "sar": 1}, classes=6).eval()  # the synthetic store's layout

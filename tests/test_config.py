@@ -12,16 +12,31 @@ from mmbench.errors import ConfigError
 from mmbench.plugins import MethodSpec, ProtocolSpec
 
 METHOD = MethodSpec(
-    name="m", summary="s", version="1", target="a:b",
-    defaults={"lr": 0.01, "layers": 2, "name": "tiny", "use_bias": True, "dims": [64, 128],
-              "schedule": {"warmup": 10, "kind": "poly"}, "class_weights": {}, "pretrained": None},
+    name="m",
+    summary="s",
+    version="1",
+    target="a:b",
+    defaults={
+        "lr": 0.01,
+        "layers": 2,
+        "name": "tiny",
+        "use_bias": True,
+        "dims": [64, 128],
+        "schedule": {"warmup": 10, "kind": "poly"},
+        "class_weights": {},
+        "pretrained": None,
+    },
 )
 PROTOCOL = ProtocolSpec(name="p", summary="s", version="1", target="a:b", defaults={"window": 64})
 
 
 def resolve(config_file=None, overrides=(), flags=None, specs=None):
-    return resolve_run_config(specs or {"method": METHOD, "protocol": PROTOCOL, "dataset": None},
-                              config_file=config_file, overrides=overrides, flags=flags)
+    return resolve_run_config(
+        specs or {"method": METHOD, "protocol": PROTOCOL, "dataset": None},
+        config_file=config_file,
+        overrides=overrides,
+        flags=flags,
+    )
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -154,8 +169,11 @@ def test_flag_and_set_for_one_key_must_agree():
 
 @pytest.mark.parametrize(
     ("override", "message"),
-    [("run.seed=-1", r"run.seed=-1 is out of range"), ("run.seed=4294967296", "out of range"),
-     ("run.device=gpu", r"run.device='gpu' is invalid; use auto, cpu, cuda or cuda:N")],
+    [
+        ("run.seed=-1", r"run.seed=-1 is out of range"),
+        ("run.seed=4294967296", "out of range"),
+        ("run.device=gpu", r"run.device='gpu' is invalid; use auto, cpu, cuda or cuda:N"),
+    ],
 )
 def test_run_section_values_are_checked(override, message):
     with pytest.raises(ConfigError, match=message):

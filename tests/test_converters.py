@@ -21,11 +21,11 @@ from converter_fixtures import (
     tiff_bytes,
 )
 
+from mmbench.data.store_format import StoreError
+from mmbench.data.store_reader import TileStore
 from mmbench.datasets.converters import FORMATS, ConversionReport, convert
 from mmbench.datasets.converters.whu_opt_sar import split_by_image
-from mmbench.datasets.store_format import StoreError
-from mmbench.datasets.store_reader import TileStore
-from mmbench.tiling import window_starts
+from mmbench.evaluation.tiling import window_starts
 
 TILE = 16
 
@@ -58,7 +58,7 @@ def _check_windows(store: TileStore, expected: dict[str, dict[str, np.ndarray]],
 def _window(array: np.ndarray, row: int, col: int, size: int, fill: int) -> np.ndarray:
     height, width = array.shape[-2:]
     padded = np.pad(array, ((0, 0), (0, max(size - height, 0)), (0, max(size - width, 0))), constant_values=fill)
-    return padded[:, row:row + size, col:col + size]
+    return padded[:, row : row + size, col : col + size]
 
 
 def _sources(store: TileStore, split: str, part: str) -> set[str]:
@@ -70,10 +70,17 @@ def _assert_no_output(folder: Path) -> None:
 
 
 # -- tiling ----------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize(("length", "tile", "stride", "starts"), [
-    (40, 16, 16, [0, 16, 24]), (32, 16, 16, [0, 16]), (16, 16, 16, [0]), (12, 16, 16, [0]),
-    (36, 16, 8, [0, 8, 16, 20]), (17, 16, 16, [0, 1]),
-])
+@pytest.mark.parametrize(
+    ("length", "tile", "stride", "starts"),
+    [
+        (40, 16, 16, [0, 16, 24]),
+        (32, 16, 16, [0, 16]),
+        (16, 16, 16, [0]),
+        (12, 16, 16, [0]),
+        (36, 16, 8, [0, 8, 16, 20]),
+        (17, 16, 16, [0, 1]),
+    ],
+)
 def test_windows_cover_the_image_and_end_at_the_edge(length, tile, stride, starts):
     assert window_starts(length, tile, stride) == starts
 
@@ -82,8 +89,9 @@ def test_windows_cover_the_image_and_end_at_the_edge(length, tile, stride, start
 def test_vaihingen_folder_converts_every_area_with_both_label_variants(tmp_path):
     fixture = make_vaihingen(tmp_path / "src")
     calls = []
-    report, store = _convert("isprs-vaihingen", fixture.root, tmp_path / "v.h5",
-                             progress=lambda *args: calls.append(args))
+    report, store = _convert(
+        "isprs-vaihingen", fixture.root, tmp_path / "v.h5", progress=lambda *args: calls.append(args)
+    )
     ids = store.tile_ids
     # 36x40 -> rows 0,16,20 x cols 0,16,24; 12x20 padded -> 1 x 2; 16x16 -> 1; 40x17 -> 3 x 2; 33x41 -> 3 x 3
     assert report.tiles == store.num_tiles == 9 + 9 + 2 + 1 + 6 == len(ids)
@@ -96,9 +104,13 @@ def test_vaihingen_folder_converts_every_area_with_both_label_variants(tmp_path)
     assert store.classes[1] == "building" and store.classes[5] == "clutter"
     _check_windows(store, fixture.expected)
     record = store.tile_record(ids.index("area1_r0000_c0016"))
-    assert record["files"] == ["top/top_mosaic_09cm_area1.tif", "dsm/dsm_09cm_matching_area1.tif",
-                               "ndsm/ndsm_09cm_matching_area1.bmp", "top_mosaic_09cm_area1.tif",
-                               "top_mosaic_09cm_area1_noBoundary.tif"]
+    assert record["files"] == [
+        "top/top_mosaic_09cm_area1.tif",
+        "dsm/dsm_09cm_matching_area1.tif",
+        "ndsm/ndsm_09cm_matching_area1.bmp",
+        "top_mosaic_09cm_area1.tif",
+        "top_mosaic_09cm_area1_noBoundary.tif",
+    ]
     assert report.off_palette_pixels == {"top_mosaic_09cm_area1.tif": 1} == store.provenance["off_palette_pixels"]
     notes = " | ".join(report.notes)
     assert "padded" in notes and "area5 (12x20)" in notes
@@ -143,8 +155,12 @@ def test_vaihingen_zip_archives_give_the_same_store_as_the_folder(tmp_path):
     assert f"{V_MAIN}/top/top_mosaic_09cm_area2.tif" in provenance["files"]
     # a single archive path works too, and the gts_for_participants labels cover the training areas only
     report, only_main = _convert("isprs-vaihingen", fixture.root / V_MAIN, tmp_path / "main.h5")
-    assert {only_main.tile_record(i)["source"] for i in range(only_main.num_tiles)} == {"area1", "area5", "area11",
-                                                                                     "area28"}
+    assert {only_main.tile_record(i)["source"] for i in range(only_main.num_tiles)} == {
+        "area1",
+        "area5",
+        "area11",
+        "area28",
+    }
     assert only_main.label_variants == ("full",)
     notes = " | ".join(report.notes)
     assert "skipped 1 tile whose labels are not in the source: area2" in notes
@@ -180,8 +196,11 @@ def test_potsdam_matches_zero_padded_dsm_ids_and_keeps_rgbir(tmp_path):
     assert store.label_variants == ("full", "eroded")
     _check_windows(store, fixture.expected)
     record = store.tile_record(store.tile_ids.index("2_10_r0000_c0000"))
-    assert record["files"][:3] == ["4_Ortho_RGBIR/top_potsdam_2_10_RGBIR.tif", "1_DSM/dsm_potsdam_02_10.tif",
-                                   "1_DSM_normalisation/dsm_potsdam_02_10_normalized_lastools.jpg"]
+    assert record["files"][:3] == [
+        "4_Ortho_RGBIR/top_potsdam_2_10_RGBIR.tif",
+        "1_DSM/dsm_potsdam_02_10.tif",
+        "1_DSM_normalisation/dsm_potsdam_02_10_normalized_lastools.jpg",
+    ]
     assert "2_11_r0001_c0009" in store.tile_ids
     assert report.off_palette_pixels == {}
     assert any("optical from 4_Ortho_RGBIR" in note for note in report.notes)
@@ -233,8 +252,9 @@ def test_whu_keeps_dtypes_maps_labels_and_splits_by_image(tmp_path):
         assert any(source in names for names in parts.values())
     store.close()
     _, again = _convert("whu-opt-sar", fixture.root, tmp_path / "w2.h5")
-    assert {p: a.tolist() for p, a in again.splits["seeded-6-2-2"].items()} == \
-        {p: a.tolist() for p, a in TileStore(tmp_path / "w.h5").splits["seeded-6-2-2"].items()}
+    assert {p: a.tolist() for p, a in again.splits["seeded-6-2-2"].items()} == {
+        p: a.tolist() for p, a in TileStore(tmp_path / "w.h5").splits["seeded-6-2-2"].items()
+    }
     again.close()
 
 
@@ -252,9 +272,11 @@ def test_earthmiss_pairs_names_shifts_labels_and_uses_the_real_val_cities(tmp_pa
     _check_windows(store, fixture.expected)
     assert store.palette[4] == [159, 129, 183]
     record = store.tile_record(store.tile_ids.index("America-Pake_pake_17_r0008_c0004"))
-    assert record["files"] == ["EarthMiss/America-Pake/images/RGB/pake_17.tif",
-                               "EarthMiss/America-Pake/images/SAR/pake_17_SAR.tif",
-                               "EarthMiss/America-Pake/masks/pake_17_mask.tif"]
+    assert record["files"] == [
+        "EarthMiss/America-Pake/images/RGB/pake_17.tif",
+        "EarthMiss/America-Pake/images/SAR/pake_17_SAR.tif",
+        "EarthMiss/America-Pake/masks/pake_17_mask.tif",
+    ]
     assert _sources(store, "official", "train") == {"Nanjing_nj_0001", "Nanjing_nj_0002"}
     assert _sources(store, "official", "val") == {"America-Pake_pake_17"}
     assert _sources(store, "official", "test") == {"Peru-Callao_callao_3"}
@@ -293,8 +315,9 @@ def _partial_ndsm(root: Path) -> str:
     return "ndsm/ndsm_09cm_matching_area2.bmp"
 
 
-@pytest.mark.parametrize("damage", [_break_vaihingen_size, _nan_in_last_dsm, _remove_dsm_folder, _remove_one_dsm,
-                                    _partial_ndsm])
+@pytest.mark.parametrize(
+    "damage", [_break_vaihingen_size, _nan_in_last_dsm, _remove_dsm_folder, _remove_one_dsm, _partial_ndsm]
+)
 def test_bad_vaihingen_sources_fail_naming_the_file_and_leave_nothing(tmp_path, damage):
     fixture = make_vaihingen(tmp_path / "src")
     message = damage(fixture.root)
@@ -308,8 +331,11 @@ def test_bad_vaihingen_sources_fail_naming_the_file_and_leave_nothing(tmp_path, 
 def test_mismatched_potsdam_sizes_name_both_files(tmp_path):
     fixture = make_potsdam(tmp_path / "src", ndsm=False)
     (fixture.root / "1_DSM" / "dsm_potsdam_02_11.tif").write_bytes(tiff_bytes(np.zeros((17, 24), np.float32)))
-    with pytest.raises(StoreError, match=r"4_Ortho_RGBIR/top_potsdam_2_11_RGBIR.tif is 17x25, "
-                                         r"1_DSM/dsm_potsdam_02_11.tif is 17x24"):
+    with pytest.raises(
+        StoreError,
+        match=r"4_Ortho_RGBIR/top_potsdam_2_11_RGBIR.tif is 17x25, "
+        r"1_DSM/dsm_potsdam_02_11.tif is 17x24",
+    ):
         convert("isprs-potsdam", fixture.root, tmp_path / "out" / "p.h5", tile_size=TILE)
     _assert_no_output(tmp_path / "out")
 
@@ -335,26 +361,35 @@ def test_earthmiss_bad_mask_values_and_missing_sar_fail_naming_the_file(tmp_path
         convert("earthmiss", fixture.root, tmp_path / "out" / "e.h5", tile_size=TILE)
     _assert_no_output(tmp_path / "out")
     (fixture.root / "EarthMiss" / "Nanjing" / "images" / "SAR" / "nj_0002_SAR.png").unlink()
-    with pytest.raises(StoreError, match=r"SAR image missing for 1 of 5 tiles \(looked for "
-                                         r"Nanjing/images/SAR/nj_0002_SAR.tif\|png"):
+    with pytest.raises(
+        StoreError,
+        match=r"SAR image missing for 1 of 5 tiles \(looked for "
+        r"Nanjing/images/SAR/nj_0002_SAR.tif\|png",
+    ):
         convert("earthmiss", fixture.root, tmp_path / "out" / "e.h5", tile_size=TILE)
 
 
 def test_missing_whu_modality_folder_names_where_it_looked(tmp_path):
     fixture = make_whu(tmp_path / "src", sheets={"NH49E001013": (20, 24)})
     shutil.rmtree(fixture.root / "WHU-OPT-SAR" / "sar")
-    with pytest.raises(StoreError, match=r"no SAR image found \(looked for sar/\{sheet\}.tif under .*src or in a "
-                                         r"\.zip archive there\)"):
+    with pytest.raises(
+        StoreError,
+        match=r"no SAR image found \(looked for sar/\{sheet\}.tif under .*src or in a "
+        r"\.zip archive there\)",
+    ):
         convert("whu-opt-sar", fixture.root, tmp_path / "out" / "w.h5", tile_size=TILE)
 
 
-@pytest.mark.parametrize(("kwargs", "message"), [
-    ({"format": "isprs-toronto"}, "unknown dataset format 'isprs-toronto'; use one of " + ", ".join(FORMATS)),
-    ({"tile_size": 4}, "tile size 4 is too small"),
-    ({"stride": 17}, "stride 17 must be an integer in 1..16"),
-    ({"codec": "zip"}, "unknown codec 'zip'"),
-    ({"source": "missing"}, "does not exist"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"format": "isprs-toronto"}, "unknown dataset format 'isprs-toronto'; use one of " + ", ".join(FORMATS)),
+        ({"tile_size": 4}, "tile size 4 is too small"),
+        ({"stride": 17}, "stride 17 must be an integer in 1..16"),
+        ({"codec": "zip"}, "unknown codec 'zip'"),
+        ({"source": "missing"}, "does not exist"),
+    ],
+)
 def test_bad_requests_raise_store_error(tmp_path, kwargs, message):
     arguments = {"format": "earthmiss", "source": tmp_path, "output": tmp_path / "out" / "e.h5", "tile_size": TILE}
     arguments.update(kwargs)
@@ -369,8 +404,11 @@ def test_bad_requests_raise_store_error(tmp_path, kwargs, message):
 def test_an_empty_source_says_what_it_looked_for(tmp_path):
     (tmp_path / "src").mkdir()
     (tmp_path / "src" / "Vaihingen.zip").write_bytes(b"")
-    with pytest.raises(StoreError, match=r"no IRRG orthophoto \(TOP\) found .*top/top_mosaic_09cm_area\{N\}.tif.*"
-                                         r"Vaihingen.zip \(extract bundles"):
+    with pytest.raises(
+        StoreError,
+        match=r"no IRRG orthophoto \(TOP\) found .*top/top_mosaic_09cm_area\{N\}.tif.*"
+        r"Vaihingen.zip \(extract bundles",
+    ):
         convert("isprs-vaihingen", tmp_path / "src", tmp_path / "v.h5")
 
 
@@ -384,7 +422,7 @@ def test_lzw_compressed_tiffs_convert(tmp_path):
     report, store = _convert("whu-opt-sar", fixture.root, tmp_path / "w.h5")
     for index in range(store.num_tiles):
         record = store.tile_record(index)
-        window = sar[record["row"]:record["row"] + TILE, record["col"]:record["col"] + TILE]
+        window = sar[record["row"] : record["row"] + TILE, record["col"] : record["col"] + TILE]
         np.testing.assert_array_equal(store.read_modality("sar", index)[0], window)
     store.close()
 
@@ -435,8 +473,9 @@ def test_an_extracted_file_wins_over_the_same_file_in_an_archive(tmp_path):
     store.close()
 
 
-@pytest.mark.parametrize(("fmt", "build", "folder"), [("whu-opt-sar", make_whu, "WHU-OPT-SAR"),
-                                                      ("earthmiss", make_earthmiss, "EarthMiss")])
+@pytest.mark.parametrize(
+    ("fmt", "build", "folder"), [("whu-opt-sar", make_whu, "WHU-OPT-SAR"), ("earthmiss", make_earthmiss, "EarthMiss")]
+)
 def test_whu_and_earthmiss_also_read_a_zip_of_their_folder(tmp_path, fmt, build, folder):
     import zipfile
 

@@ -71,8 +71,21 @@ def test_bad_data_requests_exit_2_with_one_line(capsys, tmp_path, argv, message)
 
 
 def test_run_materialises_the_synthetic_dataset_and_fingerprints_it(capsys, tmp_path, dummy_plugin, session_cache):
-    code, _, err = cli(capsys, "run", "dummy", "-p", "dummy-protocol", "--dataset", "synthetic",
-                       "--set", "dataset.tiles=6", "--set", "dataset.size=64", "--out", str(tmp_path / "runs"))
+    code, _, err = cli(
+        capsys,
+        "run",
+        "dummy",
+        "-p",
+        "dummy-protocol",
+        "--dataset",
+        "synthetic",
+        "--set",
+        "dataset.tiles=6",
+        "--set",
+        "dataset.size=64",
+        "--out",
+        str(tmp_path / "runs"),
+    )
     assert code == 0, err
     record = json.loads(next((tmp_path / "runs").rglob("result.json")).read_text())
     path = record["dataset"]["path"]
@@ -81,8 +94,9 @@ def test_run_materialises_the_synthetic_dataset_and_fingerprints_it(capsys, tmp_
         assert record["dataset"]["fingerprint"] == "sha256:" + hashlib.sha256(handle.read()).hexdigest()
     assert record["config"]["dataset"] == {"tiles": 6, "size": 64, "seed": 0, "codec": "blosc-lz4"}
     assert record["dataset"]["name"] == "synthetic" and record["dataset"]["version"] == "1"
-    code, _, err = cli(capsys, "run", "dummy", "-p", "dummy-protocol", "--set", "dataset.codec=zip",
-                       "--out", str(tmp_path / "runs2"))
+    code, _, err = cli(
+        capsys, "run", "dummy", "-p", "dummy-protocol", "--set", "dataset.codec=zip", "--out", str(tmp_path / "runs2")
+    )
     assert code == 2 and "unknown codec 'zip'" in err
 
 
@@ -91,8 +105,18 @@ def test_convert_through_the_cli_reports_tiles_notes_and_off_palette_pixels(caps
 
     fixture = make_vaihingen(tmp_path / "src")
     output = tmp_path / "vaihingen.h5"
-    code, out, err = cli(capsys, "data", "convert", "isprs-vaihingen", str(fixture.root), str(output),
-                         "--tile-size", "16", "--codec", "gzip")
+    code, out, err = cli(
+        capsys,
+        "data",
+        "convert",
+        "isprs-vaihingen",
+        str(fixture.root),
+        str(output),
+        "--tile-size",
+        "16",
+        "--codec",
+        "gzip",
+    )
     assert code == 0, err
     assert f"wrote {output}" in out and "tiles" in out
     assert "off-palette label pixels were set to ignore" in out
@@ -103,7 +127,8 @@ def test_convert_through_the_cli_reports_tiles_notes_and_off_palette_pixels(caps
     assert summary["name"] == "isprs-vaihingen" and summary["codec"] == "gzip"
     assert set(summary["splits"]) >= {"official", "lineage-12-4"}
     (fixture.root / "dsm").rename(tmp_path / "moved-dsm")
-    code, _, err = cli(capsys, "data", "convert", "isprs-vaihingen", str(fixture.root), str(tmp_path / "x.h5"),
-                       "--tile-size", "16")
+    code, _, err = cli(
+        capsys, "data", "convert", "isprs-vaihingen", str(fixture.root), str(tmp_path / "x.h5"), "--tile-size", "16"
+    )
     assert code == 2 and err.strip().count("\n") == 0 and "dsm" in err.lower()
     assert not (tmp_path / "x.h5").exists()

@@ -12,8 +12,16 @@ from mmbench.errors import ConfigError
 from mmbench.method import TrainStep
 from mmbench.methods.dis2.model import Dis2, orthogonality
 
-SMALL = {"gf": 4, "transformer_dim": 16, "heads": 2, "mlp_dim": 16, "token_grid": 4, "pool_hidden": 8,
-         "class_channels": 1, "penultimate_channels": 4}
+SMALL = {
+    "gf": 4,
+    "transformer_dim": 16,
+    "heads": 2,
+    "mlp_dim": 16,
+    "token_grid": 4,
+    "pool_hidden": 8,
+    "class_channels": 1,
+    "penultimate_channels": 4,
+}
 THREE = {"optical": 3, "dsm": 1, "sar": 1}
 CLASSES = 4
 
@@ -68,17 +76,21 @@ def test_compensation_features_stand_in_only_for_missing_modalities():
             index = model.modality_names.index(name)
             for source in features.values():
                 if name in source["compensation"]:
-                    source["compensation"][name] = [torch.where(available[:, index].view(-1, 1, 1, 1), float("nan"), f)
-                                                    for f in source["compensation"][name]]
-            features[name]["own"] = [torch.where(available[:, index].view(-1, 1, 1, 1), f, float("nan"))
-                                     for f in features[name]["own"]]
+                    source["compensation"][name] = [
+                        torch.where(available[:, index].view(-1, 1, 1, 1), float("nan"), f)
+                        for f in source["compensation"][name]
+                    ]
+            features[name]["own"] = [
+                torch.where(available[:, index].view(-1, 1, 1, 1), f, float("nan")) for f in features[name]["own"]
+            ]
         assembled = model.assemble(features, available)
     for level in range(4):
         optical, dsm, sar = (assembled[m][level] for m in range(3))
         assert all(bool(torch.isfinite(x).all()) for x in (optical, dsm, sar))
         assert torch.equal(optical[0], features["optical"]["own"][level][0])
-        expected = (features["optical"]["compensation"]["dsm"][level][0]
-                    + features["sar"]["compensation"]["dsm"][level][0]) / 2  # mean over available sources
+        expected = (
+            features["optical"]["compensation"]["dsm"][level][0] + features["sar"]["compensation"]["dsm"][level][0]
+        ) / 2  # mean over available sources
         torch.testing.assert_close(dsm[0], expected)
         torch.testing.assert_close(sar[1], features["dsm"]["compensation"]["sar"][level][1])
 
@@ -116,9 +128,19 @@ def test_students_train_only_on_patterns_with_a_missing_modality():
     assert not bool(available.all(1).any()) and bool(available.any(1).all())
 
 
-@pytest.mark.parametrize(("key", "value"), [("branches", "per-sample"), ("sampler", "all"), ("sampler", "bernoulli"),
-                                            ("heads", 3), ("gf", 0), ("kd_temperature", 0.0), ("kd_weight", -1.0),
-                                            ("kd_warmup_iterations", 2.5)])
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("branches", "per-sample"),
+        ("sampler", "all"),
+        ("sampler", "bernoulli"),
+        ("heads", 3),
+        ("gf", 0),
+        ("kd_temperature", 0.0),
+        ("kd_weight", -1.0),
+        ("kd_warmup_iterations", 2.5),
+    ],
+)
 def test_bad_settings_are_config_errors(key, value):
     with pytest.raises(ConfigError, match=f"method.{key}"):
         build(**{key: value})

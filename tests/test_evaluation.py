@@ -10,10 +10,10 @@ import math
 import pytest
 import torch
 
-from mmbench.checkpoint import save_checkpoint
 from mmbench.cli.main import main
 from mmbench.datasets.synthetic import SyntheticConfig, write_synthetic
-from mmbench.evaluation import evaluate
+from mmbench.engine.checkpoint import save_checkpoint
+from mmbench.evaluation.engine import evaluate
 from mmbench.protocol import bernoulli_expectation
 from mmbench.records import read_record
 
@@ -174,11 +174,19 @@ def test_classes_scored_changes_the_means_only(store):
 def _checkpoint(tmp_path, store, method=None, classes=CLASSES, modalities=MODALITIES):
     method = method or make_method()
     path = tmp_path / "model.ckpt"
-    save_checkpoint(path, method={"name": "tiny-fusion", "version": "1"},
-                    config={"run": {}, "method": {"width": 8, "kernel": 3}, "protocol": {}, "dataset": {}},
-                    dataset={"name": "synthetic", "fingerprint": None, "classes": list(classes),
-                             "modalities": dict(modalities), "ignore_index": 255},
-                    model=method)
+    save_checkpoint(
+        path,
+        method={"name": "tiny-fusion", "version": "1"},
+        config={"run": {}, "method": {"width": 8, "kernel": 3}, "protocol": {}, "dataset": {}},
+        dataset={
+            "name": "synthetic",
+            "fingerprint": None,
+            "classes": list(classes),
+            "modalities": dict(modalities),
+            "ignore_index": 255,
+        },
+        model=method,
+    )
     return path
 
 
@@ -190,8 +198,9 @@ def cli(capsys, *argv):
 
 def test_mmbench_eval_writes_a_complete_record(capsys, tmp_path, store, tiny_methods):
     checkpoint = _checkpoint(tmp_path, store)
-    code, out, err = cli(capsys, "eval", str(checkpoint), "-p", "last1", "-d", str(store), "--out",
-                         str(tmp_path / "runs"), "--seed", "3")
+    code, out, err = cli(
+        capsys, "eval", str(checkpoint), "-p", "last1", "-d", str(store), "--out", str(tmp_path / "runs"), "--seed", "3"
+    )
     assert code == 0, err
     assert "optical only" in out and "mean" in out
     (path,) = (tmp_path / "runs" / "s" / "last1" / "tiny-fusion").glob("*/result.json")
@@ -210,8 +219,13 @@ def test_mmbench_eval_writes_a_complete_record(capsys, tmp_path, store, tiny_met
     ("build", "argv", "message"),
     [
         (lambda t, s: _checkpoint(t, s, classes=CLASSES[:5]), [], "trained on 'synthetic' with 5 classes"),
-        (lambda t, s: _checkpoint(t, s, method=make_method(modalities={"optical": 3, "dsm": 1}),
-                                  modalities={"optical": 3, "dsm": 1}), [], "trained on modalities optical:3, dsm:1"),
+        (
+            lambda t, s: _checkpoint(
+                t, s, method=make_method(modalities={"optical": 3, "dsm": 1}), modalities={"optical": 3, "dsm": 1}
+            ),
+            [],
+            "trained on modalities optical:3, dsm:1",
+        ),
         (lambda t, s: _checkpoint(t, s), ["--set", "protocol.modalities=[optical, lidar]"], "needs modality 'lidar'"),
         (lambda t, s: _checkpoint(t, s), ["--set", "protocol.label_variant=noBoundary"], "no label variant"),
         (lambda t, s: _checkpoint(t, s), ["--set", "protocol.split=official"], "no split 'official'"),
@@ -224,11 +238,13 @@ def test_mmbench_eval_writes_a_complete_record(capsys, tmp_path, store, tiny_met
         (lambda t, s: _checkpoint(t, s), ["--set", "protocol.classes_scored=[]"], "a non-empty list"),
     ],
 )
-def test_bad_evaluations_exit_2_with_one_line_and_write_nothing(capsys, tmp_path, store, tiny_methods, build, argv,
-                                                                message):
+def test_bad_evaluations_exit_2_with_one_line_and_write_nothing(
+    capsys, tmp_path, store, tiny_methods, build, argv, message
+):
     checkpoint = build(tmp_path, store)
-    code, _, err = cli(capsys, "eval", str(checkpoint), "-p", "last1", "-d", str(store), "--out",
-                       str(tmp_path / "runs"), *argv)
+    code, _, err = cli(
+        capsys, "eval", str(checkpoint), "-p", "last1", "-d", str(store), "--out", str(tmp_path / "runs"), *argv
+    )
     assert code == 2, err
     assert message in err and err.strip().count("\n") == 0
     assert not (tmp_path / "runs").exists()

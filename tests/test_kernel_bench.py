@@ -8,9 +8,9 @@ import json
 import pytest
 import torch
 
+from mmbench.bench.kernel_cases import PROBLEMS, available_providers, benchmark_labels, infonce_inputs
+from mmbench.bench.kernels import Measurement, evaluate_targets, peak_memory, time_call
 from mmbench.cli.main import main
-from mmbench.kernel_bench import Measurement, evaluate_targets, peak_memory, time_call
-from mmbench.kernels.benchmark_cases import PROBLEMS, available_providers, benchmark_labels, infonce_inputs
 from mmbench.kernels.infonce import cross_modal_infonce_torch
 from mmbench.kernels.naive import naive_cross_modal_infonce, naive_gather_pixels
 from mmbench.kernels.sampling import class_balanced_sample_torch, gather_pixels_torch
@@ -38,7 +38,7 @@ def test_naive_gather_is_indexing():
 
 
 def test_naive_confusion_counts_what_the_engine_counts():
-    from mmbench.kernels.benchmark_cases import naive_confusion, reference_confusion
+    from mmbench.bench.kernel_cases import naive_confusion, reference_confusion
 
     logits, target = torch.randn(2, 6, 20, 20), benchmark_labels(2, 20, 6, CPU)
     assert torch.equal(naive_confusion(logits, target, 6).reshape(6, 6), reference_confusion(logits, target, 6))
@@ -77,22 +77,44 @@ def row(op, size, provider, median, problem="p", peak=None):
 
 
 def test_targets_are_judged_from_the_rows():
-    rows = [row("sample", "default", "naive", 10.0), row("sample", "default", "reference", 0.5),
-            row("infonce", "default", "naive", 3.0), row("infonce", "default", "reference", 1.0)]
+    rows = [
+        row("sample", "default", "naive", 10.0),
+        row("sample", "default", "reference", 0.5),
+        row("infonce", "default", "naive", 3.0),
+        row("infonce", "default", "reference", 1.0),
+    ]
     targets = {t["name"].split(":")[0]: t for t in evaluate_targets(rows, CPU)}
     assert targets["sample"]["met"] and targets["sample"]["value"] == pytest.approx(20.0)
     assert not targets["infonce"]["met"] and targets["infonce"]["value"] == pytest.approx(3.0)
     assert "gather" not in targets  # no rows, no verdict
-    cuda_rows = [row("infonce", "paper", "reference", 9.0, "N8192 d256", peak=10 * 2**30),
-                 row("infonce", "paper", "triton", 2.0, "N8192 d256", peak=2**30)]
+    cuda_rows = [
+        row("infonce", "paper", "reference", 9.0, "N8192 d256", peak=10 * 2**30),
+        row("infonce", "paper", "triton", 2.0, "N8192 d256", peak=2**30),
+    ]
     verdicts = evaluate_targets(cuda_rows, torch.device("cuda"))
     assert [t["met"] for t in verdicts] == [True, True]
 
 
 def test_cli_writes_a_self_describing_result(capsys, tmp_path):
     out = tmp_path / "kernels.json"
-    code = main(["bench", "kernels", "--sizes", "default", "--ops", "sample", "infonce", "--providers", "naive",
-                 "reference", "--min-time", "0", "--out", str(out)])
+    code = main(
+        [
+            "bench",
+            "kernels",
+            "--sizes",
+            "default",
+            "--ops",
+            "sample",
+            "infonce",
+            "--providers",
+            "naive",
+            "reference",
+            "--min-time",
+            "0",
+            "--out",
+            str(out),
+        ]
+    )
     printed = capsys.readouterr().out
     assert code == 0
     assert "Kernels (device-copy bandwidth" in printed and "Targets" in printed
@@ -100,8 +122,9 @@ def test_cli_writes_a_self_describing_result(capsys, tmp_path):
     assert document["schema"] == "mmbench.kernel-bench/1" and document["device"] == "cpu"
     assert document["env"]["torch"] and "commit" in document["git"] and document["copy_bandwidth_gbps"] > 0
     rows = document["results"]
-    assert {(r["op"], r["provider"]) for r in rows} == {(op, p) for op in ("sample", "infonce")
-                                                       for p in ("naive", "reference")}
+    assert {(r["op"], r["provider"]) for r in rows} == {
+        (op, p) for op in ("sample", "infonce") for p in ("naive", "reference")
+    }
     for result in rows:
         assert result["error"] is None and result["median_ms"] > 0 and result["reps"] >= 5
         assert result["p20_ms"] <= result["median_ms"] <= result["p80_ms"]

@@ -89,12 +89,17 @@ def test_different_protocol_settings_are_never_mixed(tmp_path, capsys):
 
 
 def test_borda_count_across_tables():
-    tables = [{"rows": [{"label": "a", "rank": 1}, {"label": "b", "rank": 2}, {"label": "c", "rank": 3}]},
-              {"rows": [{"label": "b", "rank": 1}, {"label": "a", "rank": 2}, {"label": "c", "rank": 3}]},
-              {"rows": [{"label": "a", "rank": 1}, {"label": "c", "rank": 2}, {"label": "d", "rank": None}]}]
+    tables = [
+        {"rows": [{"label": "a", "rank": 1}, {"label": "b", "rank": 2}, {"label": "c", "rank": 3}]},
+        {"rows": [{"label": "b", "rank": 1}, {"label": "a", "rank": 2}, {"label": "c", "rank": 3}]},
+        {"rows": [{"label": "a", "rank": 1}, {"label": "c", "rank": 2}, {"label": "d", "rank": None}]},
+    ]
     overall = borda(tables)  # a: 2 + 1 + 1, b: 1 + 2, c: 0 + 0 + 0; d has no rank anywhere
     assert [(e["label"], e["points"], e["rank"], e["tables"]) for e in overall] == [
-        ("a", 4, 1, 3), ("b", 3, 2, 2), ("c", 0, 3, 3)]
+        ("a", 4, 1, 3),
+        ("b", 3, 2, 2),
+        ("c", 0, 3, 3),
+    ]
 
 
 def test_ties_share_their_rank(tmp_path):
@@ -139,7 +144,8 @@ def test_reference_rows_are_marked_and_never_ranked(tmp_path, capsys):
         "  - {dataset: synthetic, protocol: last1, setting: 'optical only, paper recipe', method: PaperNet,\n"
         "     metric: mIoU, value: 99.0, source: 'https://example.org/paper', provenance: paper}\n"
         "  - {dataset: synthetic, protocol: subsets, setting: s, method: OtherNet, metric: mIoU, value: 1.0,\n"
-        "     source: x, provenance: third-party}\n")
+        "     source: x, provenance: third-party}\n"
+    )
     board = build_board(*collect_records([tmp_path / "runs"]), references=load_references(references))
     (table,) = board["tables"]
     assert [ref["method"] for ref in table["references"]] == ["PaperNet"]  # only the matching protocol
@@ -153,8 +159,10 @@ def test_packaged_references_load_and_bad_ones_are_one_line_errors(tmp_path):
     entries = load_references()
     assert entries and all(entry["source"] and entry["provenance"] in ("paper", "third-party") for entry in entries)
     bad = tmp_path / "bad.yaml"
-    bad.write_text("references:\n  - {dataset: d, protocol: null, setting: s, method: m, metric: mIoU, value: high,\n"
-                   "     source: x, provenance: paper}\n")
+    bad.write_text(
+        "references:\n  - {dataset: d, protocol: null, setting: s, method: m, metric: mIoU, value: high,\n"
+        "     source: x, provenance: paper}\n"
+    )
     with pytest.raises(ConfigError, match="entry 1: value 'high' must be a number"):
         load_references(bad)
     bad.write_text("references:\n  - {dataset: d, protocol: null, setting: s, method: m, metric: mIoU, value: 1}\n")
@@ -239,6 +247,5 @@ def test_the_committed_synthetic_board_is_built_from_the_committed_records():
     docs = RECORDS.parents[1]
     board = build_board(*collect_records([RECORDS]), references=load_references())
     relative_record_paths(board, docs)
-    command = ("mmbench leaderboard docs/results/records/synthetic --format md --out docs/results/leaderboard.md")
-    assert (docs / "leaderboard.md").read_text() == render_markdown(board, rebuild=command), (
-        "rebuild it: " + command)
+    command = "mmbench leaderboard docs/results/records/synthetic --format md --out docs/results/leaderboard.md"
+    assert (docs / "leaderboard.md").read_text() == render_markdown(board, rebuild=command), "rebuild it: " + command

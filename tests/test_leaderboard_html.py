@@ -107,47 +107,105 @@ def _value(mean, std=None, n=1):
 def hand_board() -> dict:
     """Two tables, one of them with hostile strings everywhere a record can put one."""
     hostile_row = {
-        "method": EVIL, "label": EVIL, "version": '1"2', "config_id": "abc", "paper": "javascript:alert(1)",
-        "params": 1893412, "seeds": [0, 1], "n": 2,
-        "values": {"scenario:rgb<only>": _value(0.61234, 0.01234, 2), "scenario:all": _value(None, None, 0),
-                   "mean": _value(0.61234, 0.01234, 2)},
+        "method": EVIL,
+        "label": EVIL,
+        "version": '1"2',
+        "config_id": "abc",
+        "paper": "javascript:alert(1)",
+        "params": 1893412,
+        "seeds": [0, 1],
+        "n": 2,
+        "values": {
+            "scenario:rgb<only>": _value(0.61234, 0.01234, 2),
+            "scenario:all": _value(None, None, 0),
+            "mean": _value(0.61234, 0.01234, 2),
+        },
         "per_class_f1": {"rgb<only>": {"a&b": 0.5, "car": None}, "all": {"a&b": None, "car": None}},
         "records": ['runs/<evil>&"x".json', "javascript:alert(2).json"],
-        "commits": ["deadbeef"], "mmbench": ["0.1"],
-        "flags": ["dirty git tree <script>alert(3)</script>"], "rank": 1.0,
+        "commits": ["deadbeef"],
+        "mmbench": ["0.1"],
+        "flags": ["dirty git tree <script>alert(3)</script>"],
+        "rank": 1.0,
     }
     clean_row = {
-        "method": "plain", "label": "plain", "version": "1", "config_id": "def",
-        "paper": "https://example.org/paper?a=1&b=2", "params": None, "seeds": [0], "n": 1,
+        "method": "plain",
+        "label": "plain",
+        "version": "1",
+        "config_id": "def",
+        "paper": "https://example.org/paper?a=1&b=2",
+        "params": None,
+        "seeds": [0],
+        "n": 1,
         "values": {"scenario:rgb<only>": _value(0.5), "scenario:all": _value(0.7), "mean": _value(0.6)},
         "per_class_f1": {"rgb<only>": {"a&b": 0.25, "car": 0.75}, "all": {"a&b": 1.0, "car": 0.0}},
-        "records": ["runs/plain.json"], "commits": ["cafe"], "mmbench": ["0.1"], "flags": [], "rank": 2.0,
+        "records": ["runs/plain.json"],
+        "commits": ["cafe"],
+        "mmbench": ["0.1"],
+        "flags": [],
+        "rank": 2.0,
     }
     table = {
-        "id": "toy/<p>/1", "dataset": {"name": "toy<&>", "fingerprint": "f00d"},
+        "id": "toy/<p>/1",
+        "dataset": {"name": "toy<&>", "fingerprint": "f00d"},
         "protocol": {"name": "last1", "version": "1"},
         "settings": {"split": "<test>", "classes_scored": ["a&b", "car"], "window": None, "threshold": 0.05},
-        "columns": [{"key": "scenario:rgb<only>", "label": "rgb<only>", "kind": "scenario"},
-                    {"key": "scenario:all", "label": "all", "kind": "scenario"},
-                    {"key": "mean", "label": "mean", "kind": "aggregate"}],
-        "primary": "mean", "scenarios": ["rgb<only>", "all"], "classes": ["a&b", "car"],
+        "columns": [
+            {"key": "scenario:rgb<only>", "label": "rgb<only>", "kind": "scenario"},
+            {"key": "scenario:all", "label": "all", "kind": "scenario"},
+            {"key": "mean", "label": "mean", "kind": "aggregate"},
+        ],
+        "primary": "mean",
+        "scenarios": ["rgb<only>", "all"],
+        "classes": ["a&b", "car"],
         "rows": [hostile_row, clean_row],
         "references": [
-            {"dataset": "toy<&>", "protocol": None, "setting": "<i>as printed</i>", "method": "Ref&Co",
-             "metric": "mIoU", "value": 81.76, "source": "https://example.org/ref", "provenance": "paper"},
-            {"dataset": "toy<&>", "protocol": "last1", "setting": "s", "method": "Other", "metric": "mIoU",
-             "value": 31.2, "source": "README <notes>.md", "provenance": "third-party"}],
+            {
+                "dataset": "toy<&>",
+                "protocol": None,
+                "setting": "<i>as printed</i>",
+                "method": "Ref&Co",
+                "metric": "mIoU",
+                "value": 81.76,
+                "source": "https://example.org/ref",
+                "provenance": "paper",
+            },
+            {
+                "dataset": "toy<&>",
+                "protocol": "last1",
+                "setting": "s",
+                "method": "Other",
+                "metric": "mIoU",
+                "value": 31.2,
+                "source": "README <notes>.md",
+                "provenance": "third-party",
+            },
+        ],
     }
-    no_scenarios = {"id": "toy/full/2", "dataset": {"name": "toy<&>", "fingerprint": "f00d"},
-                    "protocol": {"name": "random-drop", "version": "2"}, "settings": {},
-                    "columns": [{"key": "mean", "label": "mean", "kind": "aggregate"}], "primary": "mean",
-                    "scenarios": [], "classes": [], "rows": [copy.deepcopy(clean_row)], "references": []}
-    return {"tables": [table, no_scenarios],
-            "overall": [{"label": EVIL, "points": 1.0, "tables": 1, "rank": 1.0},
-                        {"label": "plain", "points": 0.5, "tables": 2, "rank": 2.0}],
-            "skipped": [{"path": "bad<1>.json", "reason": "not JSON & <em>broken</em>"},
-                        {"path": "old.json", "reason": "schema_version 0"}],
-            "filters": {"dataset": None, "protocol": None}, "records": 3}
+    no_scenarios = {
+        "id": "toy/full/2",
+        "dataset": {"name": "toy<&>", "fingerprint": "f00d"},
+        "protocol": {"name": "random-drop", "version": "2"},
+        "settings": {},
+        "columns": [{"key": "mean", "label": "mean", "kind": "aggregate"}],
+        "primary": "mean",
+        "scenarios": [],
+        "classes": [],
+        "rows": [copy.deepcopy(clean_row)],
+        "references": [],
+    }
+    return {
+        "tables": [table, no_scenarios],
+        "overall": [
+            {"label": EVIL, "points": 1.0, "tables": 1, "rank": 1.0},
+            {"label": "plain", "points": 0.5, "tables": 2, "rank": 2.0},
+        ],
+        "skipped": [
+            {"path": "bad<1>.json", "reason": "not JSON & <em>broken</em>"},
+            {"path": "old.json", "reason": "schema_version 0"},
+        ],
+        "filters": {"dataset": None, "protocol": None},
+        "records": 3,
+    }
 
 
 def check_structure(page: str, board: dict) -> Tree:
@@ -166,8 +224,9 @@ def check_structure(page: str, board: dict) -> Tree:
     assert len(with_class(tree, "svg", "robustness")) == sum(1 for table in tables if table["scenarios"])
     maps = with_class(tree, "svg", "heatmap")
     assert len(maps) == sum(len(table["scenarios"]) for table in tables)
-    assert [(m.attrs["data-table"], m.attrs["data-scenario"]) for m in maps] == \
-        [(table["id"], scenario) for table in tables for scenario in table["scenarios"]]
+    assert [(m.attrs["data-table"], m.attrs["data-scenario"]) for m in maps] == [
+        (table["id"], scenario) for table in tables for scenario in table["scenarios"]
+    ]
     overall = with_class(tree, "table", "overall")
     assert len(overall) == 1 and len(list(overall[0].iter("tr"))) == len(board["overall"]) + 1
     return tree
@@ -240,8 +299,16 @@ def test_cells_show_percent_std_params_flags_and_links():
     tree = parse(render_html(board))
     first = with_class(tree, "table", "board")[0]
     header, hostile, clean = list(first.iter("tr"))
-    assert [th.all_text() for th in header.iter("th")] == \
-        ["rank", "method", "n (seeds)", "rgb<only>", "all", "mean", "params (M)", "reproducibility"]
+    assert [th.all_text() for th in header.iter("th")] == [
+        "rank",
+        "method",
+        "n (seeds)",
+        "rgb<only>",
+        "all",
+        "mean",
+        "params (M)",
+        "reproducibility",
+    ]
     cells = [td.all_text().strip() for td in hostile.iter("td") if td.parent is hostile]
     assert cells[0] == "1"
     assert cells[2] == "2 (0, 1)"
@@ -273,23 +340,25 @@ def test_heatmap_cells_print_values_and_grey_out_missing_ones():
     tree = parse(render_html(hand_board()))
     first, second = with_class(tree, "svg", "heatmap")
     assert first.attrs["data-scenario"] == "rgb<only>"
-    cells = [node.all_text() for node in first.iter("text") if node.parent.tag == "g"
-             and "row" in node.parent.classes()]
+    cells = [
+        node.all_text() for node in first.iter("text") if node.parent.tag == "g" and "row" in node.parent.classes()
+    ]
     assert cells == ["50.0", "–", "25.0", "75.0"]
     grey = [rect for rect in second.iter("rect") if rect.attrs.get("fill") == colour(None)]
     assert len(grey) == 2 + 1  # two missing cells and the key's swatch
 
 
 def test_an_empty_board_says_so():
-    for board in ({"tables": [], "overall": [], "skipped": [{"path": "x.json", "reason": "broken"}], "records": 0},
-                  {}):
+    for board in ({"tables": [], "overall": [], "skipped": [{"path": "x.json", "reason": "broken"}], "records": 0}, {}):
         page = render_html(board)
         tree = parse(page)
         ET.fromstring(page)
         assert with_class(tree, "p", "empty")
         assert not list(tree.root.iter("table")) and not list(tree.root.iter("svg"))
-    assert "x.json — broken" in parse(render_html({"tables": [], "skipped": [{"path": "x.json",
-                                                                             "reason": "broken"}]})).root.all_text()
+    assert (
+        "x.json — broken"
+        in parse(render_html({"tables": [], "skipped": [{"path": "x.json", "reason": "broken"}]})).root.all_text()
+    )
 
 
 def test_missing_optional_keys_do_not_break_the_page():
@@ -308,8 +377,13 @@ def test_missing_optional_keys_do_not_break_the_page():
 
 
 def test_line_chart_breaks_lines_at_missing_values_and_has_a_legend():
-    svg = line_chart(["a", "b", "c", "d"], [("one", [10.0, None, 30.0, 40.0]), ("two", [None, None, None, 5.0])],
-                     title="t", x_label="x", y_label="y")
+    svg = line_chart(
+        ["a", "b", "c", "d"],
+        [("one", [10.0, None, 30.0, 40.0]), ("two", [None, None, None, 5.0])],
+        title="t",
+        x_label="x",
+        y_label="y",
+    )
     tree = parse(svg)
     (root,) = with_class(tree, "svg", "robustness")
     assert len(list(root.iter("polyline"))) == 1  # 'one' has one drawable segment (c-d), 'two' none
@@ -334,8 +408,13 @@ def test_a_headless_browser_keeps_every_table_and_chart(real_board, real_page, t
         pytest.skip("Chromium not available on this machine")
     page = tmp_path / "board.html"
     page.write_text(real_page, encoding="utf-8")
-    result = subprocess.run([browser, "--headless", "--disable-gpu", "--no-sandbox", "--dump-dom", page.as_uri()],
-                            capture_output=True, text=True, timeout=60, check=False)
+    result = subprocess.run(
+        [browser, "--headless", "--disable-gpu", "--no-sandbox", "--dump-dom", page.as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     dom = parse_loosely(result.stdout)
     tables = real_board["tables"]

@@ -11,9 +11,9 @@ import torch
 from store_helpers import tile_arrays, write_store
 from torch.utils.data import DataLoader
 
-from mmbench.datasets.augment import AugmentConfig, JointAugment
-from mmbench.datasets.loader import TileDataset
-from mmbench.datasets.store_format import StoreError
+from mmbench.data.augment import AugmentConfig, JointAugment
+from mmbench.data.loader import TileDataset
+from mmbench.data.store_format import StoreError
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +43,7 @@ def test_crops_are_reproducible_and_change_with_epoch_and_seed(store):
     assert [dataset[i]["window"].tolist() for i in range(4)] == first
     sample = dataset[2]
     top, left = sample["window"][:2].tolist()
-    np.testing.assert_array_equal(sample["label"].numpy(), tile_arrays(2)[1]["full"][top:top + 10, left:left + 10])
+    np.testing.assert_array_equal(sample["label"].numpy(), tile_arrays(2)[1]["full"][top : top + 10, left : left + 10])
     dataset.set_epoch(1)
     assert [dataset[i]["window"].tolist() for i in range(4)] != first
     assert [TileDataset(store, crop_size=10, seed=4)[i]["window"].tolist() for i in range(4)] != first
@@ -84,15 +84,20 @@ def test_geometric_augmentation_moves_modalities_and_label_together(store):
             valid = label != 255
             torch.testing.assert_close(dsm[valid] - sample["index"], label[valid].float(), atol=0, rtol=0)
             top, left = sample["window"][:2].tolist()
-            plain = torch.from_numpy(tile_arrays(sample["index"])[1]["full"][top:top + 16, left:left + 16]).long()
+            plain = torch.from_numpy(tile_arrays(sample["index"])[1]["full"][top : top + 16, left : left + 16]).long()
             changed += int(not torch.equal(plain, label))
     assert changed > 0, "augmentation never changed a sample"
 
 
 def test_scale_augmentation_keeps_label_ids_and_photometric_touches_optical_only(store):
     plain = TileDataset(store, crop_size=16, normalize=False, seed=0)
-    augmented = TileDataset(store, crop_size=16, normalize=False, seed=0,
-                            augment=JointAugment(AugmentConfig(hflip=0, vflip=0, rot90=False, scale=None)))
+    augmented = TileDataset(
+        store,
+        crop_size=16,
+        normalize=False,
+        seed=0,
+        augment=JointAugment(AugmentConfig(hflip=0, vflip=0, rot90=False, scale=None)),
+    )
     a, b = plain[0], augmented[0]
     assert torch.equal(a["inputs"]["dsm"], b["inputs"]["dsm"]) and torch.equal(a["label"], b["label"])
     assert not torch.equal(a["inputs"]["optical"], b["inputs"]["optical"])

@@ -16,7 +16,7 @@ import pytest
 import torch
 from record_helpers import minimal_record
 
-from mmbench.metrics import ConfusionMatrix, compute_metrics, recompute_matches
+from mmbench.evaluation.metrics import ConfusionMatrix, compute_metrics, recompute_matches
 from mmbench.records import record_schema, validate_record
 
 IGNORE = 255
@@ -60,8 +60,16 @@ def textbook(counts: np.ndarray) -> dict:
         kept = [v for v in values if not math.isnan(v)]
         return sum(kept) / len(kept) if kept else math.nan
 
-    return {"iou": iou, "f1": f1, "precision": precision, "recall": recall, "oa": oa, "kappa": kappa,
-            "miou": nanmean(iou), "mf1": nanmean(f1)}
+    return {
+        "iou": iou,
+        "f1": f1,
+        "precision": precision,
+        "recall": recall,
+        "oa": oa,
+        "kappa": kappa,
+        "miou": nanmean(iou),
+        "mf1": nanmean(f1),
+    }
 
 
 def assert_same(ours: float | None, reference: float, tol: float = 1e-12) -> None:
@@ -255,8 +263,14 @@ def test_lists_round_trip_through_json():
 
 @pytest.mark.parametrize(
     ("rows", "message"),
-    [([[1, 2]], "square"), ([[1, -2], [0, 1]], "negative"), ([[1.5, 0], [0, 1]], "integer"), ([], "square"),
-     ([[True, False], [False, True]], "integer"), ([[1, 2], [3]], "square")],
+    [
+        ([[1, 2]], "square"),
+        ([[1, -2], [0, 1]], "negative"),
+        ([[1.5, 0], [0, 1]], "integer"),
+        ([], "square"),
+        ([[True, False], [False, True]], "integer"),
+        ([[1, 2], [3]], "square"),
+    ],
 )
 def test_from_lists_rejects_malformed_matrices(rows, message):
     with pytest.raises(ValueError, match=message):
@@ -295,9 +309,12 @@ def test_unknown_scored_class_names_are_named_with_the_valid_ones():
 
 @pytest.mark.parametrize(
     ("kwargs", "message"),
-    [({"class_names": ["a"]}, "1 class names for a 2x2"), ({"class_names": ["a", "a"]}, "unique"),
-     ({"class_names": ["a", "b"], "classes_scored": []}, "empty"),
-     ({"class_names": ["a", "b"], "classes_scored": ["a", "a"]}, "more than once")],
+    [
+        ({"class_names": ["a"]}, "1 class names for a 2x2"),
+        ({"class_names": ["a", "a"]}, "unique"),
+        ({"class_names": ["a", "b"], "classes_scored": []}, "empty"),
+        ({"class_names": ["a", "b"], "classes_scored": ["a", "a"]}, "more than once"),
+    ],
 )
 def test_inconsistent_class_lists_raise(kwargs, message):
     with pytest.raises(ValueError, match=message):
@@ -356,8 +373,15 @@ def test_bad_inputs_to_update_raise():
 
 def test_matrix_forms_give_identical_results_as_python_floats():
     counts = [[50, 3, 0], [7, 20, 1], [2, 0, 9]]
-    results = [compute_metrics(form, ["a", "b", "c"]) for form in
-               (counts, np.array(counts, dtype=np.uint32), torch.tensor(counts), ConfusionMatrix.from_lists(counts))]
+    results = [
+        compute_metrics(form, ["a", "b", "c"])
+        for form in (
+            counts,
+            np.array(counts, dtype=np.uint32),
+            torch.tensor(counts),
+            ConfusionMatrix.from_lists(counts),
+        )
+    ]
     assert all(result == results[0] for result in results)
     values = [results[0][key] for key in ("miou", "mf1", "oa", "kappa")]
     values += [v for scores in results[0]["per_class"].values() for v in scores.values()]

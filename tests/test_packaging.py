@@ -17,8 +17,12 @@ except ImportError:  # Python 3.10
     import tomli as tomllib
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-PLUGIN_FOLDERS = {"methods": "mmbench.methods", "datasets": "mmbench.datasets",
-                  "kernels": "mmbench.kernels", "protocols": "mmbench.protocols"}
+PLUGIN_FOLDERS = {
+    "methods": "mmbench.methods",
+    "datasets": "mmbench.datasets",
+    "kernels": "mmbench.kernels",
+    "protocols": "mmbench.protocols",
+}
 PROBE = (
     "import importlib, importlib.util, json, sys\n"
     "names = ['mmbench', 'mmbench.methods', 'mmbench.datasets', 'mmbench.kernels', 'mmbench.protocols',\n"
@@ -48,9 +52,20 @@ def _probe(cwd: Path, env: dict | None = None) -> dict:
 def pip_install_into(target: Path, source: Path) -> tuple[Path, dict]:
     """Build `source` and install it (no deps) into `target`; the env makes a subprocess import it."""
     build = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-         "--target", str(target), str(source)],
-        capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--target",
+            str(target),
+            str(source),
+        ],
+        capture_output=True,
+        text=True,
     )
     assert build.returncode == 0, build.stderr
     return target, {**os.environ, "PYTHONPATH": str(target)}
@@ -102,8 +117,9 @@ def test_a_built_and_installed_copy_maps_the_plugin_folders(tmp_path):
     assert probe["run_defaults"]["seed"] == 0
     for name in ("methods", "datasets", "kernels", "protocols"):
         assert not (target / name).exists(), f"'{name}' must not install as a top-level package"
-    version = subprocess.run([sys.executable, "-m", "mmbench", "--version"], capture_output=True, text=True,
-                             cwd=tmp_path, env=env)
+    version = subprocess.run(
+        [sys.executable, "-m", "mmbench", "--version"], capture_output=True, text=True, cwd=tmp_path, env=env
+    )
     assert version.returncode == 0 and version.stdout.startswith("mmbench ")
 
 
@@ -151,17 +167,34 @@ def test_a_pip_installed_third_party_plugin_is_listed_and_runs(tmp_path):
     (package / "impl.py").write_text(DUMMY_IMPL)
     _, env = pip_install_into(tmp_path / "site", source)
 
-    listing = subprocess.run([sys.executable, "-m", "mmbench", "list", "--json"], capture_output=True,
-                             text=True, cwd=tmp_path, env=env)
+    listing = subprocess.run(
+        [sys.executable, "-m", "mmbench", "list", "--json"], capture_output=True, text=True, cwd=tmp_path, env=env
+    )
     assert listing.returncode == 0, listing.stderr
     methods = {entry["name"]: entry for entry in json.loads(listing.stdout)["methods"]}
     assert methods["tiny"]["status"] == "ok"
     assert methods["tiny"]["sources"] == ["tiny = 'mmb_tiny_plugin:METHOD' from mmbench-tiny-plugin 0.3.0"]
 
     run = subprocess.run(
-        [sys.executable, "-m", "mmbench", "run", "tiny", "-p", "tiny-protocol", "-d", "tiny-data",
-         "--set", "method.layers=5", "--out", str(tmp_path / "runs")],
-        capture_output=True, text=True, cwd=tmp_path, env=env,
+        [
+            sys.executable,
+            "-m",
+            "mmbench",
+            "run",
+            "tiny",
+            "-p",
+            "tiny-protocol",
+            "-d",
+            "tiny-data",
+            "--set",
+            "method.layers=5",
+            "--out",
+            str(tmp_path / "runs"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
     )
     assert run.returncode == 0, run.stderr
     (record_file,) = (tmp_path / "runs" / "tiny-data" / "tiny-protocol" / "tiny").glob("*/result.json")

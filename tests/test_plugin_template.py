@@ -42,9 +42,22 @@ def template_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     shutil.copytree(TEMPLATE, source, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__", ".*_cache"))
     site = root / "site"
     result = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-         "--disable-pip-version-check", "--no-index", "--target", str(site), str(source)],
-        capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--disable-pip-version-check",
+            "--no-index",
+            "--target",
+            str(site),
+            str(source),
+        ],
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     return site
@@ -68,8 +81,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def run_smoke(capsys: pytest.CaptureFixture, store: Path, out: Path, protocol: str, *extra: str) -> dict:
-    code = main(["run", METHOD, "--protocol", protocol, "--dataset", str(store), "--smoke", "--out", str(out),
-                 *extra])
+    code = main(["run", METHOD, "--protocol", protocol, "--dataset", str(store), "--smoke", "--out", str(out), *extra])
     assert code == 0, capsys.readouterr().err
     (path,) = out.glob(f"{store.stem}/{protocol}/{METHOD}/*/result.json")
     return read_record(path)
@@ -116,8 +128,9 @@ def test_mmbench_list_shows_both_plugins_with_their_distribution(installed, caps
 
 def test_a_fresh_process_finds_the_plugins_without_importing_torch(installed, tmp_path):
     """The console entry point as a user runs it (PYTHONPATH = the install folder); the spec module is light."""
-    listing = subprocess.run([sys.executable, "-m", "mmbench", "list", "--json"], capture_output=True, text=True,
-                             cwd=tmp_path)
+    listing = subprocess.run(
+        [sys.executable, "-m", "mmbench", "list", "--json"], capture_output=True, text=True, cwd=tmp_path
+    )
     assert listing.returncode == 0, listing.stderr
     data = json.loads(listing.stdout)
     sources = {entry["name"]: entry["sources"] for kind in ("methods", "protocols") for entry in data[kind]}
@@ -131,8 +144,12 @@ def test_a_fresh_process_finds_the_plugins_without_importing_torch(installed, tm
 def test_the_templates_own_tests_pass_against_the_installed_copy(installed, tmp_path):
     """What a researcher runs after copying the template (`pytest` in its folder) keeps passing."""
     tests = installed.parent / "src" / "tests"
-    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tests)],
-                            capture_output=True, text=True, cwd=tmp_path)
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tests)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 
 
@@ -152,8 +169,9 @@ def test_missing_inputs_never_leak_into_the_templates_output(installed):
     available = torch.tensor([[1, 1, 1], [0, 1, 0], [1, 0, 1]], dtype=torch.bool)
 
     def filled(value: float) -> dict:
-        return {name: torch.where(available[:, i].view(-1, 1, 1, 1), x, value)
-                for i, (name, x) in enumerate(inputs.items())}
+        return {
+            name: torch.where(available[:, i].view(-1, 1, 1, 1), x, value) for i, (name, x) in enumerate(inputs.items())
+        }
 
     with torch.no_grad():
         zeros, nans = model(filled(0.0), available), model(filled(float("nan")), available)

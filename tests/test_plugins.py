@@ -41,9 +41,14 @@ def test_metadata_describes_the_plugin():
     assert method.describe_modalities() == "optical, sar (required)"
     assert spec().describe_modalities() == "any"
     assert method.metadata() == {
-        "name": "m", "summary": "one line", "version": "1.0", "target": "pkg.mod:Obj",
-        "paper": "https://arxiv.org/abs/2601.17342", "modalities": ["optical", "sar"],
-        "required_modalities": ["sar"], "min_modalities": 1,
+        "name": "m",
+        "summary": "one line",
+        "version": "1.0",
+        "target": "pkg.mod:Obj",
+        "paper": "https://arxiv.org/abs/2601.17342",
+        "modalities": ["optical", "sar"],
+        "required_modalities": ["sar"],
+        "min_modalities": 1,
         "needs_all_modalities_for_training": False,
     }
     assert ProtocolSpec(name="p", summary="s", version="2", target="a:b").kind == "protocol"

@@ -285,9 +285,11 @@ def test_backend_dispatch():
         assert sample(labels, backend=backend)[0].numel() > 0
         assert cross_modal_infonce(z, z, torch.arange(4), backend=backend).ndim == 0
     if not interpreter_requested():  # compiled Triton refuses CPU tensors with the fix in the message
-        for call in (lambda: sample(labels, backend="triton"),
-                     lambda: cross_modal_infonce(z, z, torch.arange(4), backend="triton"),
-                     lambda: gather_pixels(z, torch.arange(2), backend="triton")):
+        for call in (
+            lambda: sample(labels, backend="triton"),
+            lambda: cross_modal_infonce(z, z, torch.arange(4), backend="triton"),
+            lambda: gather_pixels(z, torch.arange(2), backend="triton"),
+        ):
             with pytest.raises(RuntimeError, match="need CUDA tensors.*TRITON_INTERPRET=1"):
                 call()
     with pytest.raises(ValueError, match="backend"):
@@ -537,9 +539,16 @@ def test_threshold_filter_returns_exactly_the_specification(mode, per_image, ove
         batch, side = 1 + trial % 3, 9 + 7 * trial
         labels = torch.randint(0, 5, (batch, side, side + 3), generator=generator)
         labels[torch.rand(labels.shape, generator=generator) < 0.1] = IGNORE
-        kwargs = {"max_samples": 40 + 90 * trial, "max_views": 10 + 30 * trial, "min_pixels": 2, "seed": trial,
-                  "ignore_index": IGNORE, "mode": mode}
+        kwargs = {
+            "max_samples": 40 + 90 * trial,
+            "max_views": 10 + 30 * trial,
+            "min_pixels": 2,
+            "seed": trial,
+            "ignore_index": IGNORE,
+            "mode": mode,
+        }
         fast = class_balanced_sample_torch(labels, 5, per_image=per_image, oversample=oversample, **kwargs)
-        spec = select_class_balanced(labels.reshape(-1), pixel_keys(labels.numel(), trial), 5,
-                                     image_size=image_size(labels, per_image), **kwargs)
+        spec = select_class_balanced(
+            labels.reshape(-1), pixel_keys(labels.numel(), trial), 5, image_size=image_size(labels, per_image), **kwargs
+        )
         assert torch.equal(fast[0], spec[0]) and torch.equal(fast[1], spec[1]), (trial, kwargs)

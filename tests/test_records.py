@@ -26,8 +26,20 @@ from mmbench.records import (
 
 def test_the_schema_requires_every_documented_top_level_key():
     assert set(record_schema()["required"]) == {
-        "schema_version", "run_id", "created", "command", "method", "protocol", "dataset", "seed",
-        "config", "env", "git", "scenarios", "aggregate", "timing",
+        "schema_version",
+        "run_id",
+        "created",
+        "command",
+        "method",
+        "protocol",
+        "dataset",
+        "seed",
+        "config",
+        "env",
+        "git",
+        "scenarios",
+        "aggregate",
+        "timing",
     }
     validate_record(minimal_record())
 

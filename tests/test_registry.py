@@ -11,17 +11,40 @@ from mmbench.errors import PluginError
 from mmbench.plugins import MethodSpec
 from mmbench.registry import DATASETS, METHODS, PROTOCOLS, normalize_name
 
-SPEC_MODULE = '''
+SPEC_MODULE = """
 from mmbench.plugins import MethodSpec, ProtocolSpec
 SPEC = MethodSpec(name="{name}", summary="s", version="1", target="{package}.model:Model")
-'''
+"""
 
 
 def test_discovers_plugins_of_every_kind_from_entry_points(dummy_plugin):
-    assert METHODS.names() == ["ae", "broken-impl", "cgan", "dis2", "dummy", "early-fusion", "engine-only", "gemmnet",
-                               "mmformer", "modality-dropout", "perceiver", "sgma", "shaspec", "stars", "unimodal"]
-    assert PROTOCOLS.names() == ["dummy-protocol", "full", "last1", "minority", "missing1", "pixel-drop",
-                                 "random-drop", "subsets"]
+    assert METHODS.names() == [
+        "ae",
+        "broken-impl",
+        "cgan",
+        "dis2",
+        "dummy",
+        "early-fusion",
+        "engine-only",
+        "gemmnet",
+        "mmformer",
+        "modality-dropout",
+        "perceiver",
+        "sgma",
+        "shaspec",
+        "stars",
+        "unimodal",
+    ]
+    assert PROTOCOLS.names() == [
+        "dummy-protocol",
+        "full",
+        "last1",
+        "minority",
+        "missing1",
+        "pixel-drop",
+        "random-drop",
+        "subsets",
+    ]
     assert DATASETS.names() == ["synthetic", "toy"]
     spec = METHODS.get("dummy")
     assert isinstance(spec, MethodSpec)
@@ -54,8 +77,10 @@ def test_unknown_name_suggests_close_matches_and_lists_registered(dummy_plugin):
     message = str(info.value)
     assert "unknown method 'dumy'" in message
     assert "did you mean 'dummy'" in message
-    assert ("registered methods: ae, broken-impl, cgan, dis2, dummy, early-fusion, engine-only, gemmnet, mmformer, "
-            "modality-dropout, perceiver, sgma, shaspec, stars, unimodal") in message
+    assert (
+        "registered methods: ae, broken-impl, cgan, dis2, dummy, early-fusion, engine-only, gemmnet, mmformer, "
+        "modality-dropout, perceiver, sgma, shaspec, stars, unimodal"
+    ) in message
     assert "\n" not in message
 
 
@@ -69,8 +94,11 @@ def test_unknown_name_with_empty_registry_says_how_to_register(monkeypatch):
 
 
 def test_broken_plugin_is_reported_and_the_others_still_work(install_dist, dummy_plugin):
-    install_dist("broken-dist", {"mmbench.methods": {"exploding": "mmb_exploding_pkg:SPEC"}},
-                 {"mmb_exploding_pkg/__init__.py": "raise ImportError('needs libfoo 9')\n"})
+    install_dist(
+        "broken-dist",
+        {"mmbench.methods": {"exploding": "mmb_exploding_pkg:SPEC"}},
+        {"mmb_exploding_pkg/__init__.py": "raise ImportError('needs libfoo 9')\n"},
+    )
     registrations = {r.name: r for r in METHODS.registrations()}
     assert registrations["exploding"].status == "broken"
     assert "ImportError: needs libfoo 9" in registrations["exploding"].error
@@ -84,10 +112,16 @@ def test_broken_plugin_is_reported_and_the_others_still_work(install_dist, dummy
 
 
 def test_two_distributions_claiming_one_name_is_an_error_naming_both(install_dist):
-    install_dist("first-dist", {"mmbench.methods": {"twin": "mmb_first_pkg:SPEC"}},
-                 {"mmb_first_pkg/__init__.py": SPEC_MODULE.format(name="twin", package="mmb_first_pkg")})
-    install_dist("second-dist", {"mmbench.methods": {"twin": "mmb_second_pkg:SPEC"}},
-                 {"mmb_second_pkg/__init__.py": SPEC_MODULE.format(name="twin", package="mmb_second_pkg")})
+    install_dist(
+        "first-dist",
+        {"mmbench.methods": {"twin": "mmb_first_pkg:SPEC"}},
+        {"mmb_first_pkg/__init__.py": SPEC_MODULE.format(name="twin", package="mmb_first_pkg")},
+    )
+    install_dist(
+        "second-dist",
+        {"mmbench.methods": {"twin": "mmb_second_pkg:SPEC"}},
+        {"mmb_second_pkg/__init__.py": SPEC_MODULE.format(name="twin", package="mmb_second_pkg")},
+    )
     with pytest.raises(PluginError) as info:
         METHODS.get("twin")
     message = str(info.value)
@@ -98,24 +132,31 @@ def test_two_distributions_claiming_one_name_is_an_error_naming_both(install_dis
 
 
 def test_entry_point_must_point_at_a_spec_of_the_right_kind(install_dist):
-    install_dist("wrong-kind", {"mmbench.protocols": {"odd": "mmb_wrong_kind:SPEC"}},
-                 {"mmb_wrong_kind/__init__.py": SPEC_MODULE.format(name="odd", package="mmb_wrong_kind")})
+    install_dist(
+        "wrong-kind",
+        {"mmbench.protocols": {"odd": "mmb_wrong_kind:SPEC"}},
+        {"mmb_wrong_kind/__init__.py": SPEC_MODULE.format(name="odd", package="mmb_wrong_kind")},
+    )
     with pytest.raises(PluginError, match="points at a MethodSpec, expected a mmbench.plugins.ProtocolSpec"):
         PROTOCOLS.get("odd")
 
 
 def test_entry_point_and_spec_names_must_agree(install_dist):
-    install_dist("mismatch", {"mmbench.methods": {"alias": "mmb_mismatch:SPEC"}},
-                 {"mmb_mismatch/__init__.py": SPEC_MODULE.format(name="real-name", package="mmb_mismatch")})
+    install_dist(
+        "mismatch",
+        {"mmbench.methods": {"alias": "mmb_mismatch:SPEC"}},
+        {"mmb_mismatch/__init__.py": SPEC_MODULE.format(name="real-name", package="mmb_mismatch")},
+    )
     with pytest.raises(PluginError, match="spec is named 'real-name'"):
         METHODS.get("alias")
 
 
 def test_invalid_spec_fields_are_rejected_at_discovery(install_dist):
-    bad = ('from mmbench.plugins import MethodSpec\n'
-           'SPEC = MethodSpec(name="bad", summary="s", version="1", target="no colon")\n')
-    install_dist("bad-target", {"mmbench.methods": {"bad": "mmb_bad_target:SPEC"}},
-                 {"mmb_bad_target/__init__.py": bad})
+    bad = (
+        "from mmbench.plugins import MethodSpec\n"
+        'SPEC = MethodSpec(name="bad", summary="s", version="1", target="no colon")\n'
+    )
+    install_dist("bad-target", {"mmbench.methods": {"bad": "mmb_bad_target:SPEC"}}, {"mmb_bad_target/__init__.py": bad})
     with pytest.raises(PluginError, match="target 'no colon' must look like 'package.module:attribute'"):
         METHODS.get("bad")
 

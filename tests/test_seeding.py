@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from mmbench.seeding import seed_everything
+from mmbench.runtime.seeding import seed_everything
 
 
 def draw() -> tuple:

@@ -19,8 +19,11 @@ PINS = json.loads((Path(__file__).parent / "fixtures" / "behaviour_pins.json").r
 
 
 def builtin_methods() -> list[str]:
-    return [r.name for r in METHODS.registrations()
-            if r.sources and (r.sources[0].distribution or "").startswith("mmbench ")]
+    return [
+        r.name
+        for r in METHODS.registrations()
+        if r.sources and (r.sources[0].distribution or "").startswith("mmbench ")
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +54,7 @@ def test_every_builtin_method_passes_a_smoke_run_with_its_pinned_losses(tmp_path
     pinned = PINS["smoke_losses"].get(method)
     assert pinned is not None, f"no pinned losses for {method}: run tests/fixtures/generate_behaviour_pins.py"
     assert [sorted(step) for step in losses] == [sorted(step) for step in pinned]
-    for got, want in zip(losses, pinned):
+    for got, want in zip(losses, pinned, strict=True):
         for term, value in want.items():
             assert math.isclose(got[term], value, rel_tol=1e-4, abs_tol=1e-5), (method, got["step"], term)
 
@@ -60,8 +63,9 @@ def test_a_checkpoint_written_before_the_regrouping_evaluates_to_the_same_matric
     from mmbench.cli.main import main
 
     checkpoint = Path(__file__).parent / "fixtures" / "unimodal_tiny.ckpt"
-    assert main(["eval", str(checkpoint), "--protocol", "subsets", "--dataset", str(store), "--out",
-                 str(tmp_path)]) == 0
+    assert (
+        main(["eval", str(checkpoint), "--protocol", "subsets", "--dataset", str(store), "--out", str(tmp_path)]) == 0
+    )
     (path,) = tmp_path.rglob("result.json")
     matrices = {s["name"]: s["confusion_matrix"] for s in read_record(path)["scenarios"]}
     assert matrices == PINS["unimodal_tiny_subsets"]

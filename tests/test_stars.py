@@ -34,12 +34,17 @@ def stars(modalities=MODALITIES3, seed=0, **overrides):
 
 def batch(modalities, size=32, count=2, seed=0):
     generator = torch.Generator().manual_seed(seed)
-    inputs = {name: torch.randn(count, channels, size, size, generator=generator)
-              for name, channels in modalities.items()}
+    inputs = {
+        name: torch.randn(count, channels, size, size, generator=generator) for name, channels in modalities.items()
+    }
     label = torch.randint(0, 6, (count, size, size), generator=generator)
     label[:, :2] = 255
-    return {"inputs": inputs, "label": label, "available": torch.ones(count, len(modalities), dtype=torch.bool),
-            "slots": torch.arange(count)}
+    return {
+        "inputs": inputs,
+        "label": label,
+        "available": torch.ones(count, len(modalities), dtype=torch.bool),
+        "slots": torch.arange(count),
+    }
 
 
 def patterns(count):
@@ -67,10 +72,14 @@ def test_missing_inputs_are_never_read(modalities):
     rows = patterns(len(names))
     available = torch.tensor([rows[1], rows[-1]])  # per-sample mix
     for scenario in (available, torch.tensor([rows[-1], rows[-1]])):
-        filled = {name: torch.where(scenario[:, i].view(-1, 1, 1, 1), x, torch.full_like(x, math.nan))
-                  for i, (name, x) in enumerate(data["inputs"].items())}
-        zeros = {name: torch.where(scenario[:, i].view(-1, 1, 1, 1), x, torch.zeros_like(x))
-                 for i, (name, x) in enumerate(data["inputs"].items())}
+        filled = {
+            name: torch.where(scenario[:, i].view(-1, 1, 1, 1), x, torch.full_like(x, math.nan))
+            for i, (name, x) in enumerate(data["inputs"].items())
+        }
+        zeros = {
+            name: torch.where(scenario[:, i].view(-1, 1, 1, 1), x, torch.zeros_like(x))
+            for i, (name, x) in enumerate(data["inputs"].items())
+        }
         with torch.no_grad():
             from_nan, from_zero = model(filled, scenario), model(zeros, scenario)
         assert torch.isfinite(from_nan).all()
@@ -114,10 +123,14 @@ def test_stop_gradient_keeps_the_target_encoder_out_of_the_translation_gradient(
         features = features_of(model)
         source_only = -torch.nn.functional.cosine_similarity(
             model.translators["optical__sar"][-1](features["optical"]["shared"][-1]),
-            features["sar"]["shared"][-1].detach(), dim=1).mean()
+            features["sar"]["shared"][-1].detach(),
+            dim=1,
+        ).mean()
         target_side = -torch.nn.functional.cosine_similarity(
             model.translators["sar__optical"][-1](features["sar"]["shared"][-1]).detach(),
-            features["optical"]["shared"][-1], dim=1).mean()
+            features["optical"]["shared"][-1],
+            dim=1,
+        ).mean()
         (source_only / 2 + (0 if stop_gradient else target_side / 2)).backward()
         torch.testing.assert_close(grad, model.stems["optical"].body[0].weight.grad)
 
@@ -146,9 +159,24 @@ def test_stars_runs_through_the_cli(capsys, tmp_path):
     from mmbench.records import read_record
 
     store = write_synthetic(tmp_path / "s.h5", SyntheticConfig(tiles=6, size=64))
-    code = main(["run", "stars", "-p", "last1", "-d", str(store), "--smoke", "--out", str(tmp_path / "runs"),
-                 *[f"--set=method.{key}={value}" for key, value in TINY.items()],
-                 "--set", "method.train.crop_size=32", "--set", "method.train.batch_size=2"])
+    code = main(
+        [
+            "run",
+            "stars",
+            "-p",
+            "last1",
+            "-d",
+            str(store),
+            "--smoke",
+            "--out",
+            str(tmp_path / "runs"),
+            *[f"--set=method.{key}={value}" for key, value in TINY.items()],
+            "--set",
+            "method.train.crop_size=32",
+            "--set",
+            "method.train.batch_size=2",
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     (path,) = (tmp_path / "runs").rglob("result.json")
     record = read_record(path)

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 from store_helpers import CLASSES, MODALITIES, tile_arrays, write_store
 
-from mmbench.datasets.store_format import CODECS, FORMAT_VERSION, StoreError
-from mmbench.datasets.store_reader import TileStore
-from mmbench.datasets.store_stats import band_statistics
-from mmbench.datasets.store_writer import TileStoreWriter
+from mmbench.data.store_format import CODECS, FORMAT_VERSION, StoreError
+from mmbench.data.store_reader import TileStore
+from mmbench.data.store_stats import band_statistics
+from mmbench.data.store_writer import TileStoreWriter
 
 
 @pytest.mark.parametrize("codec", CODECS)

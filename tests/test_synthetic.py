@@ -8,7 +8,7 @@ import hashlib
 import numpy as np
 import pytest
 
-from mmbench.datasets.store_reader import TileStore
+from mmbench.data.store_reader import TileStore
 from mmbench.datasets.synthetic import (
     BUILDING,
     CAR,
@@ -96,13 +96,14 @@ def _features(store: TileStore, index: int, modalities: tuple[str, ...]) -> np.n
     if "sar" in modalities:
         sar = store.read_modality("sar", index)[0].astype(float)
         padded = np.pad(sar, 2, mode="edge")
-        windows = (padded[dy:dy + sar.shape[0], dx:dx + sar.shape[1]] for dy in range(5) for dx in range(5))
+        windows = (padded[dy : dy + sar.shape[0], dx : dx + sar.shape[1]] for dy in range(5) for dx in range(5))
         columns.append(sum(windows) / 25)
     return np.stack(columns, axis=-1).reshape(-1, len(columns))
 
 
 def _class_f1(store: TileStore, modalities: tuple[str, ...]) -> np.ndarray:
     """Per-class F1 of a Gaussian naive Bayes pixel classifier fit on train, scored on test."""
+
     def data(part: str):
         indices = store.split_indices(None, part)
         features = np.concatenate([_features(store, int(i), modalities) for i in indices])
@@ -156,7 +157,7 @@ def test_hidden_clutter_is_visible_only_in_sar():
         ground = np.percentile(scene["dsm"][0], 5)
         sar = scene["sar"][0]
         padded = np.pad(sar, 1, mode="edge")
-        smoothed = sum(padded[dy:dy + 128, dx:dx + 128] for dy in range(3) for dx in range(3)) / 9
+        smoothed = sum(padded[dy : dy + 128, dx : dx + 128] for dy in range(3) for dx in range(3)) / 9
         values = {"optical": scene["optical"][0].astype(float), "dsm": scene["dsm"][0] - ground, "sar": smoothed}
         for name, array in values.items():
             hidden[name].append(array[scene["surface"] == hidden_kind])

@@ -73,10 +73,31 @@ def test_the_same_seed_trains_to_the_same_numbers(capsys, tmp_path, store, tiny_
 
 def test_data_loader_workers_do_not_change_the_numbers(capsys, tmp_path, store, tiny_methods):
     assert cli(capsys, *run_args(store, tmp_path / "zero"))[0] == 0
-    assert cli(capsys, *run_args(store, tmp_path / "two", "--set", "method.train.num_workers=2",
-                                 "--set", "method.train.accumulate=2", "--set", "method.train.batch_size=2"))[0] == 0
-    assert cli(capsys, *run_args(store, tmp_path / "acc", "--set", "method.train.accumulate=2",
-                                 "--set", "method.train.batch_size=2"))[0] == 0
+    assert (
+        cli(
+            capsys,
+            *run_args(
+                store,
+                tmp_path / "two",
+                "--set",
+                "method.train.num_workers=2",
+                "--set",
+                "method.train.accumulate=2",
+                "--set",
+                "method.train.batch_size=2",
+            ),
+        )[0]
+        == 0
+    )
+    assert (
+        cli(
+            capsys,
+            *run_args(
+                store, tmp_path / "acc", "--set", "method.train.accumulate=2", "--set", "method.train.batch_size=2"
+            ),
+        )[0]
+        == 0
+    )
     workers, single = (read_record(records(tmp_path / name)[0]) for name in ("two", "acc"))
     assert matrices(workers) == matrices(single)
     assert workers["method"]["checkpoint"]["effective_batch_size"] == 4
@@ -120,20 +141,22 @@ def test_resume_needs_an_unfinished_run_with_the_same_config(capsys, tmp_path, s
 
 
 def test_divergence_names_the_step_and_term_and_keeps_the_last_checkpoint(capsys, tmp_path, store, tiny_methods):
-    code, _, err = cli(capsys, *run_args(store, tmp_path / "runs", "--set", "method.nan_at_step=6",
-                                         method="tiny-diverging"))
+    code, _, err = cli(
+        capsys, *run_args(store, tmp_path / "runs", "--set", "method.nan_at_step=6", method="tiny-diverging")
+    )
     assert code == 2
     assert "loss term 'loss' is nan at step 6" in err and err.strip().count("\n") == 0
     assert records(tmp_path / "runs") == []
     (last,) = (tmp_path / "runs").rglob("last.ckpt")
-    from mmbench.checkpoint import load_checkpoint
+    from mmbench.engine.checkpoint import load_checkpoint
 
     assert load_checkpoint(last)["state"]["step"] == 4
 
 
-def test_a_full_disk_is_a_clear_error_and_the_previous_checkpoint_survives(capsys, tmp_path, store, tiny_methods,
-                                                                           monkeypatch):
-    import mmbench.trainer as trainer
+def test_a_full_disk_is_a_clear_error_and_the_previous_checkpoint_survives(
+    capsys, tmp_path, store, tiny_methods, monkeypatch
+):
+    import mmbench.engine.trainer as trainer
 
     original = trainer.save_checkpoint
     calls = {"count": 0}
@@ -149,7 +172,7 @@ def test_a_full_disk_is_a_clear_error_and_the_previous_checkpoint_survives(capsy
     assert code == 2
     assert "cannot write checkpoint" in err and "No space left on device" in err and "--resume" in err
     (last,) = (tmp_path / "runs").rglob("last.ckpt")
-    from mmbench.checkpoint import load_checkpoint
+    from mmbench.engine.checkpoint import load_checkpoint
 
     assert load_checkpoint(last)["state"]["step"] == 4
     assert not list((tmp_path / "runs").rglob(".*.tmp"))
@@ -179,8 +202,17 @@ def test_two_process_ddp_on_cpu_matches_one_process(tmp_path, store, tiny_method
     """torchrun with gloo: each rank takes half of every step's batch; gradients are averaged."""
     single = subprocess_run(run_args(store, tmp_path / "one", "--set", "method.train.iterations=8"))
     assert single.returncode == 0, single.stderr
-    launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "mmbench",
-              *run_args(store, tmp_path / "two", "--set", "method.train.iterations=8")]
+    launch = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "mmbench",
+        *run_args(store, tmp_path / "two", "--set", "method.train.iterations=8"),
+    ]
     result = subprocess.run(launch, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert result.returncode == 0, result.stderr[-3000:]
     (path,) = records(tmp_path / "two")

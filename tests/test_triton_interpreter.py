@@ -27,8 +27,19 @@ pytestmark = [
 
 def test_kernels_match_references_under_the_interpreter(tmp_path):
     env = {**os.environ, "TRITON_INTERPRET": "1", "CUDA_VISIBLE_DEVICES": ""}
-    command = [sys.executable, "-m", "pytest", str(REPO_ROOT / "tests" / "triton_kernels"), "-q", "-p",
-               "no:cacheprovider", "--basetemp", str(tmp_path / "basetemp"), "-m", "not gpu"]
+    command = [
+        sys.executable,
+        "-m",
+        "pytest",
+        str(REPO_ROOT / "tests" / "triton_kernels"),
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "--basetemp",
+        str(tmp_path / "basetemp"),
+        "-m",
+        "not gpu",
+    ]
     result = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=1200)
     output = result.stdout + result.stderr
     assert result.returncode == 0, f"interpreter session failed:\n{output[-6000:]}"

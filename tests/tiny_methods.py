@@ -13,20 +13,37 @@ from torch import nn
 from mmbench.method import SegmentationMethod
 from mmbench.plugins import MethodSpec
 
-SPEC = MethodSpec(name="tiny-fusion", summary="Test-only late fusion by masked feature averaging.", version="1",
-                  target="tiny_methods:TinyFusion", defaults={"width": 8, "kernel": 3})
-PLAIN_SPEC = MethodSpec(name="tiny-fusion-plain", summary="tiny-fusion without the split interface.", version="1",
-                        target="tiny_methods:TinyFusionPlain", defaults={"width": 8, "kernel": 3})
+SPEC = MethodSpec(
+    name="tiny-fusion",
+    summary="Test-only late fusion by masked feature averaging.",
+    version="1",
+    target="tiny_methods:TinyFusion",
+    defaults={"width": 8, "kernel": 3},
+)
+PLAIN_SPEC = MethodSpec(
+    name="tiny-fusion-plain",
+    summary="tiny-fusion without the split interface.",
+    version="1",
+    target="tiny_methods:TinyFusionPlain",
+    defaults={"width": 8, "kernel": 3},
+)
 
 
 class TinyFusion(SegmentationMethod):
     def __init__(self, modalities, num_classes, config):
         super().__init__(modalities, num_classes, config)
         width, kernel = config["width"], config["kernel"]
-        self.encoders = nn.ModuleDict({
-            name: nn.Sequential(nn.Conv2d(channels, width, kernel, padding=kernel // 2), nn.ReLU(),
-                                nn.Conv2d(width, width, kernel, padding=kernel // 2), nn.ReLU())
-            for name, channels in modalities.items()})
+        self.encoders = nn.ModuleDict(
+            {
+                name: nn.Sequential(
+                    nn.Conv2d(channels, width, kernel, padding=kernel // 2),
+                    nn.ReLU(),
+                    nn.Conv2d(width, width, kernel, padding=kernel // 2),
+                    nn.ReLU(),
+                )
+                for name, channels in modalities.items()
+            }
+        )
         self.head = nn.Conv2d(width, num_classes, 1)
 
     def encode(self, name, x):
@@ -58,14 +75,32 @@ class TinyFusionPlain(TinyFusion):
 
 
 TRAIN_DEFAULTS = {
-    "iterations": 12, "batch_size": 4, "crop_size": 32, "lr": 0.01, "weight_decay": 0.0, "betas": [0.9, 0.999],
-    "warmup_iterations": 2, "warmup_start_factor": 0.1, "poly_power": 0.9, "min_lr": 0.0, "grad_clip": 1.0,
-    "accumulate": 1, "amp": "off", "val_every": 4, "val_tiles": None, "num_workers": 0, "augment": True,
+    "iterations": 12,
+    "batch_size": 4,
+    "crop_size": 32,
+    "lr": 0.01,
+    "weight_decay": 0.0,
+    "betas": [0.9, 0.999],
+    "warmup_iterations": 2,
+    "warmup_start_factor": 0.1,
+    "poly_power": 0.9,
+    "min_lr": 0.0,
+    "grad_clip": 1.0,
+    "accumulate": 1,
+    "amp": "off",
+    "val_every": 4,
+    "val_tiles": None,
+    "num_workers": 0,
+    "augment": True,
     "log_every": 2,
 }
-TRAINABLE_SPEC = MethodSpec(name="tiny-trainable", summary="tiny-fusion with a training recipe.", version="1",
-                            target="tiny_methods:TinyFusion",
-                            defaults={"width": 8, "kernel": 3, "train": TRAIN_DEFAULTS})
+TRAINABLE_SPEC = MethodSpec(
+    name="tiny-trainable",
+    summary="tiny-fusion with a training recipe.",
+    version="1",
+    target="tiny_methods:TinyFusion",
+    defaults={"width": 8, "kernel": 3, "train": TRAIN_DEFAULTS},
+)
 
 
 class TinyDiverging(TinyFusion):
@@ -79,9 +114,13 @@ class TinyDiverging(TinyFusion):
         return terms
 
 
-DIVERGING_SPEC = MethodSpec(name="tiny-diverging", summary="Test-only: the loss becomes NaN.", version="1",
-                            target="tiny_methods:TinyDiverging",
-                            defaults={"width": 8, "kernel": 3, "nan_at_step": 3, "train": TRAIN_DEFAULTS})
+DIVERGING_SPEC = MethodSpec(
+    name="tiny-diverging",
+    summary="Test-only: the loss becomes NaN.",
+    version="1",
+    target="tiny_methods:TinyDiverging",
+    defaults={"width": 8, "kernel": 3, "nan_at_step": 3, "train": TRAIN_DEFAULTS},
+)
 
 
 class TinyAdversarial(TinyFusion):
@@ -90,8 +129,9 @@ class TinyAdversarial(TinyFusion):
 
     def __init__(self, modalities, num_classes, config):
         super().__init__(modalities, num_classes, config)
-        self.critic = nn.Sequential(nn.Conv2d(num_classes, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
-                                    nn.Conv2d(4, 1, 1))
+        self.critic = nn.Sequential(
+            nn.Conv2d(num_classes, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.Conv2d(4, 1, 1)
+        )
         self.generator_norm = nn.BatchNorm2d(num_classes)  # running stats: must not move in the adversary phase
 
     def adversary_modules(self):
@@ -119,12 +159,22 @@ class TinyAdversarial(TinyFusion):
         ce = nn.functional.cross_entropy(logits, batch["label"], ignore_index=info.ignore_index)
         score = self.critic(probabilities)
         adversarial = nn.functional.binary_cross_entropy_with_logits(score, torch.ones_like(score))
-        return {"loss": ce + self.config["adversarial_weight"] * adversarial, "ce": ce.detach(),
-                "critic_seen_by_generator": self._critic_sum()}
+        return {
+            "loss": ce + self.config["adversarial_weight"] * adversarial,
+            "ce": ce.detach(),
+            "critic_seen_by_generator": self._critic_sum(),
+        }
 
 
 ADVERSARIAL_SPEC = MethodSpec(
-    name="tiny-adversarial", summary="Test-only: adversarial segmentation with an alternating update.", version="1",
+    name="tiny-adversarial",
+    summary="Test-only: adversarial segmentation with an alternating update.",
+    version="1",
     target="tiny_methods:TinyAdversarial",
-    defaults={"width": 8, "kernel": 3, "adversarial_weight": 0.1,
-              "train": {**TRAIN_DEFAULTS, "adversary": {"lr": 0.005, "betas": [0.5, 0.999], "weight_decay": 0.0}}})
+    defaults={
+        "width": 8,
+        "kernel": 3,
+        "adversarial_weight": 0.1,
+        "train": {**TRAIN_DEFAULTS, "adversary": {"lr": 0.005, "betas": [0.5, 0.999], "weight_decay": 0.0}},
+    },
+)

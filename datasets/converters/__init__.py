@@ -13,8 +13,8 @@ import importlib
 from collections.abc import Callable
 from pathlib import Path
 
+from mmbench.data.store_format import DEFAULT_CODEC, StoreError
 from mmbench.datasets.converters.report import ConversionReport
-from mmbench.datasets.store_format import DEFAULT_CODEC, StoreError
 
 __all__ = ["FORMATS", "ConversionReport", "convert", "get_layout"]
 
@@ -35,8 +35,16 @@ def get_layout(format: str):
     return getattr(importlib.import_module(f"{__name__}.{module_name}"), attribute)
 
 
-def convert(format: str, source: str | Path, output: str | Path, *, tile_size: int = 512, stride: int | None = None,
-            codec: str = DEFAULT_CODEC, progress: Callable[[str, int, int], None] | None = None) -> ConversionReport:
+def convert(
+    format: str,
+    source: str | Path,
+    output: str | Path,
+    *,
+    tile_size: int = 512,
+    stride: int | None = None,
+    codec: str = DEFAULT_CODEC,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> ConversionReport:
     """Convert the official layout `format` found at `source` into the tile store `output`.
 
     `source` is the extracted folder or a folder holding the official zip archives (or both). Windows of
@@ -47,5 +55,6 @@ def convert(format: str, source: str | Path, output: str | Path, *, tile_size: i
     """
     from mmbench.datasets.converters.common import run_conversion
 
-    return run_conversion(get_layout(format), source, output, tile_size=tile_size, stride=stride, codec=codec,
-                          progress=progress)
+    return run_conversion(
+        get_layout(format), source, output, tile_size=tile_size, stride=stride, codec=codec, progress=progress
+    )

@@ -14,13 +14,13 @@ from typing import Any
 
 import numpy as np
 
+from mmbench.data.store_format import CODECS, IGNORE_INDEX, SPLIT_PARTS, ModalitySpec, StoreError
 from mmbench.datasets.converters.layout import Layout, ModalityRule
 from mmbench.datasets.converters.planning import Plan, SourceTile, listing, make_plan, plural
 from mmbench.datasets.converters.rasters import decode_image
 from mmbench.datasets.converters.report import ConversionReport
 from mmbench.datasets.converters.sources import Entry, SourceTree
-from mmbench.datasets.store_format import CODECS, IGNORE_INDEX, SPLIT_PARTS, ModalitySpec, StoreError
-from mmbench.tiling import window_starts
+from mmbench.evaluation.tiling import window_starts
 
 Progress = Callable[[str, int, int], None]
 MIN_TILE_SIZE = 8
@@ -39,8 +39,16 @@ def check_tiling(tile_size: int, stride: int | None) -> tuple[int, int]:
     return tile_size, stride
 
 
-def run_conversion(layout: Layout, source: str | Path, output: str | Path, *, tile_size: int, stride: int | None,
-                   codec: str, progress: Progress | None) -> ConversionReport:
+def run_conversion(
+    layout: Layout,
+    source: str | Path,
+    output: str | Path,
+    *,
+    tile_size: int,
+    stride: int | None,
+    codec: str,
+    progress: Progress | None,
+) -> ConversionReport:
     """Convert one source with one layout; see `mmbench.datasets.converters.convert`."""
     tile_size, stride = check_tiling(tile_size, stride)
     if codec not in CODECS:
@@ -56,8 +64,17 @@ def run_conversion(layout: Layout, source: str | Path, output: str | Path, *, ti
 class _Conversion:
     """State of one conversion run: the writer (created once the first tile shows the delivered dtypes)."""
 
-    def __init__(self, layout: Layout, tree: SourceTree, plan: Plan, output: Path, tile_size: int, stride: int,
-                 codec: str, progress: Progress | None) -> None:
+    def __init__(
+        self,
+        layout: Layout,
+        tree: SourceTree,
+        plan: Plan,
+        output: Path,
+        tile_size: int,
+        stride: int,
+        codec: str,
+        progress: Progress | None,
+    ) -> None:
         self.layout, self.tree, self.plan, self.output = layout, tree, plan, output
         self.tile_size, self.stride, self.codec = tile_size, stride, codec
         self.progress = progress
@@ -69,7 +86,7 @@ class _Conversion:
         self.tile_indices: dict[str, list[int]] = {}
 
     def run(self) -> ConversionReport:
-        from mmbench.datasets.store_writer import TileStoreWriter
+        from mmbench.data.store_writer import TileStoreWriter
 
         total = len(self.plan.tiles)
         with contextlib.ExitStack() as stack:
@@ -77,19 +94,30 @@ class _Conversion:
                 self._report(f"{self.layout.format} {tile.source}", position, total)
                 modalities, labels = self._read(tile)
                 if self.writer is None:
-                    self.writer = stack.enter_context(TileStoreWriter(
-                        self.output, name=self.layout.format, modalities=self._specs(modalities),
-                        label_variants=[rule.variant for rule in self.plan.labels], tile_size=self.tile_size,
-                        classes=self.layout.classes, palette=self.layout.palette, codec=self.codec))
+                    self.writer = stack.enter_context(
+                        TileStoreWriter(
+                            self.output,
+                            name=self.layout.format,
+                            modalities=self._specs(modalities),
+                            label_variants=[rule.variant for rule in self.plan.labels],
+                            tile_size=self.tile_size,
+                            classes=self.layout.classes,
+                            palette=self.layout.palette,
+                            codec=self.codec,
+                        )
+                    )
                 self.tile_indices[tile.source] = self._write(tile, modalities, labels)
                 del modalities, labels
             if self.padded:
-                self.notes.append(f"{plural(len(self.padded), 'source image')} smaller than the {self.tile_size} px "
-                                  f"tile padded at the bottom/right (modalities with 0, labels with ignore "
-                                  f"{IGNORE_INDEX}): {listing(self.padded)}")
+                self.notes.append(
+                    f"{plural(len(self.padded), 'source image')} smaller than the {self.tile_size} px "
+                    f"tile padded at the bottom/right (modalities with 0, labels with ignore "
+                    f"{IGNORE_INDEX}): {listing(self.padded)}"
+                )
             split_descriptions = self._set_splits()
             archives = self.tree.archive_hashes(
-                lambda name: self._report(f"{self.layout.format}: sha256 of {name}", total, total))
+                lambda name: self._report(f"{self.layout.format}: sha256 of {name}", total, total)
+            )
             self.writer.provenance.update(self._provenance(archives, split_descriptions))
             tiles = self.writer.tile_count
         self._report(f"{self.layout.format}: done", total, total)
@@ -109,12 +137,16 @@ class _Conversion:
             labels[rule.variant], off_palette = rule.decoder(raw, entry.display)
             if off_palette:
                 self.off_palette[entry.display] = off_palette
-        sizes = {entry.display: array.shape[-2:] for entry, array in
-                 zip(tile.files, [*modalities.values(), *labels.values()], strict=True)}
+        sizes = {
+            entry.display: array.shape[-2:]
+            for entry, array in zip(tile.files, [*modalities.values(), *labels.values()], strict=True)
+        }
         if len(set(sizes.values())) > 1:
             shown = ", ".join(f"{name} is {height}x{width}" for name, (height, width) in sizes.items())
-            raise StoreError(f"tile {tile.source}: image sizes differ ({shown}, height x width); all modalities "
-                             "and labels of a source tile must share one pixel grid")
+            raise StoreError(
+                f"tile {tile.source}: image sizes differ ({shown}, height x width); all modalities "
+                "and labels of a source tile must share one pixel grid"
+            )
         return modalities, labels
 
     def _read_modality(self, rule: ModalityRule, entry: Entry) -> np.ndarray:
@@ -123,30 +155,41 @@ class _Conversion:
             if len(rule.bands) == 1 and array.shape[0] in (3, 4) and _equal_bands(array[:3]):
                 array = array[:1]  # a grey image saved as RGB(A)
             else:
-                raise StoreError(f"{entry.display}: has {array.shape[0]} band(s); the {rule.what} should have "
-                                 f"{len(rule.bands)} ({', '.join(rule.bands)})")
+                raise StoreError(
+                    f"{entry.display}: has {array.shape[0]} band(s); the {rule.what} should have "
+                    f"{len(rule.bands)} ({', '.join(rule.bands)})"
+                )
         accepted = rule.accepted_dtypes()
         if accepted is None and array.dtype.kind not in "uif":
             raise StoreError(f"{entry.display}: pixel type {array.dtype} is not an integer or float type")
         if accepted is not None and array.dtype.name not in accepted:
-            raise StoreError(f"{entry.display}: pixel type {array.dtype}; the {rule.what} should be "
-                             f"{' or '.join(accepted)}")
+            raise StoreError(
+                f"{entry.display}: pixel type {array.dtype}; the {rule.what} should be {' or '.join(accepted)}"
+            )
         if rule.convert is not None:
             array = rule.convert(array)
         if array.dtype.kind == "f" and not np.isfinite(array).all():
             bad = int((~np.isfinite(array)).sum())
-            raise StoreError(f"{entry.display}: {bad} NaN/inf values in the {rule.what}; fill them (e.g. with "
-                             "gdal_fillnodata) before converting")
+            raise StoreError(
+                f"{entry.display}: {bad} NaN/inf values in the {rule.what}; fill them (e.g. with "
+                "gdal_fillnodata) before converting"
+            )
         expected = self.dtypes.get(rule.name)
         if expected is not None and array.dtype != expected:
-            raise StoreError(f"{entry.display}: pixel type {array.dtype}, but earlier {rule.what} files are "
-                             f"{expected}; all files of a modality must share one type")
+            raise StoreError(
+                f"{entry.display}: pixel type {array.dtype}, but earlier {rule.what} files are "
+                f"{expected}; all files of a modality must share one type"
+            )
         self.dtypes.setdefault(rule.name, array.dtype)
         return array
 
     def _specs(self, modalities: Mapping[str, np.ndarray]) -> list[ModalitySpec]:
-        return [ModalitySpec(rule.name, rule.bands, rule.dtype or modalities[rule.name].dtype.name, rule.units,
-                             rule.description) for rule in self.plan.modalities]
+        return [
+            ModalitySpec(
+                rule.name, rule.bands, rule.dtype or modalities[rule.name].dtype.name, rule.units, rule.description
+            )
+            for rule in self.plan.modalities
+        ]
 
     # -- writing -------------------------------------------------------------------------------
     def _write(self, tile: SourceTile, modalities: dict[str, np.ndarray], labels: dict[str, np.ndarray]) -> list[int]:
@@ -163,11 +206,20 @@ class _Conversion:
         for row in window_starts(height, size, self.stride):
             for col in window_starts(width, size, self.stride):
                 window = (slice(row, row + size), slice(col, col + size))
-                indices.append(self.writer.add_tile(
-                    tile_id(tile.source, row, col),
-                    {name: np.ascontiguousarray(array[(slice(None), *window)]) for name, array in modalities.items()},
-                    {name: np.ascontiguousarray(array[window]) for name, array in labels.items()},
-                    source=tile.source, row=row, col=col, files=files))
+                indices.append(
+                    self.writer.add_tile(
+                        tile_id(tile.source, row, col),
+                        {
+                            name: np.ascontiguousarray(array[(slice(None), *window)])
+                            for name, array in modalities.items()
+                        },
+                        {name: np.ascontiguousarray(array[window]) for name, array in labels.items()},
+                        source=tile.source,
+                        row=row,
+                        col=col,
+                        files=files,
+                    )
+                )
         return indices
 
     def _set_splits(self) -> dict[str, str]:
@@ -180,8 +232,10 @@ class _Conversion:
                 present = [source for source in listed if source in self.tile_indices]
                 parts[part] = [index for source in present for index in self.tile_indices[source]]
                 if not parts[part]:
-                    self.notes.append(f"split '{split.name}': part '{part}' is empty; the source has none of its "
-                                      f"{len(listed)} tiles" + (f" ({listing(list(listed))})" if listed else ""))
+                    self.notes.append(
+                        f"split '{split.name}': part '{part}' is empty; the source has none of its "
+                        f"{len(listed)} tiles" + (f" ({listing(list(listed))})" if listed else "")
+                    )
             self.notes.extend(split.notes)
             self.writer.set_split(split.name, parts, default=split.default)
             descriptions[split.name] = split.description

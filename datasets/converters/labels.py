@@ -15,7 +15,7 @@ from functools import cached_property
 
 import numpy as np
 
-from mmbench.datasets.store_format import IGNORE_INDEX, StoreError
+from mmbench.data.store_format import IGNORE_INDEX, StoreError
 
 Colour = tuple[int, int, int]
 _OFF_PALETTE = 254  # marker inside the lookup table, never stored
@@ -38,8 +38,10 @@ class PaletteDecoder:
         if raw.ndim == 3 and raw.shape[0] == 4 and raw.dtype == np.uint8 and (raw[3] == 255).all():
             raw = raw[:3]  # an opaque alpha band carries nothing
         if raw.ndim != 3 or raw.shape[0] != 3 or raw.dtype != np.uint8:
-            raise StoreError(f"{name}: a colour-coded label must be an 8-bit R, G, B image; it is {raw.dtype} "
-                             f"with {raw.shape[0]} band(s)")
+            raise StoreError(
+                f"{name}: a colour-coded label must be an 8-bit R, G, B image; it is {raw.dtype} "
+                f"with {raw.shape[0]} band(s)"
+            )
         code = raw[0].astype(np.uint32) << 16
         code |= raw[1].astype(np.uint32) << 8
         code |= raw[2]
@@ -75,8 +77,10 @@ class ValueDecoder:
 
     def __call__(self, raw: np.ndarray, name: str) -> tuple[np.ndarray, int]:
         if raw.ndim != 3 or raw.shape[0] != 1 or raw.dtype.kind not in "ui":
-            raise StoreError(f"{name}: an index label must be a single-band integer image; it is {raw.dtype} "
-                             f"with {raw.shape[0]} band(s)")
+            raise StoreError(
+                f"{name}: an index label must be a single-band integer image; it is {raw.dtype} "
+                f"with {raw.shape[0]} band(s)"
+            )
         values = raw[0]
         if values.dtype == np.uint8:
             lookup = np.full(256, IGNORE_INDEX, dtype=np.uint8)
@@ -94,6 +98,8 @@ class ValueDecoder:
         if not known.all():
             unexpected = np.unique(values[~known])
             shown = ", ".join(str(v) for v in unexpected[:8].tolist()) + (", ..." if unexpected.size > 8 else "")
-            raise StoreError(f"{name}: unexpected label values {shown} in {int((~known).sum())} pixels; "
-                             f"{self.meaning}. Is this the right file?")
+            raise StoreError(
+                f"{name}: unexpected label values {shown} in {int((~known).sum())} pixels; "
+                f"{self.meaning}. Is this the right file?"
+            )
         return labels, 0

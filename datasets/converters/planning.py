@@ -10,9 +10,9 @@ import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from mmbench.data.store_format import StoreError
 from mmbench.datasets.converters.layout import FileRule, LabelRule, Layout, ModalityRule, natural_key
 from mmbench.datasets.converters.sources import Entry, SourceTree
-from mmbench.datasets.store_format import StoreError
 
 _SHOWN = 5  # ids or names listed in one message before "..."
 Finder = Callable[[Sequence[FileRule]], dict[str, Entry]]
@@ -81,33 +81,46 @@ def make_plan(layout: Layout, tree: SourceTree) -> Plan:
     if unlabelled and layout.unlabelled == "error":
         rules = [file_rule for rule in layout.labels for file_rule in rule.files]
         expected = [rules[0].expected(source, primary_files[source]) for source in unlabelled]
-        raise StoreError(f"{layout.format}: labels missing for {len(unlabelled)} of {plural(len(sources), 'image')} "
-                         f"(looked for {listing(expected)} {places(tree, rules)}); add the label files")
+        raise StoreError(
+            f"{layout.format}: labels missing for {len(unlabelled)} of {plural(len(sources), 'image')} "
+            f"(looked for {listing(expected)} {places(tree, rules)}); add the label files"
+        )
     if unlabelled:
         hint = f" ({layout.hints['unlabelled']})" if "unlabelled" in layout.hints else ""
-        notes.append(f"skipped {plural(len(unlabelled), 'tile')} whose labels are not in the source: "
-                     f"{listing(unlabelled)}{hint}")
+        notes.append(
+            f"skipped {plural(len(unlabelled), 'tile')} whose labels are not in the source: {listing(unlabelled)}{hint}"
+        )
     converted = [source for source in sources if source in labelled]
     for rule in modalities[1:]:
         missing = [source for source in converted if source not in files[rule.name]]
         if missing:
             expected = [rule.files[0].expected(source, primary_files[source]) for source in missing]
             fix = "add the files" if rule.required else f"add them, or remove the {rule.what} files to convert without"
-            raise StoreError(f"{layout.format}: {rule.what} missing for {len(missing)} of "
-                             f"{plural(len(converted), 'tile')} (looked for {listing(expected)} "
-                             f"{places(tree, rule.files)}); {fix}")
+            raise StoreError(
+                f"{layout.format}: {rule.what} missing for {len(missing)} of "
+                f"{plural(len(converted), 'tile')} (looked for {listing(expected)} "
+                f"{places(tree, rule.files)}); {fix}"
+            )
         extra = sorted(set(files[rule.name]) - set(sources), key=natural_key)
         if extra:
-            notes.append(f"ignored {plural(len(extra), rule.what + ' file')} without a {primary.what}: "
-                         f"{listing([files[rule.name][s].display for s in extra])}")
-    tiles = [SourceTile(source, {rule.name: files[rule.name][source] for rule in modalities},
-                        {rule.variant: label_files[rule.variant][source] for rule in labels})
-             for source in converted]
+            notes.append(
+                f"ignored {plural(len(extra), rule.what + ' file')} without a {primary.what}: "
+                f"{listing([files[rule.name][s].display for s in extra])}"
+            )
+    tiles = [
+        SourceTile(
+            source,
+            {rule.name: files[rule.name][source] for rule in modalities},
+            {rule.variant: label_files[rule.variant][source] for rule in labels},
+        )
+        for source in converted
+    ]
     return Plan(modalities, labels, tiles, notes)
 
 
-def _choose_modalities(layout: Layout, tree: SourceTree, found: Finder, notes: list[str]
-                       ) -> tuple[list[ModalityRule], dict[str, dict[str, Entry]]]:
+def _choose_modalities(
+    layout: Layout, tree: SourceTree, found: Finder, notes: list[str]
+) -> tuple[list[ModalityRule], dict[str, dict[str, Entry]]]:
     """The first alternative of each modality whose files exist; a required modality without files is an error."""
     groups: dict[str, list[ModalityRule]] = {}
     for rule in layout.modalities:
@@ -125,8 +138,10 @@ def _choose_modalities(layout: Layout, tree: SourceTree, found: Finder, notes: l
                 what = " or ".join(rule.what for rule in alternatives)
                 hint = _unused_archives_hint(tree)
                 raise StoreError(f"{layout.format}: no {what} found (looked for {looked}){hint}")
-            notes.append(alternatives[0].absent_note or f"{alternatives[0].what} not found (looked for {looked}): "
-                         f"the store has no '{name}' modality")
+            notes.append(
+                alternatives[0].absent_note
+                or f"{alternatives[0].what} not found (looked for {looked}): the store has no '{name}' modality"
+            )
             continue
         if position == 0 and not rule.required:
             raise AssertionError("the primary modality must be required")
@@ -139,13 +154,16 @@ def _choose_modalities(layout: Layout, tree: SourceTree, found: Finder, notes: l
 
 def _unused_archives_hint(tree: SourceTree) -> str:
     if tree.unused_archives:
-        return (f"; found archives this converter does not read: {listing(tree.unused_archives)} "
-                "(extract bundles that contain the official archives)")
+        return (
+            f"; found archives this converter does not read: {listing(tree.unused_archives)} "
+            "(extract bundles that contain the official archives)"
+        )
     return ""
 
 
-def _choose_labels(layout: Layout, tree: SourceTree, found: Finder, sources: list[str], notes: list[str]
-                   ) -> tuple[list[LabelRule], dict[str, dict[str, Entry]], set[str]]:
+def _choose_labels(
+    layout: Layout, tree: SourceTree, found: Finder, sources: list[str], notes: list[str]
+) -> tuple[list[LabelRule], dict[str, dict[str, Entry]], set[str]]:
     """The label variants to store: the set that covers the most tiles (then the most variants).
 
     A store holds the same variants for every tile, so a variant found for only some tiles is either stored
@@ -153,16 +171,19 @@ def _choose_labels(layout: Layout, tree: SourceTree, found: Finder, sources: lis
     """
     wanted = set(sources)
     label_files = {rule.variant: found(rule.files) for rule in layout.labels}
-    orphans = sorted({entry.display for entries in label_files.values()
-                      for source, entry in entries.items() if source not in wanted})
+    orphans = sorted(
+        {entry.display for entries in label_files.values() for source, entry in entries.items() if source not in wanted}
+    )
     if orphans:
         notes.append(f"ignored {plural(len(orphans), 'label file')} without imagery: {listing(orphans)}")
     coverage = {variant: set(entries) & wanted for variant, entries in label_files.items()}
     present = [rule for rule in layout.labels if coverage[rule.variant]]
     if not present:
         looked = "; ".join(where(tree, rule.files) for rule in layout.labels)
-        raise StoreError(f"{layout.format}: no label files found for any of the {len(sources)} tiles "
-                         f"(looked for {looked}){_unused_archives_hint(tree)}")
+        raise StoreError(
+            f"{layout.format}: no label files found for any of the {len(sources)} tiles "
+            f"(looked for {looked}){_unused_archives_hint(tree)}"
+        )
     best: tuple[LabelRule, ...] = ()
     best_cover: set[str] = set()
     for size in range(1, len(present) + 1):
@@ -177,6 +198,8 @@ def _choose_labels(layout: Layout, tree: SourceTree, found: Finder, sources: lis
         if not coverage[rule.variant]:
             notes.append(f"no {rule.what} found (looked for {where(tree, rule.files)}): the store has {kept} only")
         else:
-            notes.append(f"{rule.what} found for only {len(coverage[rule.variant])} of {len(best_cover)} labelled "
-                         f"tiles: the store has {kept} only")
+            notes.append(
+                f"{rule.what} found for only {len(coverage[rule.variant])} of {len(best_cover)} labelled "
+                f"tiles: the store has {kept} only"
+            )
     return list(best), {rule.variant: label_files[rule.variant] for rule in best}, best_cover

@@ -11,7 +11,7 @@ from pathlib import PurePosixPath
 
 import numpy as np
 
-from mmbench.datasets.store_format import StoreError
+from mmbench.data.store_format import StoreError
 
 TIFF_SUFFIXES = (".tif", ".tiff")
 PILLOW_SUFFIXES = (".png", ".bmp", ".jpg", ".jpeg")
@@ -32,10 +32,14 @@ def decode_image(data: bytes, name: str, *, indexed: bool = False) -> np.ndarray
         raise
     except Exception as exc:  # decoders raise many types for truncated or corrupt files
         if "imagecodecs" in str(exc):
-            raise StoreError(f"{name}: its TIFF compression needs the 'imagecodecs' package ({exc}); run "
-                             "'pip install imagecodecs' and convert again") from exc
-        raise StoreError(f"{name}: cannot decode the image ({type(exc).__name__}: {exc}); the file may be "
-                         "truncated, extract or download it again") from exc
+            raise StoreError(
+                f"{name}: its TIFF compression needs the 'imagecodecs' package ({exc}); run "
+                "'pip install imagecodecs' and convert again"
+            ) from exc
+        raise StoreError(
+            f"{name}: cannot decode the image ({type(exc).__name__}: {exc}); the file may be "
+            "truncated, extract or download it again"
+        ) from exc
 
 
 def _tiff(data: bytes, name: str, indexed: bool) -> np.ndarray:
@@ -58,8 +62,10 @@ def _tiff(data: bytes, name: str, indexed: bool) -> np.ndarray:
         return array.transpose(2, 0, 1)
     if len(axes) == 3 and axes.endswith("YX"):
         return array
-    raise StoreError(f"{name}: unsupported TIFF layout (axes {axes!r}, shape {array.shape}); expected one image "
-                     "with its bands interleaved or in planes")
+    raise StoreError(
+        f"{name}: unsupported TIFF layout (axes {axes!r}, shape {array.shape}); expected one image "
+        "with its bands interleaved or in planes"
+    )
 
 
 def _pillow(data: bytes, indexed: bool) -> np.ndarray:

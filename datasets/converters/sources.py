@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from types import TracebackType
 
+from mmbench.data.store_format import StoreError
 from mmbench.datasets.converters.layout import FileRule
-from mmbench.datasets.store_format import StoreError
 
 # Folders that hold no data: macOS resource forks that Finder-made archives carry along.
 _SKIPPED_FOLDERS = frozenset({"__MACOSX"})
@@ -65,8 +65,9 @@ class SourceTree:
             raise
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.close()
 
     def close(self) -> None:
@@ -77,12 +78,16 @@ class SourceTree:
     # -- indexing ------------------------------------------------------------------------------
     def _scan(self) -> None:
         if not self.source.exists():
-            raise StoreError(f"source {str(self.source)!r} does not exist; give the extracted folder or the folder "
-                             "holding the official zip archives")
+            raise StoreError(
+                f"source {str(self.source)!r} does not exist; give the extracted folder or the folder "
+                "holding the official zip archives"
+            )
         if self.source.is_file():
             if self.source.suffix.lower() != ".zip":
-                raise StoreError(f"source {str(self.source)!r} is a file; give the extracted folder or the folder "
-                                 "holding the official zip archives")
+                raise StoreError(
+                    f"source {str(self.source)!r} is a file; give the extracted folder or the folder "
+                    "holding the official zip archives"
+                )
             self._open_zip(self.source)
             return
         for folder, subfolders, files in os.walk(self.source):
@@ -131,7 +136,7 @@ class SourceTree:
             if entry.member is not None:
                 roots.add(entry.parts[:1])
             for folder in folders:
-                if len(parent) >= len(folder) and parent[len(parent) - len(folder):] == folder:
+                if len(parent) >= len(folder) and parent[len(parent) - len(folder) :] == folder:
                     roots.add(parent[: len(parent) - len(folder)])
         return roots
 
@@ -151,8 +156,10 @@ class SourceTree:
             if previous is None:
                 found[source] = entry
             elif (previous.member is None) == (entry.member is None):
-                raise StoreError(f"two files for tile {source!r}: {previous.display} and {entry.display}; "
-                                 "keep one of them in the source")
+                raise StoreError(
+                    f"two files for tile {source!r}: {previous.display} and {entry.display}; "
+                    "keep one of them in the source"
+                )
             elif previous.member is not None:
                 found[source] = entry  # prefer the extracted copy
         return found
@@ -170,8 +177,10 @@ class SourceTree:
             try:
                 data = self._zips[entry.path].read(entry.member)
             except (zipfile.BadZipFile, OSError, EOFError) as exc:
-                raise StoreError(f"{entry.display}: cannot read the archive member ({exc}); the archive is "
-                                 "damaged, download it again") from exc
+                raise StoreError(
+                    f"{entry.display}: cannot read the archive member ({exc}); the archive is "
+                    "damaged, download it again"
+                ) from exc
             self._archives_read.add(entry.path)
         self.file_hashes[entry.display] = hashlib.sha256(data).hexdigest()
         return data
@@ -201,6 +210,6 @@ def _identify(rule: FileRule, entry: Entry, match: re.Match, roots: set[tuple[st
         if not folder:
             if parent in roots:
                 return rule.ident(match, parent)
-        elif len(parent) >= len(folder) and parent[len(parent) - len(folder):] == folder:
+        elif len(parent) >= len(folder) and parent[len(parent) - len(folder) :] == folder:
             return rule.ident(match, parent[: len(parent) - len(folder)])
     return None

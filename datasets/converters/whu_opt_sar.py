@@ -30,8 +30,14 @@ def _sheet(match, _prefix) -> str:
 
 
 def _rule(folder: str) -> FileRule:
-    return FileRule(r"(?P<sheet>[^/]+)\.tiff?", (folder,), _sheet, f"{folder}/{{sheet}}.tif", archives=None,
-                    expect=lambda source, _primary: f"{folder}/{source}.tif")
+    return FileRule(
+        r"(?P<sheet>[^/]+)\.tiff?",
+        (folder,),
+        _sheet,
+        f"{folder}/{{sheet}}.tif",
+        archives=None,
+        expect=lambda source, _primary: f"{folder}/{source}.tif",
+    )
 
 
 def seeded_order(names: Sequence[str], seed: int = SPLIT_SEED) -> list[str]:
@@ -48,13 +54,19 @@ def split_by_image(names: Sequence[str], seed: int = SPLIT_SEED) -> dict[str, li
     if count >= 3:
         val, test = max(val, 1), max(test, 1)
     train = count - val - test
-    return {"train": order[:train], "val": order[train:train + val], "test": order[train + val:]}
+    return {"train": order[:train], "val": order[train : train + val], "test": order[train + val :]}
 
 
 def _splits(sources: Mapping[str, Entry]) -> list[SplitDef]:
-    return [SplitDef("seeded-6-2-2", split_by_image(list(sources)),
-                     f"no official split: whole images assigned 60/20/20 to train/val/test in the order of "
-                     f"sha256('{SPLIT_SEED}:<sheet>') (mmbench's seeded split, seed {SPLIT_SEED})", default=True)]
+    return [
+        SplitDef(
+            "seeded-6-2-2",
+            split_by_image(list(sources)),
+            f"no official split: whole images assigned 60/20/20 to train/val/test in the order of "
+            f"sha256('{SPLIT_SEED}:<sheet>') (mmbench's seeded split, seed {SPLIT_SEED})",
+            default=True,
+        )
+    ]
 
 
 WHU_OPT_SAR = Layout(
@@ -64,19 +76,42 @@ WHU_OPT_SAR = Layout(
     classes=CLASSES,
     palette=None,
     modalities=(
-        ModalityRule("optical", "optical image", ("R", "G", "B", "NIR"), None, "DN",
-                     "GaoFen-1 optical, 5 m, bands R, G, B, NIR; pixel type as delivered", (_rule("optical"),)),
-        ModalityRule("sar", "SAR image", ("SAR",), None, "DN",
-                     "GaoFen-3 SAR, 5 m, single band; pixel type as delivered", (_rule("sar"),)),
+        ModalityRule(
+            "optical",
+            "optical image",
+            ("R", "G", "B", "NIR"),
+            None,
+            "DN",
+            "GaoFen-1 optical, 5 m, bands R, G, B, NIR; pixel type as delivered",
+            (_rule("optical"),),
+        ),
+        ModalityRule(
+            "sar",
+            "SAR image",
+            ("SAR",),
+            None,
+            "DN",
+            "GaoFen-3 SAR, 5 m, single band; pixel type as delivered",
+            (_rule("sar"),),
+        ),
     ),
     labels=(
-        LabelRule("full", "label image", (_rule("lbl"),), ValueDecoder(
-            tuple((10 * index, index) for index in range(len(CLASSES))),
-            "WHU-OPT-SAR labels are 0 (background), 10 farmland, 20 city, 30 village, 40 water, 50 forest, 60 road "
-            "and 70 others"), indexed=True),
+        LabelRule(
+            "full",
+            "label image",
+            (_rule("lbl"),),
+            ValueDecoder(
+                tuple((10 * index, index) for index in range(len(CLASSES))),
+                "WHU-OPT-SAR labels are 0 (background), 10 farmland, 20 city, 30 village, 40 water, 50 forest, 60 road "
+                "and 70 others",
+            ),
+            indexed=True,
+        ),
     ),
     splits=_splits,
     unlabelled="error",
-    notes=("background (label 0) is stored as class 0 'background'; whether it is scored or ignored (SOLC "
-           "ignores it) is a protocol decision",),
+    notes=(
+        "background (label 0) is stored as class 0 'background'; whether it is scored or ignored (SOLC "
+        "ignores it) is a protocol decision",
+    ),
 )

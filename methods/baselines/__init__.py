@@ -1,6 +1,6 @@
 """Comparison baselines: `unimodal`, `early-fusion` and `modality-dropout` (specs only; light import).
 
-They share STARS' encoder/decoder family (ResNet + FPN, `mmbench.methods.common`) at the same
+They share STARS' encoder/decoder family (ResNet + FPN, `mmbench.methods.blocks.common`) at the same
 default widths, so differences in the benchmark come from how each one treats missing modalities.
 """
 

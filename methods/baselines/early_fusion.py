@@ -17,8 +17,8 @@ from torch import Tensor, nn
 
 from mmbench.errors import ConfigError
 from mmbench.method import SegmentationMethod
-from mmbench.methods.backbones import resnet
-from mmbench.methods.common import FPNDecoder, upsample
+from mmbench.methods.blocks.backbones import resnet
+from mmbench.methods.blocks.common import FPNDecoder, upsample
 
 FILLS = ("mean", "learned", "constant")
 
@@ -28,12 +28,16 @@ class EarlyFusion(SegmentationMethod):
         super().__init__(modalities, num_classes, config)
         if config["fill"] not in FILLS:
             raise ConfigError(f"method.fill={config['fill']!r}: use one of {', '.join(FILLS)}")
-        self.fill_tokens = nn.ParameterDict({
-            name: nn.Parameter(torch.zeros(1, channels, 1, 1), requires_grad=config["fill"] == "learned")
-            for name, channels in modalities.items()})
+        self.fill_tokens = nn.ParameterDict(
+            {
+                name: nn.Parameter(torch.zeros(1, channels, 1, 1), requires_grad=config["fill"] == "learned")
+                for name, channels in modalities.items()
+            }
+        )
         self.encoder = resnet(config["backbone"], in_channels=sum(modalities.values()), width=config["width"])
-        self.decoder = FPNDecoder(self.encoder.channels, config["fpn_channels"], config["decoder_channels"],
-                                  num_classes)
+        self.decoder = FPNDecoder(
+            self.encoder.channels, config["fpn_channels"], config["decoder_channels"], num_classes
+        )
 
     def _filled(self, name: str, x: Tensor, present: Tensor) -> Tensor:
         if self.config["fill"] == "constant":
@@ -43,6 +47,8 @@ class EarlyFusion(SegmentationMethod):
         return torch.where(present.view(-1, 1, 1, 1), x, value.expand(x.shape[0], -1, *x.shape[-2:]))
 
     def forward(self, inputs: Mapping[str, Tensor], available: Tensor) -> Tensor:
-        stacked = torch.cat([self._filled(name, inputs[name], available[:, index])
-                             for index, name in enumerate(self.modality_names)], dim=1)
+        stacked = torch.cat(
+            [self._filled(name, inputs[name], available[:, index]) for index, name in enumerate(self.modality_names)],
+            dim=1,
+        )
         return upsample(self.decoder(self.encoder(stacked)), stacked.shape[-2:])

@@ -16,8 +16,15 @@ from torch import Tensor, nn
 
 from mmbench.errors import ConfigError
 from mmbench.method import SegmentationMethod, TrainStep
-from mmbench.methods.backbones import resnet
-from mmbench.methods.common import FPNDecoder, check_sampler, masked_concat, masked_mean, sampled_availability, upsample
+from mmbench.methods.blocks.backbones import resnet
+from mmbench.methods.blocks.common import (
+    FPNDecoder,
+    check_sampler,
+    masked_concat,
+    masked_mean,
+    sampled_availability,
+    upsample,
+)
 
 
 class ModalityDropout(SegmentationMethod):
@@ -28,8 +35,12 @@ class ModalityDropout(SegmentationMethod):
         check_sampler(config["sampler"], "sampler")
         if not 0.0 <= config["p_drop"] < 1.0:
             raise ConfigError(f"method.p_drop={config['p_drop']}: must be in [0, 1)")
-        self.encoders = nn.ModuleDict({name: resnet(config["backbone"], in_channels=channels, width=config["width"])
-                                       for name, channels in modalities.items()})
+        self.encoders = nn.ModuleDict(
+            {
+                name: resnet(config["backbone"], in_channels=channels, width=config["width"])
+                for name, channels in modalities.items()
+            }
+        )
         channels = next(iter(self.encoders.values())).channels
         if config["fusion"] == "concat":
             self.merge = nn.ModuleList([nn.Conv2d(len(modalities) * c, c, 1) for c in channels])
@@ -59,8 +70,14 @@ class ModalityDropout(SegmentationMethod):
     def training_availability(self, batch: Mapping[str, Any], info: TrainStep) -> Tensor:
         if len(self.modality_names) == 1:
             return batch["available"]
-        return sampled_availability(self.config["sampler"], batch, info, len(self.modality_names),
-                                    p_drop=self.config["p_drop"], include_full=self.config["include_full"])
+        return sampled_availability(
+            self.config["sampler"],
+            batch,
+            info,
+            len(self.modality_names),
+            p_drop=self.config["p_drop"],
+            include_full=self.config["include_full"],
+        )
 
     def training_loss(self, batch: Mapping[str, Any], info: TrainStep) -> dict[str, Tensor]:
         available = self.training_availability(batch, info)

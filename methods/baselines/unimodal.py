@@ -19,16 +19,17 @@ from torch import Tensor, nn
 
 from mmbench.errors import ConfigError
 from mmbench.method import SegmentationMethod, TrainStep
-from mmbench.methods.backbones import resnet
-from mmbench.methods.common import FPNDecoder, upsample
+from mmbench.methods.blocks.backbones import resnet
+from mmbench.methods.blocks.common import FPNDecoder, upsample
 
 
 class SingleModality(nn.Module):
     def __init__(self, channels: int, num_classes: int, config: Mapping[str, Any]) -> None:
         super().__init__()
         self.encoder = resnet(config["backbone"], in_channels=channels, width=config["width"])
-        self.decoder = FPNDecoder(self.encoder.channels, config["fpn_channels"], config["decoder_channels"],
-                                  num_classes)
+        self.decoder = FPNDecoder(
+            self.encoder.channels, config["fpn_channels"], config["decoder_channels"], num_classes
+        )
 
     def forward(self, x: Tensor) -> Tensor:
         return upsample(self.decoder(self.encoder(x)), x.shape[-2:])
@@ -40,12 +41,14 @@ class Unimodal(SegmentationMethod):
         if config["selection"] not in ("loss", "order"):
             raise ConfigError(f"method.selection={config['selection']!r}: use loss or order")
         if config["selection"] == "order" and sorted(config["order"]) != sorted(modalities):
-            raise ConfigError(f"method.order={config['order']!r} must list every modality once: "
-                              f"{', '.join(modalities)}")
+            raise ConfigError(
+                f"method.order={config['order']!r} must list every modality once: {', '.join(modalities)}"
+            )
         if not 0.0 <= config["loss_momentum"] < 1.0:
             raise ConfigError(f"method.loss_momentum={config['loss_momentum']}: must be in [0, 1)")
-        self.models = nn.ModuleDict({name: SingleModality(channels, num_classes, config)
-                                     for name, channels in modalities.items()})
+        self.models = nn.ModuleDict(
+            {name: SingleModality(channels, num_classes, config) for name, channels in modalities.items()}
+        )
         # Running training CE per modality; +inf until trained, so an untrained model is never preferred.
         self.register_buffer("running_loss", torch.full((len(modalities),), float("inf")))
 
@@ -80,13 +83,15 @@ class Unimodal(SegmentationMethod):
         terms: dict[str, Tensor] = {}
         total = torch.zeros((), device=batch["label"].device)
         for index, name in enumerate(self.modality_names):
-            ce = F.cross_entropy(self.models[name](batch["inputs"][name]), batch["label"],
-                                 ignore_index=info.ignore_index)
+            ce = F.cross_entropy(
+                self.models[name](batch["inputs"][name]), batch["label"], ignore_index=info.ignore_index
+            )
             total = total + ce
             terms[f"ce_{name}"] = ce.detach()
             with torch.no_grad():
                 previous = self.running_loss[index]
                 momentum = self.config["loss_momentum"]
-                self.running_loss[index] = torch.where(torch.isinf(previous), ce.detach(),
-                                                       momentum * previous + (1 - momentum) * ce.detach())
+                self.running_loss[index] = torch.where(
+                    torch.isinf(previous), ce.detach(), momentum * previous + (1 - momentum) * ce.detach()
+                )
         return {"loss": total, **terms}

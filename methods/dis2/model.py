@@ -28,10 +28,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mmbench.attention import TransformerBlock
 from mmbench.errors import ConfigError
 from mmbench.method import SegmentationMethod, TrainStep
-from mmbench.methods.common import masked_mean, sampled_availability, upsample, weighted_ce_dice
+from mmbench.methods.blocks.attention import TransformerBlock
+from mmbench.methods.blocks.common import masked_mean, sampled_availability, upsample, weighted_ce_dice
 from mmbench.methods.mmformer.model import PreNormConv, RegionFusion
 
 SAMPLERS = ("subsets-per-sample", "subsets-per-batch")  # both only draw patterns with a missing modality
@@ -50,8 +50,14 @@ class Pix2PixEncoder(nn.Module):
 
     def __init__(self, in_channels: int, widths: Sequence[int]) -> None:
         super().__init__()
-        self.stages = nn.ModuleList([down(in_channels, widths[0], norm=False), down(widths[0], widths[1]),
-                                     down(widths[1], widths[2]), down(widths[2], widths[3], norm=False)])
+        self.stages = nn.ModuleList(
+            [
+                down(in_channels, widths[0], norm=False),
+                down(widths[0], widths[1]),
+                down(widths[1], widths[2]),
+                down(widths[2], widths[3], norm=False),
+            ]
+        )
 
     def forward(self, x: Tensor) -> list[Tensor]:
         features = []
@@ -117,8 +123,9 @@ class HierarchicalFusion(nn.Module):
         self.to_tokens = nn.Conv2d(widths[3], dim, 1) if dim != widths[3] else nn.Identity()
         self.fusion_token = nn.Parameter(torch.zeros(1, 1, dim))
         self.position = nn.Parameter(torch.zeros(modalities, dim, grid, grid))  # zeros, as the authors
-        self.blocks = nn.Sequential(*[TransformerBlock(dim, config["heads"], config["mlp_dim"])
-                                      for _ in range(config["transformer_layers"])])
+        self.blocks = nn.Sequential(
+            *[TransformerBlock(dim, config["heads"], config["mlp_dim"]) for _ in range(config["transformer_layers"])]
+        )
         self.norm = nn.LayerNorm(dim)
         self.unify = nn.Conv2d(modalities * dim, widths[3], 1)
 
@@ -138,8 +145,10 @@ class HierarchicalFusion(nn.Module):
         tokens.append(self.pool_e3(fused[2]).unsqueeze(1))
         out = self.norm(self.blocks(torch.cat(tokens, dim=1)))
         length = grid[0] * grid[1]
-        maps = [out[:, 1 + m * length:1 + (m + 1) * length].transpose(1, 2).reshape(batch, -1, *grid)
-                for m in range(len(features))]
+        maps = [
+            out[:, 1 + m * length : 1 + (m + 1) * length].transpose(1, 2).reshape(batch, -1, *grid)
+            for m in range(len(features))
+        ]
         fused.append(self.unify(torch.cat(maps, dim=1)))
         return fused, out[:, 0]
 
@@ -187,15 +196,22 @@ class ClassWiseDecoder(nn.Module):
         super().__init__()
         self.queries = nn.Parameter(torch.empty(num_classes, widths[3]))
         nn.init.xavier_uniform_(self.queries)
-        self.up = nn.ModuleList([PreNormConv(widths[3], widths[2]), PreNormConv(widths[2], widths[1]),
-                                 PreNormConv(widths[1], widths[0])])
-        self.merge = nn.ModuleList([SkipMerge(widths[2], widths[2], widths[2]),
-                                    SkipMerge(widths[1], widths[1], widths[1]),
-                                    SkipMerge(widths[0], widths[0], class_channels)])
-        self.heads = nn.ModuleList([ClassHeads(c, num_classes) for c in (widths[3], widths[2], widths[1],
-                                                                          class_channels)])
-        self.combine = nn.Sequential(PreNormConv(num_classes * class_channels, 2 * penultimate),
-                                     PreNormConv(2 * penultimate, penultimate))
+        self.up = nn.ModuleList(
+            [PreNormConv(widths[3], widths[2]), PreNormConv(widths[2], widths[1]), PreNormConv(widths[1], widths[0])]
+        )
+        self.merge = nn.ModuleList(
+            [
+                SkipMerge(widths[2], widths[2], widths[2]),
+                SkipMerge(widths[1], widths[1], widths[1]),
+                SkipMerge(widths[0], widths[0], class_channels),
+            ]
+        )
+        self.heads = nn.ModuleList(
+            [ClassHeads(c, num_classes) for c in (widths[3], widths[2], widths[1], class_channels)]
+        )
+        self.combine = nn.Sequential(
+            PreNormConv(num_classes * class_channels, 2 * penultimate), PreNormConv(2 * penultimate, penultimate)
+        )
         self.classifier = nn.Conv2d(penultimate, num_classes, 1)
 
     def forward(self, fused: Sequence[Tensor], size: Sequence[int]) -> tuple[Tensor, list[Tensor], Tensor]:
@@ -225,14 +241,19 @@ class Branch(nn.Module):
         self.decoder = ClassWiseDecoder(widths, num_classes, config["class_channels"], config["penultimate_channels"])
         self.pools = LevelPools(widths, config["pool_hidden"])
 
-    def forward(self, features: Sequence[Sequence[Tensor]], size: Sequence[int],
-                details: bool = False) -> dict[str, Any]:
+    def forward(
+        self, features: Sequence[Sequence[Tensor]], size: Sequence[int], details: bool = False
+    ) -> dict[str, Any]:
         fused, token = self.fusion(features)
         logits, auxiliary, penultimate = self.decoder(fused, size)
         if not details:
             return {"logits": logits}
-        return {"logits": logits, "auxiliary": auxiliary, "penultimate": penultimate,
-                "pooled": [*self.pools(fused[:FUSED_LEVELS]), token]}
+        return {
+            "logits": logits,
+            "auxiliary": auxiliary,
+            "penultimate": penultimate,
+            "pooled": [*self.pools(fused[:FUSED_LEVELS]), token],
+        }
 
 
 def _gather(parts: Sequence[tuple[Tensor, Any]], batch: int) -> Any:
@@ -276,10 +297,12 @@ class Dis2(SegmentationMethod):
         self.encoders = nn.ModuleDict({n: Pix2PixEncoder(c, widths) for n, c in modalities.items()})
         self.uni_heads = nn.ModuleDict({n: UniHead(widths, num_classes) for n in names})
         # compensation[t][s] = C_{s->t}: from source s, stand-in features for a missing t
-        self.compensation = nn.ModuleDict({t: nn.ModuleDict({s: Pix2PixEncoder(modalities[s], widths)
-                                                             for s in names if s != t}) for t in names})
-        self.compensation_pools = nn.ModuleDict({t: nn.ModuleDict({s: LevelPools(widths, config["pool_hidden"])
-                                                                   for s in names if s != t}) for t in names})
+        self.compensation = nn.ModuleDict(
+            {t: nn.ModuleDict({s: Pix2PixEncoder(modalities[s], widths) for s in names if s != t}) for t in names}
+        )
+        self.compensation_pools = nn.ModuleDict(
+            {t: nn.ModuleDict({s: LevelPools(widths, config["pool_hidden"]) for s in names if s != t}) for t in names}
+        )
         self.own_pools = nn.ModuleDict({n: LevelPools(widths, config["pool_hidden"]) for n in names})
         if config["branches"] == "per-scenario":
             keys = [self._pattern_key(code) for code in range(1, 2**count)]
@@ -299,8 +322,9 @@ class Dis2(SegmentationMethod):
         """Each sample's branch (the full pattern always gets the full branch)."""
         return [self._pattern_key(code) for code in _codes(available).tolist()]
 
-    def _route(self, features: Sequence[Sequence[Tensor]], available: Tensor, size: Sequence[int],
-               details: bool = False) -> dict[str, Any]:
+    def _route(
+        self, features: Sequence[Sequence[Tensor]], available: Tensor, size: Sequence[int], details: bool = False
+    ) -> dict[str, Any]:
         """Group the rows by availability pattern, run each group through its branch, restore batch order."""
         codes = _codes(available)
         parts = []
@@ -314,9 +338,11 @@ class Dis2(SegmentationMethod):
     def encode(self, name: str, x: Tensor) -> dict[str, Any]:
         """Own features, compensation features for every other modality, and the input size (as the shape
         of an empty tensor, so that decode can return logits at exactly the window size)."""
-        return {"own": self.encoders[name](x),
-                "compensation": {t: self.compensation[t][name](x) for t in self.modality_names if t != name},
-                "size": x.new_empty(x.shape[0], 0, *x.shape[-2:])}
+        return {
+            "own": self.encoders[name](x),
+            "compensation": {t: self.compensation[t][name](x) for t in self.modality_names if t != name},
+            "size": x.new_empty(x.shape[0], 0, *x.shape[-2:]),
+        }
 
     def assemble(self, features: Mapping[str, Any], available: Tensor) -> list[list[Tensor]]:
         """Per modality (all M, in order) and level: own features where available, else the mean of the
@@ -330,9 +356,11 @@ class Dis2(SegmentationMethod):
                 if own is not None and bool(present.all()):
                     levels.append(own)
                     continue
-                sources = {s_index: features[s]["compensation"][t][level]
-                           for s_index, s in enumerate(self.modality_names)
-                           if s != t and s in features and t in features[s]["compensation"]}
+                sources = {
+                    s_index: features[s]["compensation"][t][level]
+                    for s_index, s in enumerate(self.modality_names)
+                    if s != t and s in features and t in features[s]["compensation"]
+                }
                 stand_in = masked_mean(sources, available & ~present.unsqueeze(1))
                 levels.append(stand_in if own is None else torch.where(present.view(-1, 1, 1, 1), own, stand_in))
             assembled.append(levels)
@@ -356,8 +384,11 @@ class Dis2(SegmentationMethod):
                 need = rows & ~available[:, t_index]
                 if t != s and bool(need.any()):
                     compensation[t] = _scatter_rows(self.compensation[t][s](x[need]), need)
-            features[s] = {"own": _scatter_rows(self.encoders[s](x[rows]), rows), "compensation": compensation,
-                           "size": x.new_empty(x.shape[0], 0, *x.shape[-2:])}
+            features[s] = {
+                "own": _scatter_rows(self.encoders[s](x[rows]), rows),
+                "compensation": compensation,
+                "size": x.new_empty(x.shape[0], 0, *x.shape[-2:]),
+            }
         return features
 
     def forward(self, inputs: Mapping[str, Tensor], available: Tensor) -> Tensor:
@@ -366,8 +397,7 @@ class Dis2(SegmentationMethod):
     # -- training --------------------------------------------------------------------------------
     def training_availability(self, batch: Mapping[str, Any], info: TrainStep) -> Tensor:
         """The student's pattern per sample: always at least one modality missing."""
-        return sampled_availability(self.config["sampler"], batch, info, len(self.modality_names),
-                                    include_full=False)
+        return sampled_availability(self.config["sampler"], batch, info, len(self.modality_names), include_full=False)
 
     def kd_weight(self, step: int) -> float:
         return float(self.config["kd_weight"]) if step >= self.config["kd_warmup_iterations"] else 0.0
@@ -380,8 +410,7 @@ class Dis2(SegmentationMethod):
         zero = torch.zeros((), device=label.device)
 
         own = {n: self.encoders[n](inputs[n]) for n in self.modality_names}  # complete training data
-        uni = sum((weighted_ce_dice(self.uni_heads[n](own[n], size), label, ignore) for n in self.modality_names),
-                  zero)
+        uni = sum((weighted_ce_dice(self.uni_heads[n](own[n], size), label, ignore) for n in self.modality_names), zero)
         full = torch.ones_like(available)
         teacher = self._route([own[n] for n in self.modality_names], full, size, details=True)
 
@@ -416,15 +445,26 @@ class Dis2(SegmentationMethod):
         target = F.log_softmax(teacher["logits"].detach().float() / temperature, dim=1)
         log_q = F.log_softmax(student["logits"].float() / temperature, dim=1)
         kd = kd + (target.exp() * (target - log_q)).mean() * temperature**2  # kl_div(reduction="mean"), as theirs
-        return {"full": full_loss, "uni": uni, "missing": missing_loss, "kd": kd, "orthogonality": orth,
-                "deep": full_deep + missing_deep}
+        return {
+            "full": full_loss,
+            "uni": uni,
+            "missing": missing_loss,
+            "kd": kd,
+            "orthogonality": orth,
+            "deep": full_deep + missing_deep,
+        }
 
     def training_loss(self, batch: Mapping[str, Any], info: TrainStep) -> dict[str, Tensor]:
         terms = self.loss_terms(batch, info)
         c = self.config
-        total = (terms["full"] + terms["missing"] + c["uni_weight"] * terms["uni"]
-                 + self.kd_weight(info.step) * terms["kd"] + c["orthogonality_weight"] * terms["orthogonality"]
-                 + c["deep_supervision_weight"] * terms["deep"])
+        total = (
+            terms["full"]
+            + terms["missing"]
+            + c["uni_weight"] * terms["uni"]
+            + self.kd_weight(info.step) * terms["kd"]
+            + c["orthogonality_weight"] * terms["orthogonality"]
+            + c["deep_supervision_weight"] * terms["deep"]
+        )
         return {"loss": total, **{key: value.detach() for key, value in terms.items()}}
 
 
@@ -437,17 +477,29 @@ def _codes(available: Tensor) -> Tensor:
 def _check(config: Mapping[str, Any], modalities: int) -> None:
     """One-line ConfigErrors naming the key and what it accepts."""
     if config["sampler"] not in SAMPLERS:
-        raise ConfigError(f"method.sampler={config['sampler']!r}: use one of {', '.join(SAMPLERS)} "
-                          "(DIS2 trains the student on patterns with a missing modality)")
+        raise ConfigError(
+            f"method.sampler={config['sampler']!r}: use one of {', '.join(SAMPLERS)} "
+            "(DIS2 trains the student on patterns with a missing modality)"
+        )
     if config["branches"] not in BRANCHES:
         raise ConfigError(f"method.branches={config['branches']!r}: use one of {', '.join(BRANCHES)}")
-    for key in ("gf", "transformer_dim", "transformer_layers", "heads", "mlp_dim", "token_grid", "pool_hidden",
-                "class_channels", "penultimate_channels"):
+    for key in (
+        "gf",
+        "transformer_dim",
+        "transformer_layers",
+        "heads",
+        "mlp_dim",
+        "token_grid",
+        "pool_hidden",
+        "class_channels",
+        "penultimate_channels",
+    ):
         if not isinstance(config[key], int) or isinstance(config[key], bool) or config[key] < 1:
             raise ConfigError(f"method.{key}={config[key]!r}: must be a positive integer")
     if config["transformer_dim"] % config["heads"]:
-        raise ConfigError(f"method.heads={config['heads']}: must divide method.transformer_dim="
-                          f"{config['transformer_dim']}")
+        raise ConfigError(
+            f"method.heads={config['heads']}: must divide method.transformer_dim={config['transformer_dim']}"
+        )
     for key in ("uni_weight", "deep_supervision_weight", "kd_weight", "orthogonality_weight"):
         if not isinstance(config[key], (int, float)) or config[key] < 0:
             raise ConfigError(f"method.{key}={config[key]!r}: must be a number >= 0")

@@ -44,15 +44,20 @@ class Gemmnet(Imputation, MmFormer):
         bottleneck_channels = width * 2 ** (DEPTH - 1)
 
         def generator(name: str, channels: int) -> Pix2PixGenerator:
-            bottleneck = BottleneckTransformer(bottleneck_channels, config["transformer_dim"], config["heads"],
-                                               config["mlp_dim"], config["token_grid"])
-            return Pix2PixGenerator(self.condition_channels(name), channels, width, tanh=config["output"] == "tanh",
-                                    bottleneck=bottleneck)
+            bottleneck = BottleneckTransformer(
+                bottleneck_channels, config["transformer_dim"], config["heads"], config["mlp_dim"], config["token_grid"]
+            )
+            return Pix2PixGenerator(
+                self.condition_channels(name), channels, width, tanh=config["output"] == "tanh", bottleneck=bottleneck
+            )
 
         self.generators = nn.ModuleDict({name: generator(name, c) for name, c in modalities.items()})
-        self.discriminators = nn.ModuleDict({
-            name: PatchDiscriminator(self.condition_channels(name) + c, config["discriminator_width"])
-            for name, c in modalities.items()})
+        self.discriminators = nn.ModuleDict(
+            {
+                name: PatchDiscriminator(self.condition_channels(name) + c, config["discriminator_width"])
+                for name, c in modalities.items()
+            }
+        )
 
     @property
     def has_split_interface(self) -> bool:
@@ -79,8 +84,13 @@ class Gemmnet(Imputation, MmFormer):
         segmentation = self.segmentation_terms(features, torch.ones_like(available), label, info.ignore_index)
         generator = self.generator_terms(inputs, available, completed, self.config["l1_weight"])
         gan = generator["loss"]
-        terms = {"fused": segmentation["fused"], "sep": segmentation["sep"], "deep": segmentation["deep"],
-                 "l1": generator["l1"], "g_adv": generator["g_adv"]}
+        terms = {
+            "fused": segmentation["fused"],
+            "sep": segmentation["sep"],
+            "deep": segmentation["deep"],
+            "l1": generator["l1"],
+            "g_adv": generator["g_adv"],
+        }
         if self.config["gan_update"] == "joint":  # the authors' code: D's loss summed into the one objective
             discriminator = self.discriminator_terms(inputs, available, completed)
             gan = gan + discriminator["loss"]

@@ -29,8 +29,8 @@ from torch import Tensor, nn
 
 from mmbench.errors import ConfigError
 from mmbench.method import SegmentationMethod, TrainStep
-from mmbench.methods.backbones import resnet
-from mmbench.methods.common import FPNDecoder, check_sampler, conv_bn_relu, sampled_availability, upsample
+from mmbench.methods.blocks.backbones import resnet
+from mmbench.methods.blocks.common import FPNDecoder, check_sampler, conv_bn_relu, sampled_availability, upsample
 from mmbench.methods.imputation.pix2pix import PatchDiscriminator, Pix2PixGenerator
 
 
@@ -41,8 +41,16 @@ class UNetGenerator(nn.Module):
         super().__init__()
         widths = [width, 2 * width, 4 * width]  # each down stage doubles; each up stage halves back
         self.inc = conv_bn_relu(inp, width)
-        self.downs = nn.ModuleList([nn.Sequential(nn.Conv2d(c, 2 * c, 3, stride=2, padding=1, bias=False),
-                                                  nn.BatchNorm2d(2 * c), nn.ReLU(inplace=True)) for c in widths])
+        self.downs = nn.ModuleList(
+            [
+                nn.Sequential(
+                    nn.Conv2d(c, 2 * c, 3, stride=2, padding=1, bias=False),
+                    nn.BatchNorm2d(2 * c),
+                    nn.ReLU(inplace=True),
+                )
+                for c in widths
+            ]
+        )
         self.ups = nn.ModuleList([conv_bn_relu(2 * c + c, c) for c in reversed(widths)])
         self.out = nn.Conv2d(width, out, 1)
 
@@ -109,16 +117,24 @@ class Imputation:
                 count = count + dropped.sum()
         return total / count.clamp_min(1)
 
-    def _reconstruction(self, completed: Mapping[str, Tensor], inputs: Mapping[str, Tensor],
-                        available: Tensor) -> Tensor:
+    def _reconstruction(
+        self, completed: Mapping[str, Tensor], inputs: Mapping[str, Tensor], available: Tensor
+    ) -> Tensor:
         """L1 of the generated modalities against the real withheld ones (zero where the input was real)."""
-        errors = {name: (completed[name] - inputs[name]).abs().flatten(1).mean(1) for name in self.modality_names
-                  if not bool(available[:, self.modality_names.index(name)].all())}
+        errors = {
+            name: (completed[name] - inputs[name]).abs().flatten(1).mean(1)
+            for name in self.modality_names
+            if not bool(available[:, self.modality_names.index(name)].all())
+        }
         return self._withheld_mean(errors, available)
 
     # -- conditional GAN ---------------------------------------------------------------------------
-    def _pairs(self, inputs: Mapping[str, Tensor], available: Tensor, completed: Mapping[str, Tensor],
-               ) -> dict[str, tuple[Tensor, Tensor, Tensor, Tensor]]:
+    def _pairs(
+        self,
+        inputs: Mapping[str, Tensor],
+        available: Tensor,
+        completed: Mapping[str, Tensor],
+    ) -> dict[str, tuple[Tensor, Tensor, Tensor, Tensor]]:
         """Per modality withheld somewhere: (rows, condition, real, generated), restricted to those rows."""
         pairs = {}
         for index, name in enumerate(self.modality_names):
@@ -128,8 +144,9 @@ class Imputation:
                 pairs[name] = (rows, condition, inputs[name][rows], completed[name][rows])
         return pairs
 
-    def discriminator_terms(self, inputs: Mapping[str, Tensor], available: Tensor,
-                            completed: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    def discriminator_terms(
+        self, inputs: Mapping[str, Tensor], available: Tensor, completed: Mapping[str, Tensor]
+    ) -> dict[str, Tensor]:
         """pix2pix's D loss 0.5 x (BCE(real, 1) + BCE(generated, 0)), summed over withheld modalities; the
         generated inputs are detached (the generators never learn from this loss)."""
         real_terms, fake_terms = [], []
@@ -150,8 +167,9 @@ class Imputation:
             completed = self.complete(inputs, available)
         return self.discriminator_terms(inputs, available, completed)
 
-    def generator_terms(self, inputs: Mapping[str, Tensor], available: Tensor, completed: Mapping[str, Tensor],
-                        l1_weight: float) -> dict[str, Tensor]:
+    def generator_terms(
+        self, inputs: Mapping[str, Tensor], available: Tensor, completed: Mapping[str, Tensor], l1_weight: float
+    ) -> dict[str, Tensor]:
         """pix2pix's G objective: BCE(D(condition, generated), 1) + l1_weight x L1, on withheld modalities only."""
         adversarial = torch.zeros((), device=available.device)
         for name, (_, condition, _, generated) in self._pairs(inputs, available, completed).items():
@@ -174,11 +192,13 @@ class AutoencoderImputation(Imputation, SegmentationMethod):
         super().__init__(modalities, num_classes, config)
         check_sampler(config["sampler"], "sampler")
         total = sum(modalities.values())
-        self.generators = nn.ModuleDict({name: self._generator(self.condition_channels(name), c)
-                                         for name, c in modalities.items()})
+        self.generators = nn.ModuleDict(
+            {name: self._generator(self.condition_channels(name), c) for name, c in modalities.items()}
+        )
         self.encoder = resnet(config["backbone"], in_channels=total, width=config["width"])
-        self.decoder = FPNDecoder(self.encoder.channels, config["fpn_channels"], config["decoder_channels"],
-                                  num_classes)
+        self.decoder = FPNDecoder(
+            self.encoder.channels, config["fpn_channels"], config["decoder_channels"], num_classes
+        )
 
     def _generator(self, inp: int, out: int) -> nn.Module:
         return UNetGenerator(inp, out, self.config["generator_width"])
@@ -213,9 +233,12 @@ class ConditionalGanImputation(AutoencoderImputation):
     def __init__(self, modalities: Mapping[str, int], num_classes: int, config: Mapping[str, Any]) -> None:
         check_gan_config(config)
         super().__init__(modalities, num_classes, config)
-        self.discriminators = nn.ModuleDict({
-            name: PatchDiscriminator(self.condition_channels(name) + c, config["discriminator_width"])
-            for name, c in modalities.items()})
+        self.discriminators = nn.ModuleDict(
+            {
+                name: PatchDiscriminator(self.condition_channels(name) + c, config["discriminator_width"])
+                for name, c in modalities.items()
+            }
+        )
 
     def _generator(self, inp: int, out: int) -> nn.Module:
         return Pix2PixGenerator(inp, out, self.config["generator_width"], tanh=self.config["output"] == "tanh")

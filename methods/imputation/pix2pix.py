@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mmbench.attention import TransformerBlock
+from mmbench.methods.blocks.attention import TransformerBlock
 
 DEPTH = 4  # 4 stride-2 stages: the bottleneck is at 1/16, as in GEMMNet's generators
 
@@ -25,8 +25,9 @@ def _down(inp: int, out: int, norm: bool) -> nn.Sequential:
 
 
 def _up(inp: int, out: int) -> nn.Sequential:
-    return nn.Sequential(nn.ReLU(), nn.ConvTranspose2d(inp, out, 4, stride=2, padding=1, bias=False),
-                         nn.BatchNorm2d(out))
+    return nn.Sequential(
+        nn.ReLU(), nn.ConvTranspose2d(inp, out, 4, stride=2, padding=1, bias=False), nn.BatchNorm2d(out)
+    )
 
 
 class BottleneckTransformer(nn.Module):
@@ -58,12 +59,14 @@ class Pix2PixGenerator(nn.Module):
     inputs are standardised (unbounded), so the default output is linear.
     """
 
-    def __init__(self, inp: int, out: int, width: int, tanh: bool = False,
-                 bottleneck: BottleneckTransformer | None = None) -> None:
+    def __init__(
+        self, inp: int, out: int, width: int, tanh: bool = False, bottleneck: BottleneckTransformer | None = None
+    ) -> None:
         super().__init__()
         widths = [width * 2**i for i in range(DEPTH)]  # gf, 2gf, 4gf, 8gf
-        self.downs = nn.ModuleList([_down(inp if i == 0 else widths[i - 1], widths[i], norm=i > 0)
-                                    for i in range(DEPTH)])
+        self.downs = nn.ModuleList(
+            [_down(inp if i == 0 else widths[i - 1], widths[i], norm=i > 0) for i in range(DEPTH)]
+        )
         self.bottleneck = bottleneck
         ups = []
         for i in range(DEPTH - 1, 0, -1):  # from 8gf to gf; from the second one on, the input has the skip
@@ -96,11 +99,15 @@ class PatchDiscriminator(nn.Module):
 
     def __init__(self, inp: int, width: int) -> None:
         super().__init__()
-        layers: list[nn.Module] = [_down(inp, width, norm=False), _down(width, 2 * width, norm=True),
-                                   _down(2 * width, 4 * width, norm=True),
-                                   nn.Conv2d(4 * width, 8 * width, 4, padding=1, bias=False),
-                                   nn.BatchNorm2d(8 * width), nn.LeakyReLU(0.2, inplace=True),
-                                   nn.Conv2d(8 * width, 1, 4, padding=1)]
+        layers: list[nn.Module] = [
+            _down(inp, width, norm=False),
+            _down(width, 2 * width, norm=True),
+            _down(2 * width, 4 * width, norm=True),
+            nn.Conv2d(4 * width, 8 * width, 4, padding=1, bias=False),
+            nn.BatchNorm2d(8 * width),
+            nn.LeakyReLU(0.2, inplace=True),
+            nn.Conv2d(8 * width, 1, 4, padding=1),
+        ]
         self.body = nn.Sequential(*layers)
 
     def forward(self, condition: Tensor, target: Tensor) -> Tensor:

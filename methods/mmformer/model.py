@@ -11,7 +11,7 @@
   (training only).
 Loss: fused (wCE + Dice) + sep_weight x sum over modalities of sep (wCE + Dice), on the samples that
 have the modality, + deep_supervision_weight x sum over scales (wCE + Dice). Training masks: per sample,
-uniform over the 2^M - 1 subsets. Attention runs through `mmbench.attention` (xformers on CUDA when
+uniform over the 2^M - 1 subsets. Attention runs through `mmbench.methods.blocks.attention` (xformers on CUDA when
 installed, SDPA otherwise).
 """
 
@@ -24,9 +24,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mmbench.attention import TransformerBlock
 from mmbench.method import SegmentationMethod, TrainStep
-from mmbench.methods.common import check_sampler, sampled_availability, upsample, weighted_ce_dice
+from mmbench.methods.blocks.attention import TransformerBlock
+from mmbench.methods.blocks.common import check_sampler, sampled_availability, upsample, weighted_ce_dice
 
 STAGES = 5
 
@@ -58,8 +58,7 @@ class ModalityEncoder(nn.Module):
     def __init__(self, in_channels: int, dims: Sequence[int]) -> None:
         super().__init__()
         widths = [in_channels, *dims]
-        self.stages = nn.ModuleList([EncoderStage(widths[i], widths[i + 1], 1 if i == 0 else 2)
-                                     for i in range(STAGES)])
+        self.stages = nn.ModuleList([EncoderStage(widths[i], widths[i + 1], 1 if i == 0 else 2) for i in range(STAGES)])
 
     def forward(self, x: Tensor) -> list[Tensor]:
         features = []
@@ -91,8 +90,11 @@ class RegionFusion(nn.Module):
 
     def __init__(self, channels: int, modalities: int) -> None:
         super().__init__()
-        self.body = nn.Sequential(nn.Conv2d(modalities * channels, channels, 1), PreNormConv(channels, channels),
-                                  nn.Conv2d(channels, channels, 1))
+        self.body = nn.Sequential(
+            nn.Conv2d(modalities * channels, channels, 1),
+            PreNormConv(channels, channels),
+            nn.Conv2d(channels, channels, 1),
+        )
 
     def forward(self, x: Tensor) -> Tensor:
         return self.body(x)
@@ -104,8 +106,12 @@ class Decoder(nn.Module):
     def __init__(self, dims: Sequence[int], num_classes: int) -> None:
         super().__init__()
         self.reduce = nn.ModuleList([nn.Conv2d(dims[i + 1], dims[i], 1) for i in range(STAGES - 1)])
-        self.blocks = nn.ModuleList([nn.Sequential(nn.Conv2d(2 * dims[i], dims[i], 1), PreNormConv(dims[i], dims[i]))
-                                     for i in range(STAGES - 1)])
+        self.blocks = nn.ModuleList(
+            [
+                nn.Sequential(nn.Conv2d(2 * dims[i], dims[i], 1), PreNormConv(dims[i], dims[i]))
+                for i in range(STAGES - 1)
+            ]
+        )
         self.heads = nn.ModuleList([nn.Conv2d(d, num_classes, 1) for d in dims])
 
     def forward(self, skips: Sequence[Tensor], bottleneck: Tensor) -> tuple[Tensor, list[Tensor]]:
@@ -113,8 +119,9 @@ class Decoder(nn.Module):
         x = bottleneck
         auxiliary = [self.heads[STAGES - 1](x)]
         for level in range(STAGES - 2, -1, -1):
-            up = F.interpolate(self.reduce[level](x), size=skips[level].shape[-2:], mode="bilinear",
-                               align_corners=False)
+            up = F.interpolate(
+                self.reduce[level](x), size=skips[level].shape[-2:], mode="bilinear", align_corners=False
+            )
             x = self.blocks[level](torch.cat([up, skips[level]], dim=1))
             if level:
                 auxiliary.append(self.heads[level](x))
@@ -130,8 +137,9 @@ class MmFormer(SegmentationMethod):
         self.dims = dims
         self.encoders = nn.ModuleDict({name: ModalityEncoder(c, dims) for name, c in modalities.items()})
         self.tokens = nn.ModuleDict({name: Tokens(dims[-1], dim, config["token_grid"]) for name in modalities})
-        self.intra = nn.ModuleDict({name: TransformerBlock(dim, config["heads"], config["mlp_dim"])
-                                    for name in modalities})
+        self.intra = nn.ModuleDict(
+            {name: TransformerBlock(dim, config["heads"], config["mlp_dim"]) for name in modalities}
+        )
         self.inter = TransformerBlock(dim, config["heads"], config["mlp_dim"])
         self.from_tokens = nn.Conv2d(count * dim, dims[-1], 1)
         self.sep_from_tokens = nn.Conv2d(dim, dims[-1], 1)
@@ -164,11 +172,14 @@ class MmFormer(SegmentationMethod):
         length = tokens[0].shape[1]
         mixed = self.inter(torch.cat(tokens, dim=1))  # inter-modal attention over M x L tokens
         grid = skips[0][-1].shape[-2:]
-        maps = [mixed[:, m * length:(m + 1) * length].transpose(1, 2).reshape(mixed.shape[0], -1, *grid)
-                for m in range(len(tokens))]
+        maps = [
+            mixed[:, m * length : (m + 1) * length].transpose(1, 2).reshape(mixed.shape[0], -1, *grid)
+            for m in range(len(tokens))
+        ]
         bottleneck = self.from_tokens(torch.cat(maps, dim=1))
-        fused_skips = [fusion(torch.cat([s[level] for s in skips], dim=1))
-                       for level, fusion in enumerate(self.region_fusion)]
+        fused_skips = [
+            fusion(torch.cat([s[level] for s in skips], dim=1)) for level, fusion in enumerate(self.region_fusion)
+        ]
         return self.fuse_decoder(fused_skips, bottleneck)
 
     def decode(self, features: Mapping[str, Any], available: Tensor) -> Tensor:
@@ -190,14 +201,17 @@ class MmFormer(SegmentationMethod):
         terms = self.segmentation_terms(features, available, label, info.ignore_index)
         return {"loss": terms["loss"], **{name: terms[name].detach() for name in ("fused", "sep", "deep")}}
 
-    def segmentation_terms(self, features: Mapping[str, Any], available: Tensor, label: Tensor,
-                           ignore_index: int) -> dict[str, Tensor]:
+    def segmentation_terms(
+        self, features: Mapping[str, Any], available: Tensor, label: Tensor, ignore_index: int
+    ) -> dict[str, Tensor]:
         """mmFormer's loss: fused + sep_weight x separate-decoder + deep_supervision_weight x auxiliary scales
         (each wCE + Dice); the separate decoder runs on the samples that have the modality."""
         logits, auxiliary = self._fuse(features, available)
         fused = weighted_ce_dice(logits, label, ignore_index)
-        deep = sum((weighted_ce_dice(upsample(a, label.shape[-2:]), label, ignore_index) for a in auxiliary),
-                   torch.zeros((), device=label.device))
+        deep = sum(
+            (weighted_ce_dice(upsample(a, label.shape[-2:]), label, ignore_index) for a in auxiliary),
+            torch.zeros((), device=label.device),
+        )
         sep = torch.zeros((), device=label.device)
         for index, name in enumerate(self.modality_names):
             rows = available[:, index]

@@ -14,7 +14,7 @@ features are learned together; they compare it with 2-D convolutions and a "dual
 4. latents cross-attend to the tokens, then `latent_blocks` self-attention layers;
 5. decoding queries = the masked mean over modalities of the 1/4 features (one per position), which
    cross-attend to the latents; the result is upsampled with the 1/2 skip to logits.
-Attention runs through `mmbench.attention` (masked calls use SDPA). Default training uses complete
+Attention runs through `mmbench.methods.blocks.attention` (masked calls use SDPA). Default training uses complete
 data, as the paper's model is not a missing-modality method; `sampler` changes that.
 """
 
@@ -27,22 +27,26 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mmbench.attention import CrossAttention, TransformerBlock
 from mmbench.errors import ConfigError
 from mmbench.method import SegmentationMethod, TrainStep
-from mmbench.methods.common import check_sampler, masked_mean, sampled_availability, upsample
+from mmbench.methods.blocks.attention import CrossAttention, TransformerBlock
+from mmbench.methods.blocks.common import check_sampler, masked_mean, sampled_availability, upsample
 
 LOCAL_MODULES = ("conv3d", "conv2d", "dual")
 
 
 def _conv3d(inp: int, out: int, stride: tuple[int, int, int] = (1, 1, 1)) -> nn.Sequential:
-    return nn.Sequential(nn.Conv3d(inp, out, 3, stride=stride, padding=1, bias=False), nn.BatchNorm3d(out),
-                         nn.ReLU(inplace=True))
+    return nn.Sequential(
+        nn.Conv3d(inp, out, 3, stride=stride, padding=1, bias=False), nn.BatchNorm3d(out), nn.ReLU(inplace=True)
+    )
 
 
 def _conv2d(inp: int, out: int, kernel: int = 3, stride: int = 1) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(inp, out, kernel, stride=stride, padding=kernel // 2, bias=False),
-                         nn.BatchNorm2d(out), nn.ReLU(inplace=True))
+    return nn.Sequential(
+        nn.Conv2d(inp, out, kernel, stride=stride, padding=kernel // 2, bias=False),
+        nn.BatchNorm2d(out),
+        nn.ReLU(inplace=True),
+    )
 
 
 class Local3D(nn.Module):
@@ -65,8 +69,11 @@ class Local2D(nn.Module):
         super().__init__()
 
         def stage() -> nn.Module:
-            return DualBlock(channels) if dual else nn.Sequential(_conv2d(channels, channels, 3, 2),
-                                                                  _conv2d(channels, channels))
+            return (
+                DualBlock(channels)
+                if dual
+                else nn.Sequential(_conv2d(channels, channels, 3, 2), _conv2d(channels, channels))
+            )
 
         self.down1, self.down2 = stage(), stage()
 
@@ -110,8 +117,9 @@ class Perceiver(SegmentationMethod):
         self.latents = nn.Parameter(torch.randn(config["latents"], dim) * 0.02)
         self.encode_cross = CrossAttention(dim, channels, dim, config["heads"])
         self.encode_norm = nn.LayerNorm(dim)
-        self.blocks = nn.ModuleList([TransformerBlock(dim, config["heads"], config["mlp_dim"])
-                                     for _ in range(config["latent_blocks"])])
+        self.blocks = nn.ModuleList(
+            [TransformerBlock(dim, config["heads"], config["mlp_dim"]) for _ in range(config["latent_blocks"])]
+        )
         self.decode_cross = CrossAttention(channels, dim, dim, config["heads"])
         self.decode_norm = nn.LayerNorm(channels)
         self.fuse_skip = _conv2d(2 * channels, channels)
@@ -139,8 +147,9 @@ class Perceiver(SegmentationMethod):
         decoded = query_tokens + self.decode_cross(self.decode_norm(query_tokens), latents)
         decoded = decoded.transpose(1, 2).reshape(batch, channels, height, width)
         skip = masked_mean({m: half[:, :, m] for m in range(modalities)}, available)
-        merged = self.fuse_skip(torch.cat([F.interpolate(decoded, size=skip.shape[-2:], mode="bilinear",
-                                                         align_corners=False), skip], dim=1))
+        merged = self.fuse_skip(
+            torch.cat([F.interpolate(decoded, size=skip.shape[-2:], mode="bilinear", align_corners=False), skip], dim=1)
+        )
         return upsample(self.classifier(merged), reference.shape[-2:])
 
     def training_availability(self, batch: Mapping[str, Any], info: TrainStep) -> Tensor:

@@ -30,8 +30,8 @@ from torch import Tensor, nn
 
 from mmbench.errors import ConfigError
 from mmbench.method import SegmentationMethod, TrainStep
-from mmbench.methods.backbones import resnet
-from mmbench.methods.common import FPNDecoder, check_sampler, sampled_availability, upsample
+from mmbench.methods.blocks.backbones import resnet
+from mmbench.methods.blocks.common import FPNDecoder, check_sampler, sampled_availability, upsample
 
 _MAS_STREAM = 7  # a seed word of its own, so MAS draws never coincide with the base sampler's
 
@@ -48,8 +48,9 @@ class Sgma(SegmentationMethod):
         for key in ("fusion_temperature", "focus_temperature"):
             if config[key] <= 0:
                 raise ConfigError(f"method.{key}={config[key]}: must be positive")
-        self.encoders = nn.ModuleDict({name: resnet(config["backbone"], in_channels=c, width=config["width"])
-                                       for name, c in modalities.items()})
+        self.encoders = nn.ModuleDict(
+            {name: resnet(config["backbone"], in_channels=c, width=config["width"]) for name, c in modalities.items()}
+        )
         channels = next(iter(self.encoders.values())).channels
         self.levels = len(channels)
         self.decoder = FPNDecoder(channels, config["fpn_channels"], config["decoder_channels"], num_classes)
@@ -75,8 +76,10 @@ class Sgma(SegmentationMethod):
         reference = next(iter(pyramids.values()))[level]
         scores = reference.new_full((reference.shape[0], len(self.modality_names)), float("-inf"))
         for index, pyramid in pyramids.items():
-            score = self.robustness(torch.where(available[:, index].view(-1, 1, 1, 1), pyramid[level], 0.0),
-                                    index, level) / self.config["fusion_temperature"]
+            score = (
+                self.robustness(torch.where(available[:, index].view(-1, 1, 1, 1), pyramid[level], 0.0), index, level)
+                / self.config["fusion_temperature"]
+            )
             scores[:, index] = torch.where(available[:, index], score, float("-inf"))
         return torch.softmax(scores, dim=1).nan_to_num(0.0)
 
@@ -124,8 +127,9 @@ class Sgma(SegmentationMethod):
         return available
 
     @torch.no_grad()
-    def _update_prototypes(self, features: Mapping[str, Any], available: Tensor, label: Tensor,
-                           ignore_index: int) -> None:
+    def _update_prototypes(
+        self, features: Mapping[str, Any], available: Tensor, label: Tensor, ignore_index: int
+    ) -> None:
         momentum = self.config["prototype_momentum"]
         for index, name in enumerate(self.modality_names):
             rows = available[:, index]

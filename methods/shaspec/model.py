@@ -23,8 +23,8 @@ from torch import Tensor, nn
 
 from mmbench.errors import ConfigError
 from mmbench.method import SegmentationMethod, TrainStep
-from mmbench.methods.backbones import resnet
-from mmbench.methods.common import FPNDecoder, Stem, check_sampler, masked_mean, sampled_availability, upsample
+from mmbench.methods.blocks.backbones import resnet
+from mmbench.methods.blocks.common import FPNDecoder, Stem, check_sampler, masked_mean, sampled_availability, upsample
 
 
 class ShaSpec(SegmentationMethod):
@@ -37,13 +37,17 @@ class ShaSpec(SegmentationMethod):
         check_sampler(config["sampler"], "sampler")
         self.stems = nn.ModuleDict({name: Stem(channels, config["width"]) for name, channels in modalities.items()})
         self.shared = resnet(config["backbone"], width=config["width"], stem=False)
-        self.specific = nn.ModuleDict({
-            name: resnet(config["specific_backbone"], in_channels=channels, width=config["specific_width"])
-            for name, channels in modalities.items()})
+        self.specific = nn.ModuleDict(
+            {
+                name: resnet(config["specific_backbone"], in_channels=channels, width=config["specific_width"])
+                for name, channels in modalities.items()
+            }
+        )
         shared_channels = self.shared.channels
         specific_channels = next(iter(self.specific.values())).channels
-        self.compose = nn.ModuleList([nn.Conv2d(cs + cp, cs, 3, padding=1)
-                                      for cs, cp in zip(shared_channels, specific_channels, strict=True)])
+        self.compose = nn.ModuleList(
+            [nn.Conv2d(cs + cp, cs, 3, padding=1) for cs, cp in zip(shared_channels, specific_channels, strict=True)]
+        )
         self.merge = nn.ModuleList([nn.Conv2d(len(modalities) * c, c, 1) for c in shared_channels])
         self.decoder = FPNDecoder(shared_channels, config["fpn_channels"], config["decoder_channels"], num_classes)
         self.modality_classifier = nn.Linear(specific_channels[-1], len(modalities))
@@ -53,8 +57,9 @@ class ShaSpec(SegmentationMethod):
 
     def _stand_in(self, features: Mapping[str, Any], available: Tensor, level: int) -> Tensor:
         """Per sample, the shared feature of the first (or the mean of every) available modality."""
-        values = {index: features[name]["shared"][level] for index, name in enumerate(self.modality_names)
-                  if name in features}
+        values = {
+            index: features[name]["shared"][level] for index, name in enumerate(self.modality_names) if name in features
+        }
         if self.config["missing_feature"] == "mean":
             return masked_mean(values, available)
         chosen: Tensor | None = None
@@ -100,8 +105,12 @@ class ShaSpec(SegmentationMethod):
         alignment = self._shared_alignment(features, available)
         classification = self._modality_classification(features, available)
         total = ce + self.config["alpha"] * alignment + self.config["beta"] * classification
-        return {"loss": total, "ce": ce.detach(), "shared_l1": alignment.detach(),
-                "modality_ce": classification.detach()}
+        return {
+            "loss": total,
+            "ce": ce.detach(),
+            "shared_l1": alignment.detach(),
+            "modality_ce": classification.detach(),
+        }
 
     def _shared_alignment(self, features: Mapping[str, Any], available: Tensor) -> Tensor:
         """Mean L1 between deepest shared features of consecutive modalities (cyclic), both available."""

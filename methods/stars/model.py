@@ -25,8 +25,8 @@ from torch import nn
 from mmbench.errors import ConfigError
 from mmbench.kernels.psa import class_balanced_sample, cross_modal_infonce, gather_pixels
 from mmbench.method import SegmentationMethod, TrainStep
-from mmbench.methods.backbones import resnet
-from mmbench.methods.common import Stem, conv_bn_relu
+from mmbench.methods.blocks.backbones import resnet
+from mmbench.methods.blocks.common import Stem, conv_bn_relu
 from mmbench.sampling import sample_availability
 
 
@@ -36,8 +36,13 @@ class SCSE(nn.Module):
     def __init__(self, channels: int, reduction: int = 8) -> None:
         super().__init__()
         hidden = max(channels // reduction, 4)
-        self.channel = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(channels, hidden, 1), nn.ReLU(inplace=True),
-                                     nn.Conv2d(hidden, channels, 1), nn.Sigmoid())
+        self.channel = nn.Sequential(
+            nn.AdaptiveAvgPool2d(1),
+            nn.Conv2d(channels, hidden, 1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(hidden, channels, 1),
+            nn.Sigmoid(),
+        )
         self.spatial = nn.Sequential(nn.Conv2d(channels, 1, 1), nn.Sigmoid())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -50,8 +55,9 @@ class Translator(nn.Module):
     def __init__(self, channels: int) -> None:
         super().__init__()
         hidden = max(channels // 4, 4)
-        self.body = nn.Sequential(conv_bn_relu(channels, hidden, 1), conv_bn_relu(hidden, hidden, 3),
-                                  nn.Conv2d(hidden, channels, 1))
+        self.body = nn.Sequential(
+            conv_bn_relu(channels, hidden, 1), conv_bn_relu(hidden, hidden, 3), nn.Conv2d(hidden, channels, 1)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.body(x)
@@ -71,26 +77,47 @@ class Stars(SegmentationMethod):
         width = config["width"]
         self.stems = nn.ModuleDict({name: Stem(channels, width) for name, channels in modalities.items()})
         self.shared = resnet(config["backbone"], width=width, stem=False, pretrained=config["pretrained"])
-        self.specific = nn.ModuleDict({
-            name: resnet(config["specific_backbone"], in_channels=channels, width=config["specific_width"])
-            for name, channels in modalities.items()})
+        self.specific = nn.ModuleDict(
+            {
+                name: resnet(config["specific_backbone"], in_channels=channels, width=config["specific_width"])
+                for name, channels in modalities.items()
+            }
+        )
         shared_channels = self.shared.channels
         specific_channels = next(iter(self.specific.values())).channels
         self.levels = len(shared_channels)
-        self.translated_levels = (tuple(range(self.levels)) if config["translation_levels"] == "all"
-                                  else (self.levels - 1,))
+        self.translated_levels = (
+            tuple(range(self.levels)) if config["translation_levels"] == "all" else (self.levels - 1,)
+        )
         self.pairs = [(a, b) for a, b in itertools.permutations(self.modality_names, 2)]
-        self.translators = nn.ModuleDict({
-            f"{a}__{b}": nn.ModuleList([Translator(c) if level in self.translated_levels else nn.Identity()
-                                        for level, c in enumerate(shared_channels)])
-            for a, b in self.pairs})
-        self.compose = nn.ModuleDict({
-            name: nn.ModuleList([nn.Conv2d(cs + cp, cs, 3, padding=1) for cs, cp in zip(shared_channels,
-                                                                                      specific_channels, strict=True)])
-            for name in self.modality_names})
-        self.modality_attention = nn.ModuleDict({
-            name: nn.ModuleList([SCSE(c) if config["scse"] else nn.Identity() for c in shared_channels])
-            for name in self.modality_names})
+        self.translators = nn.ModuleDict(
+            {
+                f"{a}__{b}": nn.ModuleList(
+                    [
+                        Translator(c) if level in self.translated_levels else nn.Identity()
+                        for level, c in enumerate(shared_channels)
+                    ]
+                )
+                for a, b in self.pairs
+            }
+        )
+        self.compose = nn.ModuleDict(
+            {
+                name: nn.ModuleList(
+                    [
+                        nn.Conv2d(cs + cp, cs, 3, padding=1)
+                        for cs, cp in zip(shared_channels, specific_channels, strict=True)
+                    ]
+                )
+                for name in self.modality_names
+            }
+        )
+        self.modality_attention = nn.ModuleDict(
+            {
+                name: nn.ModuleList([SCSE(c) if config["scse"] else nn.Identity() for c in shared_channels])
+                for name in self.modality_names
+            }
+        )
         self.merge = nn.ModuleList([nn.Conv2d(len(modalities) * c, c, 1) for c in shared_channels])
         self.merge_attention = nn.ModuleList([SCSE(c) if config["scse"] else nn.Identity() for c in shared_channels])
         fpn, dec = config["fpn_channels"], config["decoder_channels"]
@@ -99,8 +126,10 @@ class Stars(SegmentationMethod):
         self.decoder = nn.ModuleList([conv_bn_relu(fpn, dec) for _ in shared_channels])
         self.classifier = nn.Conv2d(dec, num_classes, 1)
         psa = config["psa"]
-        self.projection = nn.Sequential(conv_bn_relu(shared_channels[0], shared_channels[0], 1),
-                                        nn.Conv2d(shared_channels[0], psa["embedding_dim"], 1))
+        self.projection = nn.Sequential(
+            conv_bn_relu(shared_channels[0], shared_channels[0], 1),
+            nn.Conv2d(shared_channels[0], psa["embedding_dim"], 1),
+        )
 
     # -- split interface -----------------------------------------------------------------------
     def encode(self, name: str, x: torch.Tensor) -> dict[str, list[torch.Tensor]]:
@@ -115,8 +144,9 @@ class Stars(SegmentationMethod):
         return self.decode(features, available)
 
     # -- the network ---------------------------------------------------------------------------
-    def _translate(self, features: Mapping[str, Any], available: torch.Tensor, target: str, level: int,
-                   reference: torch.Tensor) -> torch.Tensor:
+    def _translate(
+        self, features: Mapping[str, Any], available: torch.Tensor, target: str, level: int, reference: torch.Tensor
+    ) -> torch.Tensor:
         """Mean over the available sources a of T_{a->target}(S_a) (or of S_a without translation)."""
         total = torch.zeros_like(reference)
         count = torch.zeros(reference.shape[0], 1, 1, 1, device=reference.device, dtype=reference.dtype)
@@ -156,12 +186,21 @@ class Stars(SegmentationMethod):
             merged.append(self.merge_attention[level](self.merge[level](torch.cat(fused, dim=1))))
         pyramid = [lateral(x) for lateral, x in zip(self.lateral, merged, strict=True)]
         for level in range(self.levels - 2, -1, -1):
-            pyramid[level] = pyramid[level] + F.interpolate(pyramid[level + 1], size=pyramid[level].shape[-2:],
-                                                            mode="nearest")
+            pyramid[level] = pyramid[level] + F.interpolate(
+                pyramid[level + 1], size=pyramid[level].shape[-2:], mode="nearest"
+            )
         size = pyramid[0].shape[-2:]
-        decoded = sum(F.interpolate(self.decoder[level](self.smooth[level](x)), size=size, mode="bilinear",
-                                    align_corners=False) if level else self.decoder[level](self.smooth[level](x))
-                      for level, x in enumerate(pyramid)) / self.levels
+        decoded = (
+            sum(
+                F.interpolate(
+                    self.decoder[level](self.smooth[level](x)), size=size, mode="bilinear", align_corners=False
+                )
+                if level
+                else self.decoder[level](self.smooth[level](x))
+                for level, x in enumerate(pyramid)
+            )
+            / self.levels
+        )
         logits = self.classifier(decoded)
         full_size = (size[0] * 4, size[1] * 4)
         return F.interpolate(logits, size=full_size, mode="bilinear", align_corners=False), per_modality_c2, merged
@@ -175,8 +214,14 @@ class Stars(SegmentationMethod):
         full_logits, _, _ = self._decode(features, everything)
         ce_full = F.cross_entropy(full_logits, label, ignore_index=info.ignore_index)
         slots = batch["slots"].tolist() if "slots" in batch else range(label.shape[0])
-        missing = sample_availability(self.config["missing_sampler"], len(self.modality_names), slots,
-                                      (info.seed, info.step, info.micro), include_full=False, device=label.device)
+        missing = sample_availability(
+            self.config["missing_sampler"],
+            len(self.modality_names),
+            slots,
+            (info.seed, info.step, info.micro),
+            include_full=False,
+            device=label.device,
+        )
         missing_logits, embeddings, _ = self._decode(features, missing)
         ce_missing = F.cross_entropy(missing_logits, label, ignore_index=info.ignore_index)
         terms = {"ce_full": ce_full, "ce_missing": ce_missing}
@@ -214,23 +259,46 @@ class Stars(SegmentationMethod):
         seed = (info.seed * 1_000_003 + info.step * 1_009 + info.micro) % (2**31)
         if settings["sampling"] == "balanced":
             indices, sampled = class_balanced_sample(
-                small, info.num_classes, max_samples=settings["max_samples"], max_views=settings["max_views"],
-                min_pixels=settings["min_pixels"], seed=seed, ignore_index=info.ignore_index, mode=settings["mode"],
-                per_image=settings["per_image"], backend=settings["backend"])
+                small,
+                info.num_classes,
+                max_samples=settings["max_samples"],
+                max_views=settings["max_views"],
+                min_pixels=settings["min_pixels"],
+                seed=seed,
+                ignore_index=info.ignore_index,
+                mode=settings["mode"],
+                per_image=settings["per_image"],
+                backend=settings["backend"],
+            )
         else:  # the same number of pixels, drawn uniformly over valid pixels: the "no class balance" ablation
             valid = torch.where(small == info.ignore_index, small, torch.zeros_like(small))
-            indices, _ = class_balanced_sample(valid, 1, max_samples=settings["max_samples"],
-                                               max_views=settings["max_samples"], min_pixels=1, seed=seed,
-                                               ignore_index=info.ignore_index, mode="all",
-                                               backend=settings["backend"])
+            indices, _ = class_balanced_sample(
+                valid,
+                1,
+                max_samples=settings["max_samples"],
+                max_views=settings["max_samples"],
+                min_pixels=1,
+                seed=seed,
+                ignore_index=info.ignore_index,
+                mode="all",
+                backend=settings["backend"],
+            )
             sampled = small.reshape(-1)[indices]
-        projected = {name: F.normalize(self.projection(value), dim=1).permute(0, 2, 3, 1)
-                     for name, value in embeddings.items()}
+        projected = {
+            name: F.normalize(self.projection(value), dim=1).permute(0, 2, 3, 1) for name, value in embeddings.items()
+        }
         gather = functools.partial(gather_pixels, indices=indices, backend=settings["backend"])
-        losses = [cross_modal_infonce(gather(projected[a]), gather(projected[b]),
-                                      sampled, settings["temperature"], stop_grad_keys=settings["stop_grad_keys"],
-                                      backend=settings["backend"])
-                  for a, b in itertools.combinations(self.modality_names, 2)]
+        losses = [
+            cross_modal_infonce(
+                gather(projected[a]),
+                gather(projected[b]),
+                sampled,
+                settings["temperature"],
+                stop_grad_keys=settings["stop_grad_keys"],
+                backend=settings["backend"],
+            )
+            for a, b in itertools.combinations(self.modality_names, 2)
+        ]
         return torch.stack(losses).mean()
 
     @staticmethod

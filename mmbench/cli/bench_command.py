@@ -36,8 +36,19 @@ def _format(value: float | None, digits: int = 3) -> str:
 
 def results_table(rows: list[Any], bandwidth: float) -> Table:
     table = Table(title=f"Kernels (device-copy bandwidth {bandwidth:.1f} GB/s)", title_justify="left")
-    for column in ("op", "problem", "provider", "median ms", "p20-p80 ms", "vs naive", "MB moved", "GB/s",
-                   "% copy BW", "GFLOP/s", "peak MB"):
+    for column in (
+        "op",
+        "problem",
+        "provider",
+        "median ms",
+        "p20-p80 ms",
+        "vs naive",
+        "MB moved",
+        "GB/s",
+        "% copy BW",
+        "GFLOP/s",
+        "peak MB",
+    ):
         table.add_column(column, justify="left" if column in ("op", "problem", "provider") else "right")
     naive = {(row.op, row.problem): row.median_ms for row in rows if row.provider == "naive"}
     for row in rows:
@@ -46,10 +57,17 @@ def results_table(rows: list[Any], bandwidth: float) -> Table:
             continue
         baseline = naive.get((row.op, row.problem))
         table.add_row(
-            row.op, row.problem, row.provider, _format(row.median_ms), f"{_format(row.p20_ms)}-{_format(row.p80_ms)}",
-            f"{baseline / row.median_ms:.1f}x" if baseline else "-", _format(row.bytes_moved / 1e6),
-            _format(row.gbps), _format(100 * row.copy_fraction if row.copy_fraction is not None else None, 2),
-            _format(row.gflops), _format(row.peak_memory_bytes / 1e6 if row.peak_memory_bytes is not None else None),
+            row.op,
+            row.problem,
+            row.provider,
+            _format(row.median_ms),
+            f"{_format(row.p20_ms)}-{_format(row.p80_ms)}",
+            f"{baseline / row.median_ms:.1f}x" if baseline else "-",
+            _format(row.bytes_moved / 1e6),
+            _format(row.gbps),
+            _format(100 * row.copy_fraction if row.copy_fraction is not None else None, 2),
+            _format(row.gflops),
+            _format(row.peak_memory_bytes / 1e6 if row.peak_memory_bytes is not None else None),
         )
     return table
 
@@ -68,8 +86,8 @@ def targets_table(targets: list[dict[str, Any]]) -> Table:
 
 def run(args: argparse.Namespace) -> int:
     from mmbench.atomic import write_json_atomic
-    from mmbench.kernel_bench import copy_bandwidth, measure, result_document
-    from mmbench.kernels.benchmark_cases import available_providers, select_problems
+    from mmbench.bench.kernel_cases import available_providers, select_problems
+    from mmbench.bench.kernels import copy_bandwidth, measure, result_document
     from mmbench.progress import progress_bar
     from mmbench.records import utc_now
 
@@ -78,8 +96,10 @@ def run(args: argparse.Namespace) -> int:
     providers = tuple(args.providers or possible)
     missing = [name for name in providers if name not in possible]
     if missing:
-        raise UserError(f"provider {', '.join(missing)} does not run on {device} (Triton is timed on CUDA only); "
-                        f"choose from {', '.join(possible)}")
+        raise UserError(
+            f"provider {', '.join(missing)} does not run on {device} (Triton is timed on CUDA only); "
+            f"choose from {', '.join(possible)}"
+        )
     problems = select_problems(tuple(args.sizes), tuple(args.ops))
     out = Path(args.out) if args.out else Path("bench") / f"kernels-{device.type}-{utc_now():%Y%m%d-%H%M%S}.json"
 
@@ -89,6 +109,7 @@ def run(args: argparse.Namespace) -> int:
     total = len(problems) * len(providers)
     with progress_bar("timing kernels", total) as advance_to:
         for problem in problems:
+
             def done(row: Any, problem: Any = problem) -> None:
                 rows.append(row)
                 advance_to(len(rows), description=f"{problem.op} {problem.name}: {row.provider}")

@@ -45,22 +45,30 @@ def convert(args: argparse.Namespace) -> int:
     from mmbench.datasets.converters import convert as run_conversion
 
     with progress_bar(f"converting {args.format}", total=None) as advance:
-        report = run_conversion(args.format, source, Path(args.output), tile_size=args.tile_size,
-                                stride=args.stride, codec=args.codec,
-                                progress=lambda description, done, total: advance(done, total, description))
+        report = run_conversion(
+            args.format,
+            source,
+            Path(args.output),
+            tile_size=args.tile_size,
+            stride=args.stride,
+            codec=args.codec,
+            progress=lambda description, done, total: advance(done, total, description),
+        )
     console = stdout()
     console.print(f"wrote [bold]{report.output}[/bold]: {report.tiles} tiles")
     for note in report.notes:
         console.print(f"note: {note}")
     if report.off_palette_pixels:
         total = sum(report.off_palette_pixels.values())
-        console.print(f"[yellow]{total} off-palette label pixels were set to ignore[/yellow] "
-                      f"(in {len(report.off_palette_pixels)} files; see 'mmbench data info')")
+        console.print(
+            f"[yellow]{total} off-palette label pixels were set to ignore[/yellow] "
+            f"(in {len(report.off_palette_pixels)} files; see 'mmbench data info')"
+        )
     return 0
 
 
 def info(args: argparse.Namespace) -> int:
-    from mmbench.datasets.store_reader import TileStore
+    from mmbench.data.store_reader import TileStore
 
     with TileStore(args.file) as store:
         summary = _summary(store)
@@ -69,47 +77,61 @@ def info(args: argparse.Namespace) -> int:
         return 0
     console = stdout()
     console.print(f"[bold]{summary['name']}[/bold]  {args.file}")
-    console.print(f"format v{summary['format_version']}, codec {summary['codec']}, {summary['tiles']} tiles of "
-                  f"{summary['tile_size'][0]}x{summary['tile_size'][1]} px, {len(summary['classes'])} classes, "
-                  f"ignore {summary['ignore_index']}")
+    console.print(
+        f"format v{summary['format_version']}, codec {summary['codec']}, {summary['tiles']} tiles of "
+        f"{summary['tile_size'][0]}x{summary['tile_size'][1]} px, {len(summary['classes'])} classes, "
+        f"ignore {summary['ignore_index']}"
+    )
     modalities = Table(title="Modalities", title_justify="left")
     for column in ("name", "bands", "dtype", "units", "mean", "std"):
         modalities.add_column(column, overflow="fold")
     for name, entry in summary["modalities"].items():
         stats = entry["stats"]
-        modalities.add_row(name, ", ".join(entry["bands"]), entry["dtype"], entry["units"],
-                           _numbers(stats.get("mean")), _numbers(stats.get("std")))
+        modalities.add_row(
+            name,
+            ", ".join(entry["bands"]),
+            entry["dtype"],
+            entry["units"],
+            _numbers(stats.get("mean")),
+            _numbers(stats.get("std")),
+        )
     console.print(modalities)
     for variant, per_split in summary["class_histograms"].items():
-        table = Table(title=f"Class pixels (%) per split part, labels '{variant}' "
-                      f"(default split: {summary['default_split']})", title_justify="left")
+        table = Table(
+            title=f"Class pixels (%) per split part, labels '{variant}' (default split: {summary['default_split']})",
+            title_justify="left",
+        )
         table.add_column("class")
         for key in per_split:
             table.add_column(key, justify="right")
         totals = {key: max(sum(entry["pixels"]), 1) for key, entry in per_split.items()}
         for position, name in enumerate([*summary["classes"], "ignore"]):
-            table.add_row(name, *(f"{100 * entry['pixels'][position] / totals[key]:.2f}"
-                                  for key, entry in per_split.items()))
+            table.add_row(
+                name, *(f"{100 * entry['pixels'][position] / totals[key]:.2f}" for key, entry in per_split.items())
+            )
         table.add_row("[dim]tiles[/dim]", *(f"[dim]{entry['tiles']}[/dim]" for entry in per_split.values()))
         console.print(table)
     provenance = summary["provenance"]
     if provenance:
-        console.print("provenance: " + ", ".join(f"{k}={v}" for k, v in provenance.items()
-                                                  if not isinstance(v, (dict, list))))
+        console.print(
+            "provenance: " + ", ".join(f"{k}={v}" for k, v in provenance.items() if not isinstance(v, (dict, list)))
+        )
     return 0
 
 
 def verify(args: argparse.Namespace) -> int:
-    from mmbench.datasets.store_format import StoreError
-    from mmbench.datasets.store_reader import TileStore
+    from mmbench.data.store_format import StoreError
+    from mmbench.data.store_reader import TileStore
 
     with TileStore(args.file) as store:
         with progress_bar(f"verifying {Path(args.file).name}", total=store.num_tiles) as advance:
             for problem in store.verify(progress=advance):
                 raise StoreError(f"{args.file}: {problem}")
         tiles, modalities, variants = store.num_tiles, len(store.modalities), len(store.label_variants)
-    stdout().print(f"[green]ok[/green]: {args.file}: {tiles} tiles, {modalities} modalities and {variants} label "
-                   "variants read back; checksums, shapes, label range, finiteness and splits are valid")
+    stdout().print(
+        f"[green]ok[/green]: {args.file}: {tiles} tiles, {modalities} modalities and {variants} label "
+        "variants read back; checksums, shapes, label range, finiteness and splits are valid"
+    )
     return 0
 
 
@@ -120,15 +142,25 @@ def _summary(store) -> dict:
         for split, parts in store.splits.items():
             for part, indices in parts.items():
                 histograms[variant][f"{split}/{part}"] = {
-                    "tiles": int(len(indices)), "pixels": store.class_histogram(variant, indices).tolist()}
+                    "tiles": int(len(indices)),
+                    "pixels": store.class_histogram(variant, indices).tolist(),
+                }
     return {
-        "name": store.name, "format_version": store.format_version, "codec": store.codec,
-        "tiles": store.num_tiles, "tile_size": list(store.tile_size), "classes": list(store.classes),
-        "ignore_index": store.ignore_index, "default_split": store.default_split,
-        "modalities": {name: {"bands": list(m.bands), "dtype": m.dtype, "units": m.units, "stats": m.stats}
-                       for name, m in store.modalities.items()},
+        "name": store.name,
+        "format_version": store.format_version,
+        "codec": store.codec,
+        "tiles": store.num_tiles,
+        "tile_size": list(store.tile_size),
+        "classes": list(store.classes),
+        "ignore_index": store.ignore_index,
+        "default_split": store.default_split,
+        "modalities": {
+            name: {"bands": list(m.bands), "dtype": m.dtype, "units": m.units, "stats": m.stats}
+            for name, m in store.modalities.items()
+        },
         "splits": {name: {part: len(idx) for part, idx in parts.items()} for name, parts in store.splits.items()},
-        "class_histograms": histograms, "provenance": store.provenance,
+        "class_histograms": histograms,
+        "provenance": store.provenance,
     }
 
 

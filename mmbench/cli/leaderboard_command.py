@@ -28,26 +28,36 @@ def run(args: argparse.Namespace) -> int:
     for item in skipped:
         errors.print(f"[yellow]skipped[/yellow] {item.path}: {item.reason}", highlight=False, soft_wrap=True)
     if not records:
-        raise UserError(f"no valid run records under {', '.join(map(str, roots))} ({len(skipped)} skipped, reasons "
-                        "above); re-run or re-evaluate those runs")
+        raise UserError(
+            f"no valid run records under {', '.join(map(str, roots))} ({len(skipped)} skipped, reasons "
+            "above); re-run or re-evaluate those runs"
+        )
     if args.check:
         problems = check_records(records)
         for line in problems:
             errors.print(f"[red]mismatch[/red] {line}", highlight=False, soft_wrap=True)
         if problems:
             bad = len({line.split(": scenario", 1)[0] for line in problems})
-            raise UserError(f"{len(problems)} stored metrics disagree with their confusion matrices in {bad} records; "
-                            "those records were edited or corrupted: re-create them with 'mmbench eval CHECKPOINT'")
+            raise UserError(
+                f"{len(problems)} stored metrics disagree with their confusion matrices in {bad} records; "
+                "those records were edited or corrupted: re-create them with 'mmbench eval CHECKPOINT'"
+            )
         scenarios = sum(len(item.record["scenarios"]) for item in records)
-        errors.print(f"check passed: every metric of {len(records)} records ({scenarios} scenarios) follows from "
-                     "its confusion matrix", highlight=False, soft_wrap=True)
-    board = build_board(records, skipped, dataset=args.dataset, protocol=args.protocol,
-                        references=load_references(args.references))
-    for item in board["skipped"][len(skipped):]:  # skipped by the board itself (smoke runs)
+        errors.print(
+            f"check passed: every metric of {len(records)} records ({scenarios} scenarios) follows from "
+            "its confusion matrix",
+            highlight=False,
+            soft_wrap=True,
+        )
+    board = build_board(
+        records, skipped, dataset=args.dataset, protocol=args.protocol, references=load_references(args.references)
+    )
+    for item in board["skipped"][len(skipped) :]:  # skipped by the board itself (smoke runs)
         errors.print(f"[yellow]skipped[/yellow] {item['path']}: {item['reason']}", highlight=False, soft_wrap=True)
     if not board["tables"]:
-        wanted = " and ".join(f"{kind} {value!r}" for kind, value in (("dataset", args.dataset),
-                                                                       ("protocol", args.protocol)) if value)
+        wanted = " and ".join(
+            f"{kind} {value!r}" for kind, value in (("dataset", args.dataset), ("protocol", args.protocol)) if value
+        )
         raise UserError(f"no records for {wanted}; drop the filter or check the names with 'mmbench list'")
     if args.out is None and args.format == "md" and sys.stdout.isatty():
         _print_rich(board)
@@ -59,8 +69,11 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write(text)
     else:
         write_text_atomic(args.out, text)
-        errors.print(f"wrote {args.out} ({len(board['tables'])} tables, {board['records']} records)", highlight=False,
-                     soft_wrap=True)
+        errors.print(
+            f"wrote {args.out} ({len(board['tables'])} tables, {board['records']} records)",
+            highlight=False,
+            soft_wrap=True,
+        )
     return 0
 
 
@@ -89,8 +102,12 @@ def _render(board: dict, fmt: str, rebuild: str | None) -> str:
 def _print_rich(board: dict) -> None:
     console = stdout()
     for table in board["tables"]:
-        view = Table(title=f"{table['dataset']['name']} / {table['protocol']['name']} v{table['protocol']['version']}",
-                     caption=settings_line(table), title_justify="left", caption_justify="left")
+        view = Table(
+            title=f"{table['dataset']['name']} / {table['protocol']['name']} v{table['protocol']['version']}",
+            caption=settings_line(table),
+            title_justify="left",
+            caption_justify="left",
+        )
         view.add_column("rank", justify="right")
         view.add_column("method", style="bold cyan")
         view.add_column("n", justify="right")
@@ -98,12 +115,22 @@ def _print_rich(board: dict) -> None:
             view.add_column(column["label"], justify="right")
         view.add_column("flags")
         for row in table["rows"]:
-            view.add_row("–" if row["rank"] is None else f"{row['rank']:g}", row["label"], str(row["n"]),
-                         *(percent(row["values"].get(column["key"])) for column in table["columns"]),
-                         "[yellow]" + "; ".join(row["flags"]) + "[/yellow]" if row["flags"] else "clean")
+            view.add_row(
+                "–" if row["rank"] is None else f"{row['rank']:g}",
+                row["label"],
+                str(row["n"]),
+                *(percent(row["values"].get(column["key"])) for column in table["columns"]),
+                "[yellow]" + "; ".join(row["flags"]) + "[/yellow]" if row["flags"] else "clean",
+            )
         for ref in table["references"]:
-            view.add_row("ref", f"{ref['method']} (published)", "", *([""] * len(table["columns"])),
-                         f"{ref['metric']} {ref['value']} — {ref['setting']} ({ref['provenance']})", style="dim")
+            view.add_row(
+                "ref",
+                f"{ref['method']} (published)",
+                "",
+                *([""] * len(table["columns"])),
+                f"{ref['metric']} {ref['value']} — {ref['setting']} ({ref['provenance']})",
+                style="dim",
+            )
         console.print(view)
     if board["overall"]:
         overall = Table(title="Overall (Borda count)", title_justify="left")

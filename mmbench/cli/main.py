@@ -18,7 +18,7 @@ from typing import NoReturn
 
 from mmbench._version import __version__
 
-CODEC_CHOICES = ("blosc-lz4", "blosc-zstd", "gzip", "lzf", "none")  # mirrors mmbench.datasets.store_format
+CODEC_CHOICES = ("blosc-lz4", "blosc-zstd", "gzip", "lzf", "none")  # mirrors mmbench.data.store_format
 PROTOCOL_HINT = "e.g. full, missing1, last1, subsets (see 'mmbench list protocols')"
 
 
@@ -32,9 +32,7 @@ class OneLineArgumentParser(argparse.ArgumentParser):
 
 def _add_debug(parser: argparse.ArgumentParser) -> None:
     # SUPPRESS keeps a subcommand's absent flag from overwriting a `mmbench --debug ...` given earlier.
-    parser.add_argument(
-        "--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks for errors"
-    )
+    parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks for errors")
 
 
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
@@ -43,22 +41,34 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
         "--protocol", "-p", required=True, metavar="P", help=f"missing-modality protocol, {PROTOCOL_HINT}"
     )
     parser.add_argument(
-        "--dataset", "-d", default="synthetic", metavar="NAME|FILE.h5",
+        "--dataset",
+        "-d",
+        default="synthetic",
+        metavar="NAME|FILE.h5",
         help="registered dataset name or path to a tile store (default: synthetic)",
     )
     parser.add_argument(
-        "--config", "-c", metavar="FILE.yaml",
+        "--config",
+        "-c",
+        metavar="FILE.yaml",
         help="YAML file with run/method/protocol/dataset sections, or a result.json to re-run",
     )
     parser.add_argument(
-        "--set", "-s", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        "--set",
+        "-s",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
         help="override one config value, e.g. --set method.lr=3e-4 (repeatable; values are YAML scalars)",
     )
     parser.add_argument("--seed", type=int, metavar="N", help="seed for every random source (run.seed)")
     parser.add_argument("--device", metavar="auto|cpu|cuda[:N]", help="compute device (run.device, default auto)")
     parser.add_argument("--out", metavar="DIR", help="root folder of run records (run.out, default ./runs)")
     parser.add_argument(
-        "--deterministic", action="store_true", default=None,
+        "--deterministic",
+        action="store_true",
+        default=None,
         help="deterministic algorithms only (run.deterministic)",
     )
     parser.add_argument("--dry-run", action="store_true", help="print the resolved config and plan; run nothing")
@@ -80,16 +90,23 @@ def build_parser() -> argparse.ArgumentParser:
     listing.set_defaults(handler="mmbench.cli.list_command:run")
 
     run = commands.add_parser(
-        "run", help="train (or load) a method, evaluate it under a protocol, write a run record",
+        "run",
+        help="train (or load) a method, evaluate it under a protocol, write a run record",
         description="Train METHOD on the dataset's training split, select on validation, evaluate under the "
         "protocol and write one run record to <out>/<dataset>/<protocol>/<method>/<run_id>/result.json.",
     )
     run.add_argument("method", metavar="METHOD", help="registered method name (see 'mmbench list methods')")
     _add_run_options(run)
-    run.add_argument("--resume", action="store_true",
-                     help="continue the newest unfinished run with the same config from its last checkpoint")
-    run.add_argument("--smoke", action="store_true",
-                     help="whole pipeline on a tiny slice (3 steps, 2 evaluation tiles); the record says smoke")
+    run.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the newest unfinished run with the same config from its last checkpoint",
+    )
+    run.add_argument(
+        "--smoke",
+        action="store_true",
+        help="whole pipeline on a tiny slice (3 steps, 2 evaluation tiles); the record says smoke",
+    )
     run.add_argument("--checkpoint", metavar="FILE", help="skip training: evaluate this checkpoint of METHOD")
     run.set_defaults(handler="mmbench.cli.run_command:run")
 
@@ -109,7 +126,9 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--codec", choices=CODEC_CHOICES, help="HDF5 chunk codec (default blosc-lz4)")
     convert = data_commands.add_parser("convert", help="convert an official dataset layout to a tile store")
     convert.add_argument(
-        "format", metavar="FORMAT", choices=["isprs-vaihingen", "isprs-potsdam", "whu-opt-sar", "earthmiss"],
+        "format",
+        metavar="FORMAT",
+        choices=["isprs-vaihingen", "isprs-potsdam", "whu-opt-sar", "earthmiss"],
         help="isprs-vaihingen, isprs-potsdam, whu-opt-sar or earthmiss",
     )
     convert.add_argument("source", metavar="SRC", help="extracted folder or folder of official zip archives")
@@ -132,27 +151,51 @@ def build_parser() -> argparse.ArgumentParser:
     board.add_argument("--protocol", metavar="P", help="only this protocol")
     board.add_argument("--format", choices=["md", "html", "csv", "json"], default="md", help="output format")
     board.add_argument("--out", metavar="FILE", help="write to FILE instead of the terminal")
-    board.add_argument("--check", action="store_true",
-                       help="recompute every metric from the confusion matrices; fail on any disagreement")
-    board.add_argument("--references", metavar="FILE",
-                       help="published reference numbers (YAML; default: the packaged data file)")
+    board.add_argument(
+        "--check",
+        action="store_true",
+        help="recompute every metric from the confusion matrices; fail on any disagreement",
+    )
+    board.add_argument(
+        "--references", metavar="FILE", help="published reference numbers (YAML; default: the packaged data file)"
+    )
     board.set_defaults(handler="mmbench.cli.leaderboard_command:run")
 
     bench = commands.add_parser("bench", help="benchmarks")
     bench_commands = bench.add_subparsers(dest="bench_command", metavar="TARGET", parser_class=OneLineArgumentParser)
     bench_commands.required = True
     kernels = bench_commands.add_parser("kernels", help="time the Triton kernels against PyTorch")
-    kernels.add_argument("--sizes", nargs="+", choices=["default", "paper"], default=["default", "paper"],
-                         help="problem sizes: STARS' CPU training config and/or paper scale (default: both)")
-    kernels.add_argument("--ops", nargs="+", choices=["sample", "gather", "infonce", "confusion"],
-                         default=["sample", "gather", "infonce", "confusion"], help="kernels to time (default: all)")
-    kernels.add_argument("--providers", nargs="+", choices=["naive", "reference", "compile", "triton"],
-                         help="implementations to compare (default: all that run on the device)")
+    kernels.add_argument(
+        "--sizes",
+        nargs="+",
+        choices=["default", "paper"],
+        default=["default", "paper"],
+        help="problem sizes: STARS' CPU training config and/or paper scale (default: both)",
+    )
+    kernels.add_argument(
+        "--ops",
+        nargs="+",
+        choices=["sample", "gather", "infonce", "confusion"],
+        default=["sample", "gather", "infonce", "confusion"],
+        help="kernels to time (default: all)",
+    )
+    kernels.add_argument(
+        "--providers",
+        nargs="+",
+        choices=["naive", "reference", "compile", "triton"],
+        help="implementations to compare (default: all that run on the device)",
+    )
     kernels.add_argument("--device", default=None, help="cpu or cuda[:N] (default: cuda if available)")
-    kernels.add_argument("--min-time", type=float, default=0.5, metavar="S",
-                         help="CPU: repeat each call for at least this many seconds (default 0.5)")
-    kernels.add_argument("--out", metavar="FILE.json",
-                         help="JSON results (default: bench/kernels-<device>-<time>.json)")
+    kernels.add_argument(
+        "--min-time",
+        type=float,
+        default=0.5,
+        metavar="S",
+        help="CPU: repeat each call for at least this many seconds (default 0.5)",
+    )
+    kernels.add_argument(
+        "--out", metavar="FILE.json", help="JSON results (default: bench/kernels-<device>-<time>.json)"
+    )
     _add_debug(kernels)
     bench.set_defaults(handler="mmbench.cli.bench_command:run")
 

@@ -12,8 +12,10 @@ from rich.table import Table
 
 from mmbench.config import to_yaml
 from mmbench.console import stdout
-from mmbench.pipeline import RunPlan, RunRequest, execute_run, plan_run
+from mmbench.context import RunPlan
 from mmbench.records import read_record
+from mmbench.runs.execution import execute_run
+from mmbench.runs.planning import RunRequest, plan_run
 
 FLAG_KEYS = {"seed": "run.seed", "device": "run.device", "out": "run.out", "deterministic": "run.deterministic"}
 
@@ -39,7 +41,7 @@ def make_request(args: argparse.Namespace, method: str) -> RunRequest:
 
 def run(args: argparse.Namespace) -> int:
     if args.checkpoint:
-        from mmbench.checkpoint import load_checkpoint
+        from mmbench.engine.checkpoint import load_checkpoint
         from mmbench.errors import UserError
 
         trained = load_checkpoint(args.checkpoint)["method"]["name"]
@@ -50,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     if args.dry_run:
         show_plan(plan)
         return 0
-    from mmbench.distributed import is_main_process, shutdown_distributed
+    from mmbench.runtime.distributed import is_main_process, shutdown_distributed
 
     try:
         path = execute_run(plan)
@@ -62,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def evaluate(args: argparse.Namespace) -> int:
-    from mmbench.checkpoint_run import evaluate_checkpoint, plan_checkpoint_evaluation
+    from mmbench.runs.checkpoint_eval import evaluate_checkpoint, plan_checkpoint_evaluation
 
     plan, payload = plan_checkpoint_evaluation(make_request(args, method=""), args.checkpoint)
     if args.dry_run:

@@ -32,19 +32,29 @@ def _digest(value: Any) -> str:
 
 
 def table_key(record: Mapping[str, Any]) -> dict[str, Any]:
-    settings = {key: value for key, value in (record["protocol"].get("settings") or {}).items()
-                if key not in NON_DEFINING_SETTINGS}
+    settings = {
+        key: value
+        for key, value in (record["protocol"].get("settings") or {}).items()
+        if key not in NON_DEFINING_SETTINGS
+    }
     dataset = record["dataset"]
-    return {"dataset": {"name": dataset["name"], "fingerprint": dataset["fingerprint"] or "unknown"},
-            "protocol": {"name": record["protocol"]["name"], "version": record["protocol"]["version"]},
-            "settings": settings}
+    return {
+        "dataset": {"name": dataset["name"], "fingerprint": dataset["fingerprint"] or "unknown"},
+        "protocol": {"name": record["protocol"]["name"], "version": record["protocol"]["version"]},
+        "settings": settings,
+    }
 
 
 def config_id(record: Mapping[str, Any]) -> str:
     """Which configuration of the method: its name, version and resolved method config (the seed, the
     device and the protocol it is evaluated under do not define a method)."""
-    return _digest({"method": record["method"]["name"], "version": record["method"]["version"],
-                    "config": record["config"].get("method")})
+    return _digest(
+        {
+            "method": record["method"]["name"],
+            "version": record["method"]["version"],
+            "config": record["config"].get("method"),
+        }
+    )
 
 
 def _mean_metric(values: Iterable[float | None]) -> float | None:
@@ -62,8 +72,11 @@ def record_values(record: Mapping[str, Any]) -> dict[str, float | None]:
             values[f"scenario:{scenario['name']}"] = scenario["metrics"]["miou"]
     mean = aggregate.get("mean")
     worst = aggregate.get("worst")
-    values["mean"] = mean["miou"] if isinstance(mean, Mapping) and "miou" in mean else \
-        _mean_metric(s["metrics"]["miou"] for s in scenarios)
+    values["mean"] = (
+        mean["miou"]
+        if isinstance(mean, Mapping) and "miou" in mean
+        else _mean_metric(s["metrics"]["miou"] for s in scenarios)
+    )
     if isinstance(worst, Mapping) and "miou" in worst:
         values["worst"] = worst["miou"]
     else:
@@ -177,8 +190,12 @@ def _labels(records: Sequence[LoadedRecord]) -> dict[str, str]:
     return labels
 
 
-def _table(key: Mapping[str, Any], records: list[LoadedRecord], labels: Mapping[str, str],
-           references: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+def _table(
+    key: Mapping[str, Any],
+    records: list[LoadedRecord],
+    labels: Mapping[str, str],
+    references: Sequence[Mapping[str, Any]],
+) -> dict[str, Any]:
     columns = _column_order(records)
     groups: dict[str, list[LoadedRecord]] = {}
     for item in sorted(records, key=lambda item: (item.record["method"]["name"], item.record["seed"])):
@@ -200,14 +217,23 @@ def _table(key: Mapping[str, Any], records: list[LoadedRecord], labels: Mapping[
         "dataset": key["dataset"],
         "protocol": key["protocol"],
         "settings": key["settings"],
-        "columns": [{"key": column, "label": column.removeprefix("scenario:"),
-                     "kind": "scenario" if column.startswith("scenario:") else "aggregate"} for column in columns],
+        "columns": [
+            {
+                "key": column,
+                "label": column.removeprefix("scenario:"),
+                "kind": "scenario" if column.startswith("scenario:") else "aggregate",
+            }
+            for column in columns
+        ],
         "primary": primary,
         "scenarios": scenario_names if len(first["scenarios"]) <= MAX_SCENARIO_COLUMNS else [],
         "classes": classes,
         "rows": rows,
-        "references": [dict(ref) for ref in references if ref["dataset"] == key["dataset"]["name"]
-                       and ref["protocol"] in (None, key["protocol"]["name"])],
+        "references": [
+            dict(ref)
+            for ref in references
+            if ref["dataset"] == key["dataset"]["name"] and ref["protocol"] in (None, key["protocol"]["name"])
+        ],
     }
 
 
@@ -223,21 +249,38 @@ def borda(tables: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
             appearances[row["label"]] = appearances.get(row["label"], 0) + 1
     labels = list(points)
     ranks = _ranks([points[label] for label in labels])
-    overall = [{"label": label, "points": points[label], "tables": appearances[label], "rank": rank}
-               for label, rank in zip(labels, ranks, strict=True)]
+    overall = [
+        {"label": label, "points": points[label], "tables": appearances[label], "rank": rank}
+        for label, rank in zip(labels, ranks, strict=True)
+    ]
     overall.sort(key=lambda entry: (entry["rank"], entry["label"]))
     return overall
 
 
-def build_board(records: Sequence[LoadedRecord], skipped: Sequence[Skipped] = (), *,
-                dataset: str | None = None, protocol: str | None = None,
-                references: Sequence[Mapping[str, Any]] = ()) -> dict[str, Any]:
+def build_board(
+    records: Sequence[LoadedRecord],
+    skipped: Sequence[Skipped] = (),
+    *,
+    dataset: str | None = None,
+    protocol: str | None = None,
+    references: Sequence[Mapping[str, Any]] = (),
+) -> dict[str, Any]:
     """The whole leaderboard as plain data (what `--format json` writes and every renderer reads)."""
-    skipped = [*skipped, *(Skipped(item.path, "smoke run (a pipeline check on 3 steps, not a result)")
-                           for item in records if item.record.get("smoke"))]
-    chosen = [item for item in records if not item.record.get("smoke")
-              and (dataset is None or item.record["dataset"]["name"] == dataset)
-              and (protocol is None or item.record["protocol"]["name"] == protocol)]
+    skipped = [
+        *skipped,
+        *(
+            Skipped(item.path, "smoke run (a pipeline check on 3 steps, not a result)")
+            for item in records
+            if item.record.get("smoke")
+        ),
+    ]
+    chosen = [
+        item
+        for item in records
+        if not item.record.get("smoke")
+        and (dataset is None or item.record["dataset"]["name"] == dataset)
+        and (protocol is None or item.record["protocol"]["name"] == protocol)
+    ]
     labels = _labels(chosen)
     grouped: dict[str, tuple[dict[str, Any], list[LoadedRecord]]] = {}
     for item in chosen:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from mmbench.evaluation.metrics import recompute_matches
 from mmbench.leaderboard.collect import LoadedRecord
-from mmbench.metrics import recompute_matches
 
 
 def check_records(records: Sequence[LoadedRecord]) -> list[str]:

@@ -32,8 +32,11 @@ def record_files(roots: Iterable[str | Path]) -> list[Path]:
             found.add(root.resolve())
         elif root.is_dir():
             found.update(path.resolve() for path in root.rglob(RECORD_FILENAME))
-            found.update(path.resolve() for path in root.rglob("*.json") if path.name != RECORD_FILENAME
-                         and _looks_like_record(path))
+            found.update(
+                path.resolve()
+                for path in root.rglob("*.json")
+                if path.name != RECORD_FILENAME and _looks_like_record(path)
+            )
         else:
             raise UserError(f"runs folder {str(root)!r} does not exist; check the path")
     return sorted(found)
@@ -53,8 +56,10 @@ def collect_records(roots: Iterable[str | Path]) -> tuple[list[LoadedRecord], li
     roots = list(roots)
     files = record_files(roots)
     if not files:
-        raise UserError(f"no run records ({RECORD_FILENAME}) under {', '.join(map(str, roots))}; "
-                        "run 'mmbench run METHOD --protocol P' first or point to the folder given as --out")
+        raise UserError(
+            f"no run records ({RECORD_FILENAME}) under {', '.join(map(str, roots))}; "
+            "run 'mmbench run METHOD --protocol P' first or point to the folder given as --out"
+        )
     loaded, skipped = [], []
     for path in files:
         try:
@@ -62,5 +67,5 @@ def collect_records(roots: Iterable[str | Path]) -> tuple[list[LoadedRecord], li
         except RecordError as exc:
             message = str(exc)
             prefix = f"{path}: "
-            skipped.append(Skipped(path, message[len(prefix):] if message.startswith(prefix) else message))
+            skipped.append(Skipped(path, message[len(prefix) :] if message.startswith(prefix) else message))
     return loaded, skipped

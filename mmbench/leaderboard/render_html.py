@@ -133,14 +133,21 @@ def _record_href(path: str) -> str:
 def _columns(table: Mapping[str, Any]) -> list[dict[str, Any]]:
     columns = table.get("columns")
     if isinstance(columns, list) and columns:
-        return [column if isinstance(column, Mapping) else {"key": str(column), "label": str(column)}
-                for column in columns]
+        return [
+            column if isinstance(column, Mapping) else {"key": str(column), "label": str(column)} for column in columns
+        ]
     keys: dict[str, None] = {}
     for row in table.get("rows") or []:
         for key in row.get("values") or {}:
             keys.setdefault(key, None)
-    return [{"key": key, "label": key.removeprefix("scenario:"),
-             "kind": "scenario" if key.startswith("scenario:") else "aggregate"} for key in keys]
+    return [
+        {
+            "key": key,
+            "label": key.removeprefix("scenario:"),
+            "kind": "scenario" if key.startswith("scenario:") else "aggregate",
+        }
+        for key in keys
+    ]
 
 
 def _cell_mean(row: Mapping[str, Any], key: str) -> Any:
@@ -169,8 +176,10 @@ def _params(value: Any) -> tuple[str, str]:
 
 def _reproducibility(row: Mapping[str, Any]) -> str:
     paths = [str(path) for path in row.get("records") or []]
-    links = "".join(f'<a href="{_e(_record_href(path))}" title="{_e(path)}">{_e(os.path.basename(path) or path)}</a>'
-                    for path in paths)
+    links = "".join(
+        f'<a href="{_e(_record_href(path))}" title="{_e(path)}">{_e(os.path.basename(path) or path)}</a>'
+        for path in paths
+    )
     flags = [str(flag) for flag in row.get("flags") or []]
     marks = "".join(f'<span class="flag" title="may not be reproducible">⚠ {_e(flag)}</span>' for flag in flags)
     status = marks or '<span class="clean">clean</span>'
@@ -180,8 +189,7 @@ def _reproducibility(row: Mapping[str, Any]) -> str:
     if row.get("mmbench"):
         details.append("mmbench: " + ", ".join(str(version) for version in row["mmbench"]))
     title = f' title="{_e("; ".join(details))}"' if details else ""
-    return (f'<td class="repro" data-sort="{len(flags)}"{title}>{status}'
-            f'<div class="records">{links}</div></td>')
+    return f'<td class="repro" data-sort="{len(flags)}"{title}>{status}<div class="records">{links}</div></td>'
 
 
 def _method_cell(row: Mapping[str, Any]) -> str:
@@ -204,57 +212,74 @@ def _board_table(table: Mapping[str, Any], index: int) -> str:
     for column in columns:
         present = [v for v in (number(_cell_mean(row, column["key"])) for row in rows) if v is not None]
         best[column["key"]] = max(present) if present else None
-    head = ['<th scope="col" data-first="asc">rank</th>', '<th scope="col">method</th>',
-            '<th scope="col" data-first="desc" title="number of records (seeds) aggregated">n (seeds)</th>']
+    head = [
+        '<th scope="col" data-first="asc">rank</th>',
+        '<th scope="col">method</th>',
+        '<th scope="col" data-first="desc" title="number of records (seeds) aggregated">n (seeds)</th>',
+    ]
     for column in columns:
         css = ' class="primary"' if column["key"] == primary else ""
         label = column.get("label", column["key"])
-        head.append(f'<th scope="col"{css} data-first="desc" data-key="{_e(column["key"])}" '
-                    f'title="{_e(column["key"])}">{_e(label)}</th>')
-    head += ['<th scope="col" data-first="asc">params (M)</th>',
-             '<th scope="col" data-first="asc">reproducibility</th>']
+        head.append(
+            f'<th scope="col"{css} data-first="desc" data-key="{_e(column["key"])}" '
+            f'title="{_e(column["key"])}">{_e(label)}</th>'
+        )
+    head += [
+        '<th scope="col" data-first="asc">params (M)</th>',
+        '<th scope="col" data-first="asc">reproducibility</th>',
+    ]
     body = []
     for row in rows:
         seeds = row.get("seeds") or []
         n = row.get("n", len(seeds))
         seed_text = f' <span class="note">({_e(", ".join(str(seed) for seed in seeds))})</span>' if seeds else ""
         params, params_sort = _params(row.get("params"))
-        cells = [f'<td class="num" data-sort="{_sort_attr(row.get("rank"))}">{_rank(row.get("rank"))}</td>',
-                 _method_cell(row),
-                 f'<td class="num" data-sort="{_sort_attr(n)}">{_e(n)}{seed_text}</td>']
-        cells += [_value_cell(row, column["key"], best[column["key"]], column["key"] == primary)
-                  for column in columns]
+        cells = [
+            f'<td class="num" data-sort="{_sort_attr(row.get("rank"))}">{_rank(row.get("rank"))}</td>',
+            _method_cell(row),
+            f'<td class="num" data-sort="{_sort_attr(n)}">{_e(n)}{seed_text}</td>',
+        ]
+        cells += [_value_cell(row, column["key"], best[column["key"]], column["key"] == primary) for column in columns]
         cells += [f'<td class="num" data-sort="{params_sort}">{params}</td>', _reproducibility(row)]
         body.append(f'<tr data-method="{_e(row.get("method"))}">{"".join(cells)}</tr>')
-    return (f'<table class="board sortable" data-table="{_e(table.get("id", index))}">'
-            f'<thead><tr>{"".join(head)}</tr></thead><tbody>{"".join(body)}</tbody></table>')
+    return (
+        f'<table class="board sortable" data-table="{_e(table.get("id", index))}">'
+        f"<thead><tr>{''.join(head)}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+    )
 
 
 def _reference_table(references: Sequence[Mapping[str, Any]]) -> str:
-    head = "".join(f'<th scope="col">{name}</th>'
-                   for name in ("method", "protocol", "setting", "metric", "value (%)", "source", "provenance"))
+    head = "".join(
+        f'<th scope="col">{name}</th>'
+        for name in ("method", "protocol", "setting", "metric", "value (%)", "source", "provenance")
+    )
     body = []
     for ref in references:
         protocol = ref.get("protocol")
         value = ref.get("value")
-        body.append("<tr>"
-                    f'<td>{_e(ref.get("method"))}</td>'
-                    f'<td>{_e(protocol) if protocol else "<em>not stated</em>"}</td>'
-                    f'<td>{_e(ref.get("setting"))}</td>'
-                    f'<td>{_e(ref.get("metric"))}</td>'
-                    f'<td class="num" data-sort="{_sort_attr(value)}">{_e(value)}</td>'
-                    f'<td>{_link(ref.get("source"), ref.get("source"))}</td>'
-                    f'<td>{_e(ref.get("provenance"))}</td>'
-                    "</tr>")
-    return ('<table class="reference sortable"><caption>Published reference numbers — not ranked '
-            '<span class="note">(copied from the cited source, not produced by mmbench; settings may differ)'
-            f'</span></caption><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>')
+        body.append(
+            "<tr>"
+            f"<td>{_e(ref.get('method'))}</td>"
+            f"<td>{_e(protocol) if protocol else '<em>not stated</em>'}</td>"
+            f"<td>{_e(ref.get('setting'))}</td>"
+            f"<td>{_e(ref.get('metric'))}</td>"
+            f'<td class="num" data-sort="{_sort_attr(value)}">{_e(value)}</td>'
+            f"<td>{_link(ref.get('source'), ref.get('source'))}</td>"
+            f"<td>{_e(ref.get('provenance'))}</td>"
+            "</tr>"
+        )
+    return (
+        '<table class="reference sortable"><caption>Published reference numbers — not ranked '
+        '<span class="note">(copied from the cited source, not produced by mmbench; settings may differ)'
+        f"</span></caption><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+    )
 
 
 def _primary_label(table: Mapping[str, Any]) -> str:
     primary = table.get("primary", "mean")
-    return next((str(column.get("label", primary)) for column in _columns(table) if column.get("key") == primary),
-                str(primary))
+    return next(
+        (str(column.get("label", primary)) for column in _columns(table) if column.get("key") == primary), str(primary)
+    )
 
 
 def _scenario_key(table: Mapping[str, Any], scenario: str) -> str:
@@ -276,9 +301,14 @@ def _charts(table: Mapping[str, Any], heading: str) -> str:
         values = [number(_cell_mean(row, key)) for key in keys]
         series.append((label, [None if value is None else 100 * value for value in values]))
     table_id = str(table.get("id", ""))
-    chart = line_chart(scenarios, series, title=f"Robustness: mIoU per scenario — {heading}",
-                       x_label="scenario (modalities available at test time)", y_label="mIoU (%)",
-                       data={"table": table_id})
+    chart = line_chart(
+        scenarios,
+        series,
+        title=f"Robustness: mIoU per scenario — {heading}",
+        x_label="scenario (modalities available at test time)",
+        y_label="mIoU (%)",
+        data={"table": table_id},
+    )
     classes: dict[str, None] = dict.fromkeys(str(c) for c in table.get("classes") or [])
     for row in rows:
         for per_class in (row.get("per_class_f1") or {}).values():
@@ -291,11 +321,18 @@ def _charts(table: Mapping[str, Any], heading: str) -> str:
             per_class = (row.get("per_class_f1") or {}).get(scenario)
             per_class = per_class if isinstance(per_class, Mapping) else {}
             grid.append([per_class.get(name) for name in classes])
-        svg = heatmap(labels, list(classes), grid, title=f"F1 per class (%) — {scenario}",
-                      data={"table": table_id, "scenario": scenario})
+        svg = heatmap(
+            labels,
+            list(classes),
+            grid,
+            title=f"F1 per class (%) — {scenario}",
+            data={"table": table_id, "scenario": scenario},
+        )
         maps.append(f"<figure>{svg}<figcaption>scenario: {_e(scenario)}</figcaption></figure>")
-    return (f'<h3>Robustness across scenarios</h3><div class="charts"><figure>{chart}</figure></div>'
-            f'<h3>Per-class F1 by scenario</h3><div class="charts">{"".join(maps)}</div>')
+    return (
+        f'<h3>Robustness across scenarios</h3><div class="charts"><figure>{chart}</figure></div>'
+        f'<h3>Per-class F1 by scenario</h3><div class="charts">{"".join(maps)}</div>'
+    )
 
 
 def _part(table: Mapping[str, Any], name: str) -> Mapping[str, Any]:
@@ -316,17 +353,25 @@ def _table_section(table: Mapping[str, Any], index: int) -> str:
     dataset = _part(table, "dataset")
     heading = _heading(table)
     settings = table.get("settings") or {}
-    settings_html = "".join(f"<span><code>{_e(key)}={_e(_setting(value))}</code></span>"
-                            for key, value in settings.items()) or "<em>none</em>"
-    parts = [f'<section class="table" id="table-{index}" data-table="{_e(table.get("id", index))}">',
-             f"<h2>{_e(heading)}</h2>"]
+    settings_html = (
+        "".join(f"<span><code>{_e(key)}={_e(_setting(value))}</code></span>" for key, value in settings.items())
+        or "<em>none</em>"
+    )
+    parts = [
+        f'<section class="table" id="table-{index}" data-table="{_e(table.get("id", index))}">',
+        f"<h2>{_e(heading)}</h2>",
+    ]
     if dataset.get("fingerprint"):
-        parts.append(f'<p class="fingerprint">dataset fingerprint <code>{_e(dataset["fingerprint"])}</code>'
-                     f' · table <code>{_e(table.get("id", ""))}</code></p>')
+        parts.append(
+            f'<p class="fingerprint">dataset fingerprint <code>{_e(dataset["fingerprint"])}</code>'
+            f" · table <code>{_e(table.get('id', ''))}</code></p>"
+        )
     parts.append(f'<p class="settings"><strong>settings:</strong> {settings_html}</p>')
-    parts.append('<p class="note">Values in percent (mIoU unless the column names another metric), mean ± sample '
-                 "standard deviation over seeds (no ± with a single seed; * = not every seed has the value). "
-                 f"Ranked by <strong>{_e(_primary_label(table))}</strong> (highlighted); click a header to sort.</p>")
+    parts.append(
+        '<p class="note">Values in percent (mIoU unless the column names another metric), mean ± sample '
+        "standard deviation over seeds (no ± with a single seed; * = not every seed has the value). "
+        f"Ranked by <strong>{_e(_primary_label(table))}</strong> (highlighted); click a header to sort.</p>"
+    )
     parts.append(_board_table(table, index))
     references = [ref for ref in table.get("references") or [] if isinstance(ref, Mapping)]
     if references:
@@ -339,17 +384,21 @@ def _table_section(table: Mapping[str, Any], index: int) -> str:
 def _overall(overall: Sequence[Mapping[str, Any]]) -> str:
     body = "".join(
         f'<tr><td class="num" data-sort="{_sort_attr(entry.get("rank"))}">{_rank(entry.get("rank"))}</td>'
-        f'<td>{_e(entry.get("label"))}</td>'
+        f"<td>{_e(entry.get('label'))}</td>"
         f'<td class="num" data-sort="{_sort_attr(entry.get("points"))}">{_e(_rank(entry.get("points")))}</td>'
         f'<td class="num" data-sort="{_sort_attr(entry.get("tables"))}">{_e(entry.get("tables"))}</td></tr>'
-        for entry in overall if isinstance(entry, Mapping))
-    return ('<section id="overall"><h2>Overall (Borda count)</h2>'
-            '<p class="note">In a table of n ranked rows, a row at rank r earns n − r points; points are summed over '
-            "the tables a method appears in. Tables differ in difficulty and in which methods they hold: read this "
-            "as a summary, not a measurement.</p>"
-            '<table class="overall sortable"><thead><tr><th scope="col">rank</th><th scope="col">method</th>'
-            '<th scope="col" data-first="desc">points</th><th scope="col" data-first="desc">tables</th></tr></thead>'
-            f"<tbody>{body}</tbody></table></section>")
+        for entry in overall
+        if isinstance(entry, Mapping)
+    )
+    return (
+        '<section id="overall"><h2>Overall (Borda count)</h2>'
+        '<p class="note">In a table of n ranked rows, a row at rank r earns n − r points; points are summed over '
+        "the tables a method appears in. Tables differ in difficulty and in which methods they hold: read this "
+        "as a summary, not a measurement.</p>"
+        '<table class="overall sortable"><thead><tr><th scope="col">rank</th><th scope="col">method</th>'
+        '<th scope="col" data-first="desc">points</th><th scope="col" data-first="desc">tables</th></tr></thead>'
+        f"<tbody>{body}</tbody></table></section>"
+    )
 
 
 def render_html(board: dict) -> str:
@@ -361,32 +410,45 @@ def render_html(board: dict) -> str:
     filters = {key: value for key, value in (board.get("filters") or {}).items() if value is not None}
     records = board.get("records", sum(len(row.get("records") or []) for t in tables for row in t.get("rows") or []))
 
-    summary = [f"<li><strong>{_e(records)}</strong> record{'s' if records != 1 else ''} in "
-               f"<strong>{len(tables)}</strong> table{'s' if len(tables) != 1 else ''}</li>",
-               f"<li><strong>{len(skipped)}</strong> record file{'s' if len(skipped) != 1 else ''} skipped</li>"]
+    summary = [
+        f"<li><strong>{_e(records)}</strong> record{'s' if records != 1 else ''} in "
+        f"<strong>{len(tables)}</strong> table{'s' if len(tables) != 1 else ''}</li>",
+        f"<li><strong>{len(skipped)}</strong> record file{'s' if len(skipped) != 1 else ''} skipped</li>",
+    ]
     if filters:
-        summary.append("<li>filters: " + ", ".join(f"<code>{_e(k)}={_e(v)}</code>" for k, v in filters.items())
-                       + "</li>")
-    parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8"/>',
-             '<meta name="viewport" content="width=device-width, initial-scale=1"/>',
-             "<title>mmbench leaderboard</title>", f"<style>{STYLE}</style></head><body>",
-             "<header><h1>mmbench leaderboard</h1>",
-             '<p class="note">Missing-modality multimodal segmentation. Every number comes from a run record; '
-             "published reference numbers are shown apart and never ranked.</p>",
-             f'<ul class="summary">{"".join(summary)}</ul>']
+        summary.append(
+            "<li>filters: " + ", ".join(f"<code>{_e(k)}={_e(v)}</code>" for k, v in filters.items()) + "</li>"
+        )
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8"/>',
+        '<meta name="viewport" content="width=device-width, initial-scale=1"/>',
+        "<title>mmbench leaderboard</title>",
+        f"<style>{STYLE}</style></head><body>",
+        "<header><h1>mmbench leaderboard</h1>",
+        '<p class="note">Missing-modality multimodal segmentation. Every number comes from a run record; '
+        "published reference numbers are shown apart and never ranked.</p>",
+        f'<ul class="summary">{"".join(summary)}</ul>',
+    ]
     if skipped:
-        items = "".join(f"<li><code>{_e(item.get('path'))}</code> — {_e(item.get('reason'))}</li>"
-                        for item in skipped)
-        parts.append(f'<details class="skipped" open="open"><summary>Skipped records</summary>'
-                     f'<ul class="skipped">{items}</ul></details>')
+        items = "".join(f"<li><code>{_e(item.get('path'))}</code> — {_e(item.get('reason'))}</li>" for item in skipped)
+        parts.append(
+            f'<details class="skipped" open="open"><summary>Skipped records</summary>'
+            f'<ul class="skipped">{items}</ul></details>'
+        )
     if tables:
-        toc = "".join(f'<li><a href="#table-{index}">{_e(_toc_label(table))}</a></li>'
-                      for index, table in enumerate(tables, start=1))
+        toc = "".join(
+            f'<li><a href="#table-{index}">{_e(_toc_label(table))}</a></li>'
+            for index, table in enumerate(tables, start=1)
+        )
         parts.append(f'<nav><ul class="toc">{toc}<li><a href="#overall">Overall (Borda count)</a></li></ul></nav>')
     parts.append("</header><main>")
     if not tables:
-        parts.append('<p class="empty">No leaderboard tables: no valid run record matched'
-                     + (" the filters" if filters else "") + ". Nothing to rank.</p>")
+        parts.append(
+            '<p class="empty">No leaderboard tables: no valid run record matched'
+            + (" the filters" if filters else "")
+            + ". Nothing to rank.</p>"
+        )
     for index, table in enumerate(tables, start=1):
         parts.append(_table_section(table, index))
     if tables:

@@ -11,13 +11,11 @@ from collections.abc import Sequence
 from html import escape
 
 # Tableau 10: distinguishable, colour-blind-aware; beyond ten series the dash pattern and marker change.
-PALETTE = ("#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f",
-           "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac")
+PALETTE = ("#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac")
 DASHES = ("", "6 3", "2 2")
 MISSING_FILL = "#d0d0d0"
 # Viridis, sampled: dark (low) to yellow (high); readable in greyscale and for colour-blind readers.
-SCALE = ((0.0, (68, 1, 84)), (0.25, (59, 82, 139)), (0.5, (33, 145, 140)), (0.75, (94, 201, 98)),
-         (1.0, (253, 231, 37)))
+SCALE = ((0.0, (68, 1, 84)), (0.25, (59, 82, 139)), (0.5, (33, 145, 140)), (0.75, (94, 201, 98)), (1.0, (253, 231, 37)))
 CHAR_WIDTH = 0.6  # average glyph width in em for a sans-serif font: enough to reserve room for a label
 FONT = 12
 
@@ -62,15 +60,22 @@ def _marker(shape: int, x: float, y: float, fill: str, tooltip: str) -> str:
     if shape == 0:
         return f'<circle cx="{_fmt(x)}" cy="{_fmt(y)}" r="3.5" fill="{fill}">{title}</circle>'
     if shape == 1:
-        return (f'<rect x="{_fmt(x - 3.5)}" y="{_fmt(y - 3.5)}" width="7" height="7" fill="{fill}">'
-                f"{title}</rect>")
+        return f'<rect x="{_fmt(x - 3.5)}" y="{_fmt(y - 3.5)}" width="7" height="7" fill="{fill}">{title}</rect>'
     points = f"{_fmt(x)},{_fmt(y - 4.5)} {_fmt(x + 4.5)},{_fmt(y)} {_fmt(x)},{_fmt(y + 4.5)} {_fmt(x - 4.5)},{_fmt(y)}"
     return f'<polygon points="{points}" fill="{fill}">{title}</polygon>'
 
 
-def line_chart(categories: Sequence[str], series: Sequence[tuple[str, Sequence[float | None]]], *,
-               title: str, x_label: str, y_label: str, y_max: float = 100.0, css_class: str = "robustness",
-               data: dict[str, str] | None = None) -> str:
+def line_chart(
+    categories: Sequence[str],
+    series: Sequence[tuple[str, Sequence[float | None]]],
+    *,
+    title: str,
+    x_label: str,
+    y_label: str,
+    y_max: float = 100.0,
+    css_class: str = "robustness",
+    data: dict[str, str] | None = None,
+) -> str:
     """One polyline with markers per series over the categories (x), values on 0..y_max (y), with a
     legend. A missing value (None) breaks the line; it is not drawn as zero."""
     n = len(categories)
@@ -97,36 +102,48 @@ def line_chart(categories: Sequence[str], series: Sequence[tuple[str, Sequence[f
         return top + plot_h * (1 - min(max(value, 0.0), y_max) / y_max)
 
     attrs = "".join(f' data-{escape(k)}="{escape(v)}"' for k, v in (data or {}).items())
-    out = [f'<svg class="{escape(css_class)}"{attrs} width="{_fmt(width)}" height="{_fmt(height)}" '
-           f'viewBox="0 0 {_fmt(width)} {_fmt(height)}" role="img" font-family="sans-serif" font-size="{FONT}">',
-           f"<title>{escape(title)}</title>",
-           f'<text x="{_fmt(left)}" y="18" font-weight="bold">{escape(title)}</text>']
+    out = [
+        f'<svg class="{escape(css_class)}"{attrs} width="{_fmt(width)}" height="{_fmt(height)}" '
+        f'viewBox="0 0 {_fmt(width)} {_fmt(height)}" role="img" font-family="sans-serif" font-size="{FONT}">',
+        f"<title>{escape(title)}</title>",
+        f'<text x="{_fmt(left)}" y="18" font-weight="bold">{escape(title)}</text>',
+    ]
     # grid and y axis
     for tick in range(0, int(y_max) + 1, int(y_max // 5) or 1):
         y = y_at(tick)
-        out.append(f'<line x1="{_fmt(left)}" y1="{_fmt(y)}" x2="{_fmt(left + plot_w)}" y2="{_fmt(y)}" '
-                   f'stroke="#e3e3e3"></line>')
+        out.append(
+            f'<line x1="{_fmt(left)}" y1="{_fmt(y)}" x2="{_fmt(left + plot_w)}" y2="{_fmt(y)}" stroke="#e3e3e3"></line>'
+        )
         out.append(f'<text x="{_fmt(left - 6)}" y="{_fmt(y + 4)}" text-anchor="end">{tick}</text>')
-    out.append(f'<line x1="{_fmt(left)}" y1="{_fmt(top)}" x2="{_fmt(left)}" y2="{_fmt(top + plot_h)}" '
-               f'stroke="#555"></line>')
-    out.append(f'<line x1="{_fmt(left)}" y1="{_fmt(top + plot_h)}" x2="{_fmt(left + plot_w)}" '
-               f'y2="{_fmt(top + plot_h)}" stroke="#555"></line>')
+    out.append(
+        f'<line x1="{_fmt(left)}" y1="{_fmt(top)}" x2="{_fmt(left)}" y2="{_fmt(top + plot_h)}" stroke="#555"></line>'
+    )
+    out.append(
+        f'<line x1="{_fmt(left)}" y1="{_fmt(top + plot_h)}" x2="{_fmt(left + plot_w)}" '
+        f'y2="{_fmt(top + plot_h)}" stroke="#555"></line>'
+    )
     # x ticks and labels
     for index, category in enumerate(categories):
         x, y = x_at(index), top + plot_h
         out.append(f'<line x1="{_fmt(x)}" y1="{_fmt(y)}" x2="{_fmt(x)}" y2="{_fmt(y + 5)}" stroke="#555"></line>')
         if rotate:
-            out.append(f'<text x="{_fmt(x)}" y="{_fmt(y + 16)}" font-size="11" text-anchor="end" '
-                       f'transform="rotate(-35 {_fmt(x)} {_fmt(y + 16)})">{escape(category)}</text>')
+            out.append(
+                f'<text x="{_fmt(x)}" y="{_fmt(y + 16)}" font-size="11" text-anchor="end" '
+                f'transform="rotate(-35 {_fmt(x)} {_fmt(y + 16)})">{escape(category)}</text>'
+            )
         else:
-            out.append(f'<text x="{_fmt(x)}" y="{_fmt(y + 18)}" font-size="11" text-anchor="middle">'
-                       f"{escape(category)}</text>")
+            out.append(
+                f'<text x="{_fmt(x)}" y="{_fmt(y + 18)}" font-size="11" text-anchor="middle">{escape(category)}</text>'
+            )
     # axis labels
     mid_y = top + plot_h / 2
-    out.append(f'<text x="16" y="{_fmt(mid_y)}" text-anchor="middle" transform="rotate(-90 16 {_fmt(mid_y)})">'
-               f"{escape(y_label)}</text>")
-    out.append(f'<text x="{_fmt(left + plot_w / 2)}" y="{_fmt(height - 8)}" text-anchor="middle">'
-               f"{escape(x_label)}</text>")
+    out.append(
+        f'<text x="16" y="{_fmt(mid_y)}" text-anchor="middle" transform="rotate(-90 16 {_fmt(mid_y)})">'
+        f"{escape(y_label)}</text>"
+    )
+    out.append(
+        f'<text x="{_fmt(left + plot_w / 2)}" y="{_fmt(height - 8)}" text-anchor="middle">{escape(x_label)}</text>'
+    )
     # series
     for number_, (label, values) in enumerate(series):
         stroke = PALETTE[number_ % len(PALETTE)]
@@ -141,13 +158,16 @@ def line_chart(categories: Sequence[str], series: Sequence[tuple[str, Sequence[f
                 segment.append(f"{_fmt(x_at(index))},{_fmt(y_at(value))}")
                 continue
             if len(segment) > 1:
-                out.append(f'<polyline points="{" ".join(segment)}" fill="none" stroke="{stroke}" '
-                           f'stroke-width="2"{dash_attr}></polyline>')
+                out.append(
+                    f'<polyline points="{" ".join(segment)}" fill="none" stroke="{stroke}" '
+                    f'stroke-width="2"{dash_attr}></polyline>'
+                )
             segment = []
         for index, value in points:
             if value is not None:
-                out.append(_marker(shape, x_at(index), y_at(value), stroke,
-                                   f"{label} — {categories[index]}: {value:.1f}"))
+                out.append(
+                    _marker(shape, x_at(index), y_at(value), stroke, f"{label} — {categories[index]}: {value:.1f}")
+                )
         out.append("</g>")
     # legend
     legend_x = left + plot_w + 24
@@ -157,16 +177,25 @@ def line_chart(categories: Sequence[str], series: Sequence[tuple[str, Sequence[f
         dash = DASHES[(number_ // len(PALETTE)) % len(DASHES)]
         y = top + 6 + 18 * number_
         dash_attr = f' stroke-dasharray="{dash}"' if dash else ""
-        out.append(f'<line x1="{_fmt(legend_x)}" y1="{_fmt(y)}" x2="{_fmt(legend_x + 22)}" y2="{_fmt(y)}" '
-                   f'stroke="{stroke}" stroke-width="2"{dash_attr}></line>')
+        out.append(
+            f'<line x1="{_fmt(legend_x)}" y1="{_fmt(y)}" x2="{_fmt(legend_x + 22)}" y2="{_fmt(y)}" '
+            f'stroke="{stroke}" stroke-width="2"{dash_attr}></line>'
+        )
         out.append(_marker((number_ // len(PALETTE)) % 3, legend_x + 11, y, stroke, label))
         out.append(f'<text x="{_fmt(legend_x + 28)}" y="{_fmt(y + 4)}">{escape(label)}</text>')
     out.append("</g></svg>")
     return "".join(out)
 
 
-def heatmap(rows: Sequence[str], columns: Sequence[str], values: Sequence[Sequence[float | None]], *,
-            title: str, css_class: str = "heatmap", data: dict[str, str] | None = None) -> str:
+def heatmap(
+    rows: Sequence[str],
+    columns: Sequence[str],
+    values: Sequence[Sequence[float | None]],
+    *,
+    title: str,
+    css_class: str = "heatmap",
+    data: dict[str, str] | None = None,
+) -> str:
     """A rows x columns grid coloured by value (fractions in [0, 1]) with the value in percent printed
     in each cell; a missing value is a grey cell with a dash. A colour-scale key sits below the grid."""
     cell_w, cell_h = 52.0, 24.0
@@ -177,14 +206,18 @@ def heatmap(rows: Sequence[str], columns: Sequence[str], values: Sequence[Sequen
     width = max(left + grid_w + 16 + longest * 0.8, left + 220.0)
     height = top + grid_h + 52
     attrs = "".join(f' data-{escape(k)}="{escape(v)}"' for k, v in (data or {}).items())
-    out = [f'<svg class="{escape(css_class)}"{attrs} width="{_fmt(width)}" height="{_fmt(height)}" '
-           f'viewBox="0 0 {_fmt(width)} {_fmt(height)}" role="img" font-family="sans-serif" font-size="{FONT}">',
-           f"<title>{escape(title)}</title>",
-           f'<text x="4" y="16" font-weight="bold">{escape(title)}</text>']
+    out = [
+        f'<svg class="{escape(css_class)}"{attrs} width="{_fmt(width)}" height="{_fmt(height)}" '
+        f'viewBox="0 0 {_fmt(width)} {_fmt(height)}" role="img" font-family="sans-serif" font-size="{FONT}">',
+        f"<title>{escape(title)}</title>",
+        f'<text x="4" y="16" font-weight="bold">{escape(title)}</text>',
+    ]
     for index, column in enumerate(columns):
         x = left + cell_w * (index + 0.5)
-        out.append(f'<text x="{_fmt(x)}" y="{_fmt(top - 6)}" font-size="11" '
-                   f'transform="rotate(-35 {_fmt(x)} {_fmt(top - 6)})">{escape(column)}</text>')
+        out.append(
+            f'<text x="{_fmt(x)}" y="{_fmt(top - 6)}" font-size="11" '
+            f'transform="rotate(-35 {_fmt(x)} {_fmt(top - 6)})">{escape(column)}</text>'
+        )
     out.append('<g class="cells" text-anchor="middle" font-size="11" fill="#1a1a1a">')
     for r, row in enumerate(rows):
         y = top + cell_h * r
@@ -196,22 +229,25 @@ def heatmap(rows: Sequence[str], columns: Sequence[str], values: Sequence[Sequen
             shown = "–" if value is None else f"{100 * value:.1f}"
             fill = text_colour(value)
             fill_attr = f' fill="{fill}"' if fill != "#1a1a1a" else ""
-            out.append(f'<rect x="{_fmt(x)}" y="{_fmt(y)}" width="{_fmt(cell_w - 1)}" height="{_fmt(cell_h - 1)}" '
-                       f'fill="{colour(value)}"></rect><text x="{_fmt(x + cell_w / 2)}" y="{_fmt(y + cell_h / 2 + 4)}"'
-                       f"{fill_attr}>{shown}</text>")
+            out.append(
+                f'<rect x="{_fmt(x)}" y="{_fmt(y)}" width="{_fmt(cell_w - 1)}" height="{_fmt(cell_h - 1)}" '
+                f'fill="{colour(value)}"></rect><text x="{_fmt(x + cell_w / 2)}" y="{_fmt(y + cell_h / 2 + 4)}"'
+                f"{fill_attr}>{shown}</text>"
+            )
         out.append("</g>")
     out.append("</g>")
     for r, row in enumerate(rows):
         y = top + cell_h * r
-        out.append(f'<text x="{_fmt(left - 6)}" y="{_fmt(y + cell_h / 2 + 4)}" text-anchor="end">'
-                   f"{escape(row)}</text>")
+        out.append(f'<text x="{_fmt(left - 6)}" y="{_fmt(y + cell_h / 2 + 4)}" text-anchor="end">{escape(row)}</text>')
     # colour key: ten steps from 0 to 100, then the missing-value swatch
     key_y = top + grid_h + 14
     out.append('<g class="scale">')
     for step in range(10):
         fraction = (step + 0.5) / 10
-        out.append(f'<rect x="{_fmt(left + 14 * step)}" y="{_fmt(key_y)}" width="14" height="10" '
-                   f'fill="{colour(fraction)}"></rect>')
+        out.append(
+            f'<rect x="{_fmt(left + 14 * step)}" y="{_fmt(key_y)}" width="14" height="10" '
+            f'fill="{colour(fraction)}"></rect>'
+        )
     out.append(f'<text x="{_fmt(left)}" y="{_fmt(key_y + 24)}" font-size="10">0</text>')
     out.append(f'<text x="{_fmt(left + 140)}" y="{_fmt(key_y + 24)}" font-size="10" text-anchor="end">100</text>')
     out.append(f'<rect x="{_fmt(left + 152)}" y="{_fmt(key_y)}" width="14" height="10" fill="{MISSING_FILL}"></rect>')

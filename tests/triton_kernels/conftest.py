@@ -22,12 +22,20 @@ DEVICE = torch.device("cpu" if INTERPRETED else "cuda")
 def pytest_configure(config: pytest.Config) -> None:
     from triton.runtime.interpreter import InterpretedFunction
 
-    modes = {isinstance(kernel, InterpretedFunction) for kernel in (
-        sampling_triton._candidate_kernel, gather_triton._gather_rows_kernel, infonce_triton._lse_forward_kernel)}
+    modes = {
+        isinstance(kernel, InterpretedFunction)
+        for kernel in (
+            sampling_triton._candidate_kernel,
+            gather_triton._gather_rows_kernel,
+            infonce_triton._lse_forward_kernel,
+        )
+    }
     if modes != {INTERPRETED}:
-        pytest.exit(f"TRITON_INTERPRET={int(INTERPRETED)} but triton {triton.__version__} built its kernels "
-                    f"{'compiled' if INTERPRETED else 'interpreted'}: set the variable before anything imports triton",
-                    returncode=4)
+        pytest.exit(
+            f"TRITON_INTERPRET={int(INTERPRETED)} but triton {triton.__version__} built its kernels "
+            f"{'compiled' if INTERPRETED else 'interpreted'}: set the variable before anything imports triton",
+            returncode=4,
+        )
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mmbench.metrics import ConfusionMatrix
+from mmbench.evaluation.metrics import ConfusionMatrix
 
 
 def counted(logits, target, num_classes, backend, ignore_index=255):
@@ -47,5 +47,6 @@ def test_out_of_range_targets_raise_and_count_nothing(device):
 def test_shape_mismatch_is_refused(device):
     matrix = ConfusionMatrix(3, device=device)
     with pytest.raises(ValueError, match=r"must be \(B, 3, \.\.\.\)"):
-        matrix.update_from_logits(torch.randn(1, 4, 4, 4).to(device), torch.zeros(1, 4, 4, dtype=torch.long).to(device),
-                                  backend="triton")
+        matrix.update_from_logits(
+            torch.randn(1, 4, 4, 4).to(device), torch.zeros(1, 4, 4, dtype=torch.long).to(device), backend="triton"
+        )

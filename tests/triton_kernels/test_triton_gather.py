@@ -30,8 +30,11 @@ def test_forward_and_backward_match_indexing(device, layout, channels, dtype, re
     view = LAYOUTS[layout](x)
     generator = torch.Generator().manual_seed(channels)
     pixels = 2 * 7 * 9
-    indices = (torch.randint(0, pixels, (45,), generator=generator) if repeats
-               else torch.randperm(pixels, generator=generator)[:45]).to(device)
+    indices = (
+        torch.randint(0, pixels, (45,), generator=generator)
+        if repeats
+        else torch.randperm(pixels, generator=generator)[:45]
+    ).to(device)
     out = gather_pixels(view, indices, backend="triton")
     expected = gather_pixels(view, indices, backend="torch")
     assert out.shape == (45, channels) and out.dtype == dtype
@@ -39,8 +42,11 @@ def test_forward_and_backward_match_indexing(device, layout, channels, dtype, re
     upstream = torch.randn(45, channels, generator=generator).to(dtype).to(device)
     (grad,) = torch.autograd.grad(out, x, upstream)
     (grad_ref,) = torch.autograd.grad(expected, x, upstream)
-    tolerance = {torch.float16: {"atol": 2e-3, "rtol": 2e-3}, torch.float32: {"atol": 1e-6, "rtol": 1e-6},
-                 torch.float64: {"atol": 1e-12, "rtol": 1e-12}}[dtype]  # fp64 accumulates in fp64
+    tolerance = {
+        torch.float16: {"atol": 2e-3, "rtol": 2e-3},
+        torch.float32: {"atol": 1e-6, "rtol": 1e-6},
+        torch.float64: {"atol": 1e-12, "rtol": 1e-12},
+    }[dtype]  # fp64 accumulates in fp64
     torch.testing.assert_close(grad, grad_ref, **tolerance)  # fp32 sums of repeats vs the reference's order
 
 
@@ -48,8 +54,10 @@ def test_backward_is_bit_reproducible_with_repeats(device):
     x = nchw((1, 16, 8, 8), torch.float32, device)
     indices = torch.tensor([5, 5, 5, 0, 63, 5, 0] * 9, device=device)
     upstream = torch.randn(indices.numel(), 16).to(device)
-    grads = [torch.autograd.grad(gather_pixels(x.permute(0, 2, 3, 1), indices, backend="triton"), x, upstream)[0]
-             for _ in range(3)]
+    grads = [
+        torch.autograd.grad(gather_pixels(x.permute(0, 2, 3, 1), indices, backend="triton"), x, upstream)[0]
+        for _ in range(3)
+    ]
     assert all(torch.equal(grads[0], g) for g in grads[1:])
     expected = torch.zeros(64, 16, device=device).index_add_(0, indices, upstream)
     torch.testing.assert_close(grads[0].permute(0, 2, 3, 1).reshape(64, 16), expected)
@@ -57,8 +65,9 @@ def test_backward_is_bit_reproducible_with_repeats(device):
 
 def test_gradient_keeps_the_input_layout(device):
     x = nchw((2, 3, 4, 5), torch.float32, device)
-    (grad,) = torch.autograd.grad(gather_pixels(x.permute(0, 2, 3, 1), torch.arange(7, device=device),
-                                                backend="triton").sum(), x)
+    (grad,) = torch.autograd.grad(
+        gather_pixels(x.permute(0, 2, 3, 1), torch.arange(7, device=device), backend="triton").sum(), x
+    )
     assert grad.stride() == x.stride()
 
 

@@ -23,8 +23,9 @@ def inputs(n, d, classes, dtype, device, seed=0):
 
 def loss_and_grads(backend, a, b, labels, temperature, stop_grad_keys, scale=1.0, **kwargs):
     if backend == "triton" and kwargs:
-        loss = infonce_triton.cross_modal_infonce_triton(a, b, labels, temperature, stop_grad_keys=stop_grad_keys,
-                                                         **kwargs)
+        loss = infonce_triton.cross_modal_infonce_triton(
+            a, b, labels, temperature, stop_grad_keys=stop_grad_keys, **kwargs
+        )
     else:
         loss = cross_modal_infonce(a, b, labels, temperature, stop_grad_keys=stop_grad_keys, backend=backend)
     grads = torch.autograd.grad(loss * scale, (a, b))

@@ -12,8 +12,9 @@ from mmbench.kernels.sampling import class_balanced_sample_torch
 IGNORE = 255
 
 
-def labels_with(sizes: dict[int, int], shape: tuple[int, ...], seed: int = 0, ignore: int = IGNORE,
-                dtype: torch.dtype = torch.int64) -> torch.Tensor:
+def labels_with(
+    sizes: dict[int, int], shape: tuple[int, ...], seed: int = 0, ignore: int = IGNORE, dtype: torch.dtype = torch.int64
+) -> torch.Tensor:
     """Exactly `sizes[c]` pixels of class c, the rest `ignore`, in random places."""
     numel = 1
     for side in shape:
@@ -21,7 +22,7 @@ def labels_with(sizes: dict[int, int], shape: tuple[int, ...], seed: int = 0, ig
     flat = torch.full((numel,), ignore, dtype=torch.int64)
     start = 0
     for c, n in sizes.items():
-        flat[start:start + n] = c
+        flat[start : start + n] = c
         start += n
     assert start <= numel
     flat = flat[torch.randperm(numel, generator=torch.Generator().manual_seed(seed))]
@@ -82,15 +83,19 @@ def test_ignore_index_inside_the_class_range_and_negative(device):
 
 def test_same_seed_same_indices_for_every_block_size(device):
     labels = labels_with({0: 2000, 1: 900, 2: 30, 4: 5}, (2, 50, 41), seed=3)
-    results = [class_balanced_sample(labels.to(device), 5, backend="triton", seed=99, max_views=64,
-                                     ignore_index=IGNORE) if block is None else
-               sampling_triton.class_balanced_sample_triton(labels.to(device), 5, seed=99, max_views=64,
-                                                            ignore_index=IGNORE, block_size=block)
-               for block in (None, 16, 128, 1024, 4096)]
+    results = [
+        class_balanced_sample(labels.to(device), 5, backend="triton", seed=99, max_views=64, ignore_index=IGNORE)
+        if block is None
+        else sampling_triton.class_balanced_sample_triton(
+            labels.to(device), 5, seed=99, max_views=64, ignore_index=IGNORE, block_size=block
+        )
+        for block in (None, 16, 128, 1024, 4096)
+    ]
     for indices, classes in results[1:]:
         assert torch.equal(indices, results[0][0]) and torch.equal(classes, results[0][1])
-    other = sampling_triton.class_balanced_sample_triton(labels.to(device), 5, seed=100, max_views=64,
-                                                         ignore_index=IGNORE)
+    other = sampling_triton.class_balanced_sample_triton(
+        labels.to(device), 5, seed=100, max_views=64, ignore_index=IGNORE
+    )
     assert not torch.equal(other[0], results[0][0]), "a new seed must give a new draw"
 
 
@@ -104,8 +109,9 @@ def test_a_short_class_is_repaired_exactly(device, monkeypatch):
     """Candidates under the threshold can (rarely) be fewer than K: the pass reruns for that class."""
     labels = labels_with({0: 3000, 1: 2000, 2: 700}, (1, 5700), seed=4)
     for oversample in (1.0, 20.0):  # expected 1 or 20 candidates per class against K = 100: always short
-        got = sampling_triton.class_balanced_sample_triton(labels.to(device), 3, seed=8, ignore_index=IGNORE,
-                                                           oversample=oversample)
+        got = sampling_triton.class_balanced_sample_triton(
+            labels.to(device), 3, seed=8, ignore_index=IGNORE, oversample=oversample
+        )
         expected = class_balanced_sample_torch(labels, 3, seed=8, ignore_index=IGNORE)
         assert torch.equal(got[0].cpu(), expected[0])
 
@@ -131,8 +137,7 @@ def test_an_overflowing_candidate_buffer_is_regrown(device, monkeypatch):
     monkeypatch.setattr(sampling_triton, "_capacity", lambda expected: 1)
     monkeypatch.setattr(sampling_triton, "collect_candidates", spy)
     labels = labels_with({0: 3000, 1: 2000}, (1, 5100), seed=6)
-    got = sampling_triton.class_balanced_sample_triton(labels.to(device), 2, seed=1, max_views=20,
-                                                       ignore_index=IGNORE)
+    got = sampling_triton.class_balanced_sample_triton(labels.to(device), 2, seed=1, max_views=20, ignore_index=IGNORE)
     expected = class_balanced_sample_torch(labels, 2, seed=1, max_views=20, ignore_index=IGNORE)
     assert torch.equal(got[0].cpu(), expected[0])
     assert len(calls) == 2 and calls[1] > calls[0], calls
@@ -140,8 +145,9 @@ def test_an_overflowing_candidate_buffer_is_regrown(device, monkeypatch):
 
 def test_ignored_pixels_are_never_selected_and_replace_has_fixed_shape(device):
     labels = labels_with({0: 10, 1: 3, 2: 400}, (1, 1000), seed=9)
-    indices, classes = class_balanced_sample(labels.to(device), 3, backend="triton", mode="replace", max_views=50,
-                                             ignore_index=IGNORE)
+    indices, classes = class_balanced_sample(
+        labels.to(device), 3, backend="triton", mode="replace", max_views=50, ignore_index=IGNORE
+    )
     assert indices.numel() == 3 * 50
     assert torch.equal(labels.reshape(-1)[indices.cpu()], classes.cpu())
     assert bool((labels.reshape(-1)[indices.cpu()] != IGNORE).all())
@@ -163,8 +169,7 @@ def test_empty_labels(device):
 
 def test_block_size_must_be_a_power_of_two(device):
     with pytest.raises(ValueError, match="power of two"):
-        sampling_triton.class_balanced_sample_triton(torch.zeros(10, dtype=torch.int64).to(device), 2,
-                                                     block_size=100)
+        sampling_triton.class_balanced_sample_triton(torch.zeros(10, dtype=torch.int64).to(device), 2, block_size=100)
 
 
 @pytest.mark.gpu

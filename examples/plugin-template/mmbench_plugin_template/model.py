@@ -25,8 +25,11 @@ from torch import nn
 def conv_block(inp: int, out: int, kernel: int) -> nn.Sequential:
     # GroupNorm normalises each sample on its own: the rows of samples that lack a modality (NaN in the
     # tests) never touch the other rows. BatchNorm in training mode would mix the rows of the batch.
-    return nn.Sequential(nn.Conv2d(inp, out, kernel, padding=kernel // 2, bias=False),
-                         nn.GroupNorm(min(8, out), out), nn.ReLU(inplace=True))
+    return nn.Sequential(
+        nn.Conv2d(inp, out, kernel, padding=kernel // 2, bias=False),
+        nn.GroupNorm(min(8, out), out),
+        nn.ReLU(inplace=True),
+    )
 
 
 class TemplateFusion(SegmentationMethod):
@@ -35,10 +38,14 @@ class TemplateFusion(SegmentationMethod):
         width, depth, kernel = config["width"], config["depth"], config["kernel_size"]
         if depth < 1 or width < 1 or kernel % 2 == 0:
             raise ConfigError("template-fusion: method.width and method.depth must be >= 1, method.kernel_size odd")
-        self.encoders = nn.ModuleDict({
-            name: nn.Sequential(*[conv_block(channels if layer == 0 else width, width, kernel)
-                                  for layer in range(depth)])
-            for name, channels in modalities.items()})
+        self.encoders = nn.ModuleDict(
+            {
+                name: nn.Sequential(
+                    *[conv_block(channels if layer == 0 else width, width, kernel) for layer in range(depth)]
+                )
+                for name, channels in modalities.items()
+            }
+        )
         self.head = nn.Sequential(conv_block(width, width, kernel), nn.Conv2d(width, num_classes, 1))
 
     # -- split interface -----------------------------------------------------------------------
@@ -67,8 +74,13 @@ class TemplateFusion(SegmentationMethod):
         """
         available = batch["available"]
         slots = batch["slots"].tolist() if "slots" in batch else range(available.shape[0])
-        drawn = sample_availability(self.config["modality_dropout"], len(self.modality_names), slots,
-                                    (info.seed, info.step, info.micro), device=available.device)
+        drawn = sample_availability(
+            self.config["modality_dropout"],
+            len(self.modality_names),
+            slots,
+            (info.seed, info.step, info.micro),
+            device=available.device,
+        )
         keep = available & drawn
         # A sample whose drawn subset misses all of its modalities keeps what it has.
         return torch.where(keep.any(dim=1, keepdim=True), keep, available)

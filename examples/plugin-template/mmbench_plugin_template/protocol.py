@@ -32,8 +32,7 @@ class DropFirst(Protocol):
         if drop is None:
             return modalities[0]
         if drop not in modalities:
-            raise ConfigError(f"protocol.drop={drop!r} is not among the evaluated modalities "
-                              f"({', '.join(modalities)})")
+            raise ConfigError(f"protocol.drop={drop!r} is not among the evaluated modalities ({', '.join(modalities)})")
         return drop
 
     def scenarios(self, modalities: Sequence[str], context: Mapping[str, Any]) -> list[Scenario]:
@@ -48,12 +47,18 @@ class DropFirst(Protocol):
             Scenario(scenario_name(rest), rest, missing=1, tags={"role": "dropped", "dropped": dropped}),
         ]
 
-    def aggregate(self, results: Sequence[Mapping[str, Any]], modalities: Sequence[str],
-                  context: Mapping[str, Any]) -> dict[str, Any]:
+    def aggregate(
+        self, results: Sequence[Mapping[str, Any]], modalities: Sequence[str], context: Mapping[str, Any]
+    ) -> dict[str, Any]:
         full, dropped = results  # in the order of `scenarios`
-        gap = {key: (full["metrics"][key] - dropped["metrics"][key]
-                     if full["metrics"][key] is not None and dropped["metrics"][key] is not None else None)
-               for key in METRICS}
+        gap = {
+            key: (
+                full["metrics"][key] - dropped["metrics"][key]
+                if full["metrics"][key] is not None and dropped["metrics"][key] is not None
+                else None
+            )
+            for key in METRICS
+        }
         return {
             "full": {key: full["metrics"][key] for key in METRICS},
             "dropped": {"modality": dropped["dropped"], **{key: dropped["metrics"][key] for key in METRICS}},

@@ -39,10 +39,17 @@ def test_missing_inputs_never_leak_and_the_split_interface_matches_forward():
     inputs = {name: torch.randn(4, channels, 32, 32) for name, channels in MODALITIES.items()}
     available = torch.tensor([[1, 1, 1], [0, 1, 1], [1, 0, 0], [0, 0, 1]], dtype=torch.bool)
     with torch.no_grad():
-        zeros = model({n: torch.where(available[:, i].view(-1, 1, 1, 1), x, 0.0)
-                       for i, (n, x) in enumerate(inputs.items())}, available)
-        nans = model({n: torch.where(available[:, i].view(-1, 1, 1, 1), x, torch.nan)
-                      for i, (n, x) in enumerate(inputs.items())}, available)
+        zeros = model(
+            {n: torch.where(available[:, i].view(-1, 1, 1, 1), x, 0.0) for i, (n, x) in enumerate(inputs.items())},
+            available,
+        )
+        nans = model(
+            {
+                n: torch.where(available[:, i].view(-1, 1, 1, 1), x, torch.nan)
+                for i, (n, x) in enumerate(inputs.items())
+            },
+            available,
+        )
         split = model.decode({n: model.encode(n, x) for n, x in inputs.items()}, available)
     assert zeros.shape == (4, 6, 32, 32) and torch.isfinite(nans).all()
     torch.testing.assert_close(nans, zeros)

@@ -27,15 +27,32 @@ from typing import Any
 import numpy as np
 import torch
 
-from mmbench.checkpoint import load_checkpoint, save_checkpoint
-from mmbench.distributed import DistContext, init_distributed
+from mmbench.context import RunContext, RunOutcome
+from mmbench.engine.checkpoint import load_checkpoint, save_checkpoint
 from mmbench.errors import ConfigError, UserError
 from mmbench.method import SegmentationMethod, TrainStep, build_method, count_parameters
-from mmbench.pipeline import RunContext, RunOutcome
+from mmbench.runtime.distributed import DistContext, init_distributed
 
-TRAIN_KEYS = ("iterations", "batch_size", "crop_size", "lr", "weight_decay", "betas", "warmup_iterations",
-              "warmup_start_factor", "poly_power", "min_lr", "grad_clip", "accumulate", "amp", "val_every",
-              "val_tiles", "num_workers", "augment", "log_every")
+TRAIN_KEYS = (
+    "iterations",
+    "batch_size",
+    "crop_size",
+    "lr",
+    "weight_decay",
+    "betas",
+    "warmup_iterations",
+    "warmup_start_factor",
+    "poly_power",
+    "min_lr",
+    "grad_clip",
+    "accumulate",
+    "amp",
+    "val_every",
+    "val_tiles",
+    "num_workers",
+    "augment",
+    "log_every",
+)
 ADVERSARY_KEYS = ("lr", "betas", "weight_decay")
 SMOKE = {"iterations": 3, "val_every": 3, "val_tiles": 2, "log_every": 1}
 
@@ -54,8 +71,10 @@ class TrainState:
 def train_settings(method_config: Mapping[str, Any], smoke: bool) -> dict[str, Any]:
     settings = method_config.get("train")
     if not isinstance(settings, Mapping):
-        raise ConfigError("the method's config has no 'train' section; training methods must define one "
-                          "(see methods/stars/stars.yaml)")
+        raise ConfigError(
+            "the method's config has no 'train' section; training methods must define one "
+            "(see methods/stars/stars.yaml)"
+        )
     missing = [key for key in TRAIN_KEYS if key not in settings]
     if missing:
         raise ConfigError(f"method.train lacks {missing[0]!r}; every key of {', '.join(TRAIN_KEYS)} is needed")
@@ -85,12 +104,15 @@ def adversary_settings(settings: Mapping[str, Any], method: str) -> dict[str, An
     """`train.adversary` of a method that trains discriminators: their optimizer (same schedule shape)."""
     section = settings.get("adversary")
     if not isinstance(section, Mapping):
-        raise ConfigError(f"method {method!r} trains a discriminator: its config needs a 'train.adversary' section "
-                          f"with {', '.join(ADVERSARY_KEYS)} (see methods/imputation/cgan.yaml)")
+        raise ConfigError(
+            f"method {method!r} trains a discriminator: its config needs a 'train.adversary' section "
+            f"with {', '.join(ADVERSARY_KEYS)} (see methods/imputation/cgan.yaml)"
+        )
     missing = [key for key in ADVERSARY_KEYS if key not in section]
     if missing:
-        raise ConfigError(f"method.train.adversary lacks {missing[0]!r}; every key of {', '.join(ADVERSARY_KEYS)} "
-                          "is needed")
+        raise ConfigError(
+            f"method.train.adversary lacks {missing[0]!r}; every key of {', '.join(ADVERSARY_KEYS)} is needed"
+        )
     if not section["lr"] > 0:
         raise ConfigError(f"method.train.adversary.lr={section['lr']} must be positive")
     return dict(section)
@@ -107,8 +129,11 @@ class _Optimisation:
     parameters: list[torch.nn.Parameter]
 
     def state_dict(self) -> dict[str, Any]:
-        return {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-                "scaler": self.scaler.state_dict()}
+        return {
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+        }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.optimizer.load_state_dict(state["optimizer"])
@@ -158,10 +183,10 @@ class Trainer:
 
     # -- set-up --------------------------------------------------------------------------------
     def _build(self) -> None:
-        from mmbench.checkpoint_run import load_protocol
-        from mmbench.datasets.augment import JointAugment
-        from mmbench.datasets.loader import TileDataset
-        from mmbench.datasets.store_reader import TileStore
+        from mmbench.data.augment import JointAugment
+        from mmbench.data.loader import TileDataset
+        from mmbench.data.store_reader import TileStore
+        from mmbench.evaluation.protocols import load_protocol
 
         store_path = self.plan.dataset.path
         if store_path is None:
@@ -175,43 +200,59 @@ class Trainer:
             self.channels = {name: store.modalities[name].channels for name in modalities}
             self.fingerprint = self.plan.dataset.fingerprint()
         if len(self.channels) < self.plan.method.min_modalities:
-            raise ConfigError(f"method {self.plan.method.name!r} needs at least {self.plan.method.min_modalities} "
-                              f"modalities; the dataset gives {len(self.channels)}")
+            raise ConfigError(
+                f"method {self.plan.method.name!r} needs at least {self.plan.method.min_modalities} "
+                f"modalities; the dataset gives {len(self.channels)}"
+            )
         torch.manual_seed(self.seed)
         self.model = build_method(self.plan.method, self.channels, len(self.classes), self.method_config)
         self.model.to(self.device)
         self.train_data = TileDataset(
-            store_path, split=self.protocol.config["split"], part="train", modalities=list(self.channels),
-            label_variant=self.protocol.config["label_variant"], crop_size=self.settings["crop_size"],
-            augment=JointAugment() if self.settings["augment"] else None, seed=self.seed)
+            store_path,
+            split=self.protocol.config["split"],
+            part="train",
+            modalities=list(self.channels),
+            label_variant=self.protocol.config["label_variant"],
+            crop_size=self.settings["crop_size"],
+            augment=JointAugment() if self.settings["augment"] else None,
+            seed=self.seed,
+        )
         if len(self.train_data) == 0:
             raise ConfigError(f"{store_path}: the training part of split {self.protocol.config['split']!r} is empty")
         adversary = self.model.adversary_parameters()
         held_out = {id(parameter) for parameter in adversary}
-        main = [(name, parameter) for name, parameter in self.model.named_parameters()
-                if parameter.requires_grad and id(parameter) not in held_out]
+        main = [
+            (name, parameter)
+            for name, parameter in self.model.named_parameters()
+            if parameter.requires_grad and id(parameter) not in held_out
+        ]
         self.main = self._optimisation("main", main, self.settings)
         self.adversary: _Optimisation | None = None
         if adversary:
             section = adversary_settings(self.settings, self.plan.method.name)
-            named = [(name, parameter) for name, parameter in self.model.named_parameters()
-                     if id(parameter) in held_out]
+            named = [
+                (name, parameter) for name, parameter in self.model.named_parameters() if id(parameter) in held_out
+            ]
             self.adversary = self._optimisation("adversary", named, {**self.settings, **section})
         # DDP must see the whole training computation in its forward: wrap the loss, not the network.
         self.wrapped: torch.nn.Module = _LossModule(self.model)
         if self.dist.enabled:
             device_ids = [self.dist.local_rank] if self.device.startswith("cuda") else None
-            self.wrapped = torch.nn.parallel.DistributedDataParallel(self.wrapped, device_ids=device_ids,
-                                                                     find_unused_parameters=True)
+            self.wrapped = torch.nn.parallel.DistributedDataParallel(
+                self.wrapped, device_ids=device_ids, find_unused_parameters=True
+            )
 
-    def _optimisation(self, phase: str, named: list[tuple[str, torch.nn.Parameter]],
-                      settings: Mapping[str, Any]) -> _Optimisation:
+    def _optimisation(
+        self, phase: str, named: list[tuple[str, torch.nn.Parameter]], settings: Mapping[str, Any]
+    ) -> _Optimisation:
         """AdamW (no decay on norms and biases) with warm-up + poly schedule; `settings` gives lr/betas/decay."""
         decay, no_decay = [], []
         for name, parameter in named:
             (no_decay if parameter.ndim <= 1 or name.endswith(".bias") else decay).append(parameter)
-        groups = [{"params": decay, "weight_decay": settings["weight_decay"]},
-                  {"params": no_decay, "weight_decay": 0.0}]
+        groups = [
+            {"params": decay, "weight_decay": settings["weight_decay"]},
+            {"params": no_decay, "weight_decay": 0.0},
+        ]
         optimizer = torch.optim.AdamW(groups, lr=settings["lr"], betas=tuple(settings["betas"]))
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, self.settings))
         scaler = torch.amp.GradScaler("cuda", enabled=self._amp_dtype() is torch.float16)
@@ -237,15 +278,25 @@ class Trainer:
             return None
         path = self.run_dir / name
         try:
-            save_checkpoint(path, method={"name": self.plan.method.name, "version": self.plan.method.version},
-                            config=self.plan.config.data,
-                            dataset={"name": self.plan.dataset.name, "fingerprint": self.fingerprint,
-                                     "classes": self.classes, "modalities": self.channels,
-                                     "ignore_index": self.ignore_index},
-                            model=self.model, extra=self._checkpoint_payload(state))
+            save_checkpoint(
+                path,
+                method={"name": self.plan.method.name, "version": self.plan.method.version},
+                config=self.plan.config.data,
+                dataset={
+                    "name": self.plan.dataset.name,
+                    "fingerprint": self.fingerprint,
+                    "classes": self.classes,
+                    "modalities": self.channels,
+                    "ignore_index": self.ignore_index,
+                },
+                model=self.model,
+                extra=self._checkpoint_payload(state),
+            )
         except OSError as exc:
-            raise UserError(f"cannot write checkpoint {path} ({exc.strerror or exc}); free disk space and resume with "
-                            "--resume: the previous checkpoint is intact") from exc
+            raise UserError(
+                f"cannot write checkpoint {path} ({exc.strerror or exc}); free disk space and resume with "
+                "--resume: the previous checkpoint is intact"
+            ) from exc
         return path
 
     def _restore(self, path: Path) -> TrainState:
@@ -254,8 +305,10 @@ class Trainer:
         self.main.load_state_dict(payload)
         if self.adversary is not None:
             if "adversary" not in payload:
-                raise UserError(f"{path} holds no discriminator optimizer state; it was not written by this method's "
-                                "adversarial training: start a new run instead of --resume")
+                raise UserError(
+                    f"{path} holds no discriminator optimizer state; it was not written by this method's "
+                    "adversarial training: start a new run instead of --resume"
+                )
             self.adversary.load_state_dict(payload["adversary"])
         rng = payload["rng"]
         random.setstate(_tuple(rng["python"]))
@@ -267,7 +320,7 @@ class Trainer:
 
     # -- the loop ------------------------------------------------------------------------------
     def execute(self) -> RunOutcome:
-        from mmbench.evaluation import evaluate
+        from mmbench.evaluation.engine import evaluate
 
         self._build()
         state = TrainState()
@@ -276,8 +329,11 @@ class Trainer:
             state = self._restore(Path(resume_from) / "last.ckpt")
         if self.dist.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-        log = _JsonLog(self.run_dir / "train_log.jsonl", enabled=self.dist.is_main,
-                       resume_step=state.step if resume_from is not None else None)
+        log = _JsonLog(
+            self.run_dir / "train_log.jsonl",
+            enabled=self.dist.is_main,
+            resume_step=state.step if resume_from is not None else None,
+        )
         started, start_step = time.perf_counter(), state.step
         previous_handler = signal.getsignal(signal.SIGINT)
         signal.signal(signal.SIGINT, self._on_interrupt)
@@ -297,21 +353,32 @@ class Trainer:
         payload = load_checkpoint(best)
         self.model.load_state_dict(payload["model"])
         limit = 2 if self.smoke else None
-        result = evaluate(self.model, self.store_path, self.protocol, device=self.device, limit_tiles=limit,
-                          dist=self.dist)
+        result = evaluate(
+            self.model, self.store_path, self.protocol, device=self.device, limit_tiles=limit, dist=self.dist
+        )
         log.write({"event": "test", "checkpoint": best.name, "aggregate": result.aggregate})
-        from mmbench.fingerprint import file_sha256
+        from mmbench.records.fingerprint import file_sha256
 
         return RunOutcome(
-            scenarios=result.scenarios, aggregate=result.aggregate, params=count_parameters(self.model),
+            scenarios=result.scenarios,
+            aggregate=result.aggregate,
+            params=count_parameters(self.model),
             protocol_settings=result.settings,
-            timing={"train_s": round(train_seconds, 3), "eval_s": round(result.seconds, 3),
-                    "steps_per_s": round((state.step - start_step) / max(train_seconds, 1e-9), 4)},
+            timing={
+                "train_s": round(train_seconds, 3),
+                "eval_s": round(result.seconds, 3),
+                "steps_per_s": round((state.step - start_step) / max(train_seconds, 1e-9), 4),
+            },
             smoke=self.smoke,
-            checkpoint={"path": str(best.resolve()), "sha256": file_sha256(best), "selected_step": state.best_step,
-                        "selection": "best mean mIoU over the protocol's scenarios on the validation part",
-                        "best_val_score": state.best_score, "world_size": self.dist.world_size,
-                        "effective_batch_size": self.settings["batch_size"] * self.settings["accumulate"]},
+            checkpoint={
+                "path": str(best.resolve()),
+                "sha256": file_sha256(best),
+                "selected_step": state.best_step,
+                "selection": "best mean mIoU over the protocol's scenarios on the validation part",
+                "best_val_score": state.best_score,
+                "world_size": self.dist.world_size,
+                "effective_batch_size": self.settings["batch_size"] * self.settings["accumulate"],
+            },
         )
 
     def _on_interrupt(self, signum: int, frame: Any) -> None:
@@ -333,13 +400,21 @@ class Trainer:
                 if state.step % settings["log_every"] == 0 or state.step == total:
                     elapsed = time.perf_counter() - window_start
                     rate = window_steps / max(elapsed, 1e-9)
-                    entry = {"event": "train", "step": state.step, "lr": self.main.scheduler.get_last_lr()[0],
-                             "steps_per_s": round(rate, 3), **{k: round(v, 6) for k, v in terms.items()}}
+                    entry = {
+                        "event": "train",
+                        "step": state.step,
+                        "lr": self.main.scheduler.get_last_lr()[0],
+                        "steps_per_s": round(rate, 3),
+                        **{k: round(v, 6) for k, v in terms.items()},
+                    }
                     log.write(entry)
                     window_start, window_steps = time.perf_counter(), 0
                     if self.dist.is_main:
-                        advance(state.step, description=f"training {self.plan.method.name} loss {terms['loss']:.4f} "
-                                                        f"{rate * settings['batch_size']:.1f} samples/s")
+                        advance(
+                            state.step,
+                            description=f"training {self.plan.method.name} loss {terms['loss']:.4f} "
+                            f"{rate * settings['batch_size']:.1f} samples/s",
+                        )
                 if state.step % settings["val_every"] == 0 or state.step == total:
                     self._validate(state, log)
                     self._save("last.ckpt", state)
@@ -370,16 +445,19 @@ class Trainer:
             sync = nullcontext()
             if self.dist.enabled and micro < accumulate - 1:
                 sync = self.wrapped.no_sync()
-            info = TrainStep(step=step, micro=micro, seed=self.seed, ignore_index=self.ignore_index,
-                             num_classes=len(self.classes))
+            info = TrainStep(
+                step=step, micro=micro, seed=self.seed, ignore_index=self.ignore_index, num_classes=len(self.classes)
+            )
             with sync, autocast:
                 terms = self.wrapped(batch, info, target.phase)
             for name, value in terms.items():
                 if not bool(torch.isfinite(value.detach())):
                     label = name if target.phase == "main" else f"{target.phase} {name}"
-                    raise TrainingDiverged(f"loss term {label!r} is {float(value.detach())} at step {step + 1}; lower "
-                                           "method.train.lr or check the data ('mmbench data verify'); the last good "
-                                           f"checkpoint is {self.run_dir / 'last.ckpt'}")
+                    raise TrainingDiverged(
+                        f"loss term {label!r} is {float(value.detach())} at step {step + 1}; lower "
+                        "method.train.lr or check the data ('mmbench data verify'); the last good "
+                        f"checkpoint is {self.run_dir / 'last.ckpt'}"
+                    )
             loss = terms["loss"] / accumulate
             if not loss.requires_grad:  # nothing to learn here (say, no sample had a modality withheld), but every
                 # rank must run backward for DDP: a zero gradient through the target's parameters
@@ -406,10 +484,12 @@ class Trainer:
         """Micro-batches from `start_step` on, loaded by `num_workers` DataLoader workers (0: in this process)."""
         settings = self.settings
         samples = _StepSamples(self.train_data, self.seed, settings["batch_size"])
-        order = _StepOrder(start_step, settings["iterations"], settings["accumulate"], settings["batch_size"],
-                           self.dist)
-        loader = torch.utils.data.DataLoader(samples, batch_sampler=order, num_workers=settings["num_workers"],
-                                             pin_memory=self.device.startswith("cuda"))
+        order = _StepOrder(
+            start_step, settings["iterations"], settings["accumulate"], settings["batch_size"], self.dist
+        )
+        loader = torch.utils.data.DataLoader(
+            samples, batch_sampler=order, num_workers=settings["num_workers"], pin_memory=self.device.startswith("cuda")
+        )
         for batch in loader:
             batch["inputs"] = {name: t.to(self.device, non_blocking=True) for name, t in batch["inputs"].items()}
             batch["label"] = batch["label"].to(self.device, non_blocking=True)
@@ -417,17 +497,31 @@ class Trainer:
             yield batch
 
     def _validate(self, state: TrainState, log: _JsonLog) -> None:
-        from mmbench.evaluation import evaluate
+        from mmbench.evaluation.engine import evaluate
 
         limit = self.settings["val_tiles"]
         self.model.eval()
-        result = evaluate(self.model, self.store_path, self.protocol, device=self.device, part="val",
-                          limit_tiles=limit, show_progress=False, dist=self.dist)
+        result = evaluate(
+            self.model,
+            self.store_path,
+            self.protocol,
+            device=self.device,
+            part="val",
+            limit_tiles=limit,
+            show_progress=False,
+            dist=self.dist,
+        )
         self.model.train()
         values = [entry["metrics"]["miou"] for entry in result.scenarios if entry["metrics"]["miou"] is not None]
         score = float(np.mean(values)) if values else None
-        log.write({"event": "val", "step": state.step, "score": score,
-                   "per_scenario_miou": {e["name"]: e["metrics"]["miou"] for e in result.scenarios}})
+        log.write(
+            {
+                "event": "val",
+                "step": state.step,
+                "score": score,
+                "per_scenario_miou": {e["name"]: e["metrics"]["miou"] for e in result.scenarios},
+            }
+        )
         if score is not None and (state.best_score is None or score > state.best_score):
             state.best_score, state.best_step = score, state.step
             self._save("best.ckpt", state)
@@ -436,8 +530,10 @@ class Trainer:
 def _inject_fault(step: int) -> None:
     """Test hooks (environment variables, never set in normal use): a real SIGKILL or SIGINT of this
     process right after `step`, to test resuming and Ctrl-C handling end to end."""
-    for variable, signum in (("MMBENCH_TEST_KILL_AT_STEP", signal.SIGKILL),
-                             ("MMBENCH_TEST_INTERRUPT_AT_STEP", signal.SIGINT)):
+    for variable, signum in (
+        ("MMBENCH_TEST_KILL_AT_STEP", signal.SIGKILL),
+        ("MMBENCH_TEST_INTERRUPT_AT_STEP", signal.SIGINT),
+    ):
         if os.environ.get(variable) == str(step):
             os.kill(os.getpid(), signum)
 

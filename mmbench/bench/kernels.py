@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 
-from mmbench.kernels.benchmark_cases import Problem, build_workload
+from mmbench.bench.kernel_cases import Problem, build_workload
 
 SCHEMA = "mmbench.kernel-bench/1"
 COPY_BYTES = 256 * 1024 * 1024
@@ -197,7 +197,7 @@ def evaluate_targets(rows: list[Measurement], device: torch.device) -> list[dict
 
 
 def result_document(rows: list[Measurement], device: torch.device, bandwidth: float, command: str) -> dict[str, Any]:
-    from mmbench.environment import collect_environment, git_state
+    from mmbench.records.environment import collect_environment, git_state
     from mmbench.records import isoformat, utc_now
 
     return {

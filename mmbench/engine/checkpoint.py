@@ -26,8 +26,15 @@ class CheckpointError(UserError):
     """A checkpoint is missing, unreadable, of another format, or does not fit the dataset."""
 
 
-def save_checkpoint(path: str | Path, *, method: Mapping[str, Any], config: Mapping[str, Any],
-                    dataset: Mapping[str, Any], model: torch.nn.Module, extra: Mapping[str, Any] | None = None) -> Path:
+def save_checkpoint(
+    path: str | Path,
+    *,
+    method: Mapping[str, Any],
+    config: Mapping[str, Any],
+    dataset: Mapping[str, Any],
+    model: torch.nn.Module,
+    extra: Mapping[str, Any] | None = None,
+) -> Path:
     """`method` = {name, version}; `dataset` = {name, fingerprint, classes, modalities {name: channels},
     ignore_index}; `extra` holds training state (optimizer, scheduler, step, RNG states)."""
     payload = {
@@ -51,30 +58,38 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for truncated or foreign files
-        raise CheckpointError(f"checkpoint {str(path)!r} cannot be read ({type(exc).__name__}: "
-                              f"{str(exc).splitlines()[0] if str(exc) else ''}); it is truncated or not a "
-                              "checkpoint") from exc
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} cannot be read ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else ''}); it is truncated or not a "
+            "checkpoint"
+        ) from exc
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path}: not an mmbench checkpoint (no '{CHECKPOINT_FORMAT}' marker)")
     if int(payload.get("version", -1)) > CHECKPOINT_VERSION:
-        raise CheckpointError(f"{path}: checkpoint version {payload['version']} is newer than this mmbench reads "
-                              f"({CHECKPOINT_VERSION}); upgrade mmbench")
+        raise CheckpointError(
+            f"{path}: checkpoint version {payload['version']} is newer than this mmbench reads "
+            f"({CHECKPOINT_VERSION}); upgrade mmbench"
+        )
     missing = [key for key in REQUIRED if key not in payload]
     if missing:
         raise CheckpointError(f"{path}: checkpoint lacks {', '.join(missing)}; it is incomplete")
     return payload
 
 
-def check_dataset_fits(checkpoint: Mapping[str, Any], classes: list[str], modalities: Mapping[str, int],
-                       path: str | Path) -> None:
+def check_dataset_fits(
+    checkpoint: Mapping[str, Any], classes: list[str], modalities: Mapping[str, int], path: str | Path
+) -> None:
     """Refuse a dataset whose classes or modalities differ from the ones the model was trained on."""
     trained = checkpoint["dataset"]
     if list(trained["classes"]) != list(classes):
         raise CheckpointError(
             f"{path} was trained on {trained['name']!r} with {len(trained['classes'])} classes "
-            f"({', '.join(trained['classes'])}); this dataset has {len(classes)} ({', '.join(classes)})")
+            f"({', '.join(trained['classes'])}); this dataset has {len(classes)} ({', '.join(classes)})"
+        )
     if dict(trained["modalities"]) != dict(modalities):
         shown = ", ".join(f"{name}:{channels}" for name, channels in trained["modalities"].items())
         given = ", ".join(f"{name}:{channels}" for name, channels in modalities.items())
-        raise CheckpointError(f"{path} was trained on modalities {shown} (name:channels); the evaluation gives "
-                              f"{given}; use the same dataset or set protocol.modalities")
+        raise CheckpointError(
+            f"{path} was trained on modalities {shown} (name:channels); the evaluation gives "
+            f"{given}; use the same dataset or set protocol.modalities"
+        )

@@ -20,8 +20,9 @@ from mmbench.sampling import KINDS, sample_availability
 
 
 def conv_bn_relu(inp: int, out: int, kernel: int = 3) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(inp, out, kernel, padding=kernel // 2, bias=False), nn.BatchNorm2d(out),
-                         nn.ReLU(inplace=True))
+    return nn.Sequential(
+        nn.Conv2d(inp, out, kernel, padding=kernel // 2, bias=False), nn.BatchNorm2d(out), nn.ReLU(inplace=True)
+    )
 
 
 class Stem(nn.Module):
@@ -30,8 +31,12 @@ class Stem(nn.Module):
 
     def __init__(self, in_channels: int, width: int) -> None:
         super().__init__()
-        self.body = nn.Sequential(nn.Conv2d(in_channels, width, 7, stride=2, padding=3, bias=False),
-                                  nn.BatchNorm2d(width), nn.ReLU(inplace=True), nn.MaxPool2d(3, stride=2, padding=1))
+        self.body = nn.Sequential(
+            nn.Conv2d(in_channels, width, 7, stride=2, padding=3, bias=False),
+            nn.BatchNorm2d(width),
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(3, stride=2, padding=1),
+        )
 
     def forward(self, x: Tensor) -> Tensor:
         return self.body(x)
@@ -51,11 +56,14 @@ class FPNDecoder(nn.Module):
     def forward(self, pyramid: Sequence[Tensor]) -> Tensor:
         laterals = [conv(x) for conv, x in zip(self.lateral, pyramid, strict=True)]
         for level in range(len(laterals) - 2, -1, -1):
-            laterals[level] = laterals[level] + F.interpolate(laterals[level + 1], size=laterals[level].shape[-2:],
-                                                              mode="nearest")
+            laterals[level] = laterals[level] + F.interpolate(
+                laterals[level + 1], size=laterals[level].shape[-2:], mode="nearest"
+            )
         size = laterals[0].shape[-2:]
-        merged = sum(F.interpolate(block(smooth(x)), size=size, mode="bilinear", align_corners=False)
-                     for smooth, block, x in zip(self.smooth, self.decoder, laterals, strict=True))
+        merged = sum(
+            F.interpolate(block(smooth(x)), size=size, mode="bilinear", align_corners=False)
+            for smooth, block, x in zip(self.smooth, self.decoder, laterals, strict=True)
+        )
         return self.classifier(merged)
 
 
@@ -102,13 +110,27 @@ def check_sampler(kind: str, key: str) -> None:
         raise ConfigError(f"method.{key}={kind!r}: use one of {', '.join(KINDS)}")
 
 
-def sampled_availability(kind: str, batch: Mapping[str, Any], info: TrainStep, modalities: int, *,
-                         p_drop: float = 0.5, include_full: bool = True) -> Tensor:
+def sampled_availability(
+    kind: str,
+    batch: Mapping[str, Any],
+    info: TrainStep,
+    modalities: int,
+    *,
+    p_drop: float = 0.5,
+    include_full: bool = True,
+) -> Tensor:
     """Training availability from the shared samplers, keyed on the sample's place in the global batch."""
     label = batch["label"]
     slots = batch["slots"].tolist() if "slots" in batch else range(label.shape[0])
-    return sample_availability(kind, modalities, slots, (info.seed, info.step, info.micro), p_drop=p_drop,
-                               include_full=include_full, device=label.device)
+    return sample_availability(
+        kind,
+        modalities,
+        slots,
+        (info.seed, info.step, info.micro),
+        p_drop=p_drop,
+        include_full=include_full,
+        device=label.device,
+    )
 
 
 def weighted_ce_dice(logits: Tensor, target: Tensor, ignore_index: int, eps: float = 1e-5) -> Tensor:

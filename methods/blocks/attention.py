@@ -24,7 +24,7 @@ def xformers_installed() -> bool:
 
 
 def attention_backend(device: torch.device, dtype: torch.dtype) -> str:
-    """"xformers" for CUDA tensors when xformers is installed (fp16/bf16/fp32), else "sdpa"."""
+    """ "xformers" for CUDA tensors when xformers is installed (fp16/bf16/fp32), else "sdpa"."""
     if device.type == "cuda" and xformers_installed() and dtype in (torch.float16, torch.bfloat16, torch.float32):
         return "xformers"
     return "sdpa"

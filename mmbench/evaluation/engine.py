@@ -19,12 +19,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from mmbench.distributed import DistContext
 from mmbench.errors import ConfigError
+from mmbench.evaluation.metrics import ConfusionMatrix, compute_metrics
+from mmbench.evaluation.tiling import window_starts
 from mmbench.method import Features, SegmentationMethod
-from mmbench.metrics import ConfusionMatrix, compute_metrics
 from mmbench.protocol import Protocol, Scenario
-from mmbench.tiling import window_starts
+from mmbench.runtime.distributed import DistContext
 
 
 @dataclass
@@ -38,7 +38,7 @@ class EvaluationResult:
 
 def dataset_context(store_path: str | Path, protocol: Protocol) -> dict[str, Any]:
     """What protocols may need to know about the data: classes, ignore index, training class shares."""
-    from mmbench.datasets.store_reader import TileStore
+    from mmbench.data.store_reader import TileStore
 
     with TileStore(store_path) as store:
         context: dict[str, Any] = {
@@ -48,11 +48,13 @@ def dataset_context(store_path: str | Path, protocol: Protocol) -> dict[str, Any
             "modality_channels": {name: info.channels for name, info in store.modalities.items()},
         }
         if getattr(protocol, "needs_train_frequencies", False):
-            counts = store.class_histogram(protocol.config["label_variant"],
-                                           store.split_indices(protocol.config["split"], "train"))[:-1]
+            counts = store.class_histogram(
+                protocol.config["label_variant"], store.split_indices(protocol.config["split"], "train")
+            )[:-1]
             total = max(int(counts.sum()), 1)
-            context["train_class_frequencies"] = {name: int(c) / total for name, c in zip(store.classes, counts,
-                                                                                          strict=True)}
+            context["train_class_frequencies"] = {
+                name: int(c) / total for name, c in zip(store.classes, counts, strict=True)
+            }
     return context
 
 
@@ -69,20 +71,27 @@ def evaluate(
     dist: DistContext | None = None,
 ) -> EvaluationResult:
     """Evaluate `method` on the protocol's split part of the store under every scenario of `protocol`."""
-    from mmbench.datasets.loader import TileDataset
+    from mmbench.data.loader import TileDataset
 
     started = time.perf_counter()
     context = dataset_context(store_path, protocol)
     protocol.check_classes(context["classes"])
     modalities = protocol.select_modalities(context["store_modalities"])
     if tuple(modalities) != method.modality_names:
-        raise ConfigError(f"the model uses modalities {', '.join(method.modality_names)} but the protocol evaluates "
-                          f"{', '.join(modalities)}; set protocol.modalities to the model's modalities")
+        raise ConfigError(
+            f"the model uses modalities {', '.join(method.modality_names)} but the protocol evaluates "
+            f"{', '.join(modalities)}; set protocol.modalities to the model's modalities"
+        )
     context["modalities"] = list(modalities)
     scenarios = protocol.scenarios(modalities, context)
     config = protocol.config
-    dataset = TileDataset(store_path, split=config["split"], part=part or config["part"], modalities=modalities,
-                          label_variant=config["label_variant"])
+    dataset = TileDataset(
+        store_path,
+        split=config["split"],
+        part=part or config["part"],
+        modalities=modalities,
+        label_variant=config["label_variant"],
+    )
     if limit_tiles is not None:
         dataset.select(slice(0, limit_tiles))
     total_tiles = len(dataset)
@@ -137,8 +146,7 @@ def evaluate(
             entry["patterns"] = dict(sorted(realised.items()))
         entries.append(entry)
     aggregate = protocol.aggregate(entries, modalities, context)
-    return EvaluationResult(entries, aggregate, protocol.settings(context), time.perf_counter() - started,
-                            total_tiles)
+    return EvaluationResult(entries, aggregate, protocol.settings(context), time.perf_counter() - started, total_tiles)
 
 
 def _merge_counts(parts: Sequence[Mapping[str, int]]) -> dict[str, int]:
@@ -152,8 +160,15 @@ def _merge_counts(parts: Sequence[Mapping[str, int]]) -> dict[str, int]:
 class _Runner:
     """Runs one batch of whole tiles through every scenario, window by window."""
 
-    def __init__(self, method: SegmentationMethod, modalities: Sequence[str], scenarios: Sequence[Scenario],
-                 config: Mapping[str, Any], device: str, fill: float) -> None:
+    def __init__(
+        self,
+        method: SegmentationMethod,
+        modalities: Sequence[str],
+        scenarios: Sequence[Scenario],
+        config: Mapping[str, Any],
+        device: str,
+        fill: float,
+    ) -> None:
         self.method, self.modalities, self.scenarios = method, tuple(modalities), list(scenarios)
         self.window, self.stride = config.get("window"), config.get("stride")
         self.seed = int(config.get("seed", 0))
@@ -164,8 +179,9 @@ class _Runner:
         rows = [scenario.availability(self.modalities, tile, self.seed) for tile in tiles]
         return torch.tensor(rows, dtype=torch.bool, device=self.device)
 
-    def predict(self, inputs: Mapping[str, torch.Tensor], tiles: Sequence[int],
-                availability: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    def predict(
+        self, inputs: Mapping[str, torch.Tensor], tiles: Sequence[int], availability: Sequence[torch.Tensor]
+    ) -> list[torch.Tensor]:
         inputs = {name: tensor.to(self.device) for name, tensor in inputs.items()}
         batch, _, height, width = next(iter(inputs.values())).shape
         degraded = self._degraded_inputs(inputs, tiles)
@@ -176,8 +192,9 @@ class _Runner:
         size_h, size_w = min(window, height), min(window, width)
         if len(rows) == len(cols) == 1 and (size_h, size_w) == (height, width):
             return self._window_logits(degraded, availability)  # one window: no canvas needed
-        canvases = [torch.zeros(batch, self.method.num_classes, height, width, device=self.device)
-                    for _ in self.scenarios]
+        canvases = [
+            torch.zeros(batch, self.method.num_classes, height, width, device=self.device) for _ in self.scenarios
+        ]
         counts = torch.zeros(1, 1, height, width, device=self.device)
         for top in rows:
             for left in cols:
@@ -204,8 +221,9 @@ class _Runner:
                 variants[(name, ratio)] = torch.where(mask, torch.zeros((), dtype=x.dtype, device=x.device), x)
         return variants
 
-    def _window_logits(self, crops: Mapping[tuple[str, float | None], torch.Tensor],
-                       availability: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    def _window_logits(
+        self, crops: Mapping[tuple[str, float | None], torch.Tensor], availability: Sequence[torch.Tensor]
+    ) -> list[torch.Tensor]:
         encoded: dict[tuple[str, float | None], Features] = {}
         outputs = []
         for scenario, available in zip(self.scenarios, availability, strict=True):
@@ -218,8 +236,9 @@ class _Runner:
                     key = (name, scenario.corrupted.get(name))
                     if key not in encoded:
                         encoded[key] = self.method.encode(name, crops[key])
-                    features[name] = encoded[key] if bool(present.all()) else _fill_rows(encoded[key], present,
-                                                                                        self.fill)
+                    features[name] = (
+                        encoded[key] if bool(present.all()) else _fill_rows(encoded[key], present, self.fill)
+                    )
                 logits = self.method.decode(features, available)
             else:
                 given = {}
@@ -233,11 +252,15 @@ class _Runner:
     def _checked(self, logits: torch.Tensor, scenario: Scenario, crop: torch.Tensor) -> torch.Tensor:
         expected = (crop.shape[0], self.method.num_classes, *crop.shape[-2:])
         if tuple(logits.shape) != expected:
-            raise RuntimeError(f"method returned logits of shape {tuple(logits.shape)} for scenario "
-                               f"{scenario.name!r}; expected {expected}")
+            raise RuntimeError(
+                f"method returned logits of shape {tuple(logits.shape)} for scenario "
+                f"{scenario.name!r}; expected {expected}"
+            )
         if not bool(torch.isfinite(logits.sum())):  # one reduction: any NaN/inf makes the sum non-finite
-            raise RuntimeError(f"method returned NaN/inf logits in scenario {scenario.name!r}: it reads a missing "
-                               "modality or is numerically unstable")
+            raise RuntimeError(
+                f"method returned NaN/inf logits in scenario {scenario.name!r}: it reads a missing "
+                "modality or is numerically unstable"
+            )
         return logits.float()
 
 
@@ -247,8 +270,9 @@ def _fill_rows(features: Features, keep: torch.Tensor, value: float) -> Features
         if bool(keep.all()):
             return features
         shape = (-1,) + (1,) * (features.dim() - 1)
-        return torch.where(keep.view(shape), features, torch.full((), value, dtype=features.dtype,
-                                                                   device=features.device))
+        return torch.where(
+            keep.view(shape), features, torch.full((), value, dtype=features.dtype, device=features.device)
+        )
     if isinstance(features, (list, tuple)):
         return type(features)(_fill_rows(item, keep, value) for item in features)
     if isinstance(features, Mapping):

@@ -10,11 +10,13 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from mmbench.checkpoint import CheckpointError, check_dataset_fits, load_checkpoint
-from mmbench.errors import ConfigError, PluginError
-from mmbench.fingerprint import file_sha256
-from mmbench.pipeline import RunOutcome, RunPlan, RunRequest, finish_run, plan_run, start_run
-from mmbench.protocol import Protocol
+from mmbench.engine.checkpoint import CheckpointError, check_dataset_fits, load_checkpoint
+from mmbench.errors import ConfigError
+from mmbench.records.fingerprint import file_sha256
+from mmbench.context import RunOutcome, RunPlan
+from mmbench.evaluation.protocols import load_protocol
+from mmbench.runs.execution import finish_run, start_run
+from mmbench.runs.planning import RunRequest, plan_run
 
 
 def plan_checkpoint_evaluation(request: RunRequest, checkpoint_path: str | Path) -> tuple[RunPlan, dict]:
@@ -31,17 +33,10 @@ def plan_checkpoint_evaluation(request: RunRequest, checkpoint_path: str | Path)
     return replace(plan, config=replace(plan.config, data=data)), payload
 
 
-def load_protocol(plan: RunPlan) -> Protocol:
-    cls = plan.protocol.load()
-    if not (isinstance(cls, type) and issubclass(cls, Protocol)):
-        raise PluginError(f"protocol {plan.protocol.name!r}: {plan.protocol.target} is not a mmbench.protocol.Protocol")
-    return cls(plan.config.section("protocol"))
-
-
 def evaluate_checkpoint(plan: RunPlan, payload: dict, checkpoint_path: str | Path) -> Path:
     """Evaluate and write the record; returns its path."""
-    from mmbench.datasets.store_reader import TileStore
-    from mmbench.evaluation import evaluate
+    from mmbench.data.store_reader import TileStore
+    from mmbench.evaluation.engine import evaluate
     from mmbench.method import build_method, count_parameters
 
     protocol = load_protocol(plan)

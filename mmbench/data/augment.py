@@ -89,7 +89,7 @@ def _zoom(
     top, left = int(rng.integers(height - crop_h + 1)), int(rng.integers(width - crop_w + 1))
     if (crop_h, crop_w) == (height, width):
         return stacked, mask
-    region = stacked[None, :, top:top + crop_h, left:left + crop_w]
+    region = stacked[None, :, top : top + crop_h, left : left + crop_w]
     resized = F.interpolate(region, size=(height, width), mode="bilinear", align_corners=False)[0]
-    labels = mask[None, None, top:top + crop_h, left:left + crop_w].float()
+    labels = mask[None, None, top : top + crop_h, left : left + crop_w].float()
     return resized, F.interpolate(labels, size=(height, width), mode="nearest")[0, 0].to(mask.dtype)

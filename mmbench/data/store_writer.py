@@ -20,7 +20,7 @@ import h5py
 import numpy as np
 
 from mmbench.atomic import shared_file_mode
-from mmbench.datasets.store_format import (
+from mmbench.data.store_format import (
     DEFAULT_CODEC,
     FORMAT_NAME,
     FORMAT_VERSION,
@@ -34,7 +34,7 @@ from mmbench.datasets.store_format import (
     StoreError,
     compression_options,
 )
-from mmbench.datasets.store_stats import band_statistics
+from mmbench.data.store_stats import band_statistics
 
 _STRING = h5py.string_dtype()
 
@@ -168,8 +168,13 @@ class TileStoreWriter:
             self._append(f"{MODALITIES_GROUP}/{name}", modalities[name])
         for variant in self.label_variants:
             self._append(f"{LABELS_GROUP}/{variant}", labels[variant])
-        for key, value in (("ids", tile_id), ("source", source), ("row", row), ("col", col),
-                           ("files", json.dumps(list(files)))):
+        for key, value in (
+            ("ids", tile_id),
+            ("source", source),
+            ("row", row),
+            ("col", col),
+            ("files", json.dumps(list(files))),
+        ):
             self._append(f"{TILES_GROUP}/{key}", value)
         return index
 
@@ -195,22 +200,35 @@ class TileStoreWriter:
         height, width = self.tile_size
         for name, spec in self.modalities.items():
             dataset = self._file.create_dataset(
-                f"{MODALITIES_GROUP}/{name}", shape=(0, spec.channels, height, width),
-                maxshape=(None, spec.channels, height, width), chunks=(1, spec.channels, height, width),
-                dtype=spec.dtype, fletcher32=True, **self._compression,
+                f"{MODALITIES_GROUP}/{name}",
+                shape=(0, spec.channels, height, width),
+                maxshape=(None, spec.channels, height, width),
+                chunks=(1, spec.channels, height, width),
+                dtype=spec.dtype,
+                fletcher32=True,
+                **self._compression,
             )
             dataset.attrs["bands"] = json.dumps(list(spec.bands))
             dataset.attrs["units"] = spec.units
             dataset.attrs["description"] = spec.description
         for variant in self.label_variants:
             self._file.create_dataset(
-                f"{LABELS_GROUP}/{variant}", shape=(0, height, width), maxshape=(None, height, width),
-                chunks=(1, height, width), dtype=np.uint8, fletcher32=True, **self._compression,
+                f"{LABELS_GROUP}/{variant}",
+                shape=(0, height, width),
+                maxshape=(None, height, width),
+                chunks=(1, height, width),
+                dtype=np.uint8,
+                fletcher32=True,
+                **self._compression,
             )
-        for key, dtype in (("ids", _STRING), ("source", _STRING), ("row", np.int32), ("col", np.int32),
-                           ("files", _STRING)):
-            self._file.create_dataset(f"{TILES_GROUP}/{key}", shape=(0,), maxshape=(None,), chunks=(1024,),
-                                      dtype=dtype)
+        for key, dtype in (
+            ("ids", _STRING),
+            ("source", _STRING),
+            ("row", np.int32),
+            ("col", np.int32),
+            ("files", _STRING),
+        ):
+            self._file.create_dataset(f"{TILES_GROUP}/{key}", shape=(0,), maxshape=(None,), chunks=(1024,), dtype=dtype)
 
     def _append(self, path: str, value: Any) -> None:
         assert self._file is not None

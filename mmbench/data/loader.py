@@ -16,9 +16,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from mmbench.datasets.augment import JointAugment
-from mmbench.datasets.store_format import StoreError
-from mmbench.datasets.store_reader import TileStore, Window
+from mmbench.data.augment import JointAugment
+from mmbench.data.store_format import StoreError
+from mmbench.data.store_reader import TileStore, Window
 
 
 class TileDataset(Dataset):
@@ -48,11 +48,14 @@ class TileDataset(Dataset):
             self.modalities = tuple(modalities) if modalities is not None else store.modality_names
             unknown = [name for name in self.modalities if name not in store.modality_names]
             if unknown:
-                raise StoreError(f"{self.path}: no modality {unknown[0]!r}; the store has "
-                                 f"{', '.join(store.modality_names)} (check the config's modality list)")
+                raise StoreError(
+                    f"{self.path}: no modality {unknown[0]!r}; the store has "
+                    f"{', '.join(store.modality_names)} (check the config's modality list)"
+                )
             if label_variant not in store.label_variants:
-                raise StoreError(f"{self.path}: no label variant {label_variant!r}; the store has "
-                                 f"{', '.join(store.label_variants)}")
+                raise StoreError(
+                    f"{self.path}: no label variant {label_variant!r}; the store has {', '.join(store.label_variants)}"
+                )
             self.indices = store.split_indices(split, part).copy()
             self.tile_ids = [store.tile_ids[int(i)] for i in self.indices]
             self.tile_size = store.tile_size
@@ -108,15 +111,19 @@ class TileDataset(Dataset):
         store = self._open()
         index = int(self.indices[item])
         window = self._window(np.random.default_rng(list(key)))
-        inputs = {name: torch.from_numpy(store.read_modality(name, index, window).astype(np.float32))
-                  for name in self.modalities}
+        inputs = {
+            name: torch.from_numpy(store.read_modality(name, index, window).astype(np.float32))
+            for name in self.modalities
+        }
         label = torch.from_numpy(store.read_label(self.label_variant, index, window).astype(np.int64))
         if self.augment is not None:
-            scaled = {name: tensor / self._scale[name] if self._scale[name] else tensor
-                      for name, tensor in inputs.items()}
+            scaled = {
+                name: tensor / self._scale[name] if self._scale[name] else tensor for name, tensor in inputs.items()
+            }
             augmented, label = self.augment(scaled, label, key)
-            inputs = {name: tensor * self._scale[name] if self._scale[name] else tensor
-                      for name, tensor in augmented.items()}
+            inputs = {
+                name: tensor * self._scale[name] if self._scale[name] else tensor for name, tensor in augmented.items()
+            }
         if self.normalize:
             inputs = {name: (tensor - self._mean[name]) / self._std[name] for name, tensor in inputs.items()}
         top, left, height, width = window if window is not None else (0, 0, *self.tile_size)

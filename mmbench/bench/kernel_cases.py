@@ -27,9 +27,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .infonce import cross_modal_infonce_torch
-from .naive import naive_cross_modal_infonce, naive_gather_pixels
-from .sampling import class_balanced_sample_torch, gather_pixels_torch, naive_class_balanced_sample
+from mmbench.kernels.infonce import cross_modal_infonce_torch
+from mmbench.kernels.naive import naive_cross_modal_infonce, naive_gather_pixels
+from mmbench.kernels.sampling import class_balanced_sample_torch, gather_pixels_torch, naive_class_balanced_sample
 
 PROVIDERS = ("naive", "reference", "compile", "triton")
 OPS = ("sample", "gather", "infonce", "confusion")
@@ -106,18 +106,18 @@ def _sample_kwargs(params: dict[str, Any]) -> dict[str, Any]:
 
 def _triton(op: str) -> Callable[..., Any]:
     if op == "sample":
-        from .sampling_triton import class_balanced_sample_triton
+        from mmbench.kernels.sampling_triton import class_balanced_sample_triton
 
         return class_balanced_sample_triton
     if op == "gather":
-        from .gather_triton import gather_pixels_triton
+        from mmbench.kernels.gather_triton import gather_pixels_triton
 
         return gather_pixels_triton
     if op == "confusion":
-        from .confusion_triton import confusion_counts
+        from mmbench.kernels.confusion_triton import confusion_counts
 
         return confusion_counts
-    from .infonce_triton import cross_modal_infonce_triton
+    from mmbench.kernels.infonce_triton import cross_modal_infonce_triton
 
     return cross_modal_infonce_triton
 
@@ -207,7 +207,7 @@ def naive_confusion(logits: Tensor, target: Tensor, num_classes: int) -> Tensor:
 
 def reference_confusion(logits: Tensor, target: Tensor, num_classes: int) -> Tensor:
     """What the evaluation engine runs without CUDA: `ConfusionMatrix.update(logits.max(1).indices, target)`."""
-    from mmbench.metrics import ConfusionMatrix
+    from mmbench.evaluation.metrics import ConfusionMatrix
 
     matrix = ConfusionMatrix(num_classes, ignore_index=IGNORE, device=logits.device)
     matrix.update_from_logits(logits, target, backend="torch")

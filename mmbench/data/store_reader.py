@@ -16,7 +16,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from mmbench.datasets.store_format import (
+from mmbench.data.store_format import (
     FORMAT_NAME,
     FORMAT_VERSION,
     LABELS_GROUP,
@@ -75,12 +75,16 @@ class TileStore:
     def _check_header(self) -> None:
         attrs = self._file.attrs
         if attrs.get("format") != FORMAT_NAME:
-            raise StoreError(f"{self.path}: not an mmbench tile store (no '{FORMAT_NAME}' marker); "
-                             "create it with 'mmbench data convert' or 'mmbench data synth'")
+            raise StoreError(
+                f"{self.path}: not an mmbench tile store (no '{FORMAT_NAME}' marker); "
+                "create it with 'mmbench data convert' or 'mmbench data synth'"
+            )
         version = int(attrs.get("format_version", -1))
         if version > FORMAT_VERSION:
-            raise StoreError(f"{self.path}: store format version {version} is newer than this mmbench reads "
-                             f"({FORMAT_VERSION}); upgrade mmbench")
+            raise StoreError(
+                f"{self.path}: store format version {version} is newer than this mmbench reads "
+                f"({FORMAT_VERSION}); upgrade mmbench"
+            )
         if version < 1:
             raise StoreError(f"{self.path}: invalid format_version {version}")
         for group in (MODALITIES_GROUP, LABELS_GROUP, TILES_GROUP, SPLITS_GROUP):
@@ -167,8 +171,10 @@ class TileStore:
 
     @cached_property
     def tile_ids(self) -> list[str]:
-        return [value.decode() if isinstance(value, bytes) else str(value)
-                for value in self._dataset(f"{TILES_GROUP}/ids")[:]]
+        return [
+            value.decode() if isinstance(value, bytes) else str(value)
+            for value in self._dataset(f"{TILES_GROUP}/ids")[:]
+        ]
 
     @cached_property
     def default_split(self) -> str:
@@ -176,8 +182,10 @@ class TileStore:
 
     @cached_property
     def splits(self) -> dict[str, dict[str, np.ndarray]]:
-        return {name: {part: group[part][:] for part in SPLIT_PARTS if part in group}
-                for name, group in self._file[SPLITS_GROUP].items()}
+        return {
+            name: {part: group[part][:] for part in SPLIT_PARTS if part in group}
+            for name, group in self._file[SPLITS_GROUP].items()
+        }
 
     def split_indices(self, split: str | None, part: str) -> np.ndarray:
         """Tile indices of `part` in `split` (None or "default" = the store's default split)."""
@@ -218,8 +226,9 @@ class TileStore:
 
     def read_label(self, variant: str, index: int, window: Window | None = None) -> np.ndarray:
         if variant not in self.label_variants:
-            raise StoreError(f"{self.path}: no label variant {variant!r}; the store has "
-                             f"{', '.join(self.label_variants)}")
+            raise StoreError(
+                f"{self.path}: no label variant {variant!r}; the store has {', '.join(self.label_variants)}"
+            )
         return self._read(f"{LABELS_GROUP}/{variant}", index, window, channel_axis=False)
 
     def _read(self, path: str, index: int, window: Window | None, channel_axis: bool) -> np.ndarray:
@@ -233,8 +242,10 @@ class TileStore:
         try:
             return dataset[selection]
         except OSError as exc:
-            raise StoreError(f"{self.path}: cannot read {path} tile {index} (checksum or decompression failed: "
-                             "the file is corrupt; re-create it)") from exc
+            raise StoreError(
+                f"{self.path}: cannot read {path} tile {index} (checksum or decompression failed: "
+                "the file is corrupt; re-create it)"
+            ) from exc
 
     # -- verification --------------------------------------------------------------------------
     def verify(self, progress: Callable[[int], None] | None = None) -> Iterator[str]:
@@ -271,8 +282,10 @@ class TileStore:
                     continue
                 invalid = (label >= num_classes) & (label != self.ignore_index)
                 if invalid.any():
-                    yield (f"label {variant!r} tile {index} ({self.tile_ids[index]}) has values "
-                           f"{sorted(np.unique(label[invalid]).tolist())[:5]} outside the {num_classes} classes")
+                    yield (
+                        f"label {variant!r} tile {index} ({self.tile_ids[index]}) has values "
+                        f"{sorted(np.unique(label[invalid]).tolist())[:5]} outside the {num_classes} classes"
+                    )
             if progress is not None:
                 progress(index + 1)
 

@@ -1,0 +1,33 @@
+"""Run records: the self-describing result file of every run (JSON Schema, atomic writes, paths), and what
+it records about the world (environment, git state, dataset fingerprints).
+
+`from mmbench.records import read_record` is public and stable (docs/plugins.md).
+"""
+
+from mmbench.records.run_record import (
+    RECORD_FILENAME,
+    SCHEMA_VERSION,
+    isoformat,
+    new_run_id,
+    read_record,
+    record_path,
+    record_schema,
+    safe_path_component,
+    utc_now,
+    validate_record,
+    write_record,
+)
+
+__all__ = [
+    "RECORD_FILENAME",
+    "SCHEMA_VERSION",
+    "isoformat",
+    "new_run_id",
+    "read_record",
+    "record_path",
+    "record_schema",
+    "safe_path_component",
+    "utc_now",
+    "validate_record",
+    "write_record",
+]

@@ -1,0 +1,167 @@
+"""The path from `mmbench run METHOD --protocol P` to a written run record.
+
+1. `plan_run` resolves the plugins, the dataset and the config, and checks them, without computing
+   anything: this is all `--dry-run` does.
+2. `execute_run` seeds every random source, hands a `RunContext` to the method's executor, and turns
+   the `RunOutcome` it returns into a validated record written atomically.
+
+The executor is the method implementation's `execute(context)` when it defines one, else the training
+engine (`mmbench.engine.trainer`) for `SegmentationMethod` plugins.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from mmbench.context import Executor, RunContext, RunOutcome, RunPlan
+from mmbench.errors import NotAvailableError, UserError
+from mmbench.records import SCHEMA_VERSION, isoformat, new_run_id, record_path, utc_now, write_record
+from mmbench.records.environment import collect_environment, git_state
+from mmbench.runtime.device import resolve_device
+from mmbench.runtime.seeding import seed_everything
+
+
+def find_executor(plan: RunPlan) -> Executor:
+    """A method's own `execute(context)`, else the training engine for SegmentationMethod plugins."""
+    implementation = plan.method.load()
+    if callable(getattr(implementation, "execute", None)):
+        return implementation
+    from mmbench.engine.trainer import TrainingExecutor, is_trainable
+
+    if is_trainable(implementation):
+        return TrainingExecutor(plan.options)
+    raise NotAvailableError(
+        f"method {plan.method.name!r}: {plan.method.target} is neither a mmbench.method.SegmentationMethod nor "
+        "defines execute(context); mmbench cannot run it"
+    )
+
+
+@dataclass
+class StartedRun:
+    """A run after its set-up: device resolved, seeds applied, dataset materialised, record path chosen."""
+
+    plan: RunPlan
+    device: str
+    seeds: Mapping[str, Any]
+    created: Any
+    run_id: str
+    path: Path
+    clock: float
+
+
+def start_run(plan: RunPlan) -> StartedRun:
+    from mmbench.runtime.distributed import init_distributed
+
+    run_settings = plan.run_settings
+    device = resolve_device(run_settings["device"])
+    dist = init_distributed(device)
+    created = utc_now()
+    if plan.options.get("resume"):
+        previous = find_resumable_run(plan)
+        run_id = previous.name
+        plan = replace(plan, options={**plan.options, "resume_from": previous})
+    else:
+        run_id = dist.broadcast(new_run_id(created, plan.seed))  # one run directory for all ranks
+    path = record_path(run_settings["out"], plan.dataset.name, plan.protocol.name, plan.method.name, run_id)
+    seeds = seed_everything(plan.seed, deterministic=bool(run_settings["deterministic"]))
+    plan = replace(plan, dataset=plan.dataset.materialize(plan.config.section("dataset")))
+    return StartedRun(plan, device, seeds, created, run_id, path, time.perf_counter())
+
+
+def find_resumable_run(plan: RunPlan) -> Path:
+    """The newest unfinished run of the same method, protocol, dataset and resolved config."""
+    run_settings = plan.run_settings
+    root = record_path(run_settings["out"], plan.dataset.name, plan.protocol.name, plan.method.name, "x").parent.parent
+    candidates = sorted((path.parent for path in root.glob("*/last.ckpt")), reverse=True)
+    from mmbench.engine.checkpoint import load_checkpoint
+
+    for candidate in candidates:
+        if (candidate / "result.json").exists():
+            continue
+        if _comparable(load_checkpoint(candidate / "last.ckpt")["config"]) == _comparable(plan.config.data):
+            return candidate
+    raise UserError(f"nothing to resume under {root}: no unfinished run with this exact config; run without --resume")
+
+
+def _comparable(config: Mapping[str, Any]) -> dict[str, Any]:
+    return {section: values for section, values in config.items() if section != "run"} | {
+        "seed": config.get("run", {}).get("seed")}
+
+
+def finish_run(started: StartedRun, outcome: RunOutcome) -> Path:
+    """Turn an outcome into a validated record, written atomically; returns its path."""
+    if not isinstance(outcome, RunOutcome):
+        raise TypeError(f"method {started.plan.method.name!r}: execute() returned {type(outcome).__name__}, "
+                        "expected a RunOutcome")
+    from mmbench.runtime.distributed import init_distributed
+
+    if not init_distributed(started.device).is_main:
+        return started.path  # only rank 0 builds and writes the record
+    timing = {
+        "started": isoformat(started.created),
+        "finished": isoformat(utc_now()),
+        "total_s": round(time.perf_counter() - started.clock, 6),
+        **outcome.timing,
+    }
+    record = build_record(started.plan, started.run_id, started.created, started.device, started.seeds, outcome,
+                          timing)
+    return write_record(record, started.path)
+
+
+def execute_run(plan: RunPlan) -> Path:
+    """Run the plan and write its record; returns the record's path."""
+    executor = find_executor(plan)
+    started = start_run(plan)
+    context = RunContext(plan=started.plan, device=started.device, run_dir=started.path.parent, seeds=started.seeds)
+    return finish_run(started, executor.execute(context))
+
+
+def build_record(
+    plan: RunPlan,
+    run_id: str,
+    created: Any,
+    device: str,
+    seeds: Mapping[str, Any],
+    outcome: RunOutcome,
+    timing: Mapping[str, Any],
+) -> dict[str, Any]:
+    git = git_state()
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "run_id": run_id,
+        "created": isoformat(created),
+        "command": plan.command,
+        "smoke": outcome.smoke,
+        "method": {
+            "name": plan.method.name,
+            "version": plan.method.version,
+            "params": outcome.params,
+            "paper": plan.method.paper,
+            "target": plan.method.target,
+            "checkpoint": outcome.checkpoint,
+        },
+        "protocol": {
+            "name": plan.protocol.name,
+            "version": plan.protocol.version,
+            "settings": outcome.protocol_settings,
+        },
+        "dataset": {
+            "name": plan.dataset.name,
+            "path": str(plan.dataset.path) if plan.dataset.path is not None else None,
+            "fingerprint": plan.dataset.fingerprint(),
+            "version": plan.dataset.spec.version if plan.dataset.spec is not None else None,
+        },
+        "seed": plan.seed,
+        "seeds": dict(seeds),
+        "config": plan.config.data,
+        "env": collect_environment(device),
+        "git": {"commit": git["commit"], "dirty": git["dirty"], "diff_sha256": git["diff_sha256"]},
+        "scenarios": outcome.scenarios,
+        "aggregate": outcome.aggregate,
+        "timing": dict(timing),
+    }
+
