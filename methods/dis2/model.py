@@ -32,7 +32,7 @@ from mmbench.errors import ConfigError
 from mmbench.method import SegmentationMethod, TrainStep
 from mmbench.methods.blocks.attention import TransformerBlock
 from mmbench.methods.blocks.common import masked_mean, sampled_availability, upsample, weighted_ce_dice
-from mmbench.methods.mmformer.model import PreNormConv, RegionFusion
+from mmbench.methods.blocks.mmformer import PreNormConv, RegionFusion
 
 SAMPLERS = ("subsets-per-sample", "subsets-per-batch")  # both only draw patterns with a missing modality
 BRANCHES = ("per-scenario", "shared")

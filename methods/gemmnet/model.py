@@ -1,9 +1,9 @@
 """GEMMNet: generate the missing modalities, then segment with a hybrid multiscale fusion network.
 
-Following the authors' code (github.com/nhikieu/GEMMNet, `gan_enhanced.py`; reference/methods.md §4),
+Following the authors' code (github.com/nhikieu/GEMMNet, `gan_enhanced.py`; docs/methods/gemmnet.md),
 written for M >= 2 modalities and batches that mix availability patterns:
 
-- HyFEx + HyFMA are the mmFormer-2D network (`mmbench.methods.mmformer`): per-modality 5-stage encoders
+- HyFEx + HyFMA are the mmFormer-2D network (methods/blocks/mmformer.py): per-modality 5-stage encoders
   with an intra-modal transformer, inter-modal transformer, region-fusion decoder with deep supervision
   and the shared separate decoder. Every modality is present after imputation, so the whole network
   runs on the completed input.
@@ -27,9 +27,9 @@ from torch import Tensor, nn
 
 from mmbench.errors import ConfigError
 from mmbench.method import TrainStep
-from mmbench.methods.imputation.model import Imputation, check_gan_config
-from mmbench.methods.imputation.pix2pix import DEPTH, BottleneckTransformer, PatchDiscriminator, Pix2PixGenerator
-from mmbench.methods.mmformer.model import MmFormer
+from mmbench.methods.blocks.imputation import Imputation, check_gan_config
+from mmbench.methods.blocks.mmformer import MmFormer
+from mmbench.methods.blocks.pix2pix import DEPTH, BottleneckTransformer, PatchDiscriminator, Pix2PixGenerator
 
 GAN_UPDATES = ("alternating", "joint")
 

@@ -2,7 +2,9 @@
 4x4 stride-2 convolutions and a conditional PatchGAN discriminator.
 
 The generator optionally carries GEMMNet's `EnhancedGenerator` bottleneck: 1x1 to tokens, a pre-norm
-transformer layer with learned positions, back to the map (reference/methods.md §4).
+transformer layer with learned positions, back to the map (docs/methods/gemmnet.md).
+
+Shared by `cgan` (methods/imputation/model.py) and `gemmnet` (methods/gemmnet/model.py).
 """
 
 from __future__ import annotations
