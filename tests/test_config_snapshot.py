@@ -1,8 +1,8 @@
 """The resolved defaults of every built-in plugin, and of every paper-scale `--config` file, are pinned.
 
 `tests/fixtures/resolved_defaults.json` was written from the plugin YAML files as they were before they
-inherited from shared base files (`_base_`); any change to a default, a type (an int becoming a float)
-or a paper-scale value fails here. Regenerate it only for an intended change of a default:
+inherited from shared base files (`_base_`); any change to a default, a type (an int becoming a float),
+the order of the keys or a paper-scale value fails here. Regenerate it only for an intended change of a default:
 
     python tests/test_config_snapshot.py > tests/fixtures/resolved_defaults.json
 """
@@ -66,8 +66,9 @@ def current_snapshot() -> dict[str, Any]:
 
 
 def exact(value: Any) -> str:
-    """Canonical JSON: equal strings mean equal values *and* types (1 and 1.0 differ), key order aside."""
-    return json.dumps(value, sort_keys=True)
+    """JSON text: equal strings mean equal values, types (1 and 1.0 differ) and key order (which `--dry-run`
+    and run records show)."""
+    return json.dumps(value)
 
 
 @pytest.fixture(scope="module")
