@@ -156,9 +156,9 @@ def test_divergence_names_the_step_and_term_and_keeps_the_last_checkpoint(capsys
 def test_a_full_disk_is_a_clear_error_and_the_previous_checkpoint_survives(
     capsys, tmp_path, store, tiny_methods, monkeypatch
 ):
-    import mmbench.engine.trainer as trainer
+    import mmbench.engine.resume as resume
 
-    original = trainer.save_checkpoint
+    original = resume.save_checkpoint
     calls = {"count": 0}
 
     def failing(path, **kwargs):
@@ -167,7 +167,7 @@ def test_a_full_disk_is_a_clear_error_and_the_previous_checkpoint_survives(
             raise OSError(28, "No space left on device")
         return original(path, **kwargs)
 
-    monkeypatch.setattr(trainer, "save_checkpoint", failing)
+    monkeypatch.setattr(resume, "save_checkpoint", failing)
     code, _, err = cli(capsys, *run_args(store, tmp_path / "runs"))
     assert code == 2
     assert "cannot write checkpoint" in err and "No space left on device" in err and "--resume" in err

@@ -1,0 +1,98 @@
+"""The data side of training: the batch of step s is a pure function of (seed, s) (which tiles, which crops
+and augmentations, which modalities), whatever the worker count, the rank or the step a resumed run starts at.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from mmbench.data.augment import JointAugment
+from mmbench.data.loader import TileDataset
+from mmbench.errors import ConfigError
+from mmbench.runtime.distributed import DistContext
+
+
+def training_data(
+    store_path: Path,
+    *,
+    split: str | None,
+    label_variant: str,
+    modalities: Sequence[str],
+    settings: Mapping[str, Any],
+    seed: int,
+) -> TileDataset:
+    """The store's training part of `split`, cropped to `crop_size` and augmented when `augment` is set."""
+    data = TileDataset(
+        store_path,
+        split=split,
+        part="train",
+        modalities=list(modalities),
+        label_variant=label_variant,
+        crop_size=settings["crop_size"],
+        augment=JointAugment() if settings["augment"] else None,
+        seed=seed,
+    )
+    if len(data) == 0:
+        raise ConfigError(f"{store_path}: the training part of split {split!r} is empty")
+    return data
+
+
+def micro_batches(
+    data: TileDataset,
+    *,
+    seed: int,
+    settings: Mapping[str, Any],
+    start_step: int,
+    dist: DistContext,
+    device: str,
+) -> Iterator[dict[str, Any]]:
+    """Micro-batches from `start_step` on, on `device`, loaded by `num_workers` DataLoader workers (0: in this
+    process). A generator: nothing is loaded (and no random state is drawn) before the first `next`."""
+    samples = StepSamples(data, seed, settings["batch_size"])
+    order = StepOrder(start_step, settings["iterations"], settings["accumulate"], settings["batch_size"], dist)
+    loader = torch.utils.data.DataLoader(
+        samples, batch_sampler=order, num_workers=settings["num_workers"], pin_memory=device.startswith("cuda")
+    )
+    for batch in loader:
+        batch["inputs"] = {name: t.to(device, non_blocking=True) for name, t in batch["inputs"].items()}
+        batch["label"] = batch["label"].to(device, non_blocking=True)
+        batch["available"] = batch["available"].to(device)
+        yield batch
+
+
+class StepSamples(torch.utils.data.Dataset):
+    """Sample (step, micro, slot) of training: which tile and which crop/augmentation depend on nothing else."""
+
+    def __init__(self, data: TileDataset, seed: int, batch_size: int) -> None:
+        self.data, self.seed, self.batch_size = data, seed, batch_size
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, key: tuple[int, int, int]) -> dict[str, Any]:
+        step, micro, slot = key
+        positions = np.random.default_rng([self.seed, step, micro]).integers(0, len(self.data), size=self.batch_size)
+        sample = self.data.sample(int(positions[slot]), (self.seed, step, micro, slot))
+        sample["slots"] = slot
+        return sample
+
+
+class StepOrder(torch.utils.data.Sampler):
+    """Batches of keys: this rank's slots of every micro-batch of every step from `start` on."""
+
+    def __init__(self, start: int, total: int, accumulate: int, batch_size: int, dist: DistContext) -> None:
+        self.start, self.total, self.accumulate = start, total, accumulate
+        self.slots = list(range(dist.rank, batch_size, dist.world_size))
+
+    def __len__(self) -> int:
+        return (self.total - self.start) * self.accumulate
+
+    def __iter__(self) -> Iterator[list[tuple[int, int, int]]]:
+        for step in range(self.start, self.total):
+            for micro in range(self.accumulate):
+                yield [(step, micro, slot) for slot in self.slots]

@@ -1,0 +1,101 @@
+"""The step loop: one update per step until `iterations`, a log entry every `log_every` steps, validation and
+`last.ckpt` every `val_every`, and a clean stop between steps on Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Callable, Iterator, Mapping
+from types import FrameType, TracebackType
+from typing import Any
+
+from mmbench.engine.losses import TrainingLoss
+from mmbench.engine.resume import TrainingCheckpoints, TrainState
+from mmbench.engine.train_log import TrainLog
+from mmbench.engine.update import UpdateRule
+from mmbench.progress import progress_bar
+from mmbench.runtime.distributed import DistContext
+
+
+class Interruption:
+    """While entered, SIGINT (Ctrl-C) only sets `requested`; the loop stops after the step in progress."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: Any = None
+
+    def __enter__(self) -> Interruption:
+        self._previous = signal.getsignal(signal.SIGINT)
+        signal.signal(signal.SIGINT, self._on_interrupt)
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        signal.signal(signal.SIGINT, self._previous)
+
+    def _on_interrupt(self, signum: int, frame: FrameType | None) -> None:
+        self.requested = True
+
+
+def run_steps(
+    state: TrainState,
+    *,
+    name: str,
+    settings: Mapping[str, Any],
+    update: UpdateRule,
+    loss: TrainingLoss,
+    batches: Iterator[dict[str, Any]],
+    validate: Callable[[TrainState], None],
+    checkpoints: TrainingCheckpoints,
+    log: TrainLog,
+    dist: DistContext,
+    interruption: Interruption,
+) -> TrainState:
+    """Train from `state.step` to `iterations` (or until interrupted); `state` is updated in place and returned.
+
+    `batches` yields the micro-batches of every step from `state.step` on, `accumulate` per step."""
+    total = settings["iterations"]
+    window_start, window_steps = time.perf_counter(), 0
+    with progress_bar(f"training {name}", total=total) as advance:
+        while state.step < total and not interruption.requested:
+            step_batches = [next(batches) for _ in range(settings["accumulate"])]
+            terms = update.step(state.step, step_batches, loss)
+            state.step += 1
+            window_steps += 1
+            if state.step % settings["log_every"] == 0 or state.step == total:
+                elapsed = time.perf_counter() - window_start
+                rate = window_steps / max(elapsed, 1e-9)
+                entry = {
+                    "event": "train",
+                    "step": state.step,
+                    "lr": update.main.scheduler.get_last_lr()[0],
+                    "steps_per_s": round(rate, 3),
+                    **{k: round(v, 6) for k, v in terms.items()},
+                }
+                log.write(entry)
+                window_start, window_steps = time.perf_counter(), 0
+                if dist.is_main:
+                    advance(
+                        state.step,
+                        description=f"training {name} loss {terms['loss']:.4f} "
+                        f"{rate * settings['batch_size']:.1f} samples/s",
+                    )
+            if state.step % settings["val_every"] == 0 or state.step == total:
+                validate(state)
+                checkpoints.save("last.ckpt", state)
+            _inject_fault(state.step)
+    return state
+
+
+def _inject_fault(step: int) -> None:
+    """Test hooks (environment variables, never set in normal use): a real SIGKILL or SIGINT of this
+    process right after `step`, to test resuming and Ctrl-C handling end to end."""
+    for variable, signum in (
+        ("MMBENCH_TEST_KILL_AT_STEP", signal.SIGKILL),
+        ("MMBENCH_TEST_INTERRUPT_AT_STEP", signal.SIGINT),
+    ):
+        if os.environ.get(variable) == str(step):
+            os.kill(os.getpid(), signum)

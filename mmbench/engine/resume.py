@@ -1,0 +1,124 @@
+"""Training checkpoints and resume: what `last.ckpt`/`best.ckpt` hold beyond the model (optimiser states,
+step, best validation score, every RNG state), written by rank 0 only, and restored for `--resume` so that
+a resumed run continues exactly where the uninterrupted one would be. The file format is engine/checkpoint.py.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from mmbench.engine.checkpoint import load_checkpoint, save_checkpoint
+from mmbench.engine.update import UpdateRule
+from mmbench.errors import UserError
+from mmbench.method import SegmentationMethod
+from mmbench.runtime.distributed import DistContext
+
+
+@dataclass
+class TrainState:
+    """Where training is: the steps done and the best validation score so far (with its step)."""
+
+    step: int = 0
+    best_score: float | None = None
+    best_step: int | None = None
+
+
+class TrainingCheckpoints:
+    """Saves and restores the run's checkpoints in `run_dir`."""
+
+    def __init__(
+        self,
+        run_dir: Path,
+        *,
+        method: Mapping[str, Any],
+        config: Mapping[str, Any],
+        dataset: Mapping[str, Any],
+        model: SegmentationMethod,
+        update: UpdateRule,
+        dist: DistContext,
+    ) -> None:
+        """`method`, `config` and `dataset` are the checkpoint's descriptive entries (engine/checkpoint.py)."""
+        self.run_dir = run_dir
+        self.method, self.config, self.dataset = method, config, dataset
+        self.model, self.update, self.dist = model, update, dist
+
+    def save(self, name: str, state: TrainState) -> Path | None:
+        """Write `run_dir/name` atomically on rank 0 (other ranks write nothing: None)."""
+        if not self.dist.is_main:
+            return None
+        path = self.run_dir / name
+        try:
+            save_checkpoint(
+                path,
+                method=self.method,
+                config=self.config,
+                dataset=self.dataset,
+                model=self.model,
+                extra=self._payload(state),
+            )
+        except OSError as exc:
+            raise UserError(
+                f"cannot write checkpoint {path} ({exc.strerror or exc}); free disk space and resume with "
+                "--resume: the previous checkpoint is intact"
+            ) from exc
+        return path
+
+    def restore(self, path: Path) -> TrainState:
+        """Model, optimisers, RNG states and training state from `path`."""
+        payload = load_checkpoint(path)
+        self.model.load_state_dict(payload["model"])
+        self.update.load_state_dict(payload, path)
+        restore_rng_state(payload["rng"])
+        return TrainState(**payload["state"])
+
+    def load_weights(self, path: Path) -> None:
+        """Only the model's weights (the checkpoint chosen for the final evaluation)."""
+        self.model.load_state_dict(load_checkpoint(path)["model"])
+
+    def _payload(self, state: TrainState) -> dict[str, Any]:
+        return {**self.update.state_dict(), "state": vars(state).copy(), "rng": rng_state()}
+
+
+def rng_state() -> dict[str, Any]:
+    """Python's, numpy's, torch's (and CUDA's) global RNG states, loadable with weights_only=True."""
+    rng = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        rng["cuda"] = torch.cuda.get_rng_state_all()
+    return _plain(rng)
+
+
+def restore_rng_state(rng: Mapping[str, Any]) -> None:
+    random.setstate(_tuple(rng["python"]))
+    np.random.set_state(_tuple(rng["numpy"]))
+    torch.set_rng_state(rng["torch"])
+    if "cuda" in rng and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(rng["cuda"])
+
+
+def _plain(value: Any) -> Any:
+    """RNG states as plain containers and tensors, loadable with weights_only=True."""
+    if isinstance(value, np.ndarray):  # numpy's MT19937 key (uint32), stored as int64
+        return torch.from_numpy(value.astype(np.int64))
+    if isinstance(value, tuple):
+        return [_plain(item) for item in value]
+    if isinstance(value, list):
+        return [_plain(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    return value
+
+
+def _tuple(value: Any) -> Any:
+    """Inverse of `_plain` for python's and numpy's RNG state tuples."""
+    if isinstance(value, list):
+        return tuple(_tuple(item) for item in value)
+    if isinstance(value, torch.Tensor):
+        return value.numpy().astype(np.uint32)
+    return value
