@@ -271,14 +271,14 @@ class Check:
         return cls(rule=text, origin=origin, bounds_text=" and ".join(bounds), **terms)
 
     def violation(self, value: Any) -> str | None:
-        """None if `value` is allowed, else what is wrong with it ('is out of range' or 'is not allowed')."""
+        """None if `value` is allowed, else "range" (a number outside the bounds) or "value" (anything else)."""
         if value is None:
             return None
         if self.nonempty or self.length is not None:
             if not isinstance(value, list):
-                return "is not allowed"
+                return "value"
             if (self.nonempty and not value) or (self.length is not None and len(value) != self.length):
-                return "is not allowed"
+                return "value"
         for item in value if isinstance(value, list) else [value]:
             problem = self._item_violation(item)
             if problem:
@@ -287,19 +287,27 @@ class Check:
 
     def _item_violation(self, item: Any) -> str | None:
         if self.kind is not None and not _is_kind(item, self.kind):
-            return "is not allowed"
+            return "value"
         if self.choices is not None:
             matches = [choice for choice in self.choices if choice == item]
             if not any(isinstance(choice, bool) == isinstance(item, bool) for choice in matches):
-                return "is not allowed"
+                return "value"
         if self.low is not None or self.high is not None:
             if not _is_number(item) or math.isnan(item):
-                return "is not allowed"
+                return "value"
             if self.low is not None and (item < self.low or (self.low_open and item == self.low)):
-                return "is out of range"
+                return "range"
             if self.high is not None and (item > self.high or (self.high_open and item == self.high)):
-                return "is out of range"
+                return "range"
         return None
+
+    def message(self, key: str, value: Any, problem: str, source: str, nullable: bool = False) -> str:
+        """The one-line error: `key=value is out of range (source): must be ...` for a number outside the
+        bounds, `key=value must be ... (source)` for anything else."""
+        allowed = self.describe(nullable)
+        if problem == "range":
+            return f"{key}={_show(value)} is out of range ({source}): must be {allowed}"
+        return f"{key}={_show(value)} must be {allowed} ({source})"
 
     def describe(self, nullable: bool = False) -> str:
         """What the rule allows, in words: 'an int >= 1', 'one of off, bf16, fp16', ..."""
@@ -618,9 +626,8 @@ def load_plugin_defaults(defaults: str | Mapping[str, Any] | None, owner: str) -
             raise ConfigError(f"{owner}: {path!r} is a mapping; constraints apply to the values inside it")
         problem = check.violation(value)
         if problem:
-            raise ConfigError(
-                f"{owner}: the default {path}={_show(value)} {problem} ({check.origin}): must be {check.describe()}"
-            )
+            message = check.message(f"the default {path}", value, problem, check.origin)
+            raise ConfigError(f"{owner}: {message}")
     return PluginDefaults(tree.data, tree.checks)
 
 
@@ -697,11 +704,9 @@ class ConfigBuilder:
             value = _lookup(self._data, path)
             problem = check.violation(value)
             if problem:
+                source = f"set by {_source_of(path, self._sources, 'defaults')}"
                 nullable = _lookup(self._defaults, path) is None
-                raise ConfigError(
-                    f"{path}={_show(value)} {problem} (set by {_source_of(path, self._sources, 'defaults')}): "
-                    f"must be {check.describe(nullable)}"
-                )
+                raise ConfigError(check.message(path, value, problem, source, nullable))
         return ResolvedConfig(data=copy.deepcopy(self._data), sources=dict(self._sources))
 
     def _merge(

@@ -195,7 +195,7 @@ def test_a_mapping_of_defaults_inherits_a_packaged_base_and_declares_checks():
     assert config.get("method.train.iterations") == 1500
     with pytest.raises(ConfigError, match=r"method.width=0 is out of range .*: must be >= 1"):
         resolve(overrides=["method.width=0"], method=spec)
-    with pytest.raises(ConfigError, match=r"method.train.amp='fp32' is not allowed .*: must be one of off, bf16, fp16"):
+    with pytest.raises(ConfigError, match=r"method.train.amp='fp32' must be one of off, bf16, fp16 \(set by --set"):
         resolve(overrides=["method.train.amp=fp32"], method=spec)
     relative = MethodSpec(name="rel", summary="s", version="1", target="a:b", defaults={BASE_KEY: "base.yaml"})
     with pytest.raises(ConfigError, match="a mapping of defaults has no folder; write 'package:file.yaml'"):
@@ -241,7 +241,7 @@ def test_a_third_party_plugin_inherits_mmbench_and_its_own_bases(install_dist, c
     assert values["train"]["iterations"] == 10 and values["train"]["amp"] == "off"
     for override, fragment in [
         ("method.width=4", "method.width=4 is out of range"),
-        ("method.depth=3", "method.depth=3 is not allowed"),
+        ("method.depth=3", "method.depth=3 must be one of 2, 4"),
         ("method.train.iterations=0", "method.train.iterations=0 is out of range"),
     ]:
         code = main(["run", "inheriting", "--protocol", "full", "--set", override, "--dry-run"])
