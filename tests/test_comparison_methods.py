@@ -1,10 +1,18 @@
-"""Comparison methods (issue 7): every availability pattern, no NaN leaks, learning, determinism,
-checkpoint round trip, on 2 and 3 modalities with small widths."""
+"""Every built-in method (the registry's entries from the mmbench distribution, as timm's tests take its model
+registry): every availability pattern, no NaN leaks, learning, determinism, checkpoint round trip, on 2 and 3
+modalities with small widths, and every protocol. Adding a method adds it here without editing this file.
+
+What differs between methods is what they declare: the narrow widths each one is built with here are its
+implementation's `tiny_config` (overrides of its defaults; none: its defaults), the split interface its
+`has_split_interface`, the adversarial update its `adversary_parameters()`, the modalities it accepts its spec.
+Tests of one method's own behaviour follow, named after it.
+"""
 
 from __future__ import annotations
 
 import io
 import itertools
+from importlib import resources
 from pathlib import Path
 
 import pytest
@@ -14,57 +22,37 @@ from mmbench.config import load_defaults
 from mmbench.method import TrainStep, build_method
 from mmbench.registry import METHODS
 
-METHOD_NAMES = (
-    "unimodal",
-    "early-fusion",
-    "modality-dropout",
-    "shaspec",
-    "mmformer",
-    "perceiver",
-    "sgma",
-    "ae",
-    "cgan",
-    "dis2",
-    "gemmnet",
-)
-SMALL = {  # same families, narrower: fast on CPU
-    "unimodal": {"width": 8, "fpn_channels": 16, "decoder_channels": 8},
-    "early-fusion": {"width": 8, "fpn_channels": 16, "decoder_channels": 8},
-    "modality-dropout": {"width": 8, "fpn_channels": 16, "decoder_channels": 8},
-    "shaspec": {"width": 8, "specific_width": 4, "fpn_channels": 16, "decoder_channels": 8},
-    "mmformer": {"basic_dims": 4, "transformer_dim": 16, "heads": 2, "mlp_dim": 32, "token_grid": 4},
-    "perceiver": {"channels": 8, "latents": 8, "latent_dim": 16, "heads": 2, "latent_blocks": 1, "mlp_dim": 32},
-    "sgma": {"width": 8, "fpn_channels": 16, "decoder_channels": 8},
-    "ae": {"generator_width": 4, "width": 8, "fpn_channels": 16, "decoder_channels": 8},
-    "dis2": {
-        "gf": 4,
-        "transformer_dim": 16,
-        "heads": 2,
-        "mlp_dim": 16,
-        "token_grid": 4,
-        "pool_hidden": 8,
-        "class_channels": 1,
-        "penultimate_channels": 4,
-    },
-    "gemmnet": {
-        "basic_dims": 4,
-        "transformer_dim": 16,
-        "heads": 2,
-        "mlp_dim": 32,
-        "token_grid": 4,
-        "generator_width": 4,
-        "discriminator_width": 4,
-    },
-    "cgan": {"generator_width": 4, "discriminator_width": 4, "width": 8, "fpn_channels": 16, "decoder_channels": 8},
-}
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def builtin_methods() -> list[str]:
+    """The registered methods that mmbench itself ships (pyproject.toml's `mmbench.methods` entry points)."""
+    return [
+        r.name
+        for r in METHODS.registrations()
+        if r.sources and (r.sources[0].distribution or "").startswith("mmbench ")
+    ]
+
+
+METHOD_NAMES = builtin_methods()
 MODALITY_SETS = {2: {"optical": 3, "dsm": 1}, 3: {"optical": 3, "dsm": 1, "sar": 1}}
 CLASSES, SIZE = 4, 64
 
 
+def tiny_config(name: str) -> dict:
+    """The method's own narrow-width overrides (`tiny_config` on its implementation), or none."""
+    return dict(getattr(METHODS.get(name).load(), "tiny_config", {}))
+
+
 def build(name: str, modalities: dict[str, int], seed: int = 0, classes: int = CLASSES, **overrides):
-    config = {**load_defaults(METHODS.get(name).defaults, name), **SMALL[name], **overrides}
+    spec = METHODS.get(name)
+    accepted = set(spec.modalities) if spec.modalities else set(modalities)
+    needed = set(spec.required_modalities)
+    if len(modalities) < spec.min_modalities or not needed <= set(modalities) <= accepted:
+        pytest.skip(f"{name} does not run on {sorted(modalities)} (its spec: {spec.describe_modalities()})")
+    config = {**load_defaults(spec.defaults, name), **tiny_config(name), **overrides}
     torch.manual_seed(seed)
-    return build_method(METHODS.get(name), modalities, classes, config)
+    return build_method(spec, modalities, classes, config)
 
 
 def batch_for(modalities: dict[str, int], size: int = SIZE, batch: int = 4, seed: int = 0) -> dict:
@@ -79,12 +67,16 @@ def patterns(count: int) -> list[tuple[bool, ...]]:
     return [p for p in itertools.product([True, False], repeat=count) if any(p)]
 
 
+def test_the_builtin_methods_are_found():
+    assert "stars" in METHOD_NAMES and len(METHOD_NAMES) == len(set(METHOD_NAMES)) > 1
+
+
 @pytest.mark.parametrize("name", METHOD_NAMES)
 def test_registered_with_defaults(name):
     spec = METHODS.get(name)
     defaults = load_defaults(spec.defaults, name)
     assert "train" in defaults and spec.summary
-    assert set(SMALL[name]) <= set(defaults)
+    assert set(tiny_config(name)) <= set(defaults), "tiny_config may only override keys of the defaults"
 
 
 @pytest.mark.parametrize("count", [2, 3])
@@ -343,29 +335,36 @@ def test_shaspec_needs_two_modalities():
         build("shaspec", {"optical": 3})
 
 
-PAPER_CONFIGS = {
-    "stars": "methods/stars/paper.yaml",
-    "unimodal": "methods/baselines/paper_unimodal.yaml",
-    "early-fusion": "methods/baselines/paper_early_fusion.yaml",
-    "modality-dropout": "methods/baselines/paper_modality_dropout.yaml",
-    "shaspec": "methods/shaspec/paper.yaml",
-    "mmformer": "methods/mmformer/paper.yaml",
-    "perceiver": "methods/perceiver/paper.yaml",
-    "sgma": "methods/sgma/paper.yaml",
-    "ae": "methods/imputation/paper_ae.yaml",
-    "cgan": "methods/imputation/paper_cgan.yaml",
-    "dis2": "methods/dis2/paper.yaml",
-    "gemmnet": "methods/gemmnet/paper.yaml",
-}
+PAPER_CONFIGS = sorted(path.relative_to(REPO_ROOT).as_posix() for path in REPO_ROOT.glob("methods/*/paper*.yaml"))
 
 
-@pytest.mark.parametrize("name", list(PAPER_CONFIGS))
-def test_paper_scale_configs_resolve(capsys, name):
+def paper_config_method(path: str) -> str:
+    """The built-in method a paper-scale config belongs to: `paper_<stem>.yaml` sits beside the defaults
+    `<stem>.yaml` of its method, `paper.yaml` beside the defaults of the only method of its folder."""
+    folder, file = (REPO_ROOT / path).parent.resolve(), Path(path).name
+    owners = []
+    for name in METHOD_NAMES:
+        package, _, defaults = METHODS.get(name).defaults.partition(":")
+        if Path(str(resources.files(package))).resolve() == folder:
+            owners.append((name, Path(defaults).stem))
+    if file != "paper.yaml":
+        owners = [(name, stem) for name, stem in owners if file == f"paper_{stem}.yaml"]
+    assert len(owners) == 1, f"{path} must belong to exactly one built-in method; candidates: {owners}"
+    return owners[0][0]
+
+
+def test_paper_scale_configs_are_found():
+    assert "methods/stars/paper.yaml" in PAPER_CONFIGS and paper_config_method("methods/stars/paper.yaml") == "stars"
+    assert paper_config_method("methods/imputation/paper_cgan.yaml") == "cgan"
+
+
+@pytest.mark.parametrize("path", PAPER_CONFIGS)
+def test_paper_scale_configs_resolve(capsys, path):
     """Every documented paper-scale config passes the strict config layer (keys and types) in a dry run."""
     from mmbench.cli.main import main
 
-    root = Path(__file__).resolve().parents[1]
-    code = main(["run", name, "--protocol", "last1", "--config", str(root / PAPER_CONFIGS[name]), "--dry-run"])
+    name = paper_config_method(path)
+    code = main(["run", name, "--protocol", "last1", "--config", str(REPO_ROOT / path), "--dry-run"])
     output = capsys.readouterr()
     assert code == 0, output.err
     assert "crop_size: 512" in output.out

@@ -4,6 +4,7 @@ editable install and from a built, installed copy alike."""
 from __future__ import annotations
 
 import ast
+import importlib.util
 import os
 import subprocess
 import sys
@@ -71,18 +72,46 @@ def pip_install_into(target: Path, source: Path) -> tuple[Path, dict]:
     return target, {**os.environ, "PYTHONPATH": str(target)}
 
 
-def test_every_package_folder_is_declared_with_its_mapping():
-    setuptools_config = _pyproject()["tool"]["setuptools"]
-    declared = set(setuptools_config["packages"])
-    mapping = setuptools_config["package-dir"]
-    for folder, package in PLUGIN_FOLDERS.items():
-        assert mapping[package] == folder
+def setup_script():
+    """setup.py as a module (its `setup()` call runs only as a script)."""
+    spec = importlib.util.spec_from_file_location("mmbench_setup_script", REPO_ROOT / "setup.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def repository_packages() -> set[str]:
+    """Every folder with an `__init__.py` under a mapped folder, under its installed name."""
     found = set()
     for folder, package in [("mmbench", "mmbench"), *PLUGIN_FOLDERS.items()]:
         for init in (REPO_ROOT / folder).rglob("__init__.py"):
             relative = init.parent.relative_to(REPO_ROOT / folder)
             found.add(".".join([package, *relative.parts]))
-    assert found == declared, f"add to [tool.setuptools] packages: {sorted(found - declared)}"
+    return found
+
+
+def test_every_package_folder_is_found_with_its_mapping():
+    setuptools_config = _pyproject()["tool"]["setuptools"]
+    assert "packages" not in setuptools_config, "packages are found by setup.py; do not list them in pyproject.toml"
+    mapping = setuptools_config["package-dir"]
+    for folder, package in PLUGIN_FOLDERS.items():
+        assert mapping[package] == folder
+    assert set(setup_script().mapped_packages(mapping)) == repository_packages()
+
+
+def test_a_new_plugin_folder_is_packaged_without_being_listed(tmp_path):
+    for folder in ("core", "core/sub", "plugins", "plugins/new_method", "plugins/new_method/parts"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "__init__.py").write_text("")
+    (tmp_path / "plugins" / "data_only").mkdir()  # no __init__.py: not a package
+    mapping = {"top": "core", "top.plugins": "plugins"}
+    assert setup_script().mapped_packages(mapping, str(tmp_path)) == [
+        "top",
+        "top.plugins",
+        "top.plugins.new_method",
+        "top.plugins.new_method.parts",
+        "top.sub",
+    ]
 
 
 def test_the_version_has_one_source():
@@ -117,6 +146,12 @@ def test_a_built_and_installed_copy_maps_the_plugin_folders(tmp_path):
     assert probe["run_defaults"]["seed"] == 0
     for name in ("methods", "datasets", "kernels", "protocols"):
         assert not (target / name).exists(), f"'{name}' must not install as a top-level package"
+    for folder, package in [("mmbench", "mmbench"), *PLUGIN_FOLDERS.items()]:  # every module and YAML file
+        installed = target.joinpath(*package.split("."))
+        for source in (REPO_ROOT / folder).rglob("*"):
+            if source.suffix in (".py", ".yaml", ".json") and "__pycache__" not in source.parts:
+                copy = installed / source.relative_to(REPO_ROOT / folder)
+                assert copy.is_file(), f"{source.relative_to(REPO_ROOT)} was not installed"
     version = subprocess.run(
         [sys.executable, "-m", "mmbench", "--version"], capture_output=True, text=True, cwd=tmp_path, env=env
     )

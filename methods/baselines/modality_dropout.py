@@ -9,7 +9,7 @@ the fusion (`fusion: mean`, a masked mean) or zeroed (`fusion: concat`), never r
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -28,6 +28,10 @@ from mmbench.methods.blocks.common import (
 
 
 class ModalityDropout(SegmentationMethod):
+    # Overrides of the defaults giving the narrowest network of the same family, for fast CPU checks
+    # (tests/test_comparison_methods.py builds every registered method with them).
+    tiny_config: ClassVar[dict[str, Any]] = {"width": 8, "fpn_channels": 16, "decoder_channels": 8}
+
     def __init__(self, modalities: Mapping[str, int], num_classes: int, config: Mapping[str, Any]) -> None:
         super().__init__(modalities, num_classes, config)
         if config["fusion"] not in ("mean", "concat"):

@@ -11,7 +11,7 @@ single modality carries most information on this dataset.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -36,6 +36,10 @@ class SingleModality(nn.Module):
 
 
 class Unimodal(SegmentationMethod):
+    # Overrides of the defaults giving the narrowest network of the same family, for fast CPU checks
+    # (tests/test_comparison_methods.py builds every registered method with them).
+    tiny_config: ClassVar[dict[str, Any]] = {"width": 8, "fpn_channels": 16, "decoder_channels": 8}
+
     def __init__(self, modalities: Mapping[str, int], num_classes: int, config: Mapping[str, Any]) -> None:
         super().__init__(modalities, num_classes, config)
         if config["selection"] not in ("loss", "order"):

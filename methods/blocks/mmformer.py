@@ -22,7 +22,7 @@ installed, SDPA otherwise).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -133,6 +133,16 @@ class Decoder(nn.Module):
 
 
 class MmFormer(SegmentationMethod):
+    # Overrides of the defaults giving the narrowest network of the same family, for fast CPU checks
+    # (tests/test_comparison_methods.py builds every registered method with them).
+    tiny_config: ClassVar[dict[str, Any]] = {
+        "basic_dims": 4,
+        "transformer_dim": 16,
+        "heads": 2,
+        "mlp_dim": 32,
+        "token_grid": 4,
+    }
+
     def __init__(self, modalities: Mapping[str, int], num_classes: int, config: Mapping[str, Any]) -> None:
         super().__init__(modalities, num_classes, config)
         check_sampler(config["sampler"], "sampler")

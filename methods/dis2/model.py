@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -289,6 +289,19 @@ def l2_kd(student: Tensor, teacher: Tensor) -> Tensor:
 
 
 class Dis2(SegmentationMethod):
+    # Overrides of the defaults giving the narrowest network of the same family, for fast CPU checks
+    # (tests/test_comparison_methods.py builds every registered method with them).
+    tiny_config: ClassVar[dict[str, Any]] = {
+        "gf": 4,
+        "transformer_dim": 16,
+        "heads": 2,
+        "mlp_dim": 16,
+        "token_grid": 4,
+        "pool_hidden": 8,
+        "class_channels": 1,
+        "penultimate_channels": 4,
+    }
+
     def __init__(self, modalities: Mapping[str, int], num_classes: int, config: Mapping[str, Any]) -> None:
         super().__init__(modalities, num_classes, config)
         _check(config, len(modalities))

@@ -20,7 +20,7 @@ written for M >= 2 modalities and batches that mix availability patterns:
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -35,6 +35,10 @@ GAN_UPDATES = ("alternating", "joint")
 
 
 class Gemmnet(Imputation, MmFormer):
+    # Overrides of the defaults giving the narrowest network of the same family, for fast CPU checks
+    # (tests/test_comparison_methods.py builds every registered method with them).
+    tiny_config: ClassVar[dict[str, Any]] = {**MmFormer.tiny_config, "generator_width": 4, "discriminator_width": 4}
+
     def __init__(self, modalities: Mapping[str, int], num_classes: int, config: Mapping[str, Any]) -> None:
         check_gan_config(config)
         if config["gan_update"] not in GAN_UPDATES:

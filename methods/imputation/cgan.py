@@ -13,7 +13,7 @@ on the samples whose modality was withheld; the generators get adversarial + `l1
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -26,6 +26,10 @@ from mmbench.methods.imputation.model import AutoencoderImputation
 
 class ConditionalGanImputation(AutoencoderImputation):
     """pix2pix generators + one conditional PatchGAN per modality; segmenter as in `ae`."""
+
+    # Overrides of the defaults giving the narrowest network of the same family, for fast CPU checks
+    # (tests/test_comparison_methods.py builds every registered method with them).
+    tiny_config: ClassVar[dict[str, Any]] = {**AutoencoderImputation.tiny_config, "discriminator_width": 4}
 
     def __init__(self, modalities: Mapping[str, int], num_classes: int, config: Mapping[str, Any]) -> None:
         check_gan_config(config)

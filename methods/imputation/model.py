@@ -21,7 +21,7 @@ The conditioning and completion are the `Imputation` mixin of methods/blocks/imp
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -65,6 +65,15 @@ class UNetGenerator(nn.Module):
 
 
 class AutoencoderImputation(Imputation, SegmentationMethod):
+    # Overrides of the defaults giving the narrowest network of the same family, for fast CPU checks
+    # (tests/test_comparison_methods.py builds every registered method with them).
+    tiny_config: ClassVar[dict[str, Any]] = {
+        "generator_width": 4,
+        "width": 8,
+        "fpn_channels": 16,
+        "decoder_channels": 8,
+    }
+
     def __init__(self, modalities: Mapping[str, int], num_classes: int, config: Mapping[str, Any]) -> None:
         super().__init__(modalities, num_classes, config)
         check_sampler(config["sampler"], "sampler")

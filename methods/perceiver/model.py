@@ -21,7 +21,7 @@ data, as the paper's model is not a missing-modality method; `sampler` changes t
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -102,6 +102,17 @@ class DualBlock(nn.Module):
 
 
 class Perceiver(SegmentationMethod):
+    # Overrides of the defaults giving the narrowest network of the same family, for fast CPU checks
+    # (tests/test_comparison_methods.py builds every registered method with them).
+    tiny_config: ClassVar[dict[str, Any]] = {
+        "channels": 8,
+        "latents": 8,
+        "latent_dim": 16,
+        "heads": 2,
+        "latent_blocks": 1,
+        "mlp_dim": 32,
+    }
+
     def __init__(self, modalities: Mapping[str, int], num_classes: int, config: Mapping[str, Any]) -> None:
         super().__init__(modalities, num_classes, config)
         if config["local"] not in LOCAL_MODULES:
