@@ -194,7 +194,8 @@ class Check:
 
         def put(name: str, value: Any) -> None:
             if name in terms:
-                fail(f"'{name}' is given twice")
+                what = {"low": "a lower bound", "high": "an upper bound", "kind": "a type"}.get(name, f"'{name}'")
+                fail(f"{what} is given twice")
             terms[name] = value
 
         bounds: list[str] = []
@@ -502,6 +503,8 @@ def _split(raw: Mapping[str, Any], origin: str, prefix: str = "") -> _Tree:
             value = value.default
             if isinstance(value, dict):
                 raise ConfigError(f"{origin}: {path!r} is a mapping; constraints apply to the values inside it")
+        if isinstance(value, list) and any(isinstance(item, Checked) for item in value):
+            raise ConfigError(f"{origin}: {path!r} holds a {CHECK_TAG} item; a rule applies to the whole list")
         if isinstance(value, dict) and value:
             inner = _split(value, origin, f"{path}.")
             tree.data[key] = inner.data

@@ -267,6 +267,7 @@ def test_a_third_party_plugin_inherits_mmbench_and_its_own_bases(install_dist, c
         ({"sub/defaults.yaml": "a: !check 1 >> 0\n"}, r"line 1: constraint '>> 0': cannot read"),
         ({"sub/defaults.yaml": "a: !check [1, 2]\n"}, r"line 1: write `!check DEFAULT RULE` as one scalar"),
         ({"sub/defaults.yaml": "a: !check 1 in {1, 2} > 0\n"}, "give choices or bounds, not both"),
+        ({"sub/defaults.yaml": "a: [!check 1 > 0]\n"}, r"'a' holds a !check item; a rule applies to the whole list"),
     ],
 )
 def test_broken_plugin_defaults_are_refused_in_one_line(install_dist, capsys, files, message):
