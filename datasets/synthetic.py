@@ -288,7 +288,21 @@ def cached_store_path(config: SyntheticConfig) -> Path:
 
 
 class SyntheticDataset:
-    """The registered dataset's implementation: materialises the store in the user cache on first use."""
+    """The registered dataset's implementation: materialises the store in the user cache on first use.
+
+    `mmbench data synth` reaches it through the registry (`DATASETS.get("synthetic").load()`) and uses
+    `config_from`, `store_path` and `write`.
+    """
+
+    @staticmethod
+    def store_path(config: SyntheticConfig) -> Path:
+        """Where the store for `config` is cached."""
+        return cached_store_path(config)
+
+    @staticmethod
+    def write(path: str | Path, config: SyntheticConfig, progress: Callable[[int], None] | None = None) -> Path:
+        """Generate the store for `config` at `path` (atomically), whether or not it exists."""
+        return write_synthetic(path, config, progress=progress)
 
     @staticmethod
     def config_from(settings: dict) -> SyntheticConfig:
@@ -305,10 +319,10 @@ class SyntheticDataset:
     def prepare(cls, settings: dict) -> Path:
         """Path of the store for these settings, generating it (once, atomically) if needed."""
         config = cls.config_from(settings)
-        path = cached_store_path(config)
+        path = cls.store_path(config)
         if not path.exists():
             from mmbench.progress import progress_bar
 
             with progress_bar(f"generating synthetic store ({config.tiles} tiles)", total=config.tiles) as advance:
-                write_synthetic(path, config, progress=advance)
+                cls.write(path, config, progress=advance)
         return path

@@ -1,9 +1,10 @@
 """Plugin registries fed by Python entry points.
 
 Built-in plugins and third-party packages register the same way: an entry point in group
-`mmbench.methods`, `mmbench.protocols` or `mmbench.datasets` whose value points at a spec object
-(see `mmbench.plugins`). Discovery reads entry-point metadata only; a spec module is imported the first
-time its name is asked for, and the implementation behind it only when a run loads it.
+`mmbench.methods`, `mmbench.protocols`, `mmbench.datasets` or `mmbench.converters` whose value points at a
+spec object (see `mmbench.plugins`; converters' `ConverterSpec` is defined here). Discovery reads entry-point
+metadata only; a spec module is imported the first time its name is asked for, and the implementation behind
+it only when a run (or a conversion) loads it.
 
 Failures stay local: a plugin whose entry point cannot be imported is reported with the entry point and
 the original error while every other plugin keeps working, and two distributions claiming one name are
@@ -15,7 +16,7 @@ from __future__ import annotations
 import difflib
 from dataclasses import dataclass, field
 from importlib import metadata
-from typing import Generic, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 from mmbench.errors import PluginError
 from mmbench.plugins import DatasetSpec, MethodSpec, PluginSpec, ProtocolSpec
@@ -111,9 +112,8 @@ class Registry(Generic[SpecT]):
             registration.error = f"{type(exc).__name__}: {exc}"
             return registration
         if not isinstance(spec, self.spec_type):
-            registration.error = (
-                f"points at a {type(spec).__name__}, expected a mmbench.plugins.{self.spec_type.__name__}"
-            )
+            expected = f"{self.spec_type.__module__}.{self.spec_type.__qualname__}"
+            registration.error = f"points at a {type(spec).__name__}, expected a {expected}"
         elif normalize_name(spec.name) != registration.name:
             registration.error = f"its spec is named {spec.name!r}; the entry point and spec names must agree"
         else:
@@ -155,11 +155,54 @@ class Registry(Generic[SpecT]):
         return f"unknown {self.kind} {name!r}; {hint}registered {self.plural}: {', '.join(known)}"
 
 
+@dataclass(frozen=True)
+class ConverterSpec(PluginSpec):
+    """A converter from an official dataset distribution to a tile store (`mmbench data convert NAME`).
+
+    `target` names the implementation: an object with `convert(source, output, *, tile_size, stride, codec,
+    progress)` that writes the store and returns a report with `output`, `tiles`, `off_palette_pixels` and
+    `notes` (e.g. a `mmbench.datasets.converters.common.LayoutConverter`, which runs a declarative layout through
+    mmbench's conversion engine). `modalities` names the modalities its stores hold (optional ones included).
+    """
+
+    kind: ClassVar[str] = "converter"
+
+    modalities: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if isinstance(self.modalities, str) or not all(isinstance(m, str) for m in self.modalities):
+            raise PluginError(f"converter {self.name!r}: 'modalities' must be a tuple of modality names")
+        object.__setattr__(self, "modalities", tuple(self.modalities))
+
+    def describe_modalities(self) -> str:
+        return ", ".join(self.modalities) or "unknown until converted"
+
+    def converter(self) -> Any:
+        """The implementation, checked to have a `convert` method (a one-line `PluginError` otherwise)."""
+        implementation = self.load()
+        if not callable(getattr(implementation, "convert", None)):
+            raise PluginError(
+                f"converter {self.name!r}: {self.target} has no convert(source, output, ...) method "
+                f"(it is a {type(implementation).__name__})"
+            )
+        return implementation
+
+    def metadata(self) -> dict[str, Any]:
+        return {**super().metadata(), "modalities": list(self.modalities)}
+
+
 METHODS: Registry[MethodSpec] = Registry("method", "methods", "mmbench.methods", MethodSpec)
 PROTOCOLS: Registry[ProtocolSpec] = Registry("protocol", "protocols", "mmbench.protocols", ProtocolSpec)
 DATASETS: Registry[DatasetSpec] = Registry("dataset", "datasets", "mmbench.datasets", DatasetSpec)
+CONVERTERS: Registry[ConverterSpec] = Registry("converter", "converters", "mmbench.converters", ConverterSpec)
 
-REGISTRIES: dict[str, Registry] = {"methods": METHODS, "protocols": PROTOCOLS, "datasets": DATASETS}
+REGISTRIES: dict[str, Registry] = {
+    "methods": METHODS,
+    "protocols": PROTOCOLS,
+    "datasets": DATASETS,
+    "converters": CONVERTERS,
+}
 
 
 def refresh_all() -> None:

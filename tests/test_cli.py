@@ -57,7 +57,7 @@ def test_version_and_help(capsys):
         (["frobnicate"], ["mmbench: error: argument COMMAND: invalid choice: 'frobnicate'", "--help"]),
         (["run", "stars"], ["mmbench run: error:", "--protocol"]),
         (["run", "stars", "-p", "last1", "--seed", "x"], ["invalid int value: 'x'"]),
-        (["data", "convert", "isprs-paris", "src", "out.h5"], ["invalid choice: 'isprs-paris'"]),
+        (["data", "convert", "isprs-paris", "src", "out.h5"], ["unknown converter 'isprs-paris'; did you mean"]),
         (["bench"], ["mmbench bench: error:", "TARGET"]),
     ],
 )

@@ -23,9 +23,12 @@ from converter_fixtures import (
 
 from mmbench.data.store_format import StoreError
 from mmbench.data.store_reader import TileStore
-from mmbench.datasets.converters import FORMATS, ConversionReport, convert
+from mmbench.datasets.converters import ConversionReport, convert
+from mmbench.datasets.converters.common import LayoutConverter
 from mmbench.datasets.converters.whu_opt_sar import split_by_image
+from mmbench.errors import PluginError
 from mmbench.evaluation.tiling import window_starts
+from mmbench.registry import CONVERTERS
 
 TILE = 16
 
@@ -383,7 +386,6 @@ def test_missing_whu_modality_folder_names_where_it_looked(tmp_path):
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"format": "isprs-toronto"}, "unknown dataset format 'isprs-toronto'; use one of " + ", ".join(FORMATS)),
         ({"tile_size": 4}, "tile size 4 is too small"),
         ({"stride": 17}, "stride 17 must be an integer in 1..16"),
         ({"codec": "zip"}, "unknown codec 'zip'"),
@@ -490,3 +492,83 @@ def test_whu_and_earthmiss_also_read_a_zip_of_their_folder(tmp_path, fmt, build,
     assert store.provenance["source"]["layout"] == "zip archives"
     assert all(name.startswith(f"{folder}.zip/{folder}/") for name in store.provenance["files"])
     store.close()
+
+
+# -- registration ----------------------------------------------------------------------------------------------
+def builtin_converters() -> list[str]:
+    return [r.name for r in CONVERTERS.registrations() if (r.sources[0].distribution or "").startswith("mmbench ")]
+
+
+def test_the_builtin_converters_are_registered():
+    assert {"isprs-vaihingen", "earthmiss"} <= set(builtin_converters())
+
+
+@pytest.mark.parametrize("name", builtin_converters())
+def test_each_builtin_converter_is_a_layout_whose_name_and_version_match_its_spec(name):
+    spec = CONVERTERS.get(name)
+    converter = spec.converter()
+    assert isinstance(converter, LayoutConverter)
+    assert (converter.layout.format, converter.layout.version) == (spec.name, spec.version)
+    assert {rule.name for rule in converter.layout.modalities} == set(spec.modalities)
+
+
+def test_an_unknown_format_is_a_plugin_error_with_suggestions(tmp_path):
+    with pytest.raises(PluginError) as info:
+        convert("isprs-toronto", tmp_path, tmp_path / "out.h5")
+    message = str(info.value)
+    assert "unknown converter 'isprs-toronto'; did you mean 'isprs-potsdam'" in message
+    assert f"registered converters: {', '.join(CONVERTERS.names())}" in message and "\n" not in message
+    _assert_no_output(tmp_path / "out.h5")
+
+
+THIRD_PARTY_SPEC = """
+from mmbench.registry import ConverterSpec
+
+SPEC = ConverterSpec(
+    name="city-pairs",
+    summary="Test-only converter from another package: EarthMiss' layout under another name.",
+    version="7",
+    target="mmb_city_pairs.layout:CONVERTER",
+    modalities=("optical", "sar"),
+)
+NOT_A_CONVERTER = ConverterSpec(name="not-a-converter", summary="s", version="1", target="mmb_city_pairs.layout:TEXT")
+"""
+THIRD_PARTY_LAYOUT = """
+import dataclasses
+
+from mmbench.datasets.converters.common import LayoutConverter
+from mmbench.datasets.converters.earthmiss import EARTHMISS
+
+CONVERTER = LayoutConverter(
+    dataclasses.replace(EARTHMISS, format="city-pairs", converter="mmb_city_pairs.layout", version="7")
+)
+TEXT = "no convert method here"
+"""
+
+
+@pytest.fixture
+def third_party_converter(install_dist):
+    install_dist(
+        "mmb-city-pairs",
+        {
+            "mmbench.converters": {
+                "city-pairs": "mmb_city_pairs:SPEC",
+                "not-a-converter": "mmb_city_pairs:NOT_A_CONVERTER",
+            }
+        },
+        {"mmb_city_pairs/__init__.py": THIRD_PARTY_SPEC, "mmb_city_pairs/layout.py": THIRD_PARTY_LAYOUT},
+        version="0.2.0",
+    )
+
+
+def test_a_converter_from_another_package_registers_and_converts(tmp_path, third_party_converter):
+    assert "city-pairs" in CONVERTERS.names() and {"earthmiss", "isprs-potsdam"} <= set(CONVERTERS.names())
+    (registration,) = [r for r in CONVERTERS.registrations() if r.name == "city-pairs"]
+    assert registration.status == "ok" and registration.sources[0].distribution == "mmb-city-pairs 0.2.0"
+    fixture = make_earthmiss(tmp_path / "src")
+    report, store = _convert("city-pairs", fixture.root, tmp_path / "c.h5")
+    assert report.tiles == store.num_tiles == 5 * 4 and store.name == "city-pairs"
+    assert store.provenance["converter"] == "mmb_city_pairs.layout" and store.provenance["converter_version"] == "7"
+    _check_windows(store, fixture.expected)
+    with pytest.raises(PluginError, match=r"converter 'not-a-converter': mmb_city_pairs.layout:TEXT has no convert"):
+        convert("not-a-converter", fixture.root, tmp_path / "n.h5")

@@ -132,3 +132,43 @@ def test_convert_through_the_cli_reports_tiles_notes_and_off_palette_pixels(caps
     )
     assert code == 2 and err.strip().count("\n") == 0 and "dsm" in err.lower()
     assert not (tmp_path / "x.h5").exists()
+
+
+def test_convert_resolves_formats_through_the_converter_registry(capsys, tmp_path):
+    from mmbench.registry import CONVERTERS
+
+    code, _, err = cli(capsys, "data", "convert", "isprs-vaihinge", str(tmp_path), str(tmp_path / "o.h5"))
+    assert code == 2 and err.strip().count("\n") == 0
+    assert "unknown converter 'isprs-vaihinge'; did you mean 'isprs-vaihingen'" in err
+    assert f"registered converters: {', '.join(CONVERTERS.names())}" in err
+    code, out, _ = cli(capsys, "list", "converters")
+    assert code == 0 and "mmbench.converters" in out and "whu-opt-sar" in out
+
+
+def test_convert_runs_a_converter_from_another_package(capsys, tmp_path, install_dist):
+    from converter_fixtures import make_earthmiss
+
+    install_dist(
+        "mmb-cli-converter",
+        {"mmbench.converters": {"cli-pairs": "mmb_cli_converter:SPEC"}},
+        {
+            "mmb_cli_converter/__init__.py": (
+                "from mmbench.registry import ConverterSpec\n"
+                'SPEC = ConverterSpec(name="cli-pairs", summary="s", version="1",\n'
+                '                     target="mmb_cli_converter.impl:IMPL")\n'
+            ),
+            "mmb_cli_converter/impl.py": (
+                "import dataclasses\n"
+                "from mmbench.datasets.converters.common import LayoutConverter\n"
+                "from mmbench.datasets.converters.earthmiss import EARTHMISS\n"
+                'IMPL = LayoutConverter(dataclasses.replace(EARTHMISS, format="cli-pairs"))\n'
+            ),
+        },
+    )
+    fixture = make_earthmiss(tmp_path / "src")
+    output = tmp_path / "pairs.h5"
+    code, out, err = cli(capsys, "data", "convert", "cli-pairs", str(fixture.root), str(output), "--tile-size", "16")
+    assert code == 0, err
+    assert f"wrote {output}: 20 tiles" in out
+    code, out, _ = cli(capsys, "data", "info", str(output), "--json")
+    assert code == 0 and json.loads(out)["name"] == "cli-pairs"

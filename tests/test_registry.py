@@ -15,13 +15,14 @@ except ModuleNotFoundError:  # Python 3.10
 
 from mmbench.errors import PluginError
 from mmbench.plugins import MethodSpec
-from mmbench.registry import DATASETS, METHODS, PROTOCOLS, normalize_name
+from mmbench.registry import CONVERTERS, DATASETS, METHODS, PROTOCOLS, ConverterSpec, normalize_name
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DUMMY = {  # what tests/plugin_factory.py's dummy distribution registers
     "mmbench.methods": ["dummy", "broken-impl", "engine-only"],
     "mmbench.protocols": ["dummy-protocol"],
     "mmbench.datasets": ["toy"],
+    "mmbench.converters": [],
 }
 
 
@@ -46,6 +47,8 @@ def test_discovers_plugins_of_every_kind_from_entry_points(dummy_plugin):
     assert METHODS.names() == expected_names("mmbench.methods")
     assert PROTOCOLS.names() == expected_names("mmbench.protocols")
     assert DATASETS.names() == expected_names("mmbench.datasets")
+    assert CONVERTERS.names() == expected_names("mmbench.converters") and len(CONVERTERS.names()) > 1
+    assert isinstance(CONVERTERS.get("isprs-vaihingen"), ConverterSpec)
     spec = METHODS.get("dummy")
     assert isinstance(spec, MethodSpec)
     assert spec.modalities == ("optical", "dsm")
@@ -162,3 +165,30 @@ def test_implementation_import_failure_names_the_target(dummy_plugin):
     spec = METHODS.get("broken-impl")
     with pytest.raises(PluginError, match=r"cannot load its implementation '.*missing_module:Nope': ModuleNotFound"):
         spec.load()
+
+
+def test_converters_register_like_every_plugin(install_dist):
+    """Unknown names, broken entry points and specs of the wrong kind fail as for methods, naming the converter."""
+    install_dist(
+        "converter-dist",
+        {
+            "mmbench.converters": {
+                "exploding-format": "mmb_exploding_converter:SPEC",
+                "method-format": "mmb_method_converter:SPEC",
+            }
+        },
+        {
+            "mmb_exploding_converter/__init__.py": "raise ImportError('needs gdal')\n",
+            "mmb_method_converter/__init__.py": SPEC_MODULE.format(name="method-format", package="mmb_method"),
+        },
+    )
+    with pytest.raises(PluginError) as info:
+        CONVERTERS.get("earthmis")
+    assert "unknown converter 'earthmis'; did you mean 'earthmiss'" in str(info.value)
+    with pytest.raises(PluginError, match="converter 'exploding-format' failed to load .*ImportError: needs gdal"):
+        CONVERTERS.get("exploding-format")
+    with pytest.raises(PluginError, match="points at a MethodSpec, expected a mmbench.registry.ConverterSpec"):
+        CONVERTERS.get("method-format")
+    assert CONVERTERS.get("earthmiss").name == "earthmiss"  # the others keep working
+    with pytest.raises(PluginError, match="'modalities' must be a tuple of modality names"):
+        ConverterSpec(name="x", summary="s", version="1", target="a:b", modalities="optical")

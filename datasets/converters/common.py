@@ -9,17 +9,19 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from mmbench.data.store_format import CODECS, IGNORE_INDEX, SPLIT_PARTS, ModalitySpec, StoreError
+from mmbench.data.store_format import CODECS, DEFAULT_CODEC, IGNORE_INDEX, SPLIT_PARTS, ModalitySpec, StoreError
+from mmbench.datasets.converters.entry import Entry
 from mmbench.datasets.converters.layout import Layout, ModalityRule
 from mmbench.datasets.converters.planning import Plan, SourceTile, listing, make_plan, plural
 from mmbench.datasets.converters.rasters import decode_image
 from mmbench.datasets.converters.report import ConversionReport
-from mmbench.datasets.converters.sources import Entry, SourceTree
+from mmbench.datasets.converters.sources import SourceTree
 from mmbench.evaluation.tiling import window_starts
 
 Progress = Callable[[str, int, int], None]
@@ -59,6 +61,33 @@ def run_conversion(
     with SourceTree(source, layout.archive_names()) as tree:
         plan = make_plan(layout, tree)
         return _Conversion(layout, tree, plan, output, tile_size, stride, codec, progress).run()
+
+
+@dataclass(frozen=True)
+class LayoutConverter:
+    """A converter plugin's implementation: a declarative `Layout` run by this engine.
+
+    A `mmbench.registry.ConverterSpec` names one as its target (`mmbench data convert` and
+    `mmbench.datasets.converters.convert` call its `convert`); a converter from another package can wrap its own
+    `Layout` the same way, or provide any object with this `convert`.
+    """
+
+    layout: Layout
+
+    def convert(
+        self,
+        source: str | Path,
+        output: str | Path,
+        *,
+        tile_size: int = 512,
+        stride: int | None = None,
+        codec: str = DEFAULT_CODEC,
+        progress: Progress | None = None,
+    ) -> ConversionReport:
+        """See `mmbench.datasets.converters.convert`."""
+        return run_conversion(
+            self.layout, source, output, tile_size=tile_size, stride=stride, codec=codec, progress=progress
+        )
 
 
 class _Conversion:

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from mmbench.datasets.converters.common import LayoutConverter
+from mmbench.datasets.converters.entry import Entry
 from mmbench.datasets.converters.labels import ValueDecoder
 from mmbench.datasets.converters.layout import FileRule, LabelRule, Layout, ModalityRule, SplitDef
-from mmbench.datasets.converters.sources import Entry
 
 VERSION = "1"
 CLASSES = ("background", "building", "road", "water", "barren", "forest", "agricultural", "playground")
@@ -150,3 +151,6 @@ EARTHMISS = Layout(
         "upstream configs/base/EarthMiss.py builds its val loader from the test cities",
     ),
 )
+
+# The implementations the converter specs (mmbench.datasets.specs) name as their targets.
+EARTHMISS_CONVERTER = LayoutConverter(EARTHMISS)

@@ -13,9 +13,10 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from mmbench.datasets.converters.common import LayoutConverter
+from mmbench.datasets.converters.entry import Entry
 from mmbench.datasets.converters.labels import PaletteDecoder
 from mmbench.datasets.converters.layout import FileRule, LabelRule, Layout, ModalityRule, SplitDef
-from mmbench.datasets.converters.sources import Entry
 
 VERSION = "1"
 CLASSES = ("impervious_surface", "building", "low_vegetation", "tree", "car", "clutter")
@@ -347,3 +348,7 @@ POTSDAM = Layout(
     splits=_potsdam_splits,
     hints={"unlabelled": "the ground truth of all 38 tiles is in 5_Labels_all.zip and 5_Labels_all_noBoundary.zip"},
 )
+
+# The implementations the converter specs (mmbench.datasets.specs) name as their targets.
+VAIHINGEN_CONVERTER = LayoutConverter(VAIHINGEN)
+POTSDAM_CONVERTER = LayoutConverter(POTSDAM)

@@ -12,12 +12,10 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from mmbench.datasets.converters.sources import Entry
+from mmbench.datasets.converters.entry import Entry
 
 # (regex match of the file name, folders above the matched folder) -> source-tile id, or None to skip the file.
 Ident = Callable[[re.Match, tuple[str, ...]], "str | None"]

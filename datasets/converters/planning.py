@@ -11,8 +11,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from mmbench.data.store_format import StoreError
+from mmbench.datasets.converters.entry import Entry
 from mmbench.datasets.converters.layout import FileRule, LabelRule, Layout, ModalityRule, natural_key
-from mmbench.datasets.converters.sources import Entry, SourceTree
+from mmbench.datasets.converters.sources import SourceTree
 
 _SHOWN = 5  # ids or names listed in one message before "..."
 Finder = Callable[[Sequence[FileRule]], dict[str, Entry]]

@@ -13,34 +13,16 @@ import os
 import re
 import zipfile
 from collections.abc import Callable, Collection, Iterable
-from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from types import TracebackType
 
 from mmbench.data.store_format import StoreError
+from mmbench.datasets.converters.entry import Entry
 from mmbench.datasets.converters.layout import FileRule
 
 # Folders that hold no data: macOS resource forks that Finder-made archives carry along.
 _SKIPPED_FOLDERS = frozenset({"__MACOSX"})
 _HASH_CHUNK = 1 << 20
-
-
-@dataclass(frozen=True)
-class Entry:
-    """One file: `parts` is its logical path (relative to the source folder, or `<archive stem>/<member>`)."""
-
-    parts: tuple[str, ...]
-    display: str
-    path: Path
-    member: str | None = None
-
-    @property
-    def name(self) -> str:
-        return self.parts[-1]
-
-    @property
-    def archive(self) -> str | None:
-        return self.path.name if self.member is not None else None
 
 
 class SourceTree:

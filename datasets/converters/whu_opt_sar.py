@@ -15,9 +15,10 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping, Sequence
 
+from mmbench.datasets.converters.common import LayoutConverter
+from mmbench.datasets.converters.entry import Entry
 from mmbench.datasets.converters.labels import ValueDecoder
 from mmbench.datasets.converters.layout import FileRule, LabelRule, Layout, ModalityRule, SplitDef
-from mmbench.datasets.converters.sources import Entry
 
 VERSION = "1"
 CLASSES = ("background", "farmland", "city", "village", "water", "forest", "road", "others")
@@ -115,3 +116,6 @@ WHU_OPT_SAR = Layout(
         "ignores it) is a protocol decision",
     ),
 )
+
+# The implementations the converter specs (mmbench.datasets.specs) name as their targets.
+WHU_OPT_SAR_CONVERTER = LayoutConverter(WHU_OPT_SAR)

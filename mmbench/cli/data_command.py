@@ -18,23 +18,29 @@ def run(args: argparse.Namespace) -> int:
 
 
 def synth(args: argparse.Namespace) -> int:
+    """Through the registry, as any dataset: the synthetic dataset's implementation writes its own store."""
     from mmbench.config import load_defaults
-    from mmbench.datasets.synthetic import SyntheticDataset, cached_store_path, write_synthetic
     from mmbench.registry import DATASETS
 
-    settings = load_defaults(DATASETS.get("synthetic").defaults, "dataset 'synthetic'")
+    spec = DATASETS.get("synthetic")
+    settings = load_defaults(spec.defaults, "dataset 'synthetic'")
     for key in ("seed", "tiles", "size", "codec"):
         if getattr(args, key) is not None:
             settings[key] = getattr(args, key)
-    config = SyntheticDataset.config_from(settings)
-    path = Path(args.out) if args.out else cached_store_path(config)
+    dataset = spec.load()
+    config = dataset.config_from(settings)
+    path = Path(args.out) if args.out else dataset.store_path(config)
     with progress_bar(f"generating {path.name}", total=config.tiles) as advance:
-        write_synthetic(path, config, progress=advance)
+        dataset.write(path, config, progress=advance)
     stdout().print(f"synthetic store: [bold]{path}[/bold]")
     return 0
 
 
 def convert(args: argparse.Namespace) -> int:
+    """Through the `mmbench.converters` registry: built-in and third-party converters alike."""
+    from mmbench.registry import CONVERTERS
+
+    spec = CONVERTERS.get(args.format)  # an unknown name fails first, with suggestions
     if args.tile_size < 8:
         raise ConfigError(f"--tile-size {args.tile_size} is too small; use at least 8 pixels")
     if args.stride is not None and not 0 < args.stride <= args.tile_size:
@@ -42,11 +48,10 @@ def convert(args: argparse.Namespace) -> int:
     source = Path(args.source)
     if not source.exists():
         raise UserError(f"source {args.source!r} does not exist; give the extracted folder or the zip archives")
-    from mmbench.datasets.converters import convert as run_conversion
+    converter = spec.converter()
 
-    with progress_bar(f"converting {args.format}", total=None) as advance:
-        report = run_conversion(
-            args.format,
+    with progress_bar(f"converting {spec.name}", total=None) as advance:
+        report = converter.convert(
             source,
             Path(args.output),
             tile_size=args.tile_size,

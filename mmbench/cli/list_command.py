@@ -35,7 +35,8 @@ def _table(registry: Registry, registrations: list[Registration]) -> Table:
     table = Table(title=f"{registry.plural.capitalize()} ({registry.group})", title_justify="left")
     table.add_column("name", style="bold cyan", no_wrap=True)
     table.add_column("version", no_wrap=True)
-    if registry.kind in ("method", "dataset"):
+    with_modalities = hasattr(registry.spec_type, "describe_modalities")  # methods, datasets, converters
+    if with_modalities:
         table.add_column("modalities", no_wrap=True)
     table.add_column("summary", overflow="fold")
     with_paper = any(r.spec is not None and r.spec.paper for r in registrations)
@@ -52,12 +53,12 @@ def _table(registry: Registry, registrations: list[Registration]) -> Table:
                 else f"failed to load ({registration.sources[0].value}): {registration.error}"
             )
             row = [registration.name, "-"]
-            if registry.kind in ("method", "dataset"):
+            if with_modalities:
                 row.append("")
             table.add_row(*row, f"[red]{problem}[/red]", *([""] if with_paper else []), sources)
             continue
         row = [spec.name, spec.version]
-        if registry.kind in ("method", "dataset"):
+        if with_modalities:
             row.append(spec.describe_modalities())
         table.add_row(*row, spec.summary, *([spec.paper or ""] if with_paper else []), sources)
     return table

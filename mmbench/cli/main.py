@@ -84,8 +84,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", default=False, help="show tracebacks for errors")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineArgumentParser)
 
-    listing = commands.add_parser("list", help="list registered methods, protocols and datasets")
-    listing.add_argument("kind", nargs="?", choices=["methods", "protocols", "datasets"], help="one registry only")
+    from mmbench.registry import REGISTRIES  # entry-point groups only: reads no plugin metadata
+
+    listing = commands.add_parser("list", help=f"list registered {_and(list(REGISTRIES))}")
+    listing.add_argument("kind", nargs="?", choices=list(REGISTRIES), help="one registry only")
     listing.add_argument("--json", action="store_true", help="machine-readable output")
     listing.set_defaults(handler="mmbench.cli.list_command:run")
 
@@ -125,12 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--size", type=int, metavar="PX", help="tile side in pixels (default 192)")
     synth.add_argument("--codec", choices=CODEC_CHOICES, help="HDF5 chunk codec (default blosc-lz4)")
     convert = data_commands.add_parser("convert", help="convert an official dataset layout to a tile store")
-    convert.add_argument(
-        "format",
-        metavar="FORMAT",
-        choices=["isprs-vaihingen", "isprs-potsdam", "whu-opt-sar", "earthmiss"],
-        help="isprs-vaihingen, isprs-potsdam, whu-opt-sar or earthmiss",
-    )
+    convert.add_argument("format", metavar="FORMAT", help="registered converter name (see 'mmbench list converters')")
     convert.add_argument("source", metavar="SRC", help="extracted folder or folder of official zip archives")
     convert.add_argument("output", metavar="OUT.h5", help="tile store to write")
     convert.add_argument("--tile-size", type=int, default=512, metavar="PX", help="tile side in pixels (default 512)")
@@ -240,6 +237,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             "(rerun with --debug for the traceback, and please report it)\n"
         )
         return 1
+
+
+def _and(names: list[str]) -> str:
+    return f"{', '.join(names[:-1])} and {names[-1]}" if len(names) > 1 else "".join(names)
 
 
 def _one_line(exc: BaseException) -> str:
