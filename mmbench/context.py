@@ -1,14 +1,15 @@
 """The typed objects a run is made of, shared by the planner, the training engine, evaluation and plugins.
 
-A `RunPlan` is what `mmbench run`/`mmbench eval` resolved and checked before computing anything; a
-`RunContext` is what an executor (the training engine, or a method's own `execute(context)`) receives; a
+A `RunPlan` is what `mmbench run`/`mmbench eval` resolved and checked before computing anything (with the
+typed `RunOptions` of the command line); a `RunContext` is what an executor (the training engine, or a
+method's own `execute(context)`) receives, including the `DatasetFacts` read once when the run started; a
 `RunOutcome` is what it returns. Plugins that drive their own runs import these names from here
 (`mmbench.pipeline` re-exports them for packages written before this module existed).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
@@ -41,6 +42,72 @@ class DatasetRef:
 
 
 @dataclass(frozen=True)
+class DatasetFacts:
+    """What a run knows about its tile store: read once when the run starts (`read_dataset_facts`), then
+    shared by training, validation, evaluation, `mmbench eval` and the record, so the store is opened for
+    them and fingerprinted once. Treat it as read-only (`modalities` is a plain dict so that it pickles)."""
+
+    name: str
+    path: Path
+    fingerprint: str | None  # sha256 of the store; None only for facts read outside a run (`evaluate` alone)
+    classes: tuple[str, ...]
+    ignore_index: int
+    modalities: Mapping[str, int]  # every modality of the store, in store order, with its channel count
+
+    @classmethod
+    def from_store(cls, path: str | Path, *, name: str | None = None, fingerprint: str | None = None) -> DatasetFacts:
+        """Read the store's classes, ignore index and modalities; `name` defaults to the file's stem."""
+        from mmbench.data.store_reader import TileStore
+
+        path = Path(path)
+        with TileStore(path) as store:
+            modalities = {modality: store.modalities[modality].channels for modality in store.modality_names}
+            return cls(
+                name=name if name is not None else path.stem,
+                path=path,
+                fingerprint=fingerprint,
+                classes=tuple(store.classes),
+                ignore_index=int(store.ignore_index),
+                modalities=modalities,
+            )
+
+    @property
+    def modality_names(self) -> tuple[str, ...]:
+        return tuple(self.modalities)
+
+    def channels(self, names: Sequence[str]) -> dict[str, int]:
+        """`{modality: channels}` for the modalities a protocol selected, in the order given."""
+        return {name: self.modalities[name] for name in names}
+
+    def checkpoint_entry(self, modalities: Sequence[str]) -> dict[str, Any]:
+        """The `dataset` entry of a checkpoint trained on `modalities` of this store (engine/checkpoint.py)."""
+        return {
+            "name": self.name,
+            "fingerprint": self.fingerprint,
+            "classes": list(self.classes),
+            "modalities": self.channels(modalities),
+            "ignore_index": self.ignore_index,
+        }
+
+
+def read_dataset_facts(dataset: DatasetRef) -> DatasetFacts:
+    """The facts of a dataset with a tile-store path, fingerprint included."""
+    if dataset.path is None:
+        raise ValueError(f"dataset {dataset.name!r} has no tile-store path to read facts from")
+    return DatasetFacts.from_store(dataset.path, name=dataset.name, fingerprint=dataset.fingerprint())
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How the command line asked for the run beyond its config: `--resume`, `--smoke`, and the run directory
+    a resumed run continues in (found by `mmbench.runs.execution.start_run`, never given by the user)."""
+
+    resume: bool = False
+    smoke: bool = False
+    resume_from: Path | None = None
+
+
+@dataclass(frozen=True)
 class RunPlan:
     """Everything resolved and checked; nothing computed yet."""
 
@@ -49,7 +116,7 @@ class RunPlan:
     dataset: DatasetRef
     config: ResolvedConfig
     command: str
-    options: Mapping[str, Any] = field(default_factory=dict)
+    options: RunOptions = field(default_factory=RunOptions)
 
     @property
     def seed(self) -> int:
@@ -62,16 +129,23 @@ class RunPlan:
 
 @dataclass
 class RunContext:
-    """What an executor receives: the plan, the device it must compute on, and where it may write."""
+    """What an executor receives: the plan, the device it must compute on, where it may write, the seeds
+    applied, and the dataset's facts. `dataset_facts` is read for executors that declare
+    `needs_dataset_facts = True` (the training engine does) and whose dataset has a tile store; else None."""
 
     plan: RunPlan
     device: str
     run_dir: Path
     seeds: Mapping[str, Any]
+    dataset_facts: DatasetFacts | None = None
 
     @property
     def config(self) -> ResolvedConfig:
         return self.plan.config
+
+    @property
+    def options(self) -> RunOptions:
+        return self.plan.options
 
 
 @dataclass
@@ -88,4 +162,7 @@ class RunOutcome:
 
 
 class Executor(Protocol):
+    """Runs a plan. An executor may set the class attribute `needs_dataset_facts = True` to have the run read
+    its dataset's facts at start (`RunContext.dataset_facts`)."""
+
     def execute(self, context: RunContext) -> RunOutcome: ...

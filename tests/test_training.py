@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -195,6 +196,45 @@ def test_checkpoint_flag_skips_training(capsys, tmp_path, store, tiny_methods):
     assert len(record["scenarios"]) == 7 and "train_s" not in record["timing"]
     code, _, err = cli(capsys, *run_args(store, tmp_path / "eval2", "--checkpoint", str(best), method="tiny-fusion"))
     assert code == 2 and "holds method 'tiny-trainable', not 'tiny-fusion'" in err
+
+
+def test_a_run_reads_its_dataset_facts_and_fingerprints_the_store_once(
+    capsys, tmp_path, store, tiny_methods, monkeypatch
+):
+    """Training, validation, the final evaluation, the checkpoint and the record share one `DatasetFacts`;
+    `mmbench eval` reads them once too, for the fit check and the evaluation."""
+    import mmbench.context as context
+
+    hashed, read = [], []
+    original_hash, original_read = context.file_sha256, context.DatasetFacts.from_store.__func__
+
+    def counting_hash(path, *args, **kwargs):
+        hashed.append(path)
+        return original_hash(path, *args, **kwargs)
+
+    def counting_read(cls, path, **kwargs):
+        read.append(path)
+        return original_read(cls, path, **kwargs)
+
+    monkeypatch.setattr(context, "file_sha256", counting_hash)
+    monkeypatch.setattr(context.DatasetFacts, "from_store", classmethod(counting_read))
+    code, _, err = cli(capsys, *run_args(store, tmp_path / "train", "--smoke"))
+    assert code == 0, err
+    assert [Path(p).resolve() for p in hashed + read] == [store.resolve()] * 2
+    (path,) = records(tmp_path / "train")
+    record = read_record(path)
+    (best,) = path.parent.glob("best.ckpt")
+    from mmbench.engine.checkpoint import load_checkpoint
+
+    trained_on = load_checkpoint(best)["dataset"]
+    assert record["dataset"]["fingerprint"] == trained_on["fingerprint"] == original_hash(store)
+    assert trained_on["modalities"] == {"optical": 3, "dsm": 1, "sar": 1} and trained_on["ignore_index"] == 255
+    hashed.clear()
+    read.clear()
+    argv = ["eval", str(best), "--protocol", "subsets", "--dataset", str(store), "--out", str(tmp_path / "eval")]
+    code, _, err = cli(capsys, *argv)
+    assert code == 0, err
+    assert [Path(p).resolve() for p in hashed + read] == [store.resolve()] * 2
 
 
 @pytest.mark.slow

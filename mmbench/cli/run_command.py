@@ -12,7 +12,7 @@ from rich.table import Table
 
 from mmbench.config import to_yaml
 from mmbench.console import stdout
-from mmbench.context import RunPlan
+from mmbench.context import RunOptions, RunPlan
 from mmbench.records import read_record
 from mmbench.runs.execution import execute_run
 from mmbench.runs.planning import RunRequest, plan_run
@@ -26,7 +26,8 @@ def flag_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def make_request(args: argparse.Namespace, method: str) -> RunRequest:
-    options = {key: getattr(args, key, False) for key in ("resume", "smoke")}
+    # `mmbench eval` has neither flag; `mmbench run --checkpoint` has both.
+    options = RunOptions(resume=bool(getattr(args, "resume", False)), smoke=bool(getattr(args, "smoke", False)))
     return RunRequest(
         options=options,
         method=method,

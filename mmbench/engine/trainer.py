@@ -10,14 +10,11 @@ validation, train_log. The names tests and `mmbench.runs.execution` import stay 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import torch
 
-from mmbench.context import RunContext, RunOutcome
-from mmbench.data.store_reader import TileStore
+from mmbench.context import DatasetFacts, RunContext, RunOptions, RunOutcome
 from mmbench.engine.batches import micro_batches, training_data
 from mmbench.engine.loop import Interruption, run_steps
 from mmbench.engine.losses import TrainingDiverged, TrainingLoss
@@ -50,11 +47,11 @@ class Trainer:
     """One training run of a `SegmentationMethod`, from an empty run directory (or a resumable one) to a
     `RunOutcome`."""
 
-    def __init__(self, context: RunContext, options: Mapping[str, Any]) -> None:
+    def __init__(self, context: RunContext) -> None:
         self.context = context
         self.plan = context.plan
-        self.options = dict(options)
-        self.smoke = bool(self.options.get("smoke"))
+        self.options: RunOptions = context.options
+        self.smoke = self.options.smoke
         self.device = context.device
         self.dist: DistContext = init_distributed(self.device)
         if self.dist.enabled and self.device.startswith("cuda"):
@@ -66,27 +63,20 @@ class Trainer:
 
     def _build(self) -> None:
         """Model, training data, update rule, loss (DDP-wrapped when distributed) and checkpoints."""
-        store_path = self.plan.dataset.path
-        if store_path is None:
-            raise ConfigError(f"dataset {self.plan.dataset.name!r} has no tile store to train on")
-        self.store_path = store_path
+        self.facts = self._dataset_facts()
         self.protocol = load_protocol(self.plan)
-        with TileStore(store_path) as store:
-            classes = list(store.classes)
-            ignore_index = store.ignore_index
-            modalities = self.protocol.select_modalities(store.modality_names)
-            channels = {name: store.modalities[name].channels for name in modalities}
-            fingerprint = self.plan.dataset.fingerprint()
+        modalities = self.protocol.select_modalities(self.facts.modality_names)
+        channels = self.facts.channels(modalities)
         if len(channels) < self.plan.method.min_modalities:
             raise ConfigError(
                 f"method {self.plan.method.name!r} needs at least {self.plan.method.min_modalities} "
                 f"modalities; the dataset gives {len(channels)}"
             )
         torch.manual_seed(self.seed)
-        self.model = build_method(self.plan.method, channels, len(classes), self.method_config)
+        self.model = build_method(self.plan.method, channels, len(self.facts.classes), self.method_config)
         self.model.to(self.device)
         self.train_data = training_data(
-            store_path,
+            self.facts.path,
             split=self.protocol.config["split"],
             label_variant=self.protocol.config["label_variant"],
             modalities=list(channels),
@@ -101,32 +91,38 @@ class Trainer:
             device=self.device,
             amp_dtype=amp,
             seed=self.seed,
-            ignore_index=ignore_index,
-            num_classes=len(classes),
+            ignore_index=self.facts.ignore_index,
+            num_classes=len(self.facts.classes),
             last_checkpoint=self.run_dir / "last.ckpt",
         )
         self.checkpoints = TrainingCheckpoints(
             self.run_dir,
             method={"name": self.plan.method.name, "version": self.plan.method.version},
             config=self.plan.config.data,
-            dataset={
-                "name": self.plan.dataset.name,
-                "fingerprint": fingerprint,
-                "classes": classes,
-                "modalities": channels,
-                "ignore_index": ignore_index,
-            },
+            dataset=self.facts.checkpoint_entry(modalities),
             model=self.model,
             update=self.update,
             dist=self.dist,
         )
 
+    def _dataset_facts(self) -> DatasetFacts:
+        """The facts the run read when it started (`RunContext.dataset_facts`)."""
+        facts = self.context.dataset_facts
+        if facts is not None:
+            return facts
+        if self.plan.dataset.path is None:
+            raise ConfigError(f"dataset {self.plan.dataset.name!r} has no tile store to train on")
+        raise ValueError(
+            "the run context carries no dataset facts: start the run with "
+            "mmbench.runs.execution.start_run(plan, dataset_facts=True)"
+        )
+
     def execute(self) -> RunOutcome:
         self._build()
         state = TrainState()
-        resume_from = self.options.get("resume_from")
+        resume_from = self.options.resume_from
         if resume_from is not None:
-            state = self.checkpoints.restore(Path(resume_from) / "last.ckpt")
+            state = self.checkpoints.restore(resume_from / "last.ckpt")
         if self.dist.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
         log = TrainLog(
@@ -136,7 +132,7 @@ class Trainer:
         )
         validate = Validator(
             self.model,
-            self.store_path,
+            self.facts,
             self.protocol,
             device=self.device,
             dist=self.dist,
@@ -179,9 +175,7 @@ class Trainer:
         self.dist.barrier()
         self.checkpoints.load_weights(best)
         limit = 2 if self.smoke else None
-        result = evaluate(
-            self.model, self.store_path, self.protocol, device=self.device, limit_tiles=limit, dist=self.dist
-        )
+        result = evaluate(self.model, self.facts, self.protocol, device=self.device, limit_tiles=limit, dist=self.dist)
         log.write({"event": "test", "checkpoint": best.name, "aggregate": result.aggregate})
         return RunOutcome(
             scenarios=result.scenarios,
@@ -207,13 +201,12 @@ class Trainer:
 
 
 class TrainingExecutor:
-    """Adapts `Trainer` to the pipeline's executor protocol."""
+    """Adapts `Trainer` to the executor protocol; the run reads the dataset's facts for it at start."""
 
-    def __init__(self, options: Mapping[str, Any]) -> None:
-        self.options = options
+    needs_dataset_facts = True
 
     def execute(self, context: RunContext) -> RunOutcome:
-        return Trainer(context, {**self.options, **context.plan.options}).execute()
+        return Trainer(context).execute()
 
 
 def is_trainable(implementation: Any) -> bool:

@@ -4,10 +4,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
+from mmbench.context import DatasetFacts
 from mmbench.engine.resume import TrainingCheckpoints, TrainState
 from mmbench.engine.train_log import TrainLog
 from mmbench.evaluation.engine import evaluate
@@ -24,7 +23,7 @@ class Validator:
     def __init__(
         self,
         model: SegmentationMethod,
-        store_path: Path,
+        facts: DatasetFacts,
         protocol: Protocol,
         *,
         device: str,
@@ -33,7 +32,7 @@ class Validator:
         log: TrainLog,
         checkpoints: TrainingCheckpoints,
     ) -> None:
-        self.model, self.store_path, self.protocol = model, store_path, protocol
+        self.model, self.facts, self.protocol = model, facts, protocol
         self.device, self.dist, self.val_tiles = device, dist, val_tiles
         self.log, self.checkpoints = log, checkpoints
 
@@ -42,7 +41,7 @@ class Validator:
         self.model.eval()
         result = evaluate(
             self.model,
-            self.store_path,
+            self.facts,
             self.protocol,
             device=self.device,
             part="val",

@@ -5,7 +5,8 @@ overlapping logits are averaged before the argmax. Every scenario of the protoco
 same batch while it is in memory. For methods with the split interface (`encode` / `decode`), each
 modality is encoded once per window (once per degradation level for pixel-drop) and only the decoder
 runs per scenario; other methods run whole per scenario. Metrics come from one confusion matrix per
-scenario accumulated over the whole test part (never per-image averages).
+scenario accumulated over the whole test part (never per-image averages). Classes, ignore index and
+modalities come from the run's `DatasetFacts` (mmbench/context.py), read once when the run started.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from mmbench.context import DatasetFacts
 from mmbench.errors import ConfigError
 from mmbench.evaluation.metrics import ConfusionMatrix, compute_metrics
 from mmbench.evaluation.tiling import window_starts
@@ -36,31 +38,32 @@ class EvaluationResult:
     tiles: int
 
 
-def dataset_context(store_path: str | Path, protocol: Protocol) -> dict[str, Any]:
-    """What protocols may need to know about the data: classes, ignore index, training class shares."""
-    from mmbench.data.store_reader import TileStore
+def protocol_context(facts: DatasetFacts, protocol: Protocol) -> dict[str, Any]:
+    """What protocols may need to know about the data: classes, ignore index, modalities, and the training
+    part's class shares for protocols that ask for them (`needs_train_frequencies`)."""
+    context: dict[str, Any] = {
+        "classes": list(facts.classes),
+        "ignore_index": facts.ignore_index,
+        "store_modalities": list(facts.modality_names),
+        "modality_channels": dict(facts.modalities),
+    }
+    if getattr(protocol, "needs_train_frequencies", False):
+        from mmbench.data.store_reader import TileStore
 
-    with TileStore(store_path) as store:
-        context: dict[str, Any] = {
-            "classes": list(store.classes),
-            "ignore_index": store.ignore_index,
-            "store_modalities": list(store.modality_names),
-            "modality_channels": {name: info.channels for name, info in store.modalities.items()},
-        }
-        if getattr(protocol, "needs_train_frequencies", False):
+        with TileStore(facts.path) as store:
             counts = store.class_histogram(
                 protocol.config["label_variant"], store.split_indices(protocol.config["split"], "train")
             )[:-1]
-            total = max(int(counts.sum()), 1)
-            context["train_class_frequencies"] = {
-                name: int(c) / total for name, c in zip(store.classes, counts, strict=True)
-            }
+        total = max(int(counts.sum()), 1)
+        context["train_class_frequencies"] = {
+            name: int(c) / total for name, c in zip(facts.classes, counts, strict=True)
+        }
     return context
 
 
 def evaluate(
     method: SegmentationMethod,
-    store_path: str | Path,
+    data: str | Path | DatasetFacts,
     protocol: Protocol,
     *,
     device: str = "cpu",
@@ -70,11 +73,15 @@ def evaluate(
     limit_tiles: int | None = None,
     dist: DistContext | None = None,
 ) -> EvaluationResult:
-    """Evaluate `method` on the protocol's split part of the store under every scenario of `protocol`."""
+    """Evaluate `method` on the protocol's split part of the store under every scenario of `protocol`.
+
+    `data` is the run's `DatasetFacts` (read when the run started), or a tile-store path whose facts are
+    read here (a standalone evaluation)."""
     from mmbench.data.loader import TileDataset
 
     started = time.perf_counter()
-    context = dataset_context(store_path, protocol)
+    facts = data if isinstance(data, DatasetFacts) else DatasetFacts.from_store(data)
+    context = protocol_context(facts, protocol)
     protocol.check_classes(context["classes"])
     modalities = protocol.select_modalities(context["store_modalities"])
     if tuple(modalities) != method.modality_names:
@@ -86,7 +93,7 @@ def evaluate(
     scenarios = protocol.scenarios(modalities, context)
     config = protocol.config
     dataset = TileDataset(
-        store_path,
+        facts.path,
         split=config["split"],
         part=part or config["part"],
         modalities=modalities,

@@ -2,8 +2,9 @@
 
 1. `plan_run` resolves the plugins, the dataset and the config, and checks them, without computing
    anything: this is all `--dry-run` does.
-2. `execute_run` seeds every random source, hands a `RunContext` to the method's executor, and turns
-   the `RunOutcome` it returns into a validated record written atomically.
+2. `execute_run` seeds every random source, reads the dataset's facts once (`DatasetFacts`: classes,
+   ignore index, modalities, fingerprint), hands a `RunContext` to the method's executor, and turns the
+   `RunOutcome` it returns into a validated record written atomically.
 
 The executor is the method implementation's `execute(context)` when it defines one, else the training
 engine (`mmbench.engine.trainer`) for `SegmentationMethod` plugins.
@@ -17,7 +18,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from mmbench.context import Executor, RunContext, RunOutcome, RunPlan
+from mmbench.context import DatasetFacts, Executor, RunContext, RunOutcome, RunPlan, read_dataset_facts
 from mmbench.errors import NotAvailableError, UserError
 from mmbench.records import SCHEMA_VERSION, isoformat, new_run_id, record_path, utc_now, write_record
 from mmbench.records.environment import collect_environment, git_state
@@ -33,7 +34,7 @@ def find_executor(plan: RunPlan) -> Executor:
     from mmbench.engine.trainer import TrainingExecutor, is_trainable
 
     if is_trainable(implementation):
-        return TrainingExecutor(plan.options)
+        return TrainingExecutor()
     raise NotAvailableError(
         f"method {plan.method.name!r}: {plan.method.target} is neither a mmbench.method.SegmentationMethod nor "
         "defines execute(context); mmbench cannot run it"
@@ -42,7 +43,8 @@ def find_executor(plan: RunPlan) -> Executor:
 
 @dataclass
 class StartedRun:
-    """A run after its set-up: device resolved, seeds applied, dataset materialised, record path chosen."""
+    """A run after its set-up: device resolved, seeds applied, dataset materialised and fingerprinted (its
+    facts read when asked for), record path chosen."""
 
     plan: RunPlan
     device: str
@@ -51,25 +53,36 @@ class StartedRun:
     run_id: str
     path: Path
     clock: float
+    facts: DatasetFacts | None
+    fingerprint: str | None
+
+    def context(self) -> RunContext:
+        """What the executor receives."""
+        return RunContext(
+            plan=self.plan, device=self.device, run_dir=self.path.parent, seeds=self.seeds, dataset_facts=self.facts
+        )
 
 
-def start_run(plan: RunPlan) -> StartedRun:
+def start_run(plan: RunPlan, *, dataset_facts: bool) -> StartedRun:
+    """Set the run up; with `dataset_facts`, read the store's facts (a dataset without a store gets None)."""
     from mmbench.runtime.distributed import init_distributed
 
     run_settings = plan.run_settings
     device = resolve_device(run_settings["device"])
     dist = init_distributed(device)
     created = utc_now()
-    if plan.options.get("resume"):
+    if plan.options.resume:
         previous = find_resumable_run(plan)
         run_id = previous.name
-        plan = replace(plan, options={**plan.options, "resume_from": previous})
+        plan = replace(plan, options=replace(plan.options, resume_from=previous))
     else:
         run_id = dist.broadcast(new_run_id(created, plan.seed))  # one run directory for all ranks
     path = record_path(run_settings["out"], plan.dataset.name, plan.protocol.name, plan.method.name, run_id)
     seeds = seed_everything(plan.seed, deterministic=bool(run_settings["deterministic"]))
     plan = replace(plan, dataset=plan.dataset.materialize(plan.config.section("dataset")))
-    return StartedRun(plan, device, seeds, created, run_id, path, time.perf_counter())
+    facts = read_dataset_facts(plan.dataset) if dataset_facts and plan.dataset.path is not None else None
+    fingerprint = facts.fingerprint if facts is not None else plan.dataset.fingerprint()
+    return StartedRun(plan, device, seeds, created, run_id, path, time.perf_counter(), facts, fingerprint)
 
 
 def find_resumable_run(plan: RunPlan) -> Path:
@@ -89,14 +102,16 @@ def find_resumable_run(plan: RunPlan) -> Path:
 
 def _comparable(config: Mapping[str, Any]) -> dict[str, Any]:
     return {section: values for section, values in config.items() if section != "run"} | {
-        "seed": config.get("run", {}).get("seed")}
+        "seed": config.get("run", {}).get("seed")
+    }
 
 
 def finish_run(started: StartedRun, outcome: RunOutcome) -> Path:
     """Turn an outcome into a validated record, written atomically; returns its path."""
     if not isinstance(outcome, RunOutcome):
-        raise TypeError(f"method {started.plan.method.name!r}: execute() returned {type(outcome).__name__}, "
-                        "expected a RunOutcome")
+        raise TypeError(
+            f"method {started.plan.method.name!r}: execute() returned {type(outcome).__name__}, expected a RunOutcome"
+        )
     from mmbench.runtime.distributed import init_distributed
 
     if not init_distributed(started.device).is_main:
@@ -107,17 +122,24 @@ def finish_run(started: StartedRun, outcome: RunOutcome) -> Path:
         "total_s": round(time.perf_counter() - started.clock, 6),
         **outcome.timing,
     }
-    record = build_record(started.plan, started.run_id, started.created, started.device, started.seeds, outcome,
-                          timing)
+    record = build_record(
+        started.plan,
+        started.run_id,
+        started.created,
+        started.device,
+        started.seeds,
+        outcome,
+        timing,
+        started.fingerprint,
+    )
     return write_record(record, started.path)
 
 
 def execute_run(plan: RunPlan) -> Path:
     """Run the plan and write its record; returns the record's path."""
     executor = find_executor(plan)
-    started = start_run(plan)
-    context = RunContext(plan=started.plan, device=started.device, run_dir=started.path.parent, seeds=started.seeds)
-    return finish_run(started, executor.execute(context))
+    started = start_run(plan, dataset_facts=bool(getattr(executor, "needs_dataset_facts", False)))
+    return finish_run(started, executor.execute(started.context()))
 
 
 def build_record(
@@ -128,7 +150,9 @@ def build_record(
     seeds: Mapping[str, Any],
     outcome: RunOutcome,
     timing: Mapping[str, Any],
+    fingerprint: str | None,
 ) -> dict[str, Any]:
+    """`fingerprint`: the dataset's, taken once when the run started."""
     git = git_state()
     return {
         "schema_version": SCHEMA_VERSION,
@@ -152,7 +176,7 @@ def build_record(
         "dataset": {
             "name": plan.dataset.name,
             "path": str(plan.dataset.path) if plan.dataset.path is not None else None,
-            "fingerprint": plan.dataset.fingerprint(),
+            "fingerprint": fingerprint,
             "version": plan.dataset.spec.version if plan.dataset.spec is not None else None,
         },
         "seed": plan.seed,
@@ -164,4 +188,3 @@ def build_record(
         "aggregate": outcome.aggregate,
         "timing": dict(timing),
     }
-
