@@ -46,13 +46,20 @@ def tiny_config(name: str) -> dict:
 
 def build(name: str, modalities: dict[str, int], seed: int = 0, classes: int = CLASSES, **overrides):
     spec = METHODS.get(name)
+    config = {**load_defaults(spec.defaults, name), **tiny_config(name), **overrides}
+    torch.manual_seed(seed)
+    return build_method(spec, modalities, classes, config)
+
+
+def build_every(name: str, modalities: dict[str, int], **options):
+    """`build` for the tests every method runs: skipped where the method's spec declares it cannot run on
+    `modalities` (too few, one it requires is absent, or one it does not accept)."""
+    spec = METHODS.get(name)
     accepted = set(spec.modalities) if spec.modalities else set(modalities)
     needed = set(spec.required_modalities)
     if len(modalities) < spec.min_modalities or not needed <= set(modalities) <= accepted:
         pytest.skip(f"{name} does not run on {sorted(modalities)} (its spec: {spec.describe_modalities()})")
-    config = {**load_defaults(spec.defaults, name), **tiny_config(name), **overrides}
-    torch.manual_seed(seed)
-    return build_method(spec, modalities, classes, config)
+    return build(name, modalities, **options)
 
 
 def batch_for(modalities: dict[str, int], size: int = SIZE, batch: int = 4, seed: int = 0) -> dict:
@@ -83,7 +90,7 @@ def test_registered_with_defaults(name):
 @pytest.mark.parametrize("name", METHOD_NAMES)
 def test_every_pattern_forward_backward_and_no_leak(name, count):
     modalities = MODALITY_SETS[count]
-    model = build(name, modalities)
+    model = build_every(name, modalities)
     model.train()
     every = patterns(count)
     batch = batch_for(modalities, batch=len(every))
@@ -107,7 +114,7 @@ def test_every_pattern_forward_backward_and_no_leak(name, count):
 
 @pytest.mark.parametrize("name", METHOD_NAMES)
 def test_split_interface_matches_forward(name):
-    model = build(name, MODALITY_SETS[3]).eval()
+    model = build_every(name, MODALITY_SETS[3]).eval()
     if not model.has_split_interface:
         pytest.skip(f"{name} has no split interface (its modalities meet before any per-modality encoder)")
     batch = batch_for(MODALITY_SETS[3])
@@ -125,7 +132,7 @@ def test_training_loss_decreases_and_is_deterministic(name):
     batch = batch_for(modalities, size=32)
 
     def train(seed: int) -> list[float]:
-        model = build(name, modalities, seed=seed)
+        model = build_every(name, modalities, seed=seed)
         model.train()
         adversary = model.adversary_parameters()  # discriminators: their own optimizer, stepped first (as the engine)
         held_out = {id(parameter) for parameter in adversary}
@@ -153,14 +160,14 @@ def test_training_loss_decreases_and_is_deterministic(name):
 @pytest.mark.parametrize("name", METHOD_NAMES)
 def test_checkpoint_round_trip(name):
     modalities = MODALITY_SETS[2]
-    model = build(name, modalities)
+    model = build_every(name, modalities)
     batch = batch_for(modalities, size=32)
     model.train()
     model.training_loss(batch, TrainStep(step=0, micro=0, seed=0, ignore_index=255, num_classes=CLASSES))
     model.eval()
     buffer = io.BytesIO()
     torch.save(model.state_dict(), buffer)
-    restored = build(name, modalities, seed=123)
+    restored = build_every(name, modalities, seed=123)
     buffer.seek(0)
     restored.load_state_dict(torch.load(buffer, weights_only=True))
     restored.eval()
@@ -385,7 +392,7 @@ def test_every_protocol_evaluates_without_reading_missing_inputs(tiny_store, nam
     from mmbench.evaluation.engine import evaluate
     from mmbench.registry import PROTOCOLS
 
-    model = build(name, {"optical": 3, "dsm": 1, "sar": 1}, classes=6).eval()  # the synthetic store's layout
+    model = build_every(name, {"optical": 3, "dsm": 1, "sar": 1}, classes=6).eval()  # the synthetic store's layout
     for protocol_name in PROTOCOLS.names():
         spec = PROTOCOLS.get(protocol_name)
         protocol = spec.load()(load_defaults(spec.defaults, protocol_name))
