@@ -6,8 +6,7 @@ A converter's `version` is the one its layout writes into every store's provenan
 tests/test_converters.py checks that the two agree.
 """
 
-from mmbench.plugins import DatasetSpec
-from mmbench.registry import ConverterSpec
+from mmbench.plugins import ConverterSpec, DatasetSpec
 
 SYNTHETIC = DatasetSpec(
     name="synthetic",

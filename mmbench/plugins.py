@@ -172,3 +172,40 @@ class DatasetSpec(PluginSpec):
 
     def metadata(self) -> dict[str, Any]:
         return {**super().metadata(), "modalities": list(self.modalities), "classes": list(self.classes)}
+
+
+@dataclass(frozen=True)
+class ConverterSpec(PluginSpec):
+    """A converter from an official dataset distribution to a tile store (`mmbench data convert NAME`).
+
+    `target` names the implementation: an object with `convert(source, output, *, tile_size, stride, codec,
+    progress)` that writes the store and returns a report with `output`, `tiles`, `off_palette_pixels` and
+    `notes` (e.g. a `mmbench.datasets.converters.common.LayoutConverter`, which runs a declarative layout through
+    mmbench's conversion engine). `modalities` names the modalities its stores hold (optional ones included).
+    """
+
+    kind: ClassVar[str] = "converter"
+
+    modalities: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if isinstance(self.modalities, str) or not all(isinstance(m, str) for m in self.modalities):
+            raise PluginError(f"converter {self.name!r}: 'modalities' must be a tuple of modality names")
+        object.__setattr__(self, "modalities", tuple(self.modalities))
+
+    def describe_modalities(self) -> str:
+        return ", ".join(self.modalities) or "unknown until converted"
+
+    def converter(self) -> Any:
+        """The implementation, checked to have a `convert` method (a one-line `PluginError` otherwise)."""
+        implementation = self.load()
+        if not callable(getattr(implementation, "convert", None)):
+            raise PluginError(
+                f"converter {self.name!r}: {self.target} has no convert(source, output, ...) method "
+                f"(it is a {type(implementation).__name__})"
+            )
+        return implementation
+
+    def metadata(self) -> dict[str, Any]:
+        return {**super().metadata(), "modalities": list(self.modalities)}

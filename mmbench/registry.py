@@ -16,10 +16,10 @@ from __future__ import annotations
 import difflib
 from dataclasses import dataclass, field
 from importlib import metadata
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Generic, TypeVar
 
 from mmbench.errors import PluginError
-from mmbench.plugins import DatasetSpec, MethodSpec, PluginSpec, ProtocolSpec
+from mmbench.plugins import ConverterSpec, DatasetSpec, MethodSpec, PluginSpec, ProtocolSpec
 
 SpecT = TypeVar("SpecT", bound=PluginSpec)
 
@@ -153,43 +153,6 @@ class Registry(Generic[SpecT]):
         close = difflib.get_close_matches(normalize_name(name), known, n=3, cutoff=0.6)
         hint = f"did you mean {', '.join(repr(c) for c in close)}? " if close else ""
         return f"unknown {self.kind} {name!r}; {hint}registered {self.plural}: {', '.join(known)}"
-
-
-@dataclass(frozen=True)
-class ConverterSpec(PluginSpec):
-    """A converter from an official dataset distribution to a tile store (`mmbench data convert NAME`).
-
-    `target` names the implementation: an object with `convert(source, output, *, tile_size, stride, codec,
-    progress)` that writes the store and returns a report with `output`, `tiles`, `off_palette_pixels` and
-    `notes` (e.g. a `mmbench.datasets.converters.common.LayoutConverter`, which runs a declarative layout through
-    mmbench's conversion engine). `modalities` names the modalities its stores hold (optional ones included).
-    """
-
-    kind: ClassVar[str] = "converter"
-
-    modalities: tuple[str, ...] = ()
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if isinstance(self.modalities, str) or not all(isinstance(m, str) for m in self.modalities):
-            raise PluginError(f"converter {self.name!r}: 'modalities' must be a tuple of modality names")
-        object.__setattr__(self, "modalities", tuple(self.modalities))
-
-    def describe_modalities(self) -> str:
-        return ", ".join(self.modalities) or "unknown until converted"
-
-    def converter(self) -> Any:
-        """The implementation, checked to have a `convert` method (a one-line `PluginError` otherwise)."""
-        implementation = self.load()
-        if not callable(getattr(implementation, "convert", None)):
-            raise PluginError(
-                f"converter {self.name!r}: {self.target} has no convert(source, output, ...) method "
-                f"(it is a {type(implementation).__name__})"
-            )
-        return implementation
-
-    def metadata(self) -> dict[str, Any]:
-        return {**super().metadata(), "modalities": list(self.modalities)}
 
 
 METHODS: Registry[MethodSpec] = Registry("method", "methods", "mmbench.methods", MethodSpec)

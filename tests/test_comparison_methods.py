@@ -12,27 +12,14 @@ from __future__ import annotations
 
 import io
 import itertools
-from importlib import resources
-from pathlib import Path
 
 import pytest
 import torch
+from builtin_plugins import REPO_ROOT, builtin_methods, paper_config_method, paper_configs
 
 from mmbench.config import load_defaults
 from mmbench.method import TrainStep, build_method
 from mmbench.registry import METHODS
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
-
-
-def builtin_methods() -> list[str]:
-    """The registered methods that mmbench itself ships (pyproject.toml's `mmbench.methods` entry points)."""
-    return [
-        r.name
-        for r in METHODS.registrations()
-        if r.sources and (r.sources[0].distribution or "").startswith("mmbench ")
-    ]
-
 
 METHOD_NAMES = builtin_methods()
 MODALITY_SETS = {2: {"optical": 3, "dsm": 1}, 3: {"optical": 3, "dsm": 1, "sar": 1}}
@@ -342,22 +329,7 @@ def test_shaspec_needs_two_modalities():
         build("shaspec", {"optical": 3})
 
 
-PAPER_CONFIGS = sorted(path.relative_to(REPO_ROOT).as_posix() for path in REPO_ROOT.glob("methods/*/paper*.yaml"))
-
-
-def paper_config_method(path: str) -> str:
-    """The built-in method a paper-scale config belongs to: `paper_<stem>.yaml` sits beside the defaults
-    `<stem>.yaml` of its method, `paper.yaml` beside the defaults of the only method of its folder."""
-    folder, file = (REPO_ROOT / path).parent.resolve(), Path(path).name
-    owners = []
-    for name in METHOD_NAMES:
-        package, _, defaults = METHODS.get(name).defaults.partition(":")
-        if Path(str(resources.files(package))).resolve() == folder:
-            owners.append((name, Path(defaults).stem))
-    if file != "paper.yaml":
-        owners = [(name, stem) for name, stem in owners if file == f"paper_{stem}.yaml"]
-    assert len(owners) == 1, f"{path} must belong to exactly one built-in method; candidates: {owners}"
-    return owners[0][0]
+PAPER_CONFIGS = paper_configs()
 
 
 def test_paper_scale_configs_are_found():

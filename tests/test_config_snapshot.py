@@ -15,23 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from builtin_plugins import paper_config_method, paper_configs
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SNAPSHOT = REPO_ROOT / "tests" / "fixtures" / "resolved_defaults.json"
-PAPER_CONFIGS = {
-    "methods/stars/paper.yaml": "stars",
-    "methods/baselines/paper_unimodal.yaml": "unimodal",
-    "methods/baselines/paper_early_fusion.yaml": "early-fusion",
-    "methods/baselines/paper_modality_dropout.yaml": "modality-dropout",
-    "methods/shaspec/paper.yaml": "shaspec",
-    "methods/mmformer/paper.yaml": "mmformer",
-    "methods/perceiver/paper.yaml": "perceiver",
-    "methods/sgma/paper.yaml": "sgma",
-    "methods/imputation/paper_ae.yaml": "ae",
-    "methods/imputation/paper_cgan.yaml": "cgan",
-    "methods/dis2/paper.yaml": "dis2",
-    "methods/gemmnet/paper.yaml": "gemmnet",
-}
+PAPER_CONFIGS = {path: paper_config_method(path) for path in paper_configs()}
 PAPER_PROTOCOL = "last1"
 
 

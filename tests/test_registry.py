@@ -187,7 +187,7 @@ def test_converters_register_like_every_plugin(install_dist):
     assert "unknown converter 'earthmis'; did you mean 'earthmiss'" in str(info.value)
     with pytest.raises(PluginError, match="converter 'exploding-format' failed to load .*ImportError: needs gdal"):
         CONVERTERS.get("exploding-format")
-    with pytest.raises(PluginError, match="points at a MethodSpec, expected a mmbench.registry.ConverterSpec"):
+    with pytest.raises(PluginError, match="points at a MethodSpec, expected a mmbench.plugins.ConverterSpec"):
         CONVERTERS.get("method-format")
     assert CONVERTERS.get("earthmiss").name == "earthmiss"  # the others keep working
     with pytest.raises(PluginError, match="'modalities' must be a tuple of modality names"):

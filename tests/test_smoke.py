@@ -11,19 +11,11 @@ from pathlib import Path
 import pytest
 import torch
 from behaviour_pins import pinned_store, smoke_losses
+from builtin_plugins import builtin_methods
 
 from mmbench.records import read_record
-from mmbench.registry import METHODS
 
 PINS = json.loads((Path(__file__).parent / "fixtures" / "behaviour_pins.json").read_text())
-
-
-def builtin_methods() -> list[str]:
-    return [
-        r.name
-        for r in METHODS.registrations()
-        if r.sources and (r.sources[0].distribution or "").startswith("mmbench ")
-    ]
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,7 @@
 """Converters from the official dataset layouts to mmbench tile stores (`mmbench data convert`).
 
 Converters are plugins: each format is an entry point in group `mmbench.converters` naming a
-`mmbench.registry.ConverterSpec` (the built-ins' are in `mmbench.datasets.specs`), so another package adds one
+`mmbench.plugins.ConverterSpec` (the built-ins' are in `mmbench.datasets.specs`), so another package adds one
 the same way (docs/converters.md). Each built-in distribution is described declaratively (`isprs`,
 `whu_opt_sar`, `earthmiss`) and converted by one shared engine (`common`): find the files (extracted folder or
 official zip archives), decode them, check them, cut them into windows and write them with `TileStoreWriter`.

@@ -67,7 +67,7 @@ def run_conversion(
 class LayoutConverter:
     """A converter plugin's implementation: a declarative `Layout` run by this engine.
 
-    A `mmbench.registry.ConverterSpec` names one as its target (`mmbench data convert` and
+    A `mmbench.plugins.ConverterSpec` names one as its target (`mmbench data convert` and
     `mmbench.datasets.converters.convert` call its `convert`); a converter from another package can wrap its own
     `Layout` the same way, or provide any object with this `convert`.
     """
