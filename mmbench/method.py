@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -41,6 +41,10 @@ class TrainStep:
 
 class SegmentationMethod(nn.Module):
     """Base class of every method. `modalities` maps modality name to channel count, in dataset order."""
+
+    #: Overrides of the method's defaults that make it small enough for fast tests (narrow widths, few
+    #: blocks); the registry-parametrized tests build every built-in method with them. Empty: the defaults.
+    tiny_config: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, modalities: Mapping[str, int], num_classes: int, config: Mapping[str, Any]) -> None:
         super().__init__()
