@@ -12,16 +12,7 @@ from mmbench.errors import ConfigError
 from mmbench.method import TrainStep
 from mmbench.methods.dis2.model import Dis2, orthogonality
 
-SMALL = {
-    "gf": 4,
-    "transformer_dim": 16,
-    "heads": 2,
-    "mlp_dim": 16,
-    "token_grid": 4,
-    "pool_hidden": 8,
-    "class_channels": 1,
-    "penultimate_channels": 4,
-}
+SMALL = Dis2.tiny_config
 THREE = {"optical": 3, "dsm": 1, "sar": 1}
 CLASSES = 4
 
