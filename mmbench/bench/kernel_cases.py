@@ -58,18 +58,27 @@ def _paper(op: str, name: str, **params: Any) -> Problem:
 # ContrastiveSeg's rule (a quota per (image, class) pair), the setting its loops over images are for.
 PROBLEMS: tuple[Problem, ...] = (
     _default("sample", "B8 24x24 K6 q100", batch=8, side=24, classes=6, max_samples=1024, max_views=100),
-    _default("sample", "B8 24x24 K6 per-image", batch=8, side=24, classes=6, max_samples=1024, max_views=100,
-             per_image=True),
-    _default("gather", "B8 C64 24x24 N600", batch=8, side=24, channels=64, classes=6, max_samples=1024,
-             max_views=100),
+    _default(
+        "sample", "B8 24x24 K6 per-image", batch=8, side=24, classes=6, max_samples=1024, max_views=100, per_image=True
+    ),
+    _default("gather", "B8 C64 24x24 N600", batch=8, side=24, channels=64, classes=6, max_samples=1024, max_views=100),
     _default("infonce", "N600 d64", n=600, dims=64, classes=6),
     _default("confusion", "B8 K6 192x192", batch=8, side=192, classes=6),  # synthetic test tiles
     _paper("sample", "B8 128x128 K6 q100", batch=8, side=128, classes=6, max_samples=8192, max_views=100),
     _paper("sample", "B8 128x128 K6 q1024", batch=8, side=128, classes=6, max_samples=8192, max_views=1024),
-    _paper("sample", "B8 128x128 K6 per-image", batch=8, side=128, classes=6, max_samples=1024, max_views=100,
-           per_image=True),
-    _paper("gather", "B8 C256 128x128 N4096", batch=8, side=128, channels=256, classes=6, max_samples=4096,
-           max_views=1024),
+    _paper(
+        "sample",
+        "B8 128x128 K6 per-image",
+        batch=8,
+        side=128,
+        classes=6,
+        max_samples=1024,
+        max_views=100,
+        per_image=True,
+    ),
+    _paper(
+        "gather", "B8 C256 128x128 N4096", batch=8, side=128, channels=256, classes=6, max_samples=4096, max_views=1024
+    ),
     _paper("infonce", "N1024 d256", n=1024, dims=256, classes=6),
     _paper("infonce", "N4096 d256", n=4096, dims=256, classes=6),
     _paper("infonce", "N8192 d256", n=8192, dims=256, classes=6),
@@ -100,8 +109,15 @@ def benchmark_labels(batch: int, side: int, classes: int, device: torch.device |
 
 
 def _sample_kwargs(params: dict[str, Any]) -> dict[str, Any]:
-    return {"max_samples": params["max_samples"], "max_views": params["max_views"], "min_pixels": 2, "seed": 7,
-            "ignore_index": IGNORE, "mode": "all", "per_image": params.get("per_image", False)}
+    return {
+        "max_samples": params["max_samples"],
+        "max_views": params["max_views"],
+        "min_pixels": 2,
+        "seed": 7,
+        "ignore_index": IGNORE,
+        "mode": "all",
+        "per_image": params.get("per_image", False),
+    }
 
 
 def _triton(op: str) -> Callable[..., Any]:
@@ -131,20 +147,24 @@ def _sample_workload(params: dict[str, Any], device: torch.device, providers: tu
     kwargs = _sample_kwargs(params)
     num_classes = params["classes"]
     implementations: dict[str, Callable[..., Any]] = {
-        "naive": naive_class_balanced_sample, "reference": class_balanced_sample_torch}
+        "naive": naive_class_balanced_sample,
+        "reference": class_balanced_sample_torch,
+    }
     if "compile" in providers:
         implementations["compile"] = _compiled(class_balanced_sample_torch)
     if "triton" in providers:
         implementations["triton"] = _triton("sample")
     indices, _ = class_balanced_sample_torch(labels, num_classes, **kwargs)
     calls: dict[str, Callable[[], object]] = {
-        name: functools.partial(fn, labels, num_classes, **kwargs) for name, fn in implementations.items()}
+        name: functools.partial(fn, labels, num_classes, **kwargs) for name, fn in implementations.items()
+    }
     moved = labels.numel() * labels.element_size() + 2 * indices.numel() * 8
     return Workload(calls, moved, info={"pixels": labels.numel(), "samples": indices.numel()})
 
 
-def _backward(fn: Callable[[], Tensor], inputs: tuple[Tensor, ...], upstream: Tensor | None = None
-              ) -> Callable[[], object]:
+def _backward(
+    fn: Callable[[], Tensor], inputs: tuple[Tensor, ...], upstream: Tensor | None = None
+) -> Callable[[], object]:
     def run() -> object:
         out = fn()
         return torch.autograd.grad(out, inputs, upstream)
@@ -164,18 +184,22 @@ def _gather_workload(params: dict[str, Any], device: torch.device, providers: tu
         implementations["compile"] = _compiled(gather_pixels_torch)
     if "triton" in providers:
         implementations["triton"] = _triton("gather")
-    calls = {name: _backward(functools.partial(fn, features.permute(0, 2, 3, 1), indices), (features,), upstream)
-             for name, fn in implementations.items()}
-    calls["naive"] = _backward(lambda: naive_gather_pixels(features.permute(0, 2, 3, 1), indices, sampled),
-                               (features,), upstream)
+    calls = {
+        name: _backward(functools.partial(fn, features.permute(0, 2, 3, 1), indices), (features,), upstream)
+        for name, fn in implementations.items()
+    }
+    calls["naive"] = _backward(
+        lambda: naive_gather_pixels(features.permute(0, 2, 3, 1), indices, sampled), (features,), upstream
+    )
     row_bytes = indices.numel() * channels * features.element_size()
     dense = features.numel() * features.element_size()
     moved = 2 * row_bytes + indices.numel() * 8 + row_bytes + dense  # forward rows in/out; backward rows in, dense out
     return Workload(calls, moved, info={"samples": indices.numel(), "feature_bytes": dense})
 
 
-def infonce_inputs(n: int, dims: int, classes: int, device: torch.device | str, dtype: torch.dtype = torch.float32,
-                   seed: int = 0) -> tuple[Tensor, Tensor, Tensor]:
+def infonce_inputs(
+    n: int, dims: int, classes: int, device: torch.device | str, dtype: torch.dtype = torch.float32, seed: int = 0
+) -> tuple[Tensor, Tensor, Tensor]:
     generator = torch.Generator().manual_seed(seed)
     a = F.normalize(torch.randn(n, dims, generator=generator), dim=1).to(device=device, dtype=dtype)
     b = F.normalize(torch.randn(n, dims, generator=generator), dim=1).to(device=device, dtype=dtype)
@@ -187,7 +211,9 @@ def _infonce_workload(params: dict[str, Any], device: torch.device, providers: t
     n, dims = params["n"], params["dims"]
     a, b, labels = infonce_inputs(n, dims, params["classes"], device)
     implementations: dict[str, Callable[..., Any]] = {
-        "naive": naive_cross_modal_infonce, "reference": cross_modal_infonce_torch}
+        "naive": naive_cross_modal_infonce,
+        "reference": cross_modal_infonce_torch,
+    }
     if "compile" in providers:
         implementations["compile"] = _compiled(cross_modal_infonce_torch)
     if "triton" in providers:
@@ -223,7 +249,8 @@ def _confusion_workload(params: dict[str, Any], device: torch.device, providers:
     if "compile" in providers:
         implementations["compile"] = _compiled(reference_confusion)
     calls: dict[str, Callable[[], object]] = {
-        name: functools.partial(fn, logits, target, classes) for name, fn in implementations.items()}
+        name: functools.partial(fn, logits, target, classes) for name, fn in implementations.items()
+    }
     if "triton" in providers:
         counts = _triton("confusion")
         calls["triton"] = lambda: counts(logits, target, classes, IGNORE)
@@ -232,8 +259,11 @@ def _confusion_workload(params: dict[str, Any], device: torch.device, providers:
 
 
 BUILDERS: dict[str, Callable[[dict[str, Any], torch.device, tuple[str, ...]], Workload]] = {
-    "sample": _sample_workload, "gather": _gather_workload, "infonce": _infonce_workload,
-    "confusion": _confusion_workload}
+    "sample": _sample_workload,
+    "gather": _gather_workload,
+    "infonce": _infonce_workload,
+    "confusion": _confusion_workload,
+}
 
 
 def available_providers(device: torch.device) -> tuple[str, ...]:

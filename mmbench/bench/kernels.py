@@ -59,8 +59,15 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_call(call: Callable[[], object], device: torch.device, *, warmup: int = 2, min_reps: int = 5,
-              min_time: float = 0.5, max_reps: int = 200) -> list[float]:
+def time_call(
+    call: Callable[[], object],
+    device: torch.device,
+    *,
+    warmup: int = 2,
+    min_reps: int = 5,
+    min_time: float = 0.5,
+    max_reps: int = 200,
+) -> list[float]:
     """Milliseconds per call: one sample per repetition."""
     if device.type == "cuda":
         from triton.testing import do_bench
@@ -124,14 +131,27 @@ def _percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(fraction * (len(ordered) - 1))))]
 
 
-def measure(problem: Problem, device: torch.device, providers: tuple[str, ...], bandwidth: float,
-            on_done: Callable[[Measurement], None] | None = None, **timing: Any) -> list[Measurement]:
+def measure(
+    problem: Problem,
+    device: torch.device,
+    providers: tuple[str, ...],
+    bandwidth: float,
+    on_done: Callable[[Measurement], None] | None = None,
+    **timing: Any,
+) -> list[Measurement]:
     """Every provider on one problem; a provider that fails is reported with its error, not dropped."""
     workload = build_workload(problem, device, providers)
     results = []
     for provider in providers:
-        row = Measurement(problem.op, problem.size, problem.name, provider, bytes_moved=workload.bytes_moved,
-                          params=dict(problem.params), info=dict(workload.info))
+        row = Measurement(
+            problem.op,
+            problem.size,
+            problem.name,
+            provider,
+            bytes_moved=workload.bytes_moved,
+            params=dict(problem.params),
+            info=dict(workload.info),
+        )
         call = workload.calls.get(provider)
         if call is None:
             row.error = "not available on this device"
@@ -159,8 +179,9 @@ def measure(problem: Problem, device: torch.device, providers: tuple[str, ...], 
     return results
 
 
-def _lookup(rows: list[Measurement], op: str, size: str, provider: str, problem: str | None = None
-            ) -> Measurement | None:
+def _lookup(
+    rows: list[Measurement], op: str, size: str, provider: str, problem: str | None = None
+) -> Measurement | None:
     for row in rows:
         if (row.op, row.size, row.provider) == (op, size, provider) and problem in (None, row.problem):
             if row.median_ms is not None:
@@ -176,29 +197,57 @@ def evaluate_targets(rows: list[Measurement], device: torch.device) -> list[dict
             naive, reference = _lookup(rows, op, "default", "naive"), _lookup(rows, op, "default", "reference")
             if naive and reference:
                 speedup = naive.median_ms / reference.median_ms  # type: ignore[operator]
-                targets.append({"name": f"{op}: reference vs naive at default sizes (CPU)", "value": speedup,
-                                "threshold": 10.0, "unit": "x", "met": speedup >= 10.0})
+                targets.append(
+                    {
+                        "name": f"{op}: reference vs naive at default sizes (CPU)",
+                        "value": speedup,
+                        "threshold": 10.0,
+                        "unit": "x",
+                        "met": speedup >= 10.0,
+                    }
+                )
         return targets
     for row in rows:
         if row.op == "sample" and row.provider == "triton" and row.copy_fraction is not None:
-            targets.append({"name": f"sample {row.problem}: triton share of copy bandwidth",
-                            "value": row.copy_fraction, "threshold": 0.6, "unit": "", "met": row.copy_fraction >= 0.6})
+            targets.append(
+                {
+                    "name": f"sample {row.problem}: triton share of copy bandwidth",
+                    "value": row.copy_fraction,
+                    "threshold": 0.6,
+                    "unit": "",
+                    "met": row.copy_fraction >= 0.6,
+                }
+            )
     fused = _lookup(rows, "infonce", "paper", "triton", "N8192 d256")
     eager = _lookup(rows, "infonce", "paper", "reference", "N8192 d256")
     if fused and eager:
         speedup = eager.median_ms / fused.median_ms  # type: ignore[operator]
-        targets.append({"name": "infonce N=8192: triton speed-up over eager reference", "value": speedup,
-                        "threshold": 3.0, "unit": "x", "met": speedup >= 3.0})
+        targets.append(
+            {
+                "name": "infonce N=8192: triton speed-up over eager reference",
+                "value": speedup,
+                "threshold": 3.0,
+                "unit": "x",
+                "met": speedup >= 3.0,
+            }
+        )
         if fused.peak_memory_bytes and eager.peak_memory_bytes:
             ratio = eager.peak_memory_bytes / fused.peak_memory_bytes
-            targets.append({"name": "infonce N=8192: eager / triton peak memory", "value": ratio,
-                            "threshold": 5.0, "unit": "x", "met": ratio >= 5.0})
+            targets.append(
+                {
+                    "name": "infonce N=8192: eager / triton peak memory",
+                    "value": ratio,
+                    "threshold": 5.0,
+                    "unit": "x",
+                    "met": ratio >= 5.0,
+                }
+            )
     return targets
 
 
 def result_document(rows: list[Measurement], device: torch.device, bandwidth: float, command: str) -> dict[str, Any]:
-    from mmbench.records.environment import collect_environment, git_state
     from mmbench.records import isoformat, utc_now
+    from mmbench.records.environment import collect_environment, git_state
 
     return {
         "schema": SCHEMA,
@@ -206,8 +255,11 @@ def result_document(rows: list[Measurement], device: torch.device, bandwidth: fl
         "command": command,
         "device": str(device),
         "timing": "triton.testing.do_bench (L2 flushed)" if device.type == "cuda" else "perf_counter, synchronous",
-        "peak_memory": ("torch.cuda.max_memory_allocated" if device.type == "cuda"
-                        else "profiler per-op allocations (op-level peak)"),
+        "peak_memory": (
+            "torch.cuda.max_memory_allocated"
+            if device.type == "cuda"
+            else "profiler per-op allocations (op-level peak)"
+        ),
         "copy_bandwidth_gbps": bandwidth,
         "env": collect_environment(str(device) if device.type == "cuda" else "cpu"),
         "git": git_state(),
