@@ -223,7 +223,7 @@ def _declared_rules() -> list[tuple[str, str, str, str, Any]]:
     ]
     for section, name in sections:
         if section == "run":
-            defaults = load_plugin_defaults("mmbench:configs/run.yaml", "run")
+            defaults = load_plugin_defaults("mmbench.config:run.yaml", "run")
         else:
             registry = {"method": METHODS, "protocol": PROTOCOLS, "dataset": DATASETS}[section]
             defaults = load_plugin_defaults(registry.get(name).defaults, name)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 import importlib.util
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -50,8 +51,22 @@ def _probe(cwd: Path, env: dict | None = None) -> dict:
     return json.loads(result.stdout)
 
 
+def _not_sources(folder: str, names: list[str]) -> set[str]:
+    """What a clean copy of the repository leaves out: VCS data, environments, build and run outputs at the root
+    (only there: `mmbench/runs` is a package), caches anywhere."""
+    root_only = {".git", "build", "dist", "runs", "bench"} if Path(folder) == REPO_ROOT else set()
+    caches = {n for n in names if n == "__pycache__" or n.startswith(".venv") or n.endswith(".egg-info")}
+    return caches | (root_only & set(names))
+
+
 def pip_install_into(target: Path, source: Path) -> tuple[Path, dict]:
-    """Build `source` and install it (no deps) into `target`; the env makes a subprocess import it."""
+    """Build `source` and install it (no deps) into `target`; the env makes a subprocess import it.
+
+    pip builds in the source tree, and setuptools never empties its `build/` folder: a file deleted or moved
+    since an earlier build would still be installed. The repository is therefore built from a clean copy."""
+    if source.resolve() == REPO_ROOT:
+        source = target.parent / "source"
+        shutil.copytree(REPO_ROOT, source, ignore=_not_sources)
     build = subprocess.run(
         [
             sys.executable,
