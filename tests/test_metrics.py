@@ -1,7 +1,7 @@
 """Metrics: one global confusion matrix, None for undefined values, nan-mean over scored classes.
 
 Checked against two independent implementations (torchmetrics, and the textbook formulas written out
-with plain loops here) and on the edge cases that make published numbers disagree (protocols.md §3-4).
+with plain loops here) and on the edge cases that make published numbers disagree (docs/protocols.md, "Metrics").
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ def loop_confusion(prediction: np.ndarray, target: np.ndarray, k: int, ignore: i
 
 
 def textbook(counts: np.ndarray) -> dict:
-    """The formulas of protocols.md §3 with loops; NaN marks an undefined value."""
+    """The formulas of docs/protocols.md ("Metrics") with loops; NaN marks an undefined value."""
     k = counts.shape[0]
     total = 0
     trace = 0

@@ -1,4 +1,4 @@
-"""ISPRS 2D semantic labeling: Vaihingen and Potsdam (docs/converters.md; layouts in shared datasets.md §1-2).
+"""ISPRS 2D semantic labeling: Vaihingen and Potsdam (docs/converters.md describes both layouts).
 
 Both share the six-class colour code and the full/eroded ground-truth pair. Their traps, all handled here by
 data rather than code: Vaihingen's TOP is IR-R-G (not RGB), its complete ground truth comes in flat archives

@@ -1,6 +1,6 @@
 """Segmentation metrics from one global confusion matrix.
 
-Why this module is strict (protocols.md sections 3 and 4): published numbers for the same method differ
+Why this module is strict (docs/protocols.md, "Metrics"): published numbers for the same method differ
 because codebases average per image instead of per data set, score absent classes as 0 instead of skipping
 them, or silently count label values that should never occur. mmbench therefore
 
