@@ -62,6 +62,12 @@ _SAR = {
     "shadow": 0.008,
 }
 _LOOKS = 4
+# The geometric augmentations each modality tolerates (mmbench.data.augment.GEOMETRIC; unnamed: all).
+# The SAR looks from the left (`_render_sar`): a horizontal flip would put the double-bounce lines on the
+# walls' far side and the shadows on the near side, and a quarter turn would make it look from above or
+# below, neither of which this sensor ever produces. A vertical flip (the same look direction, the other
+# flight direction) and zoom keep the geometry. `method.train.augment_modalities` overrides it per run.
+AUGMENT_GEOMETRY = {"sar": ("vflip", "zoom")}
 
 
 @dataclass(frozen=True)
@@ -291,8 +297,11 @@ class SyntheticDataset:
     """The registered dataset's implementation: materialises the store in the user cache on first use.
 
     `mmbench data synth` reaches it through the registry (`DATASETS.get("synthetic").load()`) and uses
-    `config_from`, `store_path` and `write`.
+    `config_from`, `store_path` and `write`. The training engine reads `augment_geometry` (for stores whose
+    name is "synthetic", however the run named them).
     """
+
+    augment_geometry = AUGMENT_GEOMETRY
 
     @staticmethod
     def store_path(config: SyntheticConfig) -> Path:

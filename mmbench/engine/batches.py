@@ -11,9 +11,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from mmbench.data.augment import JointAugment
+from mmbench.data.augment import JointAugment, modality_augment
 from mmbench.data.loader import TileDataset
+from mmbench.data.store_reader import TileStore
+from mmbench.engine.settings import augment_overrides
 from mmbench.errors import ConfigError
+from mmbench.registry import DATASETS
 from mmbench.runtime.distributed import DistContext
 
 
@@ -26,7 +29,8 @@ def training_data(
     settings: Mapping[str, Any],
     seed: int,
 ) -> TileDataset:
-    """The store's training part of `split`, cropped to `crop_size` and augmented when `augment` is set."""
+    """The store's training part of `split`, cropped to `crop_size` and augmented when `augment` is set (each
+    modality limited to the transforms it tolerates: `training_augment`)."""
     data = TileDataset(
         store_path,
         split=split,
@@ -34,12 +38,45 @@ def training_data(
         modalities=list(modalities),
         label_variant=label_variant,
         crop_size=settings["crop_size"],
-        augment=JointAugment() if settings["augment"] else None,
+        augment=training_augment(store_path, modalities, settings) if settings["augment"] else None,
         seed=seed,
     )
     if len(data) == 0:
         raise ConfigError(f"{store_path}: the training part of split {split!r} is empty")
     return data
+
+
+def training_augment(store_path: Path, modalities: Sequence[str], settings: Mapping[str, Any]) -> JointAugment:
+    """The joint augmentation of a run on `modalities`: the dataset's declared limits (`declared_geometry`)
+    under the config's per-modality switches (`method.train.augment_modalities`, docs/training.md)."""
+    with TileStore(store_path) as store:
+        store_name, store_modalities = store.name, store.modality_names
+        dtypes = {name: store.modalities[name].dtype for name in store_modalities}
+    overrides = augment_overrides(settings, store_modalities)
+    for name, switches in overrides.items():
+        if switches.get("photometric") and np.dtype(dtypes[name]).kind not in "ui":
+            raise ConfigError(
+                f"method.train.augment_modalities.{name}.photometric=true: {name} is {dtypes[name]} data, and "
+                "brightness/contrast changes need integer imagery (scaled to [0, 1]); set it to false"
+            )
+    geometry, photometric = modality_augment(modalities, declared=declared_geometry(store_name), overrides=overrides)
+    return JointAugment(photometric=photometric, geometry=geometry)
+
+
+def declared_geometry(store_name: str) -> dict[str, tuple[str, ...]]:
+    """The geometric transforms each modality of a registered dataset's stores tolerates (modality -> names
+    from `mmbench.data.augment.GEOMETRIC`; unnamed modalities tolerate all).
+
+    A dataset declares them as `augment_geometry` on its implementation (the synthetic SAR, which looks
+    from the left, tolerates only vertical flips and zoom). They are found by the name the store carries,
+    which is the registered dataset's for stores it wrote, so a synthetic store given by its path keeps
+    the synthetic limits: they describe the data, not how the run named it. Stores of other origins
+    (converters, third-party files) have none.
+    """
+    if store_name not in DATASETS:
+        return {}
+    declared = getattr(DATASETS.get(store_name).load(), "augment_geometry", None) or {}
+    return {str(name): tuple(allowed) for name, allowed in dict(declared).items()}
 
 
 def micro_batches(

@@ -4,9 +4,10 @@ the discriminators' optimiser section. One reading of the section, shared by set
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+from mmbench.data.augment import TRANSFORMS
 from mmbench.errors import ConfigError
 
 TRAIN_KEYS = (
@@ -70,3 +71,33 @@ def adversary_settings(settings: Mapping[str, Any], method: str) -> dict[str, An
     if not section["lr"] > 0:
         raise ConfigError(f"method.train.adversary.lr={section['lr']} must be positive")
     return dict(section)
+
+
+def augment_overrides(settings: Mapping[str, Any], store_modalities: Sequence[str]) -> dict[str, dict[str, bool]]:
+    """`method.train.augment_modalities`, checked: modality -> {transform: bool}.
+
+    Optional (a method whose `train:` section predates it, or does not inherit the shared recipe, has none).
+    The shared recipe declares it as an open mapping, which the config rules cannot check, so this does:
+    modalities of the store, transforms of `mmbench.data.augment.TRANSFORMS`, booleans.
+    """
+    section = settings.get("augment_modalities") or {}
+    key = "method.train.augment_modalities"
+    if not isinstance(section, Mapping):
+        raise ConfigError(
+            f"{key}={section!r} must map modalities to {{transform: true/false}}, e.g. {{sar: {{hflip: true}}}}"
+        )
+    checked: dict[str, dict[str, bool]] = {}
+    for name, switches in section.items():
+        if name not in store_modalities:
+            raise ConfigError(
+                f"{key} names modality {name!r}, which the store lacks (it has {', '.join(store_modalities)})"
+            )
+        if not isinstance(switches, Mapping):
+            raise ConfigError(f"{key}.{name}={switches!r} must map transforms to true/false, e.g. {{hflip: true}}")
+        for transform, value in switches.items():
+            if transform not in TRANSFORMS:
+                raise ConfigError(f"{key}.{name}.{transform}: unknown transform; use {', '.join(TRANSFORMS)}")
+            if not isinstance(value, bool):
+                raise ConfigError(f"{key}.{name}.{transform}={value!r} must be true or false")
+        checked[str(name)] = dict(switches)
+    return checked
