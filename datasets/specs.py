@@ -22,7 +22,7 @@ SYNTHETIC = DatasetSpec(
 ISPRS_VAIHINGEN = ConverterSpec(
     name="isprs-vaihingen",
     summary="ISPRS Vaihingen 2D semantic labeling: IRRG orthophotos, DSM, optional nDSM; full and eroded labels.",
-    version="1",
+    version="2",
     target="mmbench.datasets.converters.isprs:VAIHINGEN_CONVERTER",
     modalities=("optical", "dsm", "ndsm"),
 )
@@ -30,7 +30,7 @@ ISPRS_VAIHINGEN = ConverterSpec(
 ISPRS_POTSDAM = ConverterSpec(
     name="isprs-potsdam",
     summary="ISPRS Potsdam 2D semantic labeling: RGBIR, IRRG or RGB orthophotos, DSM, optional nDSM; full and eroded.",
-    version="1",
+    version="2",
     target="mmbench.datasets.converters.isprs:POTSDAM_CONVERTER",
     modalities=("optical", "dsm", "ndsm"),
 )
@@ -38,7 +38,7 @@ ISPRS_POTSDAM = ConverterSpec(
 WHU_OPT_SAR = ConverterSpec(
     name="whu-opt-sar",
     summary="WHU-OPT-SAR: GaoFen-1 optical (R, G, B, NIR) and GaoFen-3 SAR sheets, eight land-cover classes.",
-    version="1",
+    version="2",
     target="mmbench.datasets.converters.whu_opt_sar:WHU_OPT_SAR_CONVERTER",
     modalities=("optical", "sar"),
 )
@@ -46,7 +46,7 @@ WHU_OPT_SAR = ConverterSpec(
 EARTHMISS = ConverterSpec(
     name="earthmiss",
     summary="EarthMiss: RGB optical and SAR images of cities worldwide, eight classes; the official city split.",
-    version="1",
+    version="2",
     target="mmbench.datasets.converters.earthmiss:EARTHMISS_CONVERTER",
     modalities=("optical", "sar"),
 )

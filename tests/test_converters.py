@@ -43,24 +43,31 @@ def _convert(fmt: str, source: Path, out: Path, **options) -> tuple[ConversionRe
 
 
 def _check_windows(store: TileStore, expected: dict[str, dict[str, np.ndarray]], size: int = TILE) -> None:
-    """Every tile equals its window of the source (padding: 0 for modalities, 255 for labels)."""
+    """Every tile equals its window of the source and records its area's size; padding holds the per-band
+    training mean of the store's statistics (rounded for integer modalities) and ignore (255) in labels."""
     for index in range(store.num_tiles):
         record = store.tile_record(index)
         source, row, col = record["source"], record["row"], record["col"]
         arrays = expected[source]
+        assert record["area_size"] == list(arrays[store.label_variants[0]].shape[-2:]), record["id"]
         for name in store.modality_names:
-            want = _window(arrays[name], row, col, size, 0)
+            mean = np.asarray(store.modalities[name].stats["mean"])
+            fill = np.round(mean) if arrays[name].dtype.kind in "ui" else mean
+            want = _window(arrays[name], row, col, size, fill)
             got = store.read_modality(name, index)
             assert got.dtype == want.dtype, (name, source)
             np.testing.assert_array_equal(got, want, err_msg=f"{name} {record['id']}")
         for variant in store.label_variants:
-            want = _window(arrays[variant][None], row, col, size, 255)[0]
+            want = _window(arrays[variant][None], row, col, size, np.array([255]))[0]
             np.testing.assert_array_equal(store.read_label(variant, index), want, err_msg=f"{variant} {record['id']}")
 
 
-def _window(array: np.ndarray, row: int, col: int, size: int, fill: int) -> np.ndarray:
+def _window(array: np.ndarray, row: int, col: int, size: int, fill: np.ndarray) -> np.ndarray:
+    """The (C, size, size) window at (row, col) of `array`, `fill[c]` where band c lies outside the array."""
     height, width = array.shape[-2:]
-    padded = np.pad(array, ((0, 0), (0, max(size - height, 0)), (0, max(size - width, 0))), constant_values=fill)
+    padded = np.empty((array.shape[0], max(height, size), max(width, size)), dtype=array.dtype)
+    padded[...] = fill.astype(array.dtype)[:, None, None]
+    padded[:, :height, :width] = array
     return padded[:, row : row + size, col : col + size]
 
 

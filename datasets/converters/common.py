@@ -140,8 +140,8 @@ class _Conversion:
             if self.padded:
                 self.notes.append(
                     f"{plural(len(self.padded), 'source image')} smaller than the {self.tile_size} px "
-                    f"tile padded at the bottom/right (modalities with 0, labels with ignore "
-                    f"{IGNORE_INDEX}): {listing(self.padded)}"
+                    f"tile padded at the bottom/right (modalities with the per-band training mean, labels "
+                    f"with ignore {IGNORE_INDEX}): {listing(self.padded)}"
                 )
             split_descriptions = self._set_splits()
             archives = self.tree.archive_hashes(
@@ -222,11 +222,15 @@ class _Conversion:
 
     # -- writing -------------------------------------------------------------------------------
     def _write(self, tile: SourceTile, modalities: dict[str, np.ndarray], labels: dict[str, np.ndarray]) -> list[int]:
+        """Cut one source area into tiles; each records the area's size, so the store knows its padding and
+        evaluation can stitch the area back together (docs/data-format.md)."""
         height, width = next(iter(modalities.values())).shape[-2:]
+        area_size = (int(height), int(width))
         size = self.tile_size
         if height < size or width < size:
             self.padded.append(f"{tile.source} ({height}x{width})")
             pad = ((0, max(size - height, 0)), (0, max(size - width, 0)))
+            # The writer replaces modality padding by the training mean once that is known.
             modalities = {name: np.pad(array, ((0, 0), *pad), constant_values=0) for name, array in modalities.items()}
             labels = {name: np.pad(array, pad, constant_values=IGNORE_INDEX) for name, array in labels.items()}
             height, width = max(height, size), max(width, size)
@@ -247,6 +251,7 @@ class _Conversion:
                         row=row,
                         col=col,
                         files=files,
+                        area_size=area_size,
                     )
                 )
         return indices

@@ -16,7 +16,7 @@ from mmbench.datasets.converters.entry import Entry
 from mmbench.datasets.converters.labels import ValueDecoder
 from mmbench.datasets.converters.layout import FileRule, LabelRule, Layout, ModalityRule, SplitDef
 
-VERSION = "1"
+VERSION = "2"  # 2: area metadata, mean padding, statistics counting each area pixel once
 CLASSES = ("background", "building", "road", "water", "barren", "forest", "agricultural", "playground")
 PALETTE = (
     (255, 255, 255),

@@ -18,7 +18,7 @@ from mmbench.datasets.converters.entry import Entry
 from mmbench.datasets.converters.labels import PaletteDecoder
 from mmbench.datasets.converters.layout import FileRule, LabelRule, Layout, ModalityRule, SplitDef
 
-VERSION = "1"
+VERSION = "2"  # 2: area metadata, mean padding, statistics counting each area pixel once
 CLASSES = ("impervious_surface", "building", "low_vegetation", "tree", "car", "clutter")
 PALETTE = ((255, 255, 255), (0, 0, 255), (0, 255, 255), (0, 255, 0), (255, 255, 0), (255, 0, 0))
 BOUNDARY = (0, 0, 0)  # the eroded band of `_noBoundary` files

@@ -20,7 +20,7 @@ from mmbench.datasets.converters.entry import Entry
 from mmbench.datasets.converters.labels import ValueDecoder
 from mmbench.datasets.converters.layout import FileRule, LabelRule, Layout, ModalityRule, SplitDef
 
-VERSION = "1"
+VERSION = "2"  # 2: area metadata, mean padding, statistics counting each area pixel once
 CLASSES = ("background", "farmland", "city", "village", "water", "forest", "road", "others")
 SPLIT_SEED = 0
 FRACTIONS = (0.6, 0.2, 0.2)

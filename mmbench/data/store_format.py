@@ -20,6 +20,7 @@ MODALITIES_GROUP = "modalities"
 LABELS_GROUP = "labels"
 TILES_GROUP = "tiles"
 SPLITS_GROUP = "splits"
+AREAS_GROUP = "areas"  # optional: the source areas tiles were cut from (docs/data-format.md)
 SPLIT_PARTS = ("train", "val", "test")
 
 # Codec names accepted by writers; readers need nothing but `hdf5plugin` imported for blosc.

@@ -16,7 +16,9 @@ from typing import Any
 import h5py
 import numpy as np
 
+from mmbench.data.store_areas import Area, first_cover_masks, group_by_area, uncovered_pixels
 from mmbench.data.store_format import (
+    AREAS_GROUP,
     FORMAT_NAME,
     FORMAT_VERSION,
     LABELS_GROUP,
@@ -198,15 +200,51 @@ class TileStore:
         return parts[part]
 
     def tile_record(self, index: int) -> dict[str, Any]:
+        """The tile's id, source, (row, col) offset and files; in an area store also its area's size."""
         group = self._file[TILES_GROUP]
         source = group["source"][index]
-        return {
+        record = {
             "id": self.tile_ids[index],
             "source": source.decode() if isinstance(source, bytes) else str(source),
             "row": int(group["row"][index]),
             "col": int(group["col"][index]),
             "files": json.loads(group["files"][index]),
         }
+        if self.areas is not None:
+            area = self.areas[record["source"]]
+            record["area_size"] = [area.height, area.width]
+        return record
+
+    # -- source areas (docs/data-format.md) ------------------------------------------------------
+    @cached_property
+    def areas(self) -> dict[str, Area] | None:
+        """The source areas by id, or None for a store without area metadata (scored tile by tile)."""
+        if AREAS_GROUP not in self._file:
+            return None
+        group = self._file[AREAS_GROUP]
+        try:
+            ids, heights, widths = group["ids"][:], group["height"][:], group["width"][:]
+        except KeyError as exc:
+            raise StoreError(f"{self.path}: group '{AREAS_GROUP}' is incomplete ({exc}); re-create the store") from None
+        if not len(ids) == len(heights) == len(widths):
+            raise StoreError(f"{self.path}: the '{AREAS_GROUP}' datasets differ in length; re-create the store")
+        names = [value.decode() if isinstance(value, bytes) else str(value) for value in ids]
+        return {
+            name: Area(name, position, int(height), int(width))
+            for position, (name, height, width) in enumerate(zip(names, heights, widths, strict=True))
+        }
+
+    @cached_property
+    def tile_sources(self) -> list[str]:
+        return [
+            value.decode() if isinstance(value, bytes) else str(value)
+            for value in self._dataset(f"{TILES_GROUP}/source")[:]
+        ]
+
+    @cached_property
+    def tile_offsets(self) -> tuple[np.ndarray, np.ndarray]:
+        """(rows, cols): every tile's offset in its source area, read once."""
+        return self._dataset(f"{TILES_GROUP}/row")[:], self._dataset(f"{TILES_GROUP}/col")[:]
 
     # -- data ----------------------------------------------------------------------------------
     def _dataset(self, path: str) -> h5py.Dataset:
@@ -264,6 +302,7 @@ class TileStore:
             for part, indices in parts.items():
                 if indices.size and (indices.min() < 0 or indices.max() >= count):
                     yield f"split {name}/{part} refers to tile indices outside 0..{count - 1}"
+        yield from self._verify_areas()
         num_classes = len(self.classes)
         for index in range(count):
             for name in self.modalities:
@@ -289,11 +328,40 @@ class TileStore:
             if progress is not None:
                 progress(index + 1)
 
+    def _verify_areas(self) -> Iterator[str]:
+        """Every tile of an area store names a known area, sits inside it, and every area pixel is covered."""
+        areas = self.areas
+        if areas is None:
+            return
+        sources, (rows, cols) = self.tile_sources, self.tile_offsets
+        unknown = sorted({source for source in sources if source not in areas})
+        if unknown:
+            yield f"tiles name source areas missing from '{AREAS_GROUP}': {', '.join(unknown[:5])}"
+            return
+        known = range(self.num_tiles)
+        for area, placements in group_by_area(known, sources, rows, cols, areas):
+            outside = [p for p in placements if not (0 <= p.row < area.height and 0 <= p.col < area.width)]
+            if outside:
+                yield f"area {area.name!r}: tile {outside[0].tile} lies outside its {area.height}x{area.width} pixels"
+                continue
+            missing = uncovered_pixels(placements, self.tile_size, area)
+            if missing:
+                yield f"area {area.name!r}: {missing} of its pixels are in no tile"
+
     def class_histogram(self, variant: str, indices: np.ndarray) -> np.ndarray:
-        """Pixel count per class (last entry: ignore) over the given tiles."""
+        """Pixel count per class (last entry: ignore) over the given tiles; in an area store each area pixel
+        is counted once (overlapping tiles share pixels) and padding is not counted."""
         counts = np.zeros(len(self.classes) + 1, dtype=np.int64)
+        if self.areas is not None:
+            rows, cols = self.tile_offsets
+            for area, placements in group_by_area(indices, self.tile_sources, rows, cols, self.areas):
+                for placement, mask in first_cover_masks(placements, self.tile_size, area):
+                    counts += self._label_counts(self.read_label(variant, placement.tile)[mask])
+            return counts
         for index in indices:
-            label = self.read_label(variant, int(index))
-            values = np.where(label == self.ignore_index, len(self.classes), label)
-            counts += np.bincount(values.ravel(), minlength=len(self.classes) + 1)[: len(self.classes) + 1]
+            counts += self._label_counts(self.read_label(variant, int(index)))
         return counts
+
+    def _label_counts(self, label: np.ndarray) -> np.ndarray:
+        values = np.where(label == self.ignore_index, len(self.classes), label)
+        return np.bincount(values.ravel(), minlength=len(self.classes) + 1)[: len(self.classes) + 1]

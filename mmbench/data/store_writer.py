@@ -3,6 +3,11 @@
 Tiles are appended one at a time (one HDF5 chunk per tile and modality), so a converter holds at most
 one source tile's modalities in memory. The file is written under a temporary name and renamed into
 place only when complete: a failed or interrupted conversion leaves no partial store behind.
+
+Tiles given with the size of the source area they were cut from (`area_size`) make an *area store*
+(docs/data-format.md, `areas`): its statistics count each area pixel once and never padding, its label
+padding is ignore and its modality padding holds the per-band training mean, so that padding normalises
+to 0 like a missing input. Stores written without areas are written exactly as before.
 """
 
 from __future__ import annotations
@@ -20,7 +25,9 @@ import h5py
 import numpy as np
 
 from mmbench.atomic import shared_file_mode
+from mmbench.data.store_areas import Area, Placement, first_cover_masks, group_by_area, has_padding, valid_size
 from mmbench.data.store_format import (
+    AREAS_GROUP,
     DEFAULT_CODEC,
     FORMAT_NAME,
     FORMAT_VERSION,
@@ -74,6 +81,10 @@ class TileStoreWriter:
         self._splits: dict[str, dict[str, np.ndarray]] = {}
         self._default_split: str | None = None
         self._count = 0
+        self._areas: dict[str, Area] = {}
+        self._sources: list[str] = []
+        self._rows: list[int] = []
+        self._cols: list[int] = []
         self._file: h5py.File | None = None
         self._tmp_path: Path | None = None
 
@@ -121,10 +132,17 @@ class TileStoreWriter:
         row: int = 0,
         col: int = 0,
         files: Sequence[str] = (),
+        area_size: tuple[int, int] | None = None,
     ) -> int:
-        """Append one tile; returns its index. Arrays are (C, H, W) per modality and (H, W) per label."""
+        """Append one tile; returns its index. Arrays are (C, H, W) per modality and (H, W) per label.
+
+        `area_size` is the (height, width) of the source area `source` the tile was cut from at (row, col);
+        give it for every tile or for none. Label pixels outside the area (padding) are stored as ignore, and
+        modality padding is replaced by the training mean when the store is finished.
+        """
         assert self._file is not None, "use TileStoreWriter as a context manager"
         height, width = self.tile_size
+        area = self._check_area(tile_id, source, row, col, area_size)
         missing = set(self.modalities) - set(modalities)
         if missing:
             raise StoreError(f"tile {tile_id!r} (from {source}): modality {sorted(missing)[0]!r} is missing")
@@ -162,8 +180,13 @@ class TileStoreWriter:
                     f"0..{len(self.classes) - 1} and ignore {IGNORE_INDEX}"
                 )
 
+        if area is not None:
+            labels = {variant: self._ignore_padding(labels[variant], row, col, area) for variant in self.label_variants}
         index = self._count
         self._count += 1
+        self._sources.append(source)
+        self._rows.append(row)
+        self._cols.append(col)
         for name in self.modalities:
             self._append(f"{MODALITIES_GROUP}/{name}", modalities[name])
         for variant in self.label_variants:
@@ -195,6 +218,44 @@ class TileStoreWriter:
             self._default_split = name
 
     # -- internals -----------------------------------------------------------------------------
+    def _check_area(
+        self, tile_id: str, source: str, row: int, col: int, area_size: tuple[int, int] | None
+    ) -> Area | None:
+        """The tile's area (registered on its first tile); all tiles or none must name one, consistently."""
+        if self._count and (area_size is None) != (not self._areas):
+            raise StoreError(
+                f"tile {tile_id!r} (from {source}): give area_size for every tile of a store or for none "
+                f"(the first tile {'did' if self._areas else 'did not'})"
+            )
+        if area_size is None:
+            return None
+        area_height, area_width = (int(value) for value in area_size)
+        area = self._areas.get(source)
+        if area is None:
+            if area_height < 1 or area_width < 1:
+                raise StoreError(f"tile {tile_id!r} (from {source}): area size {area_size} must be positive")
+            area = self._areas[source] = Area(source, len(self._areas), area_height, area_width)
+        elif (area.height, area.width) != (area_height, area_width):
+            raise StoreError(
+                f"tile {tile_id!r} (from {source}): area size {area_height}x{area_width} differs from "
+                f"{area.height}x{area.width} given with the area's earlier tiles"
+            )
+        if not (0 <= row < area.height and 0 <= col < area.width):
+            raise StoreError(
+                f"tile {tile_id!r} (from {source}): offset ({row}, {col}) lies outside its "
+                f"{area.height}x{area.width} area"
+            )
+        return area
+
+    def _ignore_padding(self, label: np.ndarray, row: int, col: int, area: Area) -> np.ndarray:
+        height, width = valid_size(Placement(-1, row, col), self.tile_size, area)
+        if (height, width) == self.tile_size:
+            return label
+        label = np.array(label, copy=True)
+        label[height:, :] = IGNORE_INDEX
+        label[:, width:] = IGNORE_INDEX
+        return label
+
     def _create_layout(self) -> None:
         assert self._file is not None
         height, width = self.tile_size
@@ -256,8 +317,15 @@ class TileStoreWriter:
             stats_source = f"{self._default_split}/train"
         for name in self.modalities:
             dataset = self._file[f"{MODALITIES_GROUP}/{name}"]
-            stats = band_statistics(dataset[int(i)] for i in stats_indices)
+            if self._areas:
+                stats = band_statistics(self._area_pixels(dataset, stats_indices))
+            else:
+                stats = band_statistics(dataset[int(i)] for i in stats_indices)
             dataset.attrs["stats"] = json.dumps({"computed_on": stats_source, **stats})
+            if self._areas:
+                self._fill_padding(dataset, stats["mean"])
+        if self._areas:
+            self._write_areas()
         attrs = self._file.attrs
         attrs["format"] = FORMAT_NAME
         attrs["format_version"] = FORMAT_VERSION
@@ -271,3 +339,39 @@ class TileStoreWriter:
         attrs["default_split"] = self._default_split
         attrs["codec"] = self.codec
         attrs["provenance"] = json.dumps(self.provenance, sort_keys=True)
+
+    def _area_pixels(self, dataset: h5py.Dataset, indices: np.ndarray) -> Any:
+        """(C, n) arrays of the pixels of the given tiles, each area pixel once and padding never."""
+        rows, cols = np.asarray(self._rows), np.asarray(self._cols)
+        for area, placements in group_by_area(indices, self._sources, rows, cols, self._areas):
+            for placement, mask in first_cover_masks(placements, self.tile_size, area):
+                if mask.any():
+                    yield dataset[placement.tile][:, mask]
+
+    def _fill_padding(self, dataset: h5py.Dataset, mean: Sequence[float]) -> None:
+        """Replace the padding of every padded tile by the per-band training mean (rounded and clipped to the
+        stored dtype), which the loader normalises to 0, the value of a missing input."""
+        dtype = dataset.dtype
+        fill = np.asarray(mean, dtype=np.float64)
+        if dtype.kind in "ui":
+            info = np.iinfo(dtype)
+            fill = np.clip(np.round(fill), info.min, info.max)
+        fill = fill.astype(dtype)[:, None, None]
+        for index, (source, row, col) in enumerate(zip(self._sources, self._rows, self._cols, strict=True)):
+            area = self._areas[source]
+            placement = Placement(index, row, col)
+            if not has_padding(placement, self.tile_size, area):
+                continue
+            height, width = valid_size(placement, self.tile_size, area)
+            tile = dataset[index]
+            tile[:, height:, :] = fill
+            tile[:, :, width:] = fill
+            dataset[index] = tile
+
+    def _write_areas(self) -> None:
+        assert self._file is not None
+        areas = list(self._areas.values())
+        group = self._file.create_group(AREAS_GROUP)
+        group.create_dataset("ids", data=[area.name for area in areas], dtype=_STRING)
+        group.create_dataset("height", data=[area.height for area in areas], dtype=np.int32)
+        group.create_dataset("width", data=[area.width for area in areas], dtype=np.int32)
