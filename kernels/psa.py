@@ -23,6 +23,7 @@ from .sampling import (
     class_balanced_sample_torch,
     counter_keys,
     gather_pixels_torch,
+    hard_easy_sample_torch,
     mix64,
     naive_class_balanced_sample,
     pixel_keys,
@@ -39,6 +40,7 @@ __all__ = [
     "counter_keys",
     "cross_modal_infonce",
     "gather_pixels",
+    "hard_easy_sample",
     "mix64",
     "naive_class_balanced_sample",
     "pixel_keys",
@@ -184,3 +186,34 @@ def gather_pixels(features: Tensor, indices: Tensor, *, backend: str = "auto") -
         raise ValueError(f"indices must be a 1-D integer tensor, got {tuple(indices.shape)} {indices.dtype}")
     implementation = resolve_backend("gather_pixels", backend, features.device)
     return implementation(features, indices)  # type: ignore[return-value]
+
+
+def hard_easy_sample(
+    labels: Tensor,
+    hard: Tensor,
+    num_classes: int,
+    *,
+    max_samples: int = 1024,
+    max_views: int = 100,
+    min_pixels: int = 2,
+    seed: int = 0,
+    ignore_index: int = 255,
+) -> tuple[Tensor, Tensor]:
+    """Class-balanced sample with ContrastiveSeg's half-hard / half-easy anchors per class.
+
+    `hard` (bool, shaped like `labels`) marks the pixels the network misclassifies. Same quota,
+    seeding and output order as `class_balanced_sample` (mode "all"); see
+    `sampling.hard_easy_sample_torch` for the split rule. PyTorch only (no Triton kernel): it runs
+    only when `method.psa.anchors: hard-easy` asks for it.
+    """
+    validate_sample_args(labels, num_classes, max_samples, max_views, min_pixels, seed, "all")
+    return hard_easy_sample_torch(
+        labels,
+        hard,
+        num_classes,
+        max_samples=max_samples,
+        max_views=max_views,
+        min_pixels=min_pixels,
+        seed=seed,
+        ignore_index=ignore_index,
+    )

@@ -420,3 +420,53 @@ def gather_pixels_torch(features: Tensor, indices: Tensor) -> Tensor:
     by the reshape, which is what a channels-last projection head avoids.
     """
     return features.reshape(-1, features.shape[-1])[indices.long()]
+
+
+def hard_easy_sample_torch(
+    labels: Tensor,
+    hard: Tensor,
+    num_classes: int,
+    *,
+    max_samples: int = 1024,
+    max_views: int = 100,
+    min_pixels: int = 2,
+    seed: int = 0,
+    ignore_index: int = 255,
+) -> tuple[Tensor, Tensor]:
+    """Class-balanced sample whose per-class quota is split between hard and easy pixels.
+
+    ContrastiveSeg's anchor rule (`_hard_anchor_sampling` in github.com/tfzhou/ContrastiveSeg
+    `lib/loss/loss_contrast.py`): of a class's K = min(max_views, max_samples // present classes)
+    anchors, half are *hard* (`hard` is True: the network currently misclassifies them) and half
+    *easy*; when one kind has fewer than K/2 pixels, all of them are taken and the other kind fills
+    the quota. A class with fewer than K pixels gives all of them (mode "all"; ContrastiveSeg drops
+    such classes instead). Within each (class, kind) the pixels with the smallest counter keys are
+    taken, so the draw is seeded and layout-free like `select_class_balanced`. Output sorted by
+    (class, index), as every sampler here.
+    """
+    flat = labels.reshape(-1).long()
+    device = flat.device
+    valid = flat != ignore_index
+    check_label_range(flat, valid, num_classes, ignore_index)
+    if hard.shape != labels.shape or hard.dtype != torch.bool:
+        raise ValueError(f"hard must be a bool tensor shaped like labels {tuple(labels.shape)}")
+    counts = torch.bincount(torch.where(valid, flat, num_classes), minlength=num_classes + 1)[:num_classes]
+    present = counts >= min_pixels
+    k = quota(int(present.sum()), max_samples, max_views)
+    if k == 0:
+        return empty_sample(device)
+    is_hard = hard.reshape(-1).long()
+    sentinel = 2 * num_classes
+    bucket = torch.where(valid & present[flat.clamp(0, num_classes - 1)], flat * 2 + is_hard, sentinel)
+    sizes = torch.bincount(bucket, minlength=sentinel + 1)[:sentinel].view(num_classes, 2)
+    n_easy, n_hard = sizes[:, 0], sizes[:, 1]
+    half = k // 2
+    # ContrastiveSeg: hard keeps K/2 unless easy is short, then the rest; easy fills what is left.
+    hard_target = torch.minimum(n_hard, torch.maximum(torch.full_like(n_hard, half), k - n_easy))
+    easy_target = torch.minimum(n_easy, k - hard_target)
+    targets = torch.cat([torch.stack([easy_target, hard_target], 1).reshape(-1), torch.zeros(1, dtype=torch.long)])
+    keys = pixel_keys(flat.numel(), seed, device)
+    order, rank, _, _ = _group_by_class(bucket, keys, sentinel + 1)
+    take = rank < targets.to(device)[bucket[order]]
+    positions = order[take]
+    return canonical_order(positions, flat[positions], flat.numel())

@@ -552,3 +552,24 @@ def test_threshold_filter_returns_exactly_the_specification(mode, per_image, ove
             labels.reshape(-1), pixel_keys(labels.numel(), trial), 5, image_size=image_size(labels, per_image), **kwargs
         )
         assert torch.equal(fast[0], spec[0]) and torch.equal(fast[1], spec[1]), (trial, kwargs)
+
+
+def test_hard_easy_sample_splits_each_class_quota_as_contrastiveseg_does():
+    """K = min(max_views, max_samples // classes): half hard, half easy; a short kind is taken whole and the
+    other fills the quota; a class smaller than K gives every pixel; seeded and in (class, index) order."""
+    from mmbench.kernels.psa import hard_easy_sample
+
+    labels = torch.tensor([0] * 40 + [1] * 40 + [2] * 6 + [255] * 4)
+    hard = torch.zeros_like(labels, dtype=torch.bool)
+    hard[:20] = True  # class 0: 20 hard, 20 easy
+    hard[40:43] = True  # class 1: 3 hard, 37 easy
+    hard[80:86] = True  # class 2: 6 pixels, all hard
+    indices, picked = hard_easy_sample(labels, hard, 3, max_samples=30, max_views=100, seed=5)  # K = 10
+    kinds = hard[indices]
+    counts = {c: (int(kinds[picked == c].sum()), int((~kinds[picked == c]).sum())) for c in range(3)}
+    assert counts == {0: (5, 5), 1: (3, 7), 2: (6, 0)}
+    assert torch.equal(labels[indices], picked) and (picked != 255).all()
+    again, _ = hard_easy_sample(labels, hard, 3, max_samples=30, max_views=100, seed=5)
+    other, _ = hard_easy_sample(labels, hard, 3, max_samples=30, max_views=100, seed=6)
+    assert torch.equal(indices, again) and not torch.equal(indices, other)
+    assert torch.equal(picked, picked.sort().values)

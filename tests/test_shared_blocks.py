@@ -46,7 +46,7 @@ except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
 from mmbench.method import TrainStep
-from mmbench.methods.blocks import attention, backbones, common, imputation, mmformer, pix2pix
+from mmbench.methods.blocks import attention, backbones, common, imputation, mmformer, pix2pix, shared_encoder
 from mmbench.registry import METHODS
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -371,6 +371,40 @@ class _ImputationHost(imputation.Imputation, nn.Module):
         self.training_availability = lambda batch, info: batch["available"]
 
 
+def probe_shared_encoder(record: Record) -> None:
+    names = ("a", "b")
+    stems = {"a": randn(2, 4, 16, 16, seed=1), "b": randn(2, 4, 16, 16, seed=2)}
+    outputs = []
+    for mode in shared_encoder.SHARED_NORMS:
+        backbone = seeded(lambda: backbones.ResNet(backbones.BasicBlock, [1, 1, 1, 1], width=4, stem=False))
+        encoder = shared_encoder.SharedEncoder(backbone, names, mode)
+        backbone.train()
+        trained = encoder.forward_many(stems)
+        backbone.eval()
+        with torch.no_grad():
+            evaluated = encoder.forward_many(stems)
+        outputs += [trained["a"], trained["b"], evaluated["a"], evaluated["b"]]
+    record("SharedEncoder", *outputs)
+    record("SHARED_NORMS", list(shared_encoder.SHARED_NORMS))
+    norm = shared_encoder.ModalityNorm(nn.BatchNorm2d(4).double(), names)
+    norm.active = "b"
+    record("ModalityNorm", norm(randn(2, 4, 3, 3)), norm.norms["b"].running_mean, norm.norms["a"].running_mean)
+    wrapped = seeded(lambda: common.conv_bn_relu(3, 4))
+    record("privatise_norms", len(shared_encoder.privatise_norms(wrapped, names)))
+    backbone = seeded(lambda: backbones.ResNet(backbones.BasicBlock, [1, 1, 1, 1], width=4, stem=False))
+    stem_modules = {name: nn.Identity() for name in names}
+    specific = {name: (lambda x: [x.sum(1, keepdim=True)]) for name in names}
+    encoded = shared_encoder.encode_shared_specific(
+        names,
+        stems,
+        torch.tensor([[True, False], [True, False]]),
+        stem_modules,
+        shared_encoder.SharedEncoder(backbone, names, "joint"),
+        specific,
+    )
+    record("encode_shared_specific", sorted(encoded), encoded["a"]["shared"], encoded["a"]["specific"])
+
+
 def probe_imputation(record: Record) -> None:
     host = seeded(_ImputationHost)
     inputs = {name: randn(4, c, 8, 8, seed=i) for i, (name, c) in enumerate(host.modalities.items())}
@@ -401,6 +435,7 @@ PROBES: dict[str, Callable[[Record], None]] = {
     "methods/blocks/common": probe_common,
     "methods/blocks/imputation": probe_imputation,
     "methods/blocks/mmformer": probe_mmformer,
+    "methods/blocks/shared_encoder": probe_shared_encoder,
     "methods/blocks/pix2pix": probe_pix2pix,
 }
 

@@ -103,7 +103,10 @@ def test_training_loss_terms_and_ablations():
     assert set(terms) == {"loss", "ce_full", "ce_missing", "translation", "psa", "shared_std"}
     expected = terms["ce_full"] + terms["ce_missing"] + terms["translation"] + 0.1 * terms["psa"]
     torch.testing.assert_close(terms["loss"], expected)
-    assert "translation" not in stars(translation=False).training_loss(data, info)
+    copy = stars(translator="copy")
+    assert not any(True for _ in copy.translators.parameters())  # identity translators: nothing to learn
+    assert "translation" in copy.training_loss(data, info)  # the loss stays: only the translator changed
+    assert "translation" not in stars(loss={"translation": 0.0}).training_loss(data, info)
     assert "psa" not in stars(psa={"enabled": False}).training_loss(data, info)
     uniform = stars(psa={"sampling": "uniform"}).training_loss(data, info)
     assert torch.isfinite(uniform["psa"])
@@ -151,6 +154,11 @@ def test_bad_configs_are_rejected():
         stars(translation_levels="some")
     with pytest.raises(ConfigError, match="distance='l2'"):
         stars(distance="l2")
+    for key, value in (("translator", "mean"), ("shared_norm", "group")):
+        with pytest.raises(ConfigError, match=f"method.{key}={value!r}: use one of"):
+            stars(**{key: value})
+    with pytest.raises(ConfigError, match="method.psa.branch='real': use one of both, full, missing, v1"):
+        stars(psa={"branch": "real"})
 
 
 def test_stars_runs_through_the_cli(capsys, tmp_path):

@@ -25,6 +25,7 @@ from mmbench.errors import ConfigError
 from mmbench.method import SegmentationMethod, TrainStep
 from mmbench.methods.blocks.backbones import resnet
 from mmbench.methods.blocks.common import FPNDecoder, Stem, check_sampler, masked_mean, sampled_availability, upsample
+from mmbench.methods.blocks.shared_encoder import SHARED_NORMS, SharedEncoder, encode_shared_specific
 
 
 class ShaSpec(SegmentationMethod):
@@ -39,8 +40,11 @@ class ShaSpec(SegmentationMethod):
         if config["missing_feature"] not in ("first", "mean"):
             raise ConfigError(f"method.missing_feature={config['missing_feature']!r}: use first or mean")
         check_sampler(config["sampler"], "sampler")
+        if config["shared_norm"] not in SHARED_NORMS:
+            raise ConfigError(f"method.shared_norm={config['shared_norm']!r}: use one of {', '.join(SHARED_NORMS)}")
         self.stems = nn.ModuleDict({name: Stem(channels, config["width"]) for name, channels in modalities.items()})
         self.shared = resnet(config["backbone"], width=config["width"], stem=False)
+        self.shared_encoder = SharedEncoder(self.shared, self.modality_names, config["shared_norm"])
         self.specific = nn.ModuleDict(
             {
                 name: resnet(config["specific_backbone"], in_channels=channels, width=config["specific_width"])
@@ -57,7 +61,16 @@ class ShaSpec(SegmentationMethod):
         self.modality_classifier = nn.Linear(specific_channels[-1], len(modalities))
 
     def encode(self, name: str, x: Tensor) -> dict[str, list[Tensor]]:
-        return {"shared": self.shared.forward_stages(self.stems[name](x)), "specific": self.specific[name](x)}
+        return {
+            "shared": self.shared_encoder.forward_one(name, self.stems[name](x)),
+            "specific": self.specific[name](x),
+        }
+
+    def encode_available(self, inputs: Mapping[str, Tensor], available: Tensor) -> dict[str, Any]:
+        """With `shared_norm: joint` the shared encoder runs once on every present modality together."""
+        return encode_shared_specific(
+            self.modality_names, inputs, available, self.stems, self.shared_encoder, self.specific
+        )
 
     def _stand_in(self, features: Mapping[str, Any], available: Tensor, level: int) -> Tensor:
         """Per sample, the shared feature of the first (or the mean of every) available modality."""

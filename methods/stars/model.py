@@ -23,11 +23,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from mmbench.errors import ConfigError
-from mmbench.kernels.psa import class_balanced_sample, cross_modal_infonce, gather_pixels
+from mmbench.kernels.psa import class_balanced_sample, cross_modal_infonce, gather_pixels, hard_easy_sample
 from mmbench.method import SegmentationMethod, TrainStep
 from mmbench.methods.blocks.backbones import resnet
 from mmbench.methods.blocks.common import Stem, conv_bn_relu
+from mmbench.methods.blocks.shared_encoder import SHARED_NORMS, SharedEncoder, encode_shared_specific
 from mmbench.sampling import sample_availability
+
+PSA_BRANCHES = ("both", "full", "missing", "v1")
 
 
 class SCSE(nn.Module):
@@ -76,11 +79,23 @@ class Stars(SegmentationMethod):
             raise ConfigError(f"method.translation_levels={config['translation_levels']!r}: use all or last")
         if config["distance"] not in ("cosine", "mse"):
             raise ConfigError(f"method.distance={config['distance']!r}: use cosine or mse")
-        if config["psa"]["sampling"] not in ("balanced", "uniform"):
-            raise ConfigError(f"method.psa.sampling={config['psa']['sampling']!r}: use balanced or uniform")
+        choices = {
+            "translator": ("learned", "copy"),
+            "shared_norm": SHARED_NORMS,
+            "psa.sampling": ("balanced", "uniform"),
+            "psa.branch": PSA_BRANCHES,
+            "psa.anchors": ("uniform", "hard-easy"),
+            "psa.uniform_count": ("matched", "max_samples"),
+        }
+        for key, allowed in choices.items():
+            section, _, name = key.rpartition(".")
+            value = (config[section] if section else config)[name]
+            if value not in allowed:
+                raise ConfigError(f"method.{key}={value!r}: use one of {', '.join(allowed)}")
         width = config["width"]
         self.stems = nn.ModuleDict({name: Stem(channels, width) for name, channels in modalities.items()})
         self.shared = resnet(config["backbone"], width=width, stem=False, pretrained=config["pretrained"])
+        self.shared_encoder = SharedEncoder(self.shared, self.modality_names, config["shared_norm"])
         self.specific = nn.ModuleDict(
             {
                 name: resnet(config["specific_backbone"], in_channels=channels, width=config["specific_width"])
@@ -98,7 +113,9 @@ class Stars(SegmentationMethod):
             {
                 f"{a}__{b}": nn.ModuleList(
                     [
-                        Translator(c) if level in self.translated_levels else nn.Identity()
+                        Translator(c)
+                        if level in self.translated_levels and config["translator"] == "learned"
+                        else nn.Identity()
                         for level, c in enumerate(shared_channels)
                     ]
                 )
@@ -134,10 +151,23 @@ class Stars(SegmentationMethod):
             conv_bn_relu(shared_channels[0], shared_channels[0], 1),
             nn.Conv2d(shared_channels[0], psa["embedding_dim"], 1),
         )
+        # Built last so that switching it on leaves every other initial weight unchanged.
+        self.modality_classifier = (
+            nn.Linear(specific_channels[-1], len(modalities)) if config["loss"]["modality_classification"] > 0 else None
+        )
 
     # -- split interface -----------------------------------------------------------------------
     def encode(self, name: str, x: torch.Tensor) -> dict[str, list[torch.Tensor]]:
-        return {"shared": self.shared.forward_stages(self.stems[name](x)), "specific": self.specific[name](x)}
+        return {
+            "shared": self.shared_encoder.forward_one(name, self.stems[name](x)),
+            "specific": self.specific[name](x),
+        }
+
+    def encode_available(self, inputs: Mapping[str, torch.Tensor], available: torch.Tensor) -> dict[str, Any]:
+        """With `shared_norm: joint` the shared encoder runs once on every present modality together."""
+        return encode_shared_specific(
+            self.modality_names, inputs, available, self.stems, self.shared_encoder, self.specific
+        )
 
     def decode(self, features: Mapping[str, Any], available: torch.Tensor) -> torch.Tensor:
         logits, _, _ = self._decode(features, available)
@@ -159,8 +189,7 @@ class Stars(SegmentationMethod):
                 continue
             mask = available[:, index].view(-1, 1, 1, 1)
             shared = features[source]["shared"][level]
-            if self.config["translation"]:
-                shared = self.translators[f"{source}__{target}"][level](shared)
+            shared = self.translators[f"{source}__{target}"][level](shared)  # Identity: translator "copy"
             total = total + torch.where(mask, shared, 0.0)
             count = count + mask.to(reference.dtype)
         return total / count.clamp_min(1)
@@ -213,9 +242,9 @@ class Stars(SegmentationMethod):
     def training_loss(self, batch: Mapping[str, Any], info: TrainStep) -> dict[str, torch.Tensor]:
         inputs, label = batch["inputs"], batch["label"]
         everything = torch.ones(label.shape[0], len(self.modality_names), dtype=torch.bool, device=label.device)
-        features = {name: self.encode(name, inputs[name]) for name in self.modality_names}
+        features = self.encode_available(inputs, everything)
         weights = self.config["loss"]
-        full_logits, _, _ = self._decode(features, everything)
+        full_logits, full_embeddings, _ = self._decode(features, everything)
         ce_full = F.cross_entropy(full_logits, label, ignore_index=info.ignore_index)
         slots = batch["slots"].tolist() if "slots" in batch else range(label.shape[0])
         missing = sample_availability(
@@ -226,22 +255,33 @@ class Stars(SegmentationMethod):
             include_full=False,
             device=label.device,
         )
-        missing_logits, embeddings, _ = self._decode(features, missing)
+        missing_logits, missing_embeddings, _ = self._decode(features, missing)
         ce_missing = F.cross_entropy(missing_logits, label, ignore_index=info.ignore_index)
         terms = {"ce_full": ce_full, "ce_missing": ce_missing}
         total = weights["ce_full"] * ce_full + weights["ce_missing"] * ce_missing
-        if self.config["translation"]:
+        if weights["translation"] > 0:
             terms["translation"] = self._translation_loss(features)
             total = total + weights["translation"] * terms["translation"]
+        if weights["shared_alignment"] > 0:
+            terms["shared_l1"] = self._shared_alignment(features)
+            total = total + weights["shared_alignment"] * terms["shared_l1"]
+        if self.modality_classifier is not None:
+            terms["modality_ce"] = self._modality_classification(features)
+            total = total + weights["modality_classification"] * terms["modality_ce"]
         if self.config["psa"]["enabled"]:
-            terms["psa"] = self._psa_loss(embeddings, label, info)
+            predictions = missing_logits if self.config["psa"]["anchors"] == "hard-easy" else None
+            terms["psa"] = self._psa_loss(full_embeddings, missing_embeddings, missing, label, info, predictions)
             total = total + self.config["psa"]["weight"] * terms["psa"]
         with torch.no_grad():
             terms["shared_std"] = self.collapse_indicator(features)
         return {"loss": total, **terms}
 
     def _translation_loss(self, features: Mapping[str, Any]) -> torch.Tensor:
-        """Mean over levels and ordered pairs of D(T_{a->b}(S_a), sg(S_b)) (no sg if stop_gradient is off)."""
+        """Mean over levels and ordered pairs of D(T_{a->b}(S_a), sg(S_b)) (no sg if stop_gradient is off).
+
+        With `translator: copy` T is the identity, so the term aligns the shared features themselves
+        (asymmetrically under stop-gradient): the copy ablation changes the translator and nothing else.
+        """
         losses = []
         for level in self.translated_levels:
             for source, target in self.pairs:
@@ -255,13 +295,51 @@ class Stars(SegmentationMethod):
                     losses.append(F.mse_loss(F.normalize(predicted, dim=1), F.normalize(goal, dim=1)))
         return torch.stack(losses).mean()
 
-    def _psa_loss(self, embeddings: Mapping[str, torch.Tensor], label: torch.Tensor, info: TrainStep) -> torch.Tensor:
-        """Supervised cross-modal InfoNCE on the same sampled pixels of every pair of modalities."""
+    def _shared_alignment(self, features: Mapping[str, Any]) -> torch.Tensor:
+        """ShaSpec's symmetric L1 between the deepest shared features of consecutive modalities (cyclic;
+        one pair with two modalities), averaged over pairs: github.com/billhhh/ShaSpec `train_SS.py`
+        weighs it by alpha = 0.1. STARS trains on complete data, so every pair is available."""
+        names = self.modality_names
+        pairs = [(i, (i + 1) % len(names)) for i in range(len(names))] if len(names) > 2 else [(0, 1)]
+        deepest = [features[name]["shared"][-1] for name in names]
+        return torch.stack([(deepest[a] - deepest[b]).abs().mean() for a, b in pairs]).mean()
+
+    def _modality_classification(self, features: Mapping[str, Any]) -> torch.Tensor:
+        """ShaSpec's domain classification: CE of a linear classifier naming the modality from its pooled
+        deepest *specific* feature (beta = 0.02 in ShaSpec's `train_SS.py`), which keeps the specific
+        encoders specific."""
+        assert self.modality_classifier is not None
+        logits, targets = [], []
+        for index, name in enumerate(self.modality_names):
+            pooled = F.adaptive_avg_pool2d(features[name]["specific"][-1], 1).flatten(1)
+            logits.append(self.modality_classifier(pooled))
+            targets.append(torch.full((pooled.shape[0],), index, dtype=torch.long, device=pooled.device))
+        return F.cross_entropy(torch.cat(logits), torch.cat(targets))
+
+    # -- PSA -----------------------------------------------------------------------------------
+    def _psa_sample(
+        self, small: torch.Tensor, info: TrainStep, hard: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The step's anchor pixels (flat indices into the stride-4 label map) and their labels.
+
+        One draw serves every PSA term of the step, so all pairs compare the same pixels.
+        `sampling: uniform` draws exactly as many pixels as the class-balanced sampler drew at this
+        step, uniformly over valid pixels: the ablation changes the balance and nothing else.
+        """
         settings = self.config["psa"]
-        first = next(iter(embeddings.values()))
-        small = F.interpolate(label[:, None].float(), size=first.shape[-2:], mode="nearest")[:, 0].long()
         seed = (info.seed * 1_000_003 + info.step * 1_009 + info.micro) % (2**31)
-        if settings["sampling"] == "balanced":
+        if hard is not None:
+            indices, sampled = hard_easy_sample(
+                small,
+                hard,
+                info.num_classes,
+                max_samples=settings["max_samples"],
+                max_views=settings["max_views"],
+                min_pixels=settings["min_pixels"],
+                seed=seed,
+                ignore_index=info.ignore_index,
+            )
+        else:
             indices, sampled = class_balanced_sample(
                 small,
                 info.num_classes,
@@ -274,36 +352,120 @@ class Stars(SegmentationMethod):
                 per_image=settings["per_image"],
                 backend=settings["backend"],
             )
-        else:  # the same number of pixels, drawn uniformly over valid pixels: the "no class balance" ablation
-            valid = torch.where(small == info.ignore_index, small, torch.zeros_like(small))
-            indices, _ = class_balanced_sample(
-                valid,
-                1,
-                max_samples=settings["max_samples"],
-                max_views=settings["max_samples"],
-                min_pixels=1,
-                seed=seed,
-                ignore_index=info.ignore_index,
-                mode="all",
-                backend=settings["backend"],
-            )
-            sampled = small.reshape(-1)[indices]
-        projected = {
-            name: F.normalize(self.projection(value), dim=1).permute(0, 2, 3, 1) for name, value in embeddings.items()
-        }
+        if settings["sampling"] == "balanced":
+            return indices, sampled
+        count = int(indices.numel()) if settings["uniform_count"] == "matched" else settings["max_samples"]
+        if count == 0:
+            return indices, sampled
+        valid = torch.where(small == info.ignore_index, small, torch.zeros_like(small))
+        indices, _ = class_balanced_sample(
+            valid,
+            1,
+            max_samples=count,
+            max_views=count,
+            min_pixels=1,
+            seed=seed,
+            ignore_index=info.ignore_index,
+            mode="all",
+            backend=settings["backend"],
+        )
+        return indices, small.reshape(-1)[indices]
+
+    def _infonce(self, z_a: torch.Tensor, z_b: torch.Tensor, labels: torch.Tensor, stop_grad_keys: bool):
+        settings = self.config["psa"]
+        loss = cross_modal_infonce(
+            z_a, z_b, labels, settings["temperature"], stop_grad_keys=stop_grad_keys, backend=settings["backend"]
+        )
+        if settings["base_temperature"] is not None:  # ContrastiveSeg's (tau / base_tau) scaling
+            loss = loss * (settings["temperature"] / settings["base_temperature"])
+        return loss
+
+    def _psa_loss(
+        self,
+        full: Mapping[str, torch.Tensor],
+        translated: Mapping[str, torch.Tensor],
+        missing: torch.Tensor,
+        label: torch.Tensor,
+        info: TrainStep,
+        predictions: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """PSA over the terms `psa.branch` selects, on one class-balanced sample of pixels.
+
+        - *full*: supervised cross-modal InfoNCE between the full branch's (all real) embeddings of
+          every pair of modalities;
+        - *missing*: for every sample and modality that the missing branch translated, the translated
+          embedding against that modality's **real** full-branch embedding at the same pixels, so
+          translations are pulled towards class-consistent real features (the reference's reading of
+          PSA); `stop_grad_keys` detaches the real side;
+        - *both*: the mean of the two;
+        - *v1*: version 1's pairing, every pair of the missing branch's embeddings. With two modalities
+          that aligns a real feature with its own translation and never reaches the missing modality's
+          real features; kept so version-1 records stay reproducible.
+        """
+        settings = self.config["psa"]
+        first = next(iter(full.values()))
+        small = F.interpolate(label[:, None].float(), size=first.shape[-2:], mode="nearest")[:, 0].long()
+        hard = None
+        if predictions is not None:
+            with torch.no_grad():
+                predicted = F.interpolate(predictions, size=first.shape[-2:], mode="bilinear", align_corners=False)
+                hard = predicted.argmax(1) != small
+        indices, sampled = self._psa_sample(small, info, hard)
         gather = functools.partial(gather_pixels, indices=indices, backend=settings["backend"])
-        losses = [
-            cross_modal_infonce(
-                gather(projected[a]),
-                gather(projected[b]),
-                sampled,
-                settings["temperature"],
-                stop_grad_keys=settings["stop_grad_keys"],
-                backend=settings["backend"],
-            )
-            for a, b in itertools.combinations(self.modality_names, 2)
-        ]
-        return torch.stack(losses).mean()
+        branch = settings["branch"]
+        if branch == "v1":
+            projected = {name: self._project(value) for name, value in translated.items()}
+            pairs = itertools.combinations(self.modality_names, 2)
+            losses = [
+                self._infonce(gather(projected[a]), gather(projected[b]), sampled, settings["stop_grad_keys"])
+                for a, b in pairs
+            ]
+            return torch.stack(losses).mean()
+
+        lacking = {name: ~missing[:, i] for i, name in enumerate(self.modality_names) if not bool(missing[:, i].all())}
+        to_project = dict(full) if branch != "missing" else {name: full[name] for name in lacking}
+        if branch != "full":  # only the rows that were translated (the others repeat the real embedding)
+            to_project.update({f"translated:{name}": translated[name][rows] for name, rows in lacking.items()})
+        projected = self._project_together(to_project)
+        parts = []
+        if branch in ("full", "both"):
+            real = {name: gather(projected[name]) for name in self.modality_names}
+            full_terms = [
+                self._infonce(real[a], real[b], sampled, settings["stop_grad_keys"])
+                for a, b in itertools.combinations(self.modality_names, 2)
+            ]
+            parts.append(torch.stack(full_terms).mean())
+        if branch in ("missing", "both"):
+            per_image = small.shape[-2] * small.shape[-1]
+            image = indices // per_image
+            missing_terms = []
+            for name, rows in lacking.items():
+                keep = rows[image]
+                if not bool(keep.any()):
+                    continue
+                picked = indices[keep]
+                row_in_subset = (torch.cumsum(rows.long(), 0) - 1)[image[keep]]
+                in_subset = row_in_subset * per_image + picked % per_image
+                fake = gather_pixels(projected[f"translated:{name}"], in_subset, backend=settings["backend"])
+                real_side = gather_pixels(projected[name], picked, backend=settings["backend"])
+                if settings["stop_grad_keys"]:
+                    real_side = real_side.detach()
+                missing_terms.append(self._infonce(fake, real_side, sampled[keep], False))
+            if missing_terms:
+                parts.append(torch.stack(missing_terms).mean())
+        if not parts:  # nothing sampled: a zero that keeps the graph connected
+            return first.sum() * 0.0
+        return torch.stack(parts).mean()
+
+    def _project(self, embedding: torch.Tensor) -> torch.Tensor:
+        """The PSA projection head on one map, L2-normalised, channels last."""
+        return F.normalize(self.projection(embedding), dim=1).permute(0, 2, 3, 1)
+
+    def _project_together(self, embeddings: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The projection head on several maps in one call (one BatchNorm statistic over all of them)."""
+        names = list(embeddings)
+        joined = self._project(torch.cat([embeddings[name] for name in names]))
+        return dict(zip(names, torch.split(joined, [embeddings[name].shape[0] for name in names]), strict=True))
 
     @staticmethod
     def collapse_indicator(features: Mapping[str, Any]) -> torch.Tensor:

@@ -1,0 +1,57 @@
+"""The fixed cases of the STARS version-1 pin (tests/fixtures/stars_v1_pin.json): shared by its generator
+(tests/fixtures/generate_stars_v1_pin.py) and by tests/test_stars.py, so both compute the same thing."""
+
+from __future__ import annotations
+
+import torch
+
+from mmbench.config import load_defaults
+from mmbench.method import TrainStep
+from mmbench.registry import METHODS
+
+# Version 2's switches that restore version 1's computation.
+V1_SWITCHES = {"shared_norm": "per_call", "psa": {"branch": "v1", "uniform_count": "max_samples"}}
+
+CASES = {
+    "2 modalities": {"modalities": {"optical": 3, "sar": 1}, "psa": {}},
+    "3 modalities": {"modalities": {"optical": 3, "dsm": 1, "sar": 1}, "psa": {}},
+    "3 modalities, uniform sampling": {
+        "modalities": {"optical": 3, "dsm": 1, "sar": 1},
+        "psa": {"sampling": "uniform"},
+    },
+}
+
+
+def case_config(case: dict, extra: dict) -> dict:
+    """STARS' defaults at the tiny widths, with the case's PSA settings and `extra` merged on top."""
+    config = load_defaults(METHODS.get("stars").defaults, "stars")
+    config.update(METHODS.get("stars").load().tiny_config)
+    psa = {**config["psa"], **case["psa"], **extra.get("psa", {})}
+    return {**config, **{k: v for k, v in extra.items() if k != "psa"}, "psa": psa}
+
+
+def case_batch(modalities: dict[str, int], count: int = 4, size: int = 32) -> dict:
+    generator = torch.Generator().manual_seed(7)
+    inputs = {name: torch.randn(count, c, size, size, generator=generator) for name, c in modalities.items()}
+    label = torch.randint(0, 6, (count, size, size), generator=generator)
+    label[:, :3] = 255
+    return {
+        "inputs": inputs,
+        "label": label,
+        "available": torch.ones(count, len(modalities), dtype=torch.bool),
+        "slots": torch.arange(count),
+    }
+
+
+def case_info() -> TrainStep:
+    return TrainStep(step=3, micro=0, seed=11, ignore_index=255, num_classes=6)
+
+
+def grad_summary(model: torch.nn.Module) -> dict[str, float]:
+    """Sum of |grad| per top-level child: a compact fingerprint of where the gradient went."""
+    summary: dict[str, float] = {}
+    for name, parameter in model.named_parameters():
+        if parameter.grad is not None:
+            top = name.split(".")[0]
+            summary[top] = summary.get(top, 0.0) + float(parameter.grad.abs().sum())
+    return summary
