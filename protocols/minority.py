@@ -1,8 +1,10 @@
 """minority: how rare classes fare under every scenario of a base protocol.
 
-Minority classes are those below `threshold` of the valid training pixels (computed from the store's
-training part, so they are a property of the dataset, not of the method). Per scenario the record gets
-minority mIoU / mF1 and the F1 of each minority class (e.g. car on ISPRS).
+Minority classes are the scored classes (`classes_scored`) below `threshold` of the valid training pixels
+(computed from the store's training part, so they are a property of the dataset, not of the method). A class
+left out of the means, such as ISPRS clutter under the field's convention, is never a minority class: the
+minority means would otherwise score a class the protocol excludes. Per scenario the record gets minority
+mIoU / mF1 and the F1 of each minority class (e.g. car on ISPRS).
 """
 
 from __future__ import annotations
@@ -31,13 +33,16 @@ class Minority(Protocol):
         self.base = BASES[self.config["base"]]({**self.config, "probabilities": [0.2, 0.1, 0.05]})
 
     def minority_classes(self, context: Mapping[str, Any]) -> list[str]:
+        """Scored classes whose share of the valid training pixels is below the threshold, in class order."""
         frequencies = context["train_class_frequencies"]
-        return [name for name, share in frequencies.items() if share < self.config["threshold"]]
+        scored = self.config.get("classes_scored") or list(frequencies)
+        return [name for name, share in frequencies.items() if share < self.config["threshold"] and name in scored]
 
     def scenarios(self, modalities: Sequence[str], context: Mapping[str, Any]) -> list[Scenario]:
         if not self.minority_classes(context):
+            scored = " scored" if self.config.get("classes_scored") else ""
             raise ConfigError(
-                f"protocol 'minority': no class is below {self.config['threshold']:.1%} of the training "
+                f"protocol 'minority': no{scored} class is below {self.config['threshold']:.1%} of the training "
                 "pixels; raise protocol.threshold"
             )
         return self.base.scenarios(modalities, context)

@@ -57,7 +57,7 @@ PIXEL_DROP = ProtocolSpec(
 MINORITY = ProtocolSpec(
     name="minority",
     summary="Per-class results for rare classes under every scenario of a base protocol.",
-    version="1",
+    version="2",  # 2: minority classes are taken among classes_scored only
     target=f"{_PACKAGE}.minority:Minority",
     defaults=f"{_PACKAGE}:minority.yaml",
 )

@@ -13,6 +13,7 @@ import torch
 from mmbench.cli.main import main
 from mmbench.datasets.synthetic import SyntheticConfig, write_synthetic
 from mmbench.engine.checkpoint import save_checkpoint
+from mmbench.errors import ConfigError
 from mmbench.evaluation.engine import evaluate
 from mmbench.protocol import bernoulli_expectation
 from mmbench.records import read_record
@@ -66,6 +67,10 @@ def test_last1_and_missing1_and_full_scenarios(store):
     assert full.aggregate["miou"] == full.scenarios[0]["metrics"]["miou"]
     assert last1.settings["ignore_index"] == 255 and last1.settings["part"] == "test"
     assert last1.settings["classes_scored"] == CLASSES
+    # the synthetic store has no area metadata: scored tile by tile, whole 64 px tiles
+    assert last1.settings["evaluation_unit"] == "tile"
+    assert last1.settings["sliding_window"] == {"size": 64, "stride": 64}
+    assert last1.settings["conversion_tiling"] == {"tile_size": 64, "stride": None}
 
 
 def test_subsets_mean_and_bernoulli_expectation(store):
@@ -153,6 +158,18 @@ def test_minority_classes_come_from_the_training_split(store):
     assert 0 < aggregate["train_class_frequencies"]["car"] < 0.05
 
 
+def test_minority_classes_are_only_scored_classes(store):
+    """ISPRS scoring leaves clutter out of the means; it must then not be a minority class either."""
+    result = evaluate(make_method(), store, protocol("minority", classes_scored=CLASSES[:5]))
+    assert result.aggregate["minority_classes"] == ["car"] == result.settings["minority_classes"]
+    assert set(result.aggregate["per_scenario"]["dsm only"]["f1"]) == {"car"}
+    per_class = result.scenarios[0]["metrics"]["per_class"]
+    assert result.aggregate["per_scenario"]["optical only"]["minority_miou"] == per_class["car"]["iou"]
+    assert result.aggregate["train_class_frequencies"]["clutter"] < 0.05  # rare, but not scored
+    with pytest.raises(ConfigError, match="no scored class is below 5.0% of the training pixels"):
+        evaluate(make_method(), store, protocol("minority", classes_scored=CLASSES[:4]))
+
+
 def test_sliding_windows_match_whole_tiles_for_a_pixelwise_method(store):
     """A 1x1-conv method has no context, so windows (with overlap averaging) must not change its output."""
     whole = evaluate(make_method(kernel=1), store, protocol("last1"))
@@ -234,6 +251,11 @@ def test_mmbench_eval_writes_a_complete_record(capsys, tmp_path, store, tiny_met
         (lambda t, s: (t / "junk.ckpt").write_bytes(b"junk") and t / "junk.ckpt", [], "cannot be read"),
         (lambda t, s: t / "absent.ckpt", [], "does not exist"),
         (lambda t, s: _checkpoint(t, s), ["--set", "protocol.window=abc"], "protocol.window='abc'"),
+        (
+            lambda t, s: _checkpoint(t, s),
+            ["--set", "protocol.window=65"],
+            "protocol.window=65 is larger than the evaluation unit, the 64x64 px tiles",
+        ),
         (lambda t, s: _checkpoint(t, s), ["--set", "protocol.classes_scored=[car, boat]"], "names 'boat'"),
         (lambda t, s: _checkpoint(t, s), ["--set", "protocol.classes_scored=[]"], "a non-empty list"),
     ],
