@@ -22,6 +22,9 @@ VERSION = "2"  # 2: area metadata, mean padding, statistics counting each area p
 CLASSES = ("impervious_surface", "building", "low_vegetation", "tree", "car", "clutter")
 PALETTE = ((255, 255, 255), (0, 0, 255), (0, 255, 255), (0, 255, 0), (255, 255, 0), (255, 0, 0))
 BOUNDARY = (0, 0, 0)  # the eroded band of `_noBoundary` files
+# The --config file that evaluates these stores as the field does (eroded labels, clutter out of the means,
+# 512/256 windows over whole areas; docs/protocols.md, "The ISPRS preset").
+EVALUATION_PRESET = "mmbench.datasets.converters:isprs_protocol.yaml"
 FULL_DECODER = PaletteDecoder(PALETTE)
 ERODED_DECODER = PaletteDecoder(PALETTE, ignore_colours=(BOUNDARY,))
 
