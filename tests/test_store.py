@@ -192,3 +192,71 @@ def test_the_format_is_self_describing(tmp_path):
         dataset = handle["modalities/optical"]
         assert dataset.chunks == (1, 3, 24, 24) and dataset.fletcher32
         assert handle["labels/full"].chunks == (1, 24, 24) and handle["labels/full"].dtype == np.uint8
+
+
+# -- area stores (docs/data-format.md, `areas`) ----------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("tiles", "message"),
+    [
+        ([("a", 0, 0, (30, 30)), ("b", 0, 0, None)], "give area_size for every tile of a store or for none"),
+        ([("a", 0, 0, None), ("b", 0, 0, (30, 30))], r"for none \(the first tile did not\)"),
+        ([("a", 0, 0, (30, 30)), ("a", 6, 0, (30, 31))], "area size 30x31 differs from 30x30"),
+        ([("a", 30, 0, (30, 30))], r"offset \(30, 0\) lies outside its 30x30 area"),
+        ([("a", 0, 0, (0, 30))], r"area size \(0, 30\) must be positive"),
+    ],
+)
+def test_inconsistent_area_tiles_are_refused(tmp_path, tiles, message):
+    with pytest.raises(StoreError, match=message) as info:
+        with _writer(tmp_path / "out.h5") as writer:
+            for index, (source, row, col, size) in enumerate(tiles):
+                writer.add_tile(f"t{index}", *tile_arrays(index), source=source, row=row, col=col, area_size=size)
+    assert "\n" not in str(info.value)
+    assert os.listdir(tmp_path) == []
+
+
+def test_area_stores_count_each_area_pixel_once_and_pad_with_the_training_mean(tmp_path):
+    """Statistics and class shares see every pixel of the training areas once, never padding; label padding is
+    ignore and modality padding the per-band training mean (rounded for integers), which normalises to ~0."""
+    from area_helpers import write_area_store
+
+    from mmbench.data.loader import TileDataset
+
+    path = tmp_path / "areas.h5"
+    parts = {"train": ["train0", "small"], "test": ["wide"]}
+    arrays = write_area_store(path, parts=parts)  # train0 30x34 in overlapping 16 px tiles, small 9x13 padded
+    train = ["train0", "small"]
+    with TileStore(path) as store:
+        assert [area.name for area in store.areas.values()] == ["train0", "wide", "square", "small"]
+        for name in ("optical", "dsm"):
+            pixels = np.concatenate([arrays[a][name].reshape(arrays[a][name].shape[0], -1) for a in train], axis=1)
+            stats = store.modalities[name].stats
+            np.testing.assert_allclose(stats["mean"], pixels.astype(np.float64).mean(axis=1), rtol=1e-12)
+            np.testing.assert_allclose(stats["std"], pixels.astype(np.float64).std(axis=1), rtol=1e-9)
+            assert stats["min"] == pixels.min(axis=1).astype(np.float64).tolist()
+        labels = np.concatenate([arrays[a]["full"].ravel() for a in train])
+        histogram = store.class_histogram("full", store.split_indices(None, "train"))
+        expected = np.bincount(np.where(labels == 255, 4, labels), minlength=5)
+        assert histogram.tolist() == expected.tolist()
+        (small,) = [i for i in range(store.num_tiles) if store.tile_record(i)["source"] == "small"]
+        assert store.tile_record(small)["area_size"] == [9, 13]
+        label = store.read_label("full", small)
+        assert (label[9:] == 255).all() and (label[:, 13:] == 255).all()
+        np.testing.assert_array_equal(label[:9, :13], arrays["small"]["full"])
+        optical = store.read_modality("optical", small)
+        mean = np.round(store.modalities["optical"].stats["mean"])
+        assert (optical[:, 9:] == mean[:, None, None]).all() and (optical[:, :, 13:] == mean[:, None, None]).all()
+        np.testing.assert_array_equal(optical[:, :9, :13], arrays["small"]["optical"])
+        position = int(np.flatnonzero(store.split_indices(None, "train") == small)[0])
+        std = np.asarray(store.modalities["optical"].stats["std"])
+    sample = TileDataset(path, part="train")[position]
+    assert sample["inputs"]["dsm"][:, 9:].abs().max() < 1e-5  # float32: the mean itself
+    assert (sample["inputs"]["optical"][:, 9:].abs().amax(dim=(1, 2)).numpy() <= 0.5 / std + 1e-6).all()
+
+
+def test_verify_reports_area_pixels_in_no_tile(tmp_path):
+    path = tmp_path / "gap.h5"
+    with _writer(path) as writer:
+        writer.add_tile("t0", *tile_arrays(0), source="a", row=0, col=0, area_size=(24, 30))
+        writer.set_split("s", {"train": [0]})
+    with TileStore(path) as store:
+        assert list(store.verify()) == ["area 'a': 144 of its pixels are in no tile"]
