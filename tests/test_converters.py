@@ -113,6 +113,10 @@ def test_vaihingen_folder_converts_every_area_with_both_label_variants(tmp_path)
     assert store.label_variants == ("full", "eroded")
     assert store.classes[1] == "building" and store.classes[5] == "clutter"
     _check_windows(store, fixture.expected)
+    # every area is recorded with its size (area5 is smaller than a tile: its padding is known)
+    assert {name: (area.height, area.width) for name, area in store.areas.items()} == {
+        f"area{number}": size for number, size in VAIHINGEN_AREAS.items()
+    }
     record = store.tile_record(ids.index("area1_r0000_c0016"))
     assert record["files"] == [
         "top/top_mosaic_09cm_area1.tif",
@@ -123,7 +127,7 @@ def test_vaihingen_folder_converts_every_area_with_both_label_variants(tmp_path)
     ]
     assert report.off_palette_pixels == {"top_mosaic_09cm_area1.tif": 1} == store.provenance["off_palette_pixels"]
     notes = " | ".join(report.notes)
-    assert "padded" in notes and "area5 (12x20)" in notes
+    assert "padded" in notes and "area5 (12x20)" in notes and "per-band training mean" in notes
     assert "top_mosaic_09cm_area9_noBoundary.tif" in notes  # label without imagery
     assert "nDSM stored in metres" in notes
     assert calls[0] == ("isprs-vaihingen area1", 0, 5) and calls[-1][1:] == (5, 5)
