@@ -8,15 +8,17 @@ with the checkpoint's path and sha256 in `method.checkpoint`.
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 from pathlib import Path
 
 from mmbench.context import RunOutcome, RunPlan
-from mmbench.engine.checkpoint import CheckpointError, check_dataset_fits, load_checkpoint
+from mmbench.engine.checkpoint import check_dataset_fits, load_checkpoint
 from mmbench.errors import ConfigError
 from mmbench.evaluation.protocols import load_protocol
 from mmbench.records.fingerprint import file_sha256
 from mmbench.runs.execution import finish_run, start_run
+from mmbench.runs.fragile import FIGURE, model_from_checkpoint, most_fragile, reports_most_fragile
 from mmbench.runs.planning import RunRequest, plan_run
 
 
@@ -40,7 +42,7 @@ def plan_checkpoint_evaluation(request: RunRequest, checkpoint_path: str | Path)
 def evaluate_checkpoint(plan: RunPlan, payload: dict, checkpoint_path: str | Path) -> Path:
     """Evaluate and write the record; returns its path."""
     from mmbench.evaluation.engine import evaluate
-    from mmbench.method import build_method, count_parameters
+    from mmbench.method import count_parameters
 
     protocol = load_protocol(plan)
     started = start_run(plan, dataset_facts=True)
@@ -49,22 +51,20 @@ def evaluate_checkpoint(plan: RunPlan, payload: dict, checkpoint_path: str | Pat
         raise ConfigError(f"dataset {plan.dataset.name!r} has no tile store to evaluate on")
     channels = facts.channels(protocol.select_modalities(facts.modality_names))
     check_dataset_fits(payload, list(facts.classes), channels, checkpoint_path)
-    model = build_method(plan.method, channels, len(facts.classes), payload["config"]["method"])
-    try:
-        model.load_state_dict(payload["model"], strict=True)
-    except RuntimeError as exc:
-        first = str(exc).splitlines()[1].strip() if len(str(exc).splitlines()) > 1 else str(exc)
-        raise CheckpointError(
-            f"{checkpoint_path}: its weights do not fit method {plan.method.name!r} {plan.method.version} ({first})"
-        ) from exc
+    model = model_from_checkpoint(plan.method, payload, channels, len(facts.classes), checkpoint_path)
     model.to(started.device)
     result = evaluate(model, facts, protocol, device=started.device)
+    aggregate, timing = dict(result.aggregate), {"eval_s": round(result.seconds, 6), "eval_tiles": result.tiles}
+    if reports_most_fragile(protocol, result.scenarios):
+        clock = time.perf_counter()
+        aggregate[FIGURE] = most_fragile(model, facts, protocol, device=started.device)
+        timing[f"{FIGURE}_s"] = round(time.perf_counter() - clock, 3)
     outcome = RunOutcome(
         scenarios=result.scenarios,
-        aggregate=result.aggregate,
+        aggregate=aggregate,
         params=count_parameters(model),
         protocol_settings=result.settings,
-        timing={"eval_s": round(result.seconds, 6), "eval_tiles": result.tiles},
+        timing=timing,
         checkpoint={
             "path": str(Path(checkpoint_path).resolve()),
             "sha256": file_sha256(checkpoint_path),

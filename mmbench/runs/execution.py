@@ -139,7 +139,37 @@ def execute_run(plan: RunPlan) -> Path:
     """Run the plan and write its record; returns the record's path."""
     executor = find_executor(plan)
     started = start_run(plan, dataset_facts=bool(getattr(executor, "needs_dataset_facts", False)))
-    return finish_run(started, executor.execute(started.context()))
+    outcome = executor.execute(started.context())
+    return finish_run(started, with_most_fragile(started, outcome))
+
+
+def with_most_fragile(started: StartedRun, outcome: RunOutcome) -> RunOutcome:
+    """`outcome` with `aggregate.most_fragile` added when its protocol reports the figure
+    (`mmbench.runs.fragile`: the modality whose loss costs most on validation, scored on test), computed
+    from the checkpoint the run selected. Runs without a checkpoint or a tile store (a method's own
+    executor) are returned unchanged: there is no model to evaluate again."""
+    if not isinstance(outcome, RunOutcome) or started.facts is None or not (outcome.checkpoint or {}).get("path"):
+        return outcome
+    from mmbench.engine.checkpoint import load_checkpoint
+    from mmbench.evaluation.protocols import load_protocol
+    from mmbench.runs.fragile import FIGURE, model_from_checkpoint, most_fragile, reports_most_fragile
+    from mmbench.runtime.distributed import init_distributed
+
+    protocol = load_protocol(started.plan)
+    if not reports_most_fragile(protocol, outcome.scenarios):
+        return outcome
+    clock = time.perf_counter()
+    facts = started.facts
+    path = outcome.checkpoint["path"]
+    channels = facts.channels(protocol.select_modalities(facts.modality_names))
+    model = model_from_checkpoint(started.plan.method, load_checkpoint(path), channels, len(facts.classes), path)
+    device, dist = started.device, init_distributed(started.device)
+    if dist.enabled and device.startswith("cuda"):
+        device = f"cuda:{dist.local_rank}"  # as the training engine places each rank
+    model.to(device)
+    figure = most_fragile(model, facts, protocol, device=device, limit_tiles=2 if outcome.smoke else None, dist=dist)
+    timing = {**outcome.timing, f"{FIGURE}_s": round(time.perf_counter() - clock, 3)}
+    return replace(outcome, aggregate={**outcome.aggregate, FIGURE: figure}, timing=timing)
 
 
 def build_record(
