@@ -204,3 +204,97 @@ def test_gradients_reach_every_parameter(depth, stem):
         assert p.grad is not None, name
         assert torch.isfinite(p.grad).all(), name
         assert p.grad.abs().sum() > 0, name
+
+
+# -- load_pretrained_resnet: every part with a torchvision counterpart -----------------------------------
+
+# A few of torchvision's resnet18 state_dict keys, spelled out so that the fake file below is checked to
+# be in torchvision's layout rather than assumed to be.
+TORCHVISION_KEYS = (
+    "conv1.weight",
+    "bn1.running_mean",
+    "layer1.0.conv1.weight",
+    "layer2.0.downsample.0.weight",
+    "layer2.0.downsample.1.running_var",
+    "layer4.1.bn2.bias",
+    "fc.weight",
+)
+
+
+@pytest.fixture
+def torchvision_file(tmp_path):
+    """A fake torchvision resnet18 file (random weights, non-trivial BN) and its state_dict."""
+    torch.manual_seed(11)
+    source = resnet(18)
+    randomize_bn(source, seed=12)
+    path = tmp_path / "resnet18-torchvision.pth"
+    state = save_torchvision_like(source, path, n_classes=1000)
+    assert set(TORCHVISION_KEYS) <= set(state)
+    return path, state, source
+
+
+@pytest.mark.parametrize("in_channels", [3, 1, 4])
+def test_a_per_modality_stem_takes_the_file_s_stem(torchvision_file, in_channels):
+    from mmbench.methods.blocks.backbones import load_pretrained_resnet, pretrained_fits
+    from mmbench.methods.blocks.common import Stem
+
+    path, state, source = torchvision_file
+    torch.manual_seed(13)
+    stem = Stem(in_channels, 64)
+    assert pretrained_fits(stem)
+    load_pretrained_resnet(stem, path)
+    rgb = state["conv1.weight"]
+    expected = rgb if in_channels == 3 else rgb.mean(dim=1, keepdim=True).repeat(1, in_channels, 1, 1)
+    torch.testing.assert_close(stem.body[0].weight.data, expected, rtol=0, atol=0)
+    for name in ("weight", "bias", "running_mean", "running_var"):
+        torch.testing.assert_close(getattr(stem.body[1], name), state[f"bn1.{name}"], rtol=0, atol=0)
+    # The same rule as a whole ResNet's stem, so a stem and a ResNet built for the same input agree.
+    whole = resnet(18, in_channels=in_channels, pretrained=path).eval()
+    x = torch.randn(2, in_channels, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(stem.eval()(x), whole.forward_stem(x), rtol=0, atol=0)
+
+
+def test_a_shared_encoder_with_stems_and_specific_encoders_all_start_from_the_file(torchvision_file):
+    """STARS/ShaSpec's layout: stems + a stem-less shared ResNet equal the torchvision network on RGB;
+    a specific encoder of width 64 loads whole (its stem adapted to its channels)."""
+    from mmbench.methods.blocks.backbones import load_pretrained_resnet, pretrained_fits
+    from mmbench.methods.blocks.common import Stem
+
+    path, state, source = torchvision_file
+    torch.manual_seed(14)
+    stem, shared, specific = Stem(3, 64), resnet(18, stem=False), resnet(18, in_channels=2)
+    for part in (stem, shared, specific):
+        load_pretrained_resnet(part, path)
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        for a, b in zip(shared.eval()(stem.eval()(x)), source.eval()(x), strict=True):
+            torch.testing.assert_close(a, b, rtol=0, atol=0)
+    torch.testing.assert_close(specific.layer3[0].downsample[0].weight, state["layer3.0.downsample.0.weight"])
+    torch.testing.assert_close(specific.conv1.weight, state["conv1.weight"].mean(1, keepdim=True).repeat(1, 2, 1, 1))
+    # Narrower parts do not fit: methods leave them random (pretrained_fits) or get a one-line error.
+    narrow_stem, narrow_specific = Stem(1, 16), resnet(18, in_channels=1, width=16)
+    assert not pretrained_fits(narrow_stem) and not pretrained_fits(narrow_specific)
+    assert not pretrained_fits(torch.nn.Conv2d(3, 64, 7))
+    for part in (narrow_stem, narrow_specific):
+        with pytest.raises(ConfigError, match="width 16") as info:
+            load_pretrained_resnet(part, path)
+        assert str(path) in str(info.value) and "\n" not in str(info.value)
+
+
+def test_load_pretrained_resnet_errors(tmp_path, torchvision_file):
+    from mmbench.methods.blocks.backbones import load_pretrained_resnet
+    from mmbench.methods.blocks.common import Stem
+
+    path, state, _ = torchvision_file
+    stemless = tmp_path / "no-stem.pth"
+    torch.save({k: v for k, v in state.items() if not k.startswith(("conv1.", "bn1."))}, stemless)
+    with pytest.raises(ConfigError, match="no ResNet stem \\(missing keys: conv1.weight, bn1.weight"):
+        load_pretrained_resnet(Stem(1, 64), stemless)
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_pretrained_resnet(Stem(1, 64), tmp_path / "absent.pth")
+    # A ResNet-18 file into a ResNet-50 specific encoder: the depth must match.
+    with pytest.raises(ConfigError, match="resnet18-torchvision.pth"):
+        load_pretrained_resnet(resnet(50), path)
+    with pytest.raises(TypeError, match="not a Conv2d"):
+        load_pretrained_resnet(torch.nn.Conv2d(3, 64, 7), path)

@@ -261,7 +261,13 @@ def probe_backbones(record: Record) -> None:
         torch.save(seeded(lambda: backbones.resnet(18, in_channels=3), seed=1).float().state_dict(), path)
         model = seeded(lambda: backbones.resnet(18, in_channels=2), seed=2)
         backbones.load_pretrained(model, path)
+        stem, shared = seeded(lambda: common.Stem(1, 64), seed=3), seeded(lambda: backbones.resnet(18, stem=False))
+        for part in (stem, shared):
+            backbones.load_pretrained_resnet(part, path)
     record("load_pretrained", model.conv1.weight, model.layer4[1].bn2.weight, model.layer4[1].conv2.weight)
+    record("load_pretrained_resnet", *both_modes(stem, randn(2, 1, 16, 16)), shared.layer2[0].downsample[0].weight)
+    fits = [backbones.pretrained_fits(part) for part in (model, stem, common.Stem(1, 8), backbones.resnet(18, width=8))]
+    record("pretrained_fits", torch.tensor(fits, dtype=torch.float64))
 
 
 def probe_common(record: Record) -> None:

@@ -8,7 +8,9 @@ build the residual stages *without* a stem so that several per-modality stems ca
 The layout is the standard ResNet v1.5 one (the stride of a bottleneck sits on its 3x3 conv) and the
 module names follow torchvision's key layout (`conv1`, `bn1`, `layer1.0.conv1`, ...,
 `layer2.0.downsample.0`), so a torchvision ImageNet `state_dict` saved to a local file loads directly
-through `pretrained=`; nothing is ever downloaded.
+through `pretrained=`; nothing is ever downloaded. `load_pretrained_resnet` loads the same file into any
+part with a torchvision counterpart: a whole ResNet, the residual stages of a stem-less shared encoder, or
+a per-modality stem (`mmbench.methods.blocks.common.Stem`); docs/pretrained.md lists what each method loads.
 """
 
 from __future__ import annotations
@@ -21,7 +23,16 @@ from torch import Tensor, nn
 
 from mmbench.errors import ConfigError
 
-__all__ = ["BasicBlock", "Bottleneck", "ResNet", "resnet", "load_pretrained"]
+__all__ = [
+    "PRETRAINED_WIDTH",
+    "BasicBlock",
+    "Bottleneck",
+    "ResNet",
+    "load_pretrained",
+    "load_pretrained_resnet",
+    "pretrained_fits",
+    "resnet",
+]
 
 # depth -> (block type, blocks per stage); the standard ImageNet configurations.
 _CONFIGS: dict[int, tuple[str, tuple[int, int, int, int]]] = {
@@ -31,7 +42,8 @@ _CONFIGS: dict[int, tuple[str, tuple[int, int, int, int]]] = {
 }
 
 # The width the published ImageNet weights were trained with; other widths have other tensor shapes.
-_STANDARD_WIDTH = 64
+PRETRAINED_WIDTH = 64
+_STANDARD_WIDTH = PRETRAINED_WIDTH
 # How many offending keys an error message lists before it says "...".
 _KEYS_SHOWN = 5
 
@@ -248,6 +260,101 @@ def _adapt_stem_weight(weight: Tensor, in_channels: int) -> Tensor:
     return weight.mean(dim=1, keepdim=True).repeat(1, in_channels, 1, 1)
 
 
+def _check_width(width: int, path: Path, what: str) -> None:
+    if width != PRETRAINED_WIDTH:
+        raise ConfigError(
+            f"cannot load pretrained weights {path} into {what} of width {width}: standard ResNet "
+            f"weights have width {PRETRAINED_WIDTH} and every tensor shape depends on it; use width={PRETRAINED_WIDTH}"
+        )
+
+
+def _read_state_dict(path: Path) -> Mapping[str, Tensor]:
+    """The tensors of a local `state_dict` file, read without executing pickled code; one-line errors."""
+    if not path.is_file():
+        raise ConfigError(f"pretrained weights file {path} does not exist; give the path of a local state_dict file")
+    try:
+        loaded = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # any failure to read is a problem with the user's file, reported as such
+        # torch's own message advises weights_only=False, which we deliberately never do; keep only its type.
+        raise ConfigError(
+            f"cannot read pretrained weights {path} as a tensors-only torch state_dict ({type(exc).__name__}); "
+            f"expected a file written by torch.save(model.state_dict())"
+        ) from exc
+    if not isinstance(loaded, Mapping) or not all(isinstance(v, Tensor) for v in loaded.values()):
+        raise ConfigError(
+            f"pretrained weights {path} do not hold a plain state_dict (a mapping of names to tensors); "
+            f"save model.state_dict() rather than a checkpoint or a whole model"
+        )
+    return loaded
+
+
+def pretrained_fits(module: nn.Module) -> bool:
+    """Whether `load_pretrained_resnet` can fill `module` by its width: a `ResNet` or a per-modality stem
+    whose width is `PRETRAINED_WIDTH` (64). Methods use it to load what fits and leave narrower parts
+    (e.g. CPU-sized specific encoders) at their random initialisation, as docs/pretrained.md states."""
+    from mmbench.methods.blocks.common import Stem
+
+    if isinstance(module, ResNet):
+        return module.width == PRETRAINED_WIDTH
+    if isinstance(module, Stem):
+        return module.body[0].out_channels == PRETRAINED_WIDTH
+    return False
+
+
+def load_pretrained_resnet(module: nn.Module, path: str | Path) -> None:
+    """Load a local torchvision-layout ResNet `state_dict` into `module`, in place: the public entry point
+    for methods (methods/stars, methods/shaspec), so every part with a torchvision counterpart can start
+    from the same file.
+
+    - a `ResNet` (built by `resnet`): everything, as `load_pretrained` does; a stem-less one (a shared
+      encoder fed by per-modality stems) takes layers 1-4 only. The file's depth must be the module's.
+    - a per-modality stem (`mmbench.methods.blocks.common.Stem`): `conv1`/`bn1` of the file (every depth
+      has the same stem), with the one rule for input channels of `_adapt_stem_weight`: 3 channels are
+      copied, any other count gets the RGB kernel averaged over its input channels and repeated.
+
+    The part must have width `PRETRAINED_WIDTH` (`pretrained_fits`); anything else is a one-line
+    `ConfigError` naming the file, as is a file that does not match. Load before `privatise_norms`
+    (blocks/shared_encoder.py) turns BatchNorms into per-modality copies: the copies keep loaded weights.
+    """
+    from mmbench.methods.blocks.common import Stem
+
+    if isinstance(module, ResNet):
+        load_pretrained(module, path)
+        return
+    if not isinstance(module, Stem):
+        raise TypeError(
+            f"load_pretrained_resnet loads a ResNet or a Stem (mmbench.methods.blocks), not a {type(module).__name__}"
+        )
+    path = Path(path)
+    conv, norm = module.body[0], module.body[1]
+    _check_width(conv.out_channels, path, "a stem")
+    loaded = _read_state_dict(path)
+    target = {f"body.0.{k}": v for k, v in conv.state_dict().items()}
+    target.update({f"body.1.{k}": v for k, v in norm.state_dict().items()})
+    names = {"conv1.weight": "body.0.weight"}
+    names.update({f"bn1.{k}": f"body.1.{k}" for k in norm.state_dict()})
+    missing = [k for k in names if k not in loaded and not k.endswith("num_batches_tracked")]
+    if missing:
+        raise ConfigError(
+            f"pretrained weights {path} have no ResNet stem (missing keys: {_first_keys(missing)}); "
+            "give a torchvision-layout ResNet state_dict"
+        )
+    source = {names[k]: v for k, v in loaded.items() if k in names}
+    weight = source["body.0.weight"]
+    if weight.ndim == 4 and weight.shape[1] == 3 and conv.in_channels != 3:
+        source["body.0.weight"] = _adapt_stem_weight(weight, conv.in_channels)
+    mismatched = [
+        f"{k} {tuple(v.shape)} vs {tuple(target[k].shape)}" for k, v in source.items() if v.shape != target[k].shape
+    ]
+    if mismatched:
+        raise ConfigError(
+            f"pretrained weights {path} have tensors of the wrong shape for this stem (file vs model): "
+            f"{_first_keys(mismatched)}"
+        )
+    with torch.no_grad():
+        module.load_state_dict(source, strict=False)
+
+
 def load_pretrained(model: ResNet, path: str | Path) -> None:
     """Load a torchvision-layout ResNet `state_dict` from the local file `path` into `model`, in place.
 
@@ -264,26 +371,8 @@ def load_pretrained(model: ResNet, path: str | Path) -> None:
     trained at: every tensor's shape depends on it.
     """
     path = Path(path)
-    if model.width != _STANDARD_WIDTH:
-        raise ConfigError(
-            f"cannot load pretrained weights {path} into a ResNet of width {model.width}: standard ResNet "
-            f"weights have width {_STANDARD_WIDTH} and every tensor shape depends on it; use width={_STANDARD_WIDTH}"
-        )
-    if not path.is_file():
-        raise ConfigError(f"pretrained weights file {path} does not exist; give the path of a local state_dict file")
-    try:
-        loaded = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # any failure to read is a problem with the user's file, reported as such
-        # torch's own message advises weights_only=False, which we deliberately never do; keep only its type.
-        raise ConfigError(
-            f"cannot read pretrained weights {path} as a tensors-only torch state_dict ({type(exc).__name__}); "
-            f"expected a file written by torch.save(model.state_dict())"
-        ) from exc
-    if not isinstance(loaded, Mapping) or not all(isinstance(v, Tensor) for v in loaded.values()):
-        raise ConfigError(
-            f"pretrained weights {path} do not hold a plain state_dict (a mapping of names to tensors); "
-            f"save model.state_dict() rather than a checkpoint or a whole model"
-        )
+    _check_width(model.width, path, "a ResNet")
+    loaded = _read_state_dict(path)
 
     ignored_prefixes = ("fc.",) if model.has_stem else ("fc.", "conv1.", "bn1.")
     source = {k: v for k, v in loaded.items() if not k.startswith(ignored_prefixes)}
