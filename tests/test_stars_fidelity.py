@@ -174,3 +174,16 @@ def test_per_modality_norm_keeps_private_statistics(method):
     after = model.state_dict()
     changed = {k for k, v in before.items() if not torch.equal(v, after[k])}
     assert changed and all(".norms.sar." in k for k in changed)
+
+
+def test_projecting_the_sampled_pixels_equals_projecting_whole_maps():
+    """`_project_at` gathers right after the head's BatchNorm; projecting whole maps and gathering after
+    the head (version 1's order) gives the same unit vectors up to float rounding."""
+    model = build(THREE)
+    maps = {name: torch.randn(4, 8, 6, 6, generator=torch.Generator().manual_seed(i)) for i, name in enumerate(THREE)}
+    picks = {name: torch.randperm(4 * 36, generator=torch.Generator().manual_seed(9))[:50] for name in THREE}
+    fast = model._project_at({name: (maps[name], picks[name]) for name in THREE})
+    whole = model._project(torch.cat(list(maps.values())))
+    for i, name in enumerate(THREE):
+        expected = whole[4 * i : 4 * (i + 1)].reshape(-1, whole.shape[-1])[picks[name]]
+        torch.testing.assert_close(fast[name], expected, rtol=1e-5, atol=1e-6)

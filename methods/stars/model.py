@@ -423,36 +423,38 @@ class Stars(SegmentationMethod):
             return torch.stack(losses).mean()
 
         lacking = {name: ~missing[:, i] for i, name in enumerate(self.modality_names) if not bool(missing[:, i].all())}
-        to_project = dict(full) if branch != "missing" else {name: full[name] for name in lacking}
-        if branch != "full":  # only the rows that were translated (the others repeat the real embedding)
-            to_project.update({f"translated:{name}": translated[name][rows] for name, rows in lacking.items()})
-        projected = self._project_together(to_project)
-        parts = []
-        if branch in ("full", "both"):
-            real = {name: gather(projected[name]) for name in self.modality_names}
-            full_terms = [
-                self._infonce(real[a], real[b], sampled, settings["stop_grad_keys"])
-                for a, b in itertools.combinations(self.modality_names, 2)
-            ]
-            parts.append(torch.stack(full_terms).mean())
-        if branch in ("missing", "both"):
-            per_image = small.shape[-2] * small.shape[-1]
-            image = indices // per_image
-            missing_terms = []
+        per_image = small.shape[-2] * small.shape[-1]
+        image = indices // per_image
+        # (map, pixels to project) per embedding; translated maps hold only the rows that were translated
+        wanted = {name: (full[name], indices) for name in (self.modality_names if branch != "missing" else lacking)}
+        kept: dict[str, torch.Tensor] = {}
+        if branch != "full":
             for name, rows in lacking.items():
                 keep = rows[image]
                 if not bool(keep.any()):
                     continue
-                picked = indices[keep]
                 row_in_subset = (torch.cumsum(rows.long(), 0) - 1)[image[keep]]
-                in_subset = row_in_subset * per_image + picked % per_image
-                fake = gather_pixels(projected[f"translated:{name}"], in_subset, backend=settings["backend"])
-                real_side = gather_pixels(projected[name], picked, backend=settings["backend"])
+                wanted[f"translated:{name}"] = (
+                    translated[name][rows],
+                    row_in_subset * per_image + indices[keep] % per_image,
+                )
+                kept[name] = keep
+        projected = self._project_at(wanted)
+        parts = []
+        if branch in ("full", "both"):
+            full_terms = [
+                self._infonce(projected[a], projected[b], sampled, settings["stop_grad_keys"])
+                for a, b in itertools.combinations(self.modality_names, 2)
+            ]
+            parts.append(torch.stack(full_terms).mean())
+        if kept:
+            missing_terms = []
+            for name, keep in kept.items():
+                real_side = projected[name][keep]
                 if settings["stop_grad_keys"]:
                     real_side = real_side.detach()
-                missing_terms.append(self._infonce(fake, real_side, sampled[keep], False))
-            if missing_terms:
-                parts.append(torch.stack(missing_terms).mean())
+                missing_terms.append(self._infonce(projected[f"translated:{name}"], real_side, sampled[keep], False))
+            parts.append(torch.stack(missing_terms).mean())
         if not parts:  # nothing sampled: a zero that keeps the graph connected
             return first.sum() * 0.0
         return torch.stack(parts).mean()
@@ -461,11 +463,29 @@ class Stars(SegmentationMethod):
         """The PSA projection head on one map, L2-normalised, channels last."""
         return F.normalize(self.projection(embedding), dim=1).permute(0, 2, 3, 1)
 
-    def _project_together(self, embeddings: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """The projection head on several maps in one call (one BatchNorm statistic over all of them)."""
-        names = list(embeddings)
-        joined = self._project(torch.cat([embeddings[name] for name in names]))
-        return dict(zip(names, torch.split(joined, [embeddings[name].shape[0] for name in names]), strict=True))
+    def _project_at(self, wanted: Mapping[str, tuple[torch.Tensor, torch.Tensor]]) -> dict[str, torch.Tensor]:
+        """The projection head's unit vectors at the sampled pixels of several maps.
+
+        The head is Conv1x1-BN-ReLU-Conv1x1; everything after the BatchNorm is per pixel, so the pixels
+        are gathered right after it and only they pass ReLU, the 1x1 to `embedding_dim` and the
+        normalisation: the same function as projecting whole maps and then gathering (within float
+        rounding; tests/test_stars_fidelity.py), at a fraction of the cost. The BatchNorm sees all maps
+        in one call, i.e. one batch statistic over every embedding PSA compares.
+        """
+        if not wanted:
+            return {}
+        backend = self.config["psa"]["backend"]
+        names = list(wanted)
+        first, norm = self.projection[0][0], self.projection[0][1]
+        hidden = norm(first(torch.cat([wanted[name][0] for name in names])))
+        parts = torch.split(hidden, [wanted[name][0].shape[0] for name in names])
+        last = self.projection[1]
+        weight = last.weight.view(last.out_channels, last.in_channels)
+        projected = {}
+        for name, part in zip(names, parts, strict=True):
+            rows = gather_pixels(part.permute(0, 2, 3, 1), wanted[name][1], backend=backend)
+            projected[name] = F.normalize(F.linear(F.relu(rows), weight, last.bias), dim=1)
+        return projected
 
     @staticmethod
     def collapse_indicator(features: Mapping[str, Any]) -> torch.Tensor:
