@@ -1,224 +1,219 @@
-"""STARS vs its four ablations on the synthetic benchmark, and the cost of PSA.
+"""STARS' one-factor ablations and the shared-encoder norm study on the synthetic benchmark, over seeds.
 
-    python benchmarks/stars_ablation.py --out runs/ablation --doc docs/results/stars-synthetic.md
+    python benchmarks/stars_ablation.py run --out runs/stars-ablation --seeds 0 1 2 --workers 2
+    python benchmarks/stars_ablation.py report --out runs/stars-ablation --doc docs/results/stars-synthetic.md
 
-For each variant: `mmbench run stars --protocol last1` (default CPU config, one seed), then
-`mmbench eval <best checkpoint> --protocol minority`. The table is built from the run records and
-training logs only. The PSA cost is measured in-process: the median time of a training step with and
-without PSA, and of the sampling + alignment ops alone, at the default config.
+`run` trains every variant once per seed (`mmbench run METHOD --protocol last1 --dataset synthetic`),
+then evaluates the selected checkpoint under `minority` (`mmbench eval`), and writes one
+`job.json` per (variant, seed) only when both records exist: it is resumable (finished jobs are
+skipped, a half-finished one is redone from scratch in a fresh folder) and runs `--workers`
+jobs at once, each single-threaded (OMP_NUM_THREADS=1), so two jobs use the two cores of the
+reference machine. Jobs go seed by seed, so a stopped study still has every variant at the same
+seeds. `report` builds the page from the job files and the records only: mean ± sample standard
+deviation over seeds, n, and every seed's value.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import shutil
 import statistics
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-VARIANTS = {
-    "STARS": [],
-    "no stop-gradient": ["--set", "method.stop_gradient=false"],
-    "no translation (copy, ShaSpec-style)": ["--set", "method.translation=false"],
-    "no PSA": ["--set", "method.psa.enabled=false"],
-    "uniform instead of class-balanced sampling": ["--set", "method.psa.sampling=uniform"],
+# name -> (method, --set overrides); the first STARS row is the reference the others change one factor of.
+VARIANTS: dict[str, tuple[str, list[str]]] = {
+    "STARS v2 (defaults)": ("stars", []),
+    "PSA version-1 pairing (psa.branch=v1)": ("stars", ["method.psa.branch=v1"]),
+    "no PSA": ("stars", ["method.psa.enabled=false"]),
+    "uniform sampling, same count": ("stars", ["method.psa.sampling=uniform"]),
+    "translator copy (loss kept)": ("stars", ["method.translator=copy"]),
+    "ShaSpec-style (copy, no translation loss, L1 0.1)": (
+        "stars",
+        ["method.translator=copy", "method.loss.translation=0", "method.loss.shared_alignment=0.1"],
+    ),
+    "no stop-gradient": ("stars", ["method.stop_gradient=false"]),
+    "STARS shared_norm=per_call": ("stars", ["method.shared_norm=per_call"]),
+    "STARS shared_norm=per_modality": ("stars", ["method.shared_norm=per_modality"]),
+    "ShaSpec shared_norm=joint": ("shaspec", []),
+    "ShaSpec shared_norm=per_call": ("shaspec", ["method.shared_norm=per_call"]),
+    "ShaSpec shared_norm=per_modality": ("shaspec", ["method.shared_norm=per_modality"]),
 }
 
 
-def mmbench(*args: str) -> None:
-    subprocess.run([sys.executable, "-m", "mmbench", *args], check=True)
+def slug(name: str) -> str:
+    keep = "".join(c if c.isalnum() else "-" for c in name.lower())
+    return "-".join(part for part in keep.split("-") if part)
 
 
-def newest_record(folder: Path) -> dict:
-    path = max(folder.rglob("result.json"), key=lambda p: p.stat().st_mtime)
-    return json.loads(path.read_text()) | {"_path": str(path)}
+def newest_record(folder: Path) -> Path:
+    return max(folder.rglob("result.json"), key=lambda p: p.stat().st_mtime)
 
 
-def run_variant(name: str, extra: list[str], out: Path, seed: int, common: list[str]) -> dict:
-    folder = out / name.split(" (")[0].replace(" ", "-")
-    mmbench(
-        "run",
-        "stars",
-        "--protocol",
-        "last1",
-        "--dataset",
-        "synthetic",
-        "--seed",
-        str(seed),
-        "--out",
-        str(folder / "last1"),
-        *common,
-        *extra,
-    )
+def mmbench(args: list[str], log: Path) -> None:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    with log.open("a") as handle:
+        subprocess.run([sys.executable, "-m", "mmbench", *args], check=True, stdout=handle, stderr=handle, env=env)
+
+
+def run_job(name: str, seed: int, out: Path, common: list[str]) -> str:
+    method, overrides = VARIANTS[name]
+    folder = out / slug(name) / f"seed{seed}"
+    done = folder / "job.json"
+    if done.exists():
+        return f"skip {name} seed {seed}"
+    if folder.exists():
+        shutil.rmtree(folder)  # an interrupted job: redo it whole, so its records come from one run
+    folder.mkdir(parents=True)
+    log = folder / "log.txt"
+    sets = [item for override in [*common, *overrides] for item in ("--set", override)]
+    started = time.time()
+    base = ["--dataset", "synthetic", "--seed", str(seed)]
+    mmbench(["run", method, "--protocol", "last1", *base, "--out", str(folder / "last1"), *sets], log)
     trained = newest_record(folder / "last1")
-    checkpoint = trained["method"]["checkpoint"]["path"]
-    mmbench(
-        "eval",
-        checkpoint,
-        "--protocol",
-        "minority",
-        "--dataset",
-        "synthetic",
-        "--seed",
-        str(seed),
-        "--out",
-        str(folder / "minority"),
-    )
+    checkpoint = json.loads(trained.read_text())["method"]["checkpoint"]["path"]
+    mmbench(["eval", checkpoint, "--protocol", "minority", *base, "--out", str(folder / "minority")], log)
     minority = newest_record(folder / "minority")
-    log = Path(trained["_path"]).parent / "train_log.jsonl"
-    train_entries = [json.loads(line) for line in log.read_text().splitlines() if '"event": "train"' in line]
-    return {
-        "last1": trained,
-        "minority": minority,
-        "shared_std": train_entries[-1].get("shared_std"),
-        "first_shared_std": train_entries[0].get("shared_std"),
+    job = {
+        "variant": name,
+        "method": method,
+        "seed": seed,
+        "overrides": [*common, *overrides],
+        "last1": str(trained.relative_to(out)),
+        "minority": str(minority.relative_to(out)),
+        "wall_s": round(time.time() - started, 1),
     }
+    partial = done.with_suffix(".tmp")
+    partial.write_text(json.dumps(job, indent=2) + "\n")
+    partial.replace(done)
+    return f"done {name} seed {seed} in {job['wall_s']:.0f} s"
 
 
-def psa_cost(steps: int = 12) -> dict[str, float]:
-    import torch
-
-    from mmbench.config import load_defaults
-    from mmbench.kernels.psa import class_balanced_sample, cross_modal_infonce, gather_pixels
-    from mmbench.method import TrainStep, build_method
-    from mmbench.registry import METHODS
-
-    torch.set_num_threads(2)
-    spec = METHODS.get("stars")
-    config = load_defaults(spec.defaults, "stars")
-    train = config["train"]
-    size, crop = train["batch_size"], train["crop_size"]
-    generator = torch.Generator().manual_seed(0)
-    modalities = {"optical": 3, "dsm": 1, "sar": 1}
-    batch = {
-        "inputs": {name: torch.randn(size, c, crop, crop, generator=generator) for name, c in modalities.items()},
-        "label": torch.randint(0, 6, (size, crop, crop), generator=generator),
-        "available": torch.ones(size, 3, dtype=torch.bool),
-        "slots": torch.arange(size),
-    }
-
-    def step_time(psa_enabled: bool) -> float:
-        config["psa"]["enabled"] = psa_enabled
-        torch.manual_seed(0)
-        model = build_method(spec, modalities, 6, config)
-        times = []
-        for step in range(steps):
-            start = time.perf_counter()
-            model.training_loss(batch, TrainStep(step, 0, 0, 255, 6))["loss"].backward()
-            times.append(time.perf_counter() - start)
-        return statistics.median(times[2:])
-
-    with_psa, without_psa = step_time(True), step_time(False)
-    embedding = torch.nn.functional.normalize(  # unit vectors, as STARS feeds them
-        torch.randn(size, crop // 4, crop // 4, config["psa"]["embedding_dim"], generator=generator), dim=-1
-    )
-    embedding.requires_grad_(True)
-    labels = torch.randint(0, 6, (size, crop // 4, crop // 4))
-    op_times = []
-    for step in range(steps):
-        start = time.perf_counter()
-        indices, sampled = class_balanced_sample(labels, 6, seed=step)
-        losses = [
-            cross_modal_infonce(
-                gather_pixels(embedding, indices), gather_pixels(embedding * 1.0, indices), sampled, 0.1
-            )
-            for _ in range(3)
-        ]  # three modality pairs
-        torch.stack(losses).mean().backward()
-        op_times.append(time.perf_counter() - start)
-    ops = statistics.median(op_times[2:])
-    return {
-        "step_with_psa_s": with_psa,
-        "step_without_psa_s": without_psa,
-        "psa_share_of_step": (with_psa - without_psa) / with_psa,
-        "sampling_and_loss_s": ops,
-        "sampling_and_loss_share": ops / with_psa,
-    }
+def run(args: argparse.Namespace) -> None:
+    out = Path(args.out)
+    names = [name for name in VARIANTS if not args.only or any(part in name for part in args.only)]
+    jobs = [(name, seed) for seed in args.seeds for name in names]
+    with ThreadPoolExecutor(max_workers=args.workers) as pool:
+        futures = [pool.submit(run_job, name, seed, out, args.set) for name, seed in jobs]
+        for future in futures:
+            try:
+                print(future.result(), flush=True)
+            except subprocess.CalledProcessError as error:
+                print(f"FAILED: {error}", flush=True)
 
 
-def pct(value: float | None) -> str:
-    return "–" if value is None else f"{100 * value:.1f}"
+# -- report ------------------------------------------------------------------------------------------------
+def pct(values: list[float]) -> str:
+    """mean ± sample std in percent (n = 1: the value alone)."""
+    values = [100 * v for v in values if v is not None]
+    if not values:
+        return "–"
+    if len(values) == 1:
+        return f"{values[0]:.1f}"
+    return f"{statistics.mean(values):.1f} ± {statistics.stdev(values):.1f}"
 
 
-def copy_records(results: dict[str, dict], doc: Path) -> None:
-    """Keep the records with the page, so that the table can be checked (and leaderboards built) from the repo."""
-    folder = doc.parent / "records" / doc.stem
-    folder.mkdir(parents=True, exist_ok=True)
-    for name, result in results.items():
-        slug = name.split(" (")[0].replace(" ", "-").lower()
-        for protocol in ("last1", "minority"):
-            record = {key: value for key, value in result[protocol].items() if key != "_path"}
-            target = folder / f"{slug}-{protocol}.json"
-            target.write_text(json.dumps(record, indent=2) + "\n")
-            result[protocol]["_copy"] = str(target.relative_to(doc.parent))
+def load_jobs(out: Path) -> dict[str, list[dict]]:
+    jobs: dict[str, list[dict]] = {}
+    for path in sorted(out.rglob("job.json")):
+        job = json.loads(path.read_text())
+        job["last1_record"] = json.loads((out / job["last1"]).read_text())
+        job["minority_record"] = json.loads((out / job["minority"]).read_text())
+        jobs.setdefault(job["variant"], []).append(job)
+    return {name: sorted(jobs[name], key=lambda j: j["seed"]) for name in VARIANTS if name in jobs}
 
 
-def write_doc(results: dict[str, dict], cost: dict[str, float], doc: Path, command: str) -> None:
-    scenarios = [s["name"] for s in next(iter(results.values()))["last1"]["scenarios"]]
+def summary(jobs: list[dict]) -> dict[str, list[float]]:
+    rows: dict[str, list[float]] = {}
+    for job in jobs:
+        last1, minority = job["last1_record"], job["minority_record"]["aggregate"]
+        values = {f"mIoU {s['name']}": s["metrics"]["miou"] for s in last1["scenarios"]}
+        values["mean"] = last1["aggregate"]["mean"]["miou"]
+        values["worst"] = last1["aggregate"]["worst"]["miou"]
+        values["minority mean"] = minority["minority_miou"]["mean"]
+        values["minority worst"] = minority["minority_miou"]["worst"]
+        values["selected step"] = last1["method"]["checkpoint"]["selected_step"] / 100
+        for key, value in values.items():
+            rows.setdefault(key, []).append(value)
+    return rows
+
+
+def report(args: argparse.Namespace) -> None:
+    out, doc = Path(args.out), Path(args.doc)
+    jobs = load_jobs(out)
+    if not jobs:
+        raise SystemExit(f"no finished jobs under {out}")
+    first = next(iter(jobs.values()))[0]
+    iterations = first["last1_record"]["config"]["method"]["train"]["iterations"]
+    columns = list(summary([first]))
     lines = [
-        "# STARS and its ablations on the synthetic benchmark",
+        "# STARS: one-factor ablations and the shared-encoder norm on the synthetic benchmark",
         "",
-        f"Produced by `{command}` (one seed, default CPU config of `methods/stars/stars.yaml`, the synthetic",
-        "benchmark's default store). Numbers are percentages from the run records; `last1` = one modality left;",
-        "`minority` = car and clutter (the classes below 5 % of training pixels) under the last1 scenarios.",
-        "These describe mmbench's reconstruction on synthetic data, not the paper.",
+        f"Produced by `python benchmarks/stars_ablation.py run --out {args.out} --seeds ...` and `... report`",
+        f"from the run records (copied to `docs/results/records/{doc.stem}/`). Every cell is **mean ± sample",
+        "standard deviation over seeds** (n in the last column), in percent. Training budget: "
+        f"**{iterations} iterations** of the default CPU recipe (everything else at the method's defaults, ",
+        "the synthetic benchmark's default store); `last1` = one modality left; `minority` = car and clutter",
+        "under the last1 scenarios. These describe mmbench's reconstruction on synthetic data, not the paper.",
         "",
-        "| variant | "
-        + " | ".join(f"mIoU {s}" for s in scenarios)
-        + " | mean | worst | minority mIoU (mean / worst) | "
-        + " | ".join(f"car F1 {s}" for s in scenarios)
-        + " | shared-feature std (start → end) |",
-        "|---" * (len(scenarios) * 2 + 5) + "|",
+        "| variant | " + " | ".join(columns[:-1]) + " | selected step | n |",
+        "|---" * (len(columns) + 2) + "|",
     ]
-    for name, result in results.items():
-        last1, minority = result["last1"], result["minority"]["aggregate"]
-        mious = [pct(s["metrics"]["miou"]) for s in last1["scenarios"]]
-        cars = [pct(minority["per_scenario"][s]["f1"].get("car")) for s in scenarios]
-        lines.append(
-            f"| {name} | " + " | ".join(mious) + f" | {pct(last1['aggregate']['mean']['miou'])} | "
-            f"{pct(last1['aggregate']['worst']['miou'])} | {pct(minority['minority_miou']['mean'])} / "
-            f"{pct(minority['minority_miou']['worst'])} | "
-            + " | ".join(cars)
-            + f" | {result['first_shared_std']:.4f} → {result['shared_std']:.4f} |"
+    for name, variant_jobs in jobs.items():
+        rows = summary(variant_jobs)
+        steps = "/".join(str(int(v * 100)) for v in rows["selected step"])
+        cells = [pct(rows[c]) for c in columns[:-1]]
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {steps} | {len(variant_jobs)} |")
+    lines += ["", "Per seed (mean last1 mIoU / minority mean mIoU, %):", ""]
+    for name, variant_jobs in jobs.items():
+        rows = summary(variant_jobs)
+        per_seed = ", ".join(
+            f"seed {j['seed']}: {100 * m:.1f} / {100 * n:.1f}"
+            for j, m, n in zip(variant_jobs, rows["mean"], rows["minority mean"], strict=True)
         )
-    lines += [
-        "",
-        "Shared-feature std: mean per-channel standard deviation of the L2-normalised deepest shared features",
-        "over a training batch (logged every 25 steps; collapse drives it to 0).",
-        "",
-        "## Cost of PSA (2 CPU threads, default config, median of steps 3–12)",
-        "",
-        "| measure | value |",
-        "|---|---|",
-        f"| training step with PSA | {cost['step_with_psa_s'] * 1000:.0f} ms |",
-        f"| training step without PSA | {cost['step_without_psa_s'] * 1000:.0f} ms |",
-        f"| PSA share of the step (projection head + sampling + loss, forward and backward) | "
-        f"{100 * cost['psa_share_of_step']:.1f} % |",
-        f"| class-balanced sampling + InfoNCE alone (3 pairs, forward + backward) | "
-        f"{cost['sampling_and_loss_s'] * 1000:.1f} ms = {100 * cost['sampling_and_loss_share']:.1f} % of the step |",
-        "",
-        "Records (copied next to this page): "
-        + ", ".join(f"`{r['last1']['_copy']}`, `{r['minority']['_copy']}`" for r in results.values()),
-    ]
+        lines.append(f"- {name}: {per_seed}")
+    copy_records(jobs, out, doc)
     doc.parent.mkdir(parents=True, exist_ok=True)
-    doc.write_text("\n".join(lines) + "\n")
+    generated = "\n".join(lines) + "\n"
+    marker = "<!-- generated table ends -->"
+    tail = doc.read_text().split(marker, 1)[1] if doc.exists() and marker in doc.read_text() else "\n"
+    doc.write_text(generated + "\n" + marker + tail)
+    print(generated)
+
+
+def copy_records(jobs: dict[str, list[dict]], out: Path, doc: Path) -> None:
+    folder = doc.parent / "records" / doc.stem
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    for name, variant_jobs in jobs.items():
+        for job in variant_jobs:
+            for protocol in ("last1", "minority"):
+                target = folder / f"{slug(name)}-seed{job['seed']}-{protocol}.json"
+                shutil.copyfile(out / job[protocol], target)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="runs/ablation")
-    parser.add_argument("--doc", default="docs/results/stars-synthetic.md")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--set", dest="overrides", action="append", default=[], help="extra --set for every run")
+    commands = parser.add_subparsers(dest="command", required=True)
+    runner = commands.add_parser("run")
+    runner.add_argument("--out", default="runs/stars-ablation")
+    runner.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    runner.add_argument("--workers", type=int, default=2)
+    runner.add_argument("--only", nargs="*", help="variants whose name contains one of these")
+    runner.add_argument(
+        "--set", action="append", default=[], help="override for every run, e.g. method.train.iterations=500"
+    )
+    reporter = commands.add_parser("report")
+    reporter.add_argument("--out", default="runs/stars-ablation")
+    reporter.add_argument("--doc", default="docs/results/stars-synthetic.md")
     args = parser.parse_args()
-    common = [item for override in args.overrides for item in ("--set", override)]
-    command = "python benchmarks/stars_ablation.py " + " ".join(sys.argv[1:])
-    results = {name: run_variant(name, extra, Path(args.out), args.seed, common) for name, extra in VARIANTS.items()}
-    copy_records(results, Path(args.doc))
-    write_doc(results, psa_cost(), Path(args.doc), command.strip())
-    print(Path(args.doc).read_text())
+    run(args) if args.command == "run" else report(args)
 
 
 if __name__ == "__main__":
