@@ -187,3 +187,35 @@ def test_projecting_the_sampled_pixels_equals_projecting_whole_maps():
     for i, name in enumerate(THREE):
         expected = whole[4 * i : 4 * (i + 1)].reshape(-1, whole.shape[-1])[picks[name]]
         torch.testing.assert_close(fast[name], expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("method", ["stars", "shaspec"])
+@pytest.mark.parametrize("specific_width", [64, 8])
+def test_pretrained_reaches_stems_shared_and_fitting_specific_encoders(tmp_path, method, specific_width):
+    """`pretrained` fills the per-modality stems (RGB copied, one channel = mean of RGB), the shared
+    encoder's stages and the specific encoders when they are 64 wide; narrower ones start random."""
+    from mmbench.config import load_defaults
+    from mmbench.methods.blocks.backbones import resnet
+
+    torch.manual_seed(3)
+    source = resnet(18, width=64)
+    state = {**source.state_dict(), "fc.weight": torch.randn(10, 512), "fc.bias": torch.randn(10)}
+    path = tmp_path / "resnet18.pt"
+    torch.save(state, path)
+    spec = METHODS.get(method)
+    config = {
+        **load_defaults(spec.defaults, method),
+        "width": 64,
+        "specific_width": specific_width,
+        "pretrained": str(path),
+        "shared_norm": "per_modality",  # loading happens before the norms are made private
+    }
+    model = build_method(spec, TWO, 6, config)
+    rgb = state["conv1.weight"]
+    torch.testing.assert_close(model.stems["optical"].body[0].weight, rgb, rtol=0, atol=0)
+    torch.testing.assert_close(model.stems["sar"].body[0].weight, rgb.mean(1, keepdim=True), rtol=0, atol=0)
+    torch.testing.assert_close(model.shared.layer2[0].conv1.weight, state["layer2.0.conv1.weight"], rtol=0, atol=0)
+    private = model.shared.layer2[0].bn1.norms["sar"].weight
+    torch.testing.assert_close(private, state["layer2.0.bn1.weight"], rtol=0, atol=0)
+    loaded = torch.equal(model.specific["sar"].layer3[0].conv2.weight, state["layer3.0.conv2.weight"])
+    assert loaded is (specific_width == 64)

@@ -27,6 +27,8 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
+from mmbench.methods.blocks.backbones import load_pretrained_resnet, pretrained_fits
+
 SHARED_NORMS = ("joint", "per_call", "per_modality")
 
 
@@ -102,3 +104,30 @@ def encode_shared_specific(
     present = [name for index, name in enumerate(names) if bool(available[:, index].any())]
     pyramids = shared.forward_many({name: stems[name](inputs[name]) for name in present})
     return {name: {"shared": pyramids[name], "specific": specific[name](inputs[name])} for name in present}
+
+
+def load_pretrained_parts(
+    path: str,
+    stems: Mapping[str, nn.Module],
+    specific: Mapping[str, nn.Module],
+    *,
+    file_depth: int,
+    specific_depth: int,
+) -> list[str]:
+    """Load a torchvision-layout ResNet file into the per-modality stems and, where they fit, the specific
+    encoders (the shared encoder loads it through `resnet(..., pretrained=)`); returns what was loaded.
+
+    Stems have the shared encoder's width, so they always fit when it does (docs/pretrained.md gives the
+    channel rule). A specific encoder loads only when it is 64 wide and as deep as the file
+    (`specific_backbone == backbone`); otherwise it starts random, as docs/methods/stars.md states.
+    """
+    loaded = []
+    for name, stem in stems.items():
+        load_pretrained_resnet(stem, path)
+        loaded.append(f"stems.{name}")
+    if specific_depth == file_depth:
+        for name, encoder in specific.items():
+            if pretrained_fits(encoder):
+                load_pretrained_resnet(encoder, path)
+                loaded.append(f"specific.{name}")
+    return loaded

@@ -25,7 +25,12 @@ from mmbench.errors import ConfigError
 from mmbench.method import SegmentationMethod, TrainStep
 from mmbench.methods.blocks.backbones import resnet
 from mmbench.methods.blocks.common import FPNDecoder, Stem, check_sampler, masked_mean, sampled_availability, upsample
-from mmbench.methods.blocks.shared_encoder import SHARED_NORMS, SharedEncoder, encode_shared_specific
+from mmbench.methods.blocks.shared_encoder import (
+    SHARED_NORMS,
+    SharedEncoder,
+    encode_shared_specific,
+    load_pretrained_parts,
+)
 
 
 class ShaSpec(SegmentationMethod):
@@ -43,14 +48,22 @@ class ShaSpec(SegmentationMethod):
         if config["shared_norm"] not in SHARED_NORMS:
             raise ConfigError(f"method.shared_norm={config['shared_norm']!r}: use one of {', '.join(SHARED_NORMS)}")
         self.stems = nn.ModuleDict({name: Stem(channels, config["width"]) for name, channels in modalities.items()})
-        self.shared = resnet(config["backbone"], width=config["width"], stem=False)
-        self.shared_encoder = SharedEncoder(self.shared, self.modality_names, config["shared_norm"])
+        self.shared = resnet(config["backbone"], width=config["width"], stem=False, pretrained=config["pretrained"])
         self.specific = nn.ModuleDict(
             {
                 name: resnet(config["specific_backbone"], in_channels=channels, width=config["specific_width"])
                 for name, channels in modalities.items()
             }
         )
+        if config["pretrained"]:  # before the shared encoder's norms are made private (per_modality)
+            load_pretrained_parts(
+                config["pretrained"],
+                self.stems,
+                self.specific,
+                file_depth=config["backbone"],
+                specific_depth=config["specific_backbone"],
+            )
+        self.shared_encoder = SharedEncoder(self.shared, self.modality_names, config["shared_norm"])
         shared_channels = self.shared.channels
         specific_channels = next(iter(self.specific.values())).channels
         self.compose = nn.ModuleList(

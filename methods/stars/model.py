@@ -27,7 +27,12 @@ from mmbench.kernels.psa import class_balanced_sample, cross_modal_infonce, gath
 from mmbench.method import SegmentationMethod, TrainStep
 from mmbench.methods.blocks.backbones import resnet
 from mmbench.methods.blocks.common import Stem, conv_bn_relu
-from mmbench.methods.blocks.shared_encoder import SHARED_NORMS, SharedEncoder, encode_shared_specific
+from mmbench.methods.blocks.shared_encoder import (
+    SHARED_NORMS,
+    SharedEncoder,
+    encode_shared_specific,
+    load_pretrained_parts,
+)
 from mmbench.sampling import sample_availability
 
 PSA_BRANCHES = ("both", "full", "missing", "v1")
@@ -95,13 +100,21 @@ class Stars(SegmentationMethod):
         width = config["width"]
         self.stems = nn.ModuleDict({name: Stem(channels, width) for name, channels in modalities.items()})
         self.shared = resnet(config["backbone"], width=width, stem=False, pretrained=config["pretrained"])
-        self.shared_encoder = SharedEncoder(self.shared, self.modality_names, config["shared_norm"])
         self.specific = nn.ModuleDict(
             {
                 name: resnet(config["specific_backbone"], in_channels=channels, width=config["specific_width"])
                 for name, channels in modalities.items()
             }
         )
+        if config["pretrained"]:  # before the shared encoder's norms are made private (per_modality)
+            load_pretrained_parts(
+                config["pretrained"],
+                self.stems,
+                self.specific,
+                file_depth=config["backbone"],
+                specific_depth=config["specific_backbone"],
+            )
+        self.shared_encoder = SharedEncoder(self.shared, self.modality_names, config["shared_norm"])
         shared_channels = self.shared.channels
         specific_channels = next(iter(self.specific.values())).channels
         self.levels = len(shared_channels)
