@@ -409,6 +409,13 @@ def probe_shared_encoder(record: Record) -> None:
         specific,
     )
     record("encode_shared_specific", sorted(encoded), encoded["a"]["shared"], encoded["a"]["specific"])
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "rgb.pt"
+        torch.save(seeded(lambda: backbones.resnet(18, width=64), seed=1).float().state_dict(), path)
+        stems = {"a": seeded(lambda: common.Stem(1, 64), seed=2).float()}
+        narrow = {"a": seeded(lambda: backbones.resnet(18, in_channels=1, width=8), seed=3).float()}
+        loaded = shared_encoder.load_pretrained_parts(str(path), stems, narrow, file_depth=18, specific_depth=18)
+    record("load_pretrained_parts", loaded, stems["a"].body[0].weight, stems["a"].body[1].running_var)
 
 
 def probe_imputation(record: Record) -> None:
