@@ -14,7 +14,8 @@ up to ceil(window / conversion stride) + 1 tile rows, independent of the area's 
 Potsdam area, 6 classes and a 512 window the sums are 74 MB per scenario (a whole (classes, H, W) canvas
 would be 864 MB per scenario). Measured peak resident memory of a whole evaluation of one 6000 x 6000 area
 (RGBIR + DSM, a tiny method, CPU): 0.93 GB for `full` and 1.5 GB for `subsets` (3 scenarios), of which
-0.23 GB is the bare process; 1.3 GB for `full` with 512/256 windows on a store converted at stride 256.
+0.23 GB is the bare process; on a store converted at stride 256 (three tile rows cached) 1.3 GB for `full`,
+1.5 GB with 512/256 windows.
 
 Per-sample randomness follows the unit: random-drop draws availability per window (keyed by area, top and
 left), and pixel-drop draws its masks per area row, so a pixel's mask does not depend on the window layout.
