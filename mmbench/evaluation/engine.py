@@ -15,7 +15,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -28,6 +28,9 @@ from mmbench.evaluation.units import TILE, EvaluationUnits, plan_units
 from mmbench.method import SegmentationMethod
 from mmbench.protocol import Protocol
 from mmbench.runtime.distributed import DistContext
+
+if TYPE_CHECKING:
+    from mmbench.data.loader import TileDataset
 
 
 @dataclass
@@ -142,7 +145,7 @@ def evaluate(
 
 def _score_tiles(
     runner: ScenarioRunner,
-    dataset: Any,
+    dataset: TileDataset,
     matrices: Sequence[ConfusionMatrix],
     patterns: Sequence[dict[str, int]],
     config: Mapping[str, Any],
@@ -183,7 +186,7 @@ def _score_tiles(
 
 def _score_areas(
     runner: ScenarioRunner,
-    dataset: Any,
+    dataset: TileDataset,
     units: EvaluationUnits,
     matrices: Sequence[ConfusionMatrix],
     patterns: Sequence[dict[str, int]],

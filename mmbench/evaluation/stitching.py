@@ -23,8 +23,8 @@ left), and pixel-drop draws its masks per area row, so a pixel's mask does not d
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -34,6 +34,9 @@ from mmbench.evaluation.runner import ScenarioRunner, Variants
 from mmbench.evaluation.tiling import window_starts
 from mmbench.evaluation.units import AreaUnit, EvaluationUnits
 from mmbench.protocol import Scenario
+
+if TYPE_CHECKING:
+    from mmbench.data.loader import TileDataset
 
 SCORE_ROWS = 64  # area rows counted per confusion-matrix update
 
@@ -58,7 +61,7 @@ class AreaScorer:
     def __init__(
         self,
         runner: ScenarioRunner,
-        dataset: Any,
+        dataset: TileDataset,
         units: EvaluationUnits,
         scenarios: Sequence[Scenario],
         matrices: Sequence[ConfusionMatrix],
@@ -81,7 +84,7 @@ class AreaScorer:
                 if advance is not None:
                     advance(done)
 
-    def _area(self, unit: AreaUnit):
+    def _area(self, unit: AreaUnit) -> Iterator[int]:
         """Score one area band by band; yields the number of windows run after each batch."""
         window, stride = self.units.window, self.units.stride
         height, width = unit.extent
@@ -166,7 +169,9 @@ class AreaScorer:
 class _BandReader:
     """Pastes an area's tiles into bands of rows; keeps a tile only while a later band still needs it."""
 
-    def __init__(self, dataset: Any, positions: dict[int, int], unit: AreaUnit, tile_size: tuple[int, int]) -> None:
+    def __init__(
+        self, dataset: TileDataset, positions: dict[int, int], unit: AreaUnit, tile_size: tuple[int, int]
+    ) -> None:
         self.dataset, self.positions, self.unit = dataset, positions, unit
         self.tile_size = tile_size
         self.placements = sorted(unit.placements, key=lambda placement: (placement.row, placement.col))
