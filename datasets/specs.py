@@ -11,7 +11,7 @@ from mmbench.plugins import ConverterSpec, DatasetSpec
 SYNTHETIC = DatasetSpec(
     name="synthetic",
     summary="Seeded synthetic urban scenes (optical IRRG, DSM, SAR; six ISPRS classes) where each modality matters.",
-    version="1",
+    version="2",  # 2: declares augmentation limits (its SAR looks from the left; docs/synthetic.md)
     target="mmbench.datasets.synthetic:SyntheticDataset",
     paper=None,
     modalities=("optical", "dsm", "sar"),
