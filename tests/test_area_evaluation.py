@@ -233,3 +233,18 @@ def test_area_metadata_is_in_the_store(area_store):
         assert store.areas["wide"].height == 37 and store.areas["wide"].width == 45
         assert store.tile_record(0)["area_size"] == [30, 34]
         assert list(store.verify()) == []
+
+
+def test_mmbench_run_refuses_a_window_larger_than_the_unit_before_training(tmp_path, capsys):
+    """The check runs when the trainer is built, so no training step is spent before the refusal."""
+    from mmbench.cli.main import main
+    from mmbench.datasets.synthetic import SyntheticConfig, write_synthetic
+
+    store = write_synthetic(tmp_path / "s.h5", SyntheticConfig(tiles=6, size=64))
+    code = main(
+        ["run", "unimodal", "-p", "full", "-d", str(store), "--smoke", "--out", str(tmp_path / "runs")]
+        + ["--set", "protocol.window=65", "--set", "method.train.crop_size=16"]
+    )
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "protocol.window=65 is larger than the evaluation unit" in err and "\n" not in err
+    assert not list((tmp_path / "runs").rglob("train_log.jsonl"))

@@ -27,6 +27,7 @@ from mmbench.engine.validation import SELECTION, Validator
 from mmbench.errors import ConfigError
 from mmbench.evaluation.engine import evaluate
 from mmbench.evaluation.protocols import load_protocol
+from mmbench.evaluation.units import plan_units
 from mmbench.method import SegmentationMethod, build_method, count_parameters
 from mmbench.records.fingerprint import file_sha256
 from mmbench.runtime.distributed import DistContext, init_distributed
@@ -65,6 +66,9 @@ class Trainer:
         """Model, training data, update rule, loss (DDP-wrapped when distributed) and checkpoints."""
         self.facts = self._dataset_facts()
         self.protocol = load_protocol(self.plan)
+        # A window that does not fit the evaluation unit fails here (exit 2), not after `val_every` steps.
+        plan_units(self.facts.path, self.protocol.config, "val", self.settings["val_tiles"])
+        plan_units(self.facts.path, self.protocol.config, self.protocol.config["part"])
         modalities = self.protocol.select_modalities(self.facts.modality_names)
         channels = self.facts.channels(modalities)
         if len(channels) < self.plan.method.min_modalities:
