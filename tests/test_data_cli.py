@@ -93,7 +93,7 @@ def test_run_materialises_the_synthetic_dataset_and_fingerprints_it(capsys, tmp_
     with open(path, "rb") as handle:
         assert record["dataset"]["fingerprint"] == "sha256:" + hashlib.sha256(handle.read()).hexdigest()
     assert record["config"]["dataset"] == {"tiles": 6, "size": 64, "seed": 0, "codec": "blosc-lz4"}
-    assert record["dataset"]["name"] == "synthetic" and record["dataset"]["version"] == "1"
+    assert record["dataset"]["name"] == "synthetic" and record["dataset"]["version"] == "2"
     code, _, err = cli(
         capsys, "run", "dummy", "-p", "dummy-protocol", "--set", "dataset.codec=zip", "--out", str(tmp_path / "runs2")
     )
