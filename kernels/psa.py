@@ -2,10 +2,11 @@
 
 Each public function validates its arguments once and then runs the implementation that
 `backend` selects: "torch" (the PyTorch references in `sampling.py` / `infonce.py`), "triton" (the
-kernels in `*_triton.py`, imported on first use) or "auto" (Triton for CUDA tensors, the reference
+kernels in `*_triton.py`, imported on first use), "cpu" (the CPU loss of `infonce_cpu.py`, a fused
+autograd function; the references for the other ops) or "auto" (Triton for CUDA tensors, `AUTO_ON_CPU`
 otherwise). The Triton sampler returns exactly what the reference returns (same keys, same order);
-the Triton gather is exact; the Triton loss matches to floating-point tolerance. Third parties can
-swap an implementation with `register_implementation`.
+the Triton gather is exact; the Triton and CPU losses match the reference to floating-point tolerance.
+Third parties can swap an implementation with `register_implementation`.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import torch
 from torch import Tensor
 
 from .infonce import cross_modal_infonce_torch
+from .infonce_cpu import cross_modal_infonce_cpu
 from .sampling import (
     MODES,
     class_balanced_sample_torch,
@@ -34,6 +36,7 @@ from .sampling import (
 from .triton_runtime import triton_available
 
 __all__ = [
+    "AUTO_ON_CPU",
     "BACKENDS",
     "MODES",
     "class_balanced_sample",
@@ -50,7 +53,9 @@ __all__ = [
     "select_class_balanced",
 ]
 
-BACKENDS = ("auto", "torch", "triton")
+BACKENDS = ("auto", "torch", "triton", "cpu")
+# What "auto" runs on CPU tensors.
+AUTO_ON_CPU = "torch"
 
 # The Triton modules import triton at module level, so they are imported only when first chosen.
 _TRITON_MODULES = {
@@ -59,9 +64,9 @@ _TRITON_MODULES = {
     "gather_pixels": "mmbench.kernels.gather_triton:gather_pixels_triton",
 }
 _IMPLEMENTATIONS: dict[str, dict[str, Callable[..., object]]] = {
-    "class_balanced_sample": {"torch": class_balanced_sample_torch},
-    "cross_modal_infonce": {"torch": cross_modal_infonce_torch},
-    "gather_pixels": {"torch": gather_pixels_torch},
+    "class_balanced_sample": {"torch": class_balanced_sample_torch, "cpu": class_balanced_sample_torch},
+    "cross_modal_infonce": {"torch": cross_modal_infonce_torch, "cpu": cross_modal_infonce_cpu},
+    "gather_pixels": {"torch": gather_pixels_torch, "cpu": gather_pixels_torch},
 }
 
 
@@ -82,11 +87,16 @@ def _load_triton(op: str) -> Callable[..., object]:
 
 
 def resolve_backend(op: str, backend: str, device: torch.device) -> Callable[..., object]:
-    """The implementation of `op` that `backend` names; "auto" is Triton for CUDA tensors, else the reference."""
+    """The implementation of `op` that `backend` names; "auto" is Triton for CUDA tensors, else `AUTO_ON_CPU`."""
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     if backend == "auto":
-        backend = "triton" if device.type == "cuda" and triton_available() else "torch"
+        if device.type == "cuda":
+            backend = "triton" if triton_available() else "torch"
+        else:
+            backend = AUTO_ON_CPU
+    if backend == "cpu" and device.type != "cpu":
+        raise ValueError(f"backend='cpu' runs on CPU tensors only, got {device.type}; use 'auto', 'torch' or 'triton'")
     if backend == "triton":
         return _load_triton(op)
     return _IMPLEMENTATIONS[op][backend]

@@ -573,3 +573,25 @@ def test_hard_easy_sample_splits_each_class_quota_as_contrastiveseg_does():
     other, _ = hard_easy_sample(labels, hard, 3, max_samples=30, max_views=100, seed=6)
     assert torch.equal(indices, again) and not torch.equal(indices, other)
     assert torch.equal(picked, picked.sort().values)
+
+
+def test_the_cpu_backend_runs_the_fused_cpu_loss_and_auto_follows_auto_on_cpu():
+    from mmbench.kernels import psa
+    from mmbench.kernels.infonce import cross_modal_infonce_torch
+    from mmbench.kernels.infonce_cpu import cross_modal_infonce_cpu
+
+    cpu = torch.device("cpu")
+    assert psa.resolve_backend("cross_modal_infonce", "cpu", cpu) is cross_modal_infonce_cpu
+    assert psa.resolve_backend("cross_modal_infonce", "torch", cpu) is cross_modal_infonce_torch
+    expected = {"cpu": cross_modal_infonce_cpu, "torch": cross_modal_infonce_torch}[psa.AUTO_ON_CPU]
+    assert psa.resolve_backend("cross_modal_infonce", "auto", cpu) is expected
+    with pytest.raises(ValueError, match="backend='cpu' runs on CPU tensors only"):
+        psa.resolve_backend("cross_modal_infonce", "cpu", torch.device("cuda"))
+    z = torch.nn.functional.normalize(torch.randn(40, 8, generator=torch.Generator().manual_seed(0)), dim=1)
+    labels = torch.arange(40) % 3
+    torch.testing.assert_close(
+        psa.cross_modal_infonce(z, z.flip(0), labels, backend="cpu"),
+        psa.cross_modal_infonce(z, z.flip(0), labels, backend="torch"),
+        rtol=1e-5,
+        atol=1e-6,
+    )
