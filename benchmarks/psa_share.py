@@ -88,19 +88,28 @@ def interleaved(runners: dict[str, Callable[[int], None]], repeats: int) -> dict
     return {name: values[2:] for name, values in times.items()}  # the first two warm up
 
 
-def measure(threads: int = 1, repeats: int = 20, branches: tuple[str, ...] = ("both", "v1")) -> dict[str, dict]:
+VARIANTS = {
+    "both, cpu InfoNCE": {"branch": "both", "backend": "cpu"},
+    "both, reference InfoNCE": {"branch": "both", "backend": "torch"},
+    "v1 (reference InfoNCE, whole-map projection)": {"branch": "v1", "backend": "torch"},
+}
+
+
+def measure(threads: int = 1, repeats: int = 20, variants: dict[str, dict] | None = None) -> dict[str, dict]:
+    """Step and PSA times of each variant (PSA settings), interleaved; shares from the minima and medians."""
+    variants = VARIANTS if variants is None else variants
     torch.set_num_threads(threads)
     batch = default_batch(load_defaults(METHODS.get("stars").defaults, "stars"))
     runners = {}
-    for branch in branches:
-        model = stars_model({"branch": branch})
-        runners[f"step {branch}"] = step_runner(model, batch)
-        runners[f"psa {branch}"] = psa_runner(model, batch)
+    for name, psa in variants.items():
+        model = stars_model(psa)
+        runners[f"step {name}"] = step_runner(model, batch)
+        runners[f"psa {name}"] = psa_runner(model, batch)
     times = interleaved(runners, repeats)
     result = {}
-    for branch in branches:
-        step, psa = times[f"step {branch}"], times[f"psa {branch}"]
-        result[branch] = {
+    for name in variants:
+        step, psa = times[f"step {name}"], times[f"psa {name}"]
+        result[name] = {
             "step_min_s": min(step),
             "step_median_s": statistics.median(step),
             "psa_min_s": min(psa),
@@ -116,9 +125,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=20)
     args = parser.parse_args()
-    for branch, row in measure(args.threads, args.repeats).items():
+    for name, row in measure(args.threads, args.repeats).items():
         print(
-            f"psa.branch={branch}: step {row['step_min_s'] * 1e3:.0f} ms (median {row['step_median_s'] * 1e3:.0f}), "
+            f"{name}: step {row['step_min_s'] * 1e3:.0f} ms (median {row['step_median_s'] * 1e3:.0f}), "
             f"PSA {row['psa_min_s'] * 1e3:.1f} ms (median {row['psa_median_s'] * 1e3:.1f}), "
             f"share {100 * row['share_min']:.1f} % (medians {100 * row['share_median']:.1f} %)"
         )
