@@ -149,17 +149,20 @@ def report(args: argparse.Namespace) -> None:
     if not jobs:
         raise SystemExit(f"no finished jobs under {out}")
     first = next(iter(jobs.values()))[0]
-    iterations = first["last1_record"]["config"]["method"]["train"]["iterations"]
+    train = first["last1_record"]["config"]["method"]["train"]
+    seeds = sorted({job["seed"] for variant_jobs in jobs.values() for job in variant_jobs})
+    overrides = " ".join(f"--set {item}" for item in first["overrides"] if item.startswith("method.train."))
     columns = list(summary([first]))
     lines = [
         "# STARS: one-factor ablations and the shared-encoder norm on the synthetic benchmark",
         "",
-        f"Produced by `python benchmarks/stars_ablation.py run --out {args.out} --seeds ...` and `... report`",
-        f"from the run records (copied to `docs/results/records/{doc.stem}/`). Every cell is **mean ± sample",
-        "standard deviation over seeds** (n in the last column), in percent. Training budget: "
-        f"**{iterations} iterations** of the default CPU recipe (everything else at the method's defaults, ",
-        "the synthetic benchmark's default store); `last1` = one modality left; `minority` = car and clutter",
-        "under the last1 scenarios. These describe mmbench's reconstruction on synthetic data, not the paper.",
+        f"Produced by `python benchmarks/stars_ablation.py run --out {args.out} --seeds "
+        f"{' '.join(map(str, seeds))} --workers 2 {overrides}` and `... report` from the run records (copied",
+        f"to `docs/results/records/{doc.stem}/`). Every cell is **mean ± sample standard deviation over seeds**",
+        f"(n in the last column), in percent. Training budget: **{train['iterations']} iterations** (validation",
+        f"every {train['val_every']}) of the default CPU recipe, everything else at each method's defaults, on the",
+        "synthetic benchmark's default store; `last1` = one modality left; `minority` = car and clutter under",
+        "the last1 scenarios. These describe mmbench's reconstruction on synthetic data, not the paper.",
         "",
         "| variant | " + " | ".join(columns[:-1]) + " | selected step | n |",
         "|---" * (len(columns) + 2) + "|",
