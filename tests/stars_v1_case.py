@@ -10,7 +10,10 @@ from mmbench.method import TrainStep
 from mmbench.registry import METHODS
 
 # Version 2's switches that restore version 1's computation.
-V1_SWITCHES = {"shared_norm": "per_call", "psa": {"branch": "v1", "uniform_count": "max_samples"}}
+V1_SWITCHES = {
+    "shared_norm": "per_call",
+    "psa": {"branch": "v1", "uniform_count": "max_samples", "backend": "torch"},  # version 1 ran the reference
+}
 
 CASES = {
     "2 modalities": {"modalities": {"optical": 3, "sar": 1}, "psa": {}},
