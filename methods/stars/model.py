@@ -7,8 +7,11 @@ available ones. Per modality F_m = S_m + Conv3x3([S_m, P_m]) (ShaSpec's composit
 F_m = translation when missing; scSE on each, then a 1x1 merge of all M (also scSE), an FPN and a light
 decoder at stride 4. Training: cross-entropy on the full branch and on a missing branch (a random
 proper subset per sample), the stop-gradient translation loss D(T_{a->b}(S_a), sg(S_b)) in both
-directions, and PSA: a supervised cross-modal InfoNCE on class-balanced pixel samples of the
-per-modality embeddings (translated ones included), computed by `mmbench.kernels`.
+directions, and PSA: a supervised cross-modal InfoNCE on class-balanced pixel samples, between the
+real embeddings of every pair of modalities and between each translated embedding and the real one of
+its modality (`psa.branch`), computed by `mmbench.kernels`. The shared encoder's BatchNorm sees the
+modalities jointly by default (`shared_norm`, methods/blocks/shared_encoder.py). Every component's
+source and switch: docs/methods/stars.md.
 """
 
 from __future__ import annotations
