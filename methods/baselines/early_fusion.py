@@ -3,8 +3,9 @@
 The "no robustness" reference (CMNeXt's role in modality-agnostic tables): nothing in training
 prepares it for a missing modality, so its drop under `last1` or `subsets` measures how much the
 other methods' robustness machinery buys. A missing modality's channels are replaced per sample by
-`fill` — the training mean (0 in mmbench's normalised inputs), a learned value per channel, or a
-constant — with `torch.where`, so the engine's fill (or NaN in the tests) is never read.
+`fill` — the training mean (0 in mmbench's normalised inputs) or a constant — with `torch.where`, so
+the engine's fill (or NaN in the tests) is never read. There is no learned fill: the model trains on
+complete data only, so a learned value would never receive a gradient.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from mmbench.method import SegmentationMethod
 from mmbench.methods.blocks.backbones import resnet
 from mmbench.methods.blocks.common import FPNDecoder, upsample
 
-FILLS = ("mean", "learned", "constant")
+FILLS = ("mean", "constant")
 
 
 class EarlyFusion(SegmentationMethod):
@@ -34,7 +35,7 @@ class EarlyFusion(SegmentationMethod):
             raise ConfigError(f"method.fill={config['fill']!r}: use one of {', '.join(FILLS)}")
         self.fill_tokens = nn.ParameterDict(
             {
-                name: nn.Parameter(torch.zeros(1, channels, 1, 1), requires_grad=config["fill"] == "learned")
+                name: nn.Parameter(torch.zeros(1, channels, 1, 1), requires_grad=False)  # the mean: 0
                 for name, channels in modalities.items()
             }
         )
@@ -46,7 +47,7 @@ class EarlyFusion(SegmentationMethod):
     def _filled(self, name: str, x: Tensor, present: Tensor) -> Tensor:
         if self.config["fill"] == "constant":
             value = torch.full((1, x.shape[1], 1, 1), float(self.config["fill_value"]), dtype=x.dtype, device=x.device)
-        else:  # "mean" keeps the token at zero (not trained); "learned" trains it
+        else:  # "mean": the token holds the training mean, 0 in normalised units (kept for checkpoints)
             value = self.fill_tokens[name].to(x.dtype)
         return torch.where(present.view(-1, 1, 1, 1), x, value.expand(x.shape[0], -1, *x.shape[-2:]))
 
