@@ -10,9 +10,13 @@ written for M >= 2 modalities and batches that mix availability patterns:
 - Generators: per modality, pix2pix U-Net with a transformer bottleneck (`EnhancedGenerator`), conditioned
   on the other modalities (zeroed where missing) and their availability flags; the generated modality
   replaces the missing one per sample and is **not detached**: segmentation losses train the generators.
-- Conditional PatchGAN per modality; GAN losses only where a modality was withheld (zero for complete
-  samples). `gan_update: alternating` (default) uses the engine's alternating update; `joint` reproduces
-  the authors' single optimizer over G + D (the generator's adversarial term then also moves D).
+- PatchGAN per modality; GAN losses only where a modality was withheld (zero for complete samples).
+  `discriminator_condition: target` (default) is what the authors' `gan_enhanced.py` feeds it: the pair
+  (real target, real target) against (real target, generated), i.e. conditioned on the withheld modality
+  itself (`ndsm_dis(ndsm, ndsm)`, `ndsm_dis(ndsm, ndsm_imputed)`); `others` is pix2pix's form (version 1):
+  conditioned on the generator's input (the other modalities, zeroed where missing, + availability flags).
+  `gan_update: alternating` (default) uses the engine's alternating update; `joint` reproduces the authors'
+  single optimizer over G + D (the generator's adversarial term then also moves D).
 - CoLoss: fused + separate (per modality) + multiscale deep supervision, each mmFormer's wCE + Dice,
   plus `gan_weight` x (G [+ D when joint]).
 """
@@ -32,6 +36,7 @@ from mmbench.methods.blocks.mmformer import MmFormer
 from mmbench.methods.blocks.pix2pix import DEPTH, BottleneckTransformer, PatchDiscriminator, Pix2PixGenerator
 
 GAN_UPDATES = ("alternating", "joint")
+DISCRIMINATOR_CONDITIONS = ("target", "others")
 
 
 class Gemmnet(Imputation, MmFormer):
@@ -43,6 +48,11 @@ class Gemmnet(Imputation, MmFormer):
         check_gan_config(config)
         if config["gan_update"] not in GAN_UPDATES:
             raise ConfigError(f"method.gan_update={config['gan_update']!r}: use {' or '.join(GAN_UPDATES)}")
+        if config["discriminator_condition"] not in DISCRIMINATOR_CONDITIONS:
+            raise ConfigError(
+                f"method.discriminator_condition={config['discriminator_condition']!r}: "
+                f"use {' or '.join(DISCRIMINATOR_CONDITIONS)}"
+            )
         super().__init__(modalities, num_classes, config)
         width = config["generator_width"]
         bottleneck_channels = width * 2 ** (DEPTH - 1)
@@ -58,10 +68,31 @@ class Gemmnet(Imputation, MmFormer):
         self.generators = nn.ModuleDict({name: generator(name, c) for name, c in modalities.items()})
         self.discriminators = nn.ModuleDict(
             {
-                name: PatchDiscriminator(self.condition_channels(name) + c, config["discriminator_width"])
+                name: PatchDiscriminator(self.discriminator_condition_channels(name) + c, config["discriminator_width"])
                 for name, c in modalities.items()
             }
         )
+
+    def discriminator_condition_channels(self, name: str) -> int:
+        """`target`: the real modality itself (the authors'); `others`: the generator's input."""
+        if self.config["discriminator_condition"] == "target":
+            return self.modalities[name]
+        return self.condition_channels(name)
+
+    def _pairs(
+        self, inputs: Mapping[str, Tensor], available: Tensor, completed: Mapping[str, Tensor]
+    ) -> dict[str, tuple[Tensor, Tensor, Tensor, Tensor]]:
+        """(rows, condition, real, generated) per withheld modality; with `target` the condition is the real
+        withheld modality, as the authors' code feeds its discriminators."""
+        if self.config["discriminator_condition"] == "others":
+            return super()._pairs(inputs, available, completed)
+        pairs = {}
+        for index, name in enumerate(self.modality_names):
+            rows = ~available[:, index]
+            if bool(rows.any()):
+                real = inputs[name][rows]
+                pairs[name] = (rows, real, real, completed[name][rows])
+        return pairs
 
     @property
     def has_split_interface(self) -> bool:
