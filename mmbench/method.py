@@ -92,6 +92,18 @@ class SegmentationMethod(nn.Module):
         """Which modalities each training sample gets; default: all (complete data)."""
         return batch["available"]
 
+    @classmethod
+    def trains_for_missing(cls, config: Mapping[str, Any]) -> bool:
+        """Whether training shows the model missing modalities: the record's `method.trained_for_missing`,
+        which boards mark, so a method trained only on complete data is not ranked unmarked on
+        missing-modality tables. Derived from the method's sampler (`missing_sampler` or `sampler`: any
+        value but "all" draws missing patterns); without one, training uses complete data (the default
+        `training_availability`). A method that is robust by construction overrides it."""
+        for key in ("missing_sampler", "sampler"):
+            if key in config:
+                return config[key] != "all"
+        return False
+
     # -- adversarial training (optional) -----------------------------------------------------------
     def adversary_modules(self) -> list[nn.Module]:
         """Discriminators that the engine trains by an alternating update; default: none.

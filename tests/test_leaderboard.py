@@ -249,3 +249,37 @@ def test_the_committed_synthetic_board_is_built_from_the_committed_records():
     relative_record_paths(board, docs)
     command = "mmbench leaderboard docs/results/records/synthetic --format md --out docs/results/leaderboard.md"
     assert (docs / "leaderboard.md").read_text() == render_markdown(board, rebuild=command), "rebuild it: " + command
+
+
+def test_rows_trained_on_complete_data_only_are_marked(tmp_path):
+    """`method.trained_for_missing: false` in the records flags the row; records without the field (older
+    ones) and rows trained for missing modalities are not flagged."""
+    old = real("unimodal-last1")
+    assert "trained_for_missing" not in old["method"]
+    complete = copy.deepcopy(real("early-fusion-last1"))
+    complete["method"]["trained_for_missing"] = False
+    robust = copy.deepcopy(old)
+    robust["method"]["trained_for_missing"] = True
+    for name, record in (("complete", complete), ("robust", robust)):
+        write(tmp_path / name, "run", record)
+    rows = {row["method"]: row for row in board_of(tmp_path)["tables"][0]["rows"]}
+    assert "trained on complete data only" in rows["early-fusion"]["flags"]
+    assert rows["early-fusion"]["trained_for_missing"] is False
+    assert rows["unimodal"]["trained_for_missing"] is True and rows["unimodal"]["flags"] == []
+    (plain,) = board_of(RECORDS)["tables"][:1]
+    assert all(row["trained_for_missing"] is None for row in plain["rows"])
+
+
+def test_every_builtin_method_declares_its_training_regime():
+    """Registry-parametrized in effect: complete-data methods are early-fusion and the perceiver at its
+    default sampler; every other built-in method sees missing modalities in training."""
+    from builtin_plugins import builtin_methods
+
+    from mmbench.config import load_defaults
+    from mmbench.registry import METHODS
+
+    regimes = {
+        name: METHODS.get(name).load().trains_for_missing(load_defaults(METHODS.get(name).defaults, name))
+        for name in builtin_methods()
+    }
+    assert {name for name, trained in regimes.items() if not trained} == {"early-fusion", "perceiver"}

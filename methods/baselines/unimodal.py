@@ -40,6 +40,11 @@ class Unimodal(SegmentationMethod):
     # (tests/test_comparison_methods.py builds every registered method with them).
     tiny_config: ClassVar[dict[str, Any]] = {"width": 8, "fpn_channels": 16, "decoder_channels": 8}
 
+    @classmethod
+    def trains_for_missing(cls, config: Mapping[str, Any]) -> bool:
+        """Each model is trained on its own modality alone, so a missing modality never reaches one."""
+        return True
+
     def __init__(self, modalities: Mapping[str, int], num_classes: int, config: Mapping[str, Any]) -> None:
         super().__init__(modalities, num_classes, config)
         if config["selection"] not in ("loss", "order"):

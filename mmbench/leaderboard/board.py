@@ -116,9 +116,22 @@ def _ranks(scores: Sequence[float | None]) -> list[float | None]:
     return ranks
 
 
+COMPLETE_DATA_ONLY = "trained on complete data only"
+
+
+def _trained_for_missing(records: Sequence[LoadedRecord]) -> bool | None:
+    """The rows' training regime from the records (`method.trained_for_missing`); None when no record
+    says (records written before the field existed)."""
+    values = {item.record["method"].get("trained_for_missing") for item in records} - {None}
+    return None if not values else all(values)
+
+
 def _flags(records: Sequence[LoadedRecord]) -> list[str]:
-    """Why a row's numbers may not be reproducible from one source tree."""
+    """What a reader must know about a row: why its numbers may not be reproducible from one source tree,
+    and a model that never saw a missing modality in training, ranked on missing-modality tables."""
     flags = []
+    if _trained_for_missing(records) is False:
+        flags.append(COMPLETE_DATA_ONLY)
     dirty = [item for item in records if item.record["git"]["dirty"]]
     if dirty:
         flags.append(f"dirty git tree ({len(dirty)} of {len(records)} records)")
@@ -157,6 +170,7 @@ def _row(records: list[LoadedRecord], columns: list[str], labels: Mapping[str, s
         "config_id": config_id(first),
         "paper": first["method"].get("paper"),
         "params": first["method"].get("params"),
+        "trained_for_missing": _trained_for_missing(records),
         "seeds": sorted(item.record["seed"] for item in records),
         "n": len(records),
         "values": values,

@@ -20,6 +20,7 @@ from typing import Any
 
 from mmbench.context import DatasetFacts, Executor, RunContext, RunOutcome, RunPlan, read_dataset_facts
 from mmbench.errors import NotAvailableError, UserError
+from mmbench.method import SegmentationMethod
 from mmbench.records import SCHEMA_VERSION, isoformat, new_run_id, record_path, utc_now, write_record
 from mmbench.records.environment import collect_environment, git_state
 from mmbench.runtime.device import resolve_device
@@ -172,6 +173,15 @@ def with_most_fragile(started: StartedRun, outcome: RunOutcome) -> RunOutcome:
     return replace(outcome, aggregate={**outcome.aggregate, FIGURE: figure}, timing=timing)
 
 
+def trained_for_missing(plan: RunPlan) -> bool | None:
+    """The method's training regime (`SegmentationMethod.trains_for_missing`); null for a method that is
+    not a `SegmentationMethod` (its own `execute`), which declares nothing."""
+    implementation = plan.method.load()
+    if isinstance(implementation, type) and issubclass(implementation, SegmentationMethod):
+        return implementation.trains_for_missing(plan.config.section("method"))
+    return None
+
+
 def build_record(
     plan: RunPlan,
     run_id: str,
@@ -197,6 +207,7 @@ def build_record(
             "paper": plan.method.paper,
             "target": plan.method.target,
             "checkpoint": outcome.checkpoint,
+            "trained_for_missing": trained_for_missing(plan),
         },
         "protocol": {
             "name": plan.protocol.name,
