@@ -3,11 +3,18 @@
 Following github.com/billhhh/ShaSpec (`DualNet_SS.py`, `loss_Dual.py`) with 2-D ResNets:
 - one *shared* encoder applied to every modality (per-modality stems map the channel counts), and
   one *specific* encoder per modality;
-- composition per level: available m -> shared_m + Conv3x3(concat(shared_m, specific_m)); missing
-  m -> the shared feature of the first available modality (`missing_feature: mean` averages them);
+- composition (`composition: bottleneck`, the authors' `CompositionalLayer` used once): at the deepest
+  level, available m -> shared_m + Conv3x3(concat(shared_m, specific_m)); at the other levels available
+  m -> shared_m as is (the authors' decoder skips are the shared encoder's layers); missing m -> the
+  shared feature of the first available modality at every level (`missing_feature: mean` averages them).
+  `composition: all_levels` (version 2) runs one conv per level;
 - decoder: the M composed maps concatenated per level, 1x1, FPN;
-- losses: CE + alpha * L1 between shared deepest features of consecutive modalities (cyclic, pairs
-  where both are available) + beta * CE of a linear modality classifier on pooled specific features.
+- losses: CE + alpha * L1 between deepest shared features of consecutive modalities (cyclic) + beta * CE
+  of a linear modality classifier on pooled specific features. `alignment: authors` sums the per-pair
+  mean L1 over every sample, missing modalities encoded from zero-filled inputs (train_SS.py);
+  `available_pairs` (version 2) averages over (sample, pair) with both available.
+  `modality_classification_on: all` classifies every modality (zero-filled ones too), `available` only
+  the available ones (version 2).
 Trained on random subsets (one per batch by default, as ShaSpec's `mode=random`). Per-sample
 patterns at evaluation are handled row by row with `torch.where`.
 """
@@ -32,6 +39,12 @@ from mmbench.methods.blocks.shared_encoder import (
     load_pretrained_parts,
 )
 
+CHOICES = {
+    "composition": ("bottleneck", "all_levels"),
+    "alignment": ("authors", "available_pairs"),
+    "modality_classification_on": ("all", "available"),
+}
+
 
 class ShaSpec(SegmentationMethod):
     # Overrides of the defaults giving the narrowest network of the same family, for fast CPU checks
@@ -45,6 +58,9 @@ class ShaSpec(SegmentationMethod):
         if config["missing_feature"] not in ("first", "mean"):
             raise ConfigError(f"method.missing_feature={config['missing_feature']!r}: use first or mean")
         check_sampler(config["sampler"], "sampler")
+        for key, allowed in CHOICES.items():
+            if config[key] not in allowed:
+                raise ConfigError(f"method.{key}={config[key]!r}: use one of {', '.join(allowed)}")
         if config["shared_norm"] not in SHARED_NORMS:
             raise ConfigError(f"method.shared_norm={config['shared_norm']!r}: use one of {', '.join(SHARED_NORMS)}")
         self.stems = nn.ModuleDict({name: Stem(channels, config["width"]) for name, channels in modalities.items()})
@@ -66,8 +82,17 @@ class ShaSpec(SegmentationMethod):
         self.shared_encoder = SharedEncoder(self.shared, self.modality_names, config["shared_norm"])
         shared_channels = self.shared.channels
         specific_channels = next(iter(self.specific.values())).channels
-        self.compose = nn.ModuleList(
-            [nn.Conv2d(cs + cp, cs, 3, padding=1) for cs, cp in zip(shared_channels, specific_channels, strict=True)]
+        # `bottleneck` (the authors'): one compositional conv, at the deepest level; `all_levels` (version 2):
+        # one per level. Keyed by level, so all_levels keeps version 2's parameter names (compose.0 ... compose.3).
+        last = len(shared_channels) - 1
+        composed_levels = range(len(shared_channels)) if config["composition"] == "all_levels" else [last]
+        self.compose = nn.ModuleDict(
+            {
+                str(level): nn.Conv2d(
+                    shared_channels[level] + specific_channels[level], shared_channels[level], 3, padding=1
+                )
+                for level in composed_levels
+            }
         )
         self.merge = nn.ModuleList([nn.Conv2d(len(modalities) * c, c, 1) for c in shared_channels])
         self.decoder = FPNDecoder(shared_channels, config["fpn_channels"], config["decoder_channels"], num_classes)
@@ -109,8 +134,10 @@ class ShaSpec(SegmentationMethod):
             for index, name in enumerate(self.modality_names):
                 if name in features:
                     shared = features[name]["shared"][level]
-                    specific = features[name]["specific"][level]
-                    value = shared + self.compose[level](torch.cat([shared, specific], dim=1))
+                    value = shared  # without a conv at this level: the shared feature as is (authors' skips)
+                    if str(level) in self.compose:
+                        specific = features[name]["specific"][level]
+                        value = shared + self.compose[str(level)](torch.cat([shared, specific], dim=1))
                     value = torch.where(available[:, index].view(-1, 1, 1, 1), value, stand_in)
                 else:
                     value = stand_in
@@ -129,7 +156,16 @@ class ShaSpec(SegmentationMethod):
     def training_loss(self, batch: Mapping[str, Any], info: TrainStep) -> dict[str, Tensor]:
         inputs, label = batch["inputs"], batch["label"]
         available = self.training_availability(batch, info)
-        features = self.encode_available(inputs, available)
+        if self.config["alignment"] == "authors" or self.config["modality_classification_on"] == "all":
+            # The authors' losses see every modality: missing inputs zero-filled and encoded with the rest
+            # (DualNet_SS.py zeroes them and folds all modalities into one shared-encoder batch).
+            inputs = {
+                name: torch.where(available[:, index].view(-1, 1, 1, 1), inputs[name], 0.0)
+                for index, name in enumerate(self.modality_names)
+            }
+            features = self.encode_available(inputs, torch.ones_like(available))
+        else:
+            features = self.encode_available(inputs, available)
         logits = upsample(self.decode(features, available), label.shape[-2:])
         ce = F.cross_entropy(logits, label, ignore_index=info.ignore_index)
         alignment = self._shared_alignment(features, available)
@@ -143,9 +179,28 @@ class ShaSpec(SegmentationMethod):
         }
 
     def _shared_alignment(self, features: Mapping[str, Any], available: Tensor) -> Tensor:
-        """Mean L1 between deepest shared features of consecutive modalities (cyclic), both available."""
+        if self.config["alignment"] == "authors":
+            return self._alignment_authors(features)
+        return self._alignment_available_pairs(features, available)
+
+    def _cyclic_pairs(self) -> list[tuple[int, int]]:
+        count = len(self.modality_names)
+        return [(i, (i + 1) % count) for i in range(count)] if count > 2 else [(0, 1)]
+
+    def _alignment_authors(self, features: Mapping[str, Any]) -> Tensor:
+        """train_SS.py's `term_shared`: the sum over cyclic pairs of nn.L1Loss() (mean over every element of
+        the batch) between deepest shared features, every sample counted whatever its availability (a
+        missing modality's feature is the shared encoder's response to its zero-filled input)."""
         names = self.modality_names
-        pairs = [(i, (i + 1) % len(names)) for i in range(len(names))] if len(names) > 2 else [(0, 1)]
+        total = features[names[0]]["shared"][-1].new_zeros(())
+        for a, b in self._cyclic_pairs():
+            total = total + F.l1_loss(features[names[a]]["shared"][-1], features[names[b]]["shared"][-1])
+        return total
+
+    def _alignment_available_pairs(self, features: Mapping[str, Any], available: Tensor) -> Tensor:
+        """Version 2: mean L1 between deepest shared features of consecutive modalities (cyclic), both available."""
+        names = self.modality_names
+        pairs = self._cyclic_pairs()
         total = torch.zeros((), device=available.device)
         weight = torch.zeros((), device=available.device)
         for a, b in pairs:
@@ -159,7 +214,9 @@ class ShaSpec(SegmentationMethod):
         return total / weight.clamp_min(1)
 
     def _modality_classification(self, features: Mapping[str, Any], available: Tensor) -> Tensor:
-        """CE of predicting each available modality's id from its pooled deepest specific feature."""
+        """CE of predicting each modality's id from its pooled deepest specific feature: mean over every
+        (sample, modality) with `all` (train_SS.py's DomainClsLoss on all N*M rows, zero-filled ones
+        included), over the available ones with `available` (version 2)."""
         logits, targets, keep = [], [], []
         for index, name in enumerate(self.modality_names):
             if name not in features:
@@ -170,4 +227,6 @@ class ShaSpec(SegmentationMethod):
             keep.append(available[:, index])
         ce = F.cross_entropy(torch.cat(logits), torch.cat(targets), reduction="none")
         mask = torch.cat(keep)
+        if self.config["modality_classification_on"] == "all":
+            mask = torch.ones_like(mask)
         return torch.where(mask, ce, 0.0).sum() / mask.sum().clamp_min(1)
