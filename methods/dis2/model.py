@@ -5,8 +5,9 @@ Follows the authors' `DLKD_ver4` (github.com/nhikieu/DIS2), written for any M >=
 - per modality a pix2pix encoder E_m (4 x conv k4 s2 to 1/16) with a U-Net head giving a unimodal
   auxiliary prediction; per ordered pair (s -> t) a compensation encoder C_{s->t} of the same shape
   (the authors' `rgb_else` / `ndsm_else`). A missing modality t is stood in for by the mean of
-  C_{s->t}(x_s) over the sample's available sources s (exactly the authors' model when M = 2);
-- per availability pattern a branch = hierarchical hybrid fusion (HF: region fusion at levels 1-3 with a
+  C_{s->t}(x_s) over the sample's available sources s (with M = 2 the authors' single compensation encoder);
+- per availability pattern a branch = hierarchical hybrid fusion (HF: the authors' `fusion_prenorm_2d` at
+  levels 1-3, three pre-norm convs with a joint non-affine norm (`fusion`, `fusion_norm`), with a
   strided residual chain, a transformer at level 4 over a fusion token, every modality's tokens and the
   attention-pooled level 3) + class-wise latent modelling (CFLM: class queries attend over the fused
   level 4, one shared U-Net path per class, per-class deep-supervision heads, K maps merged into the
@@ -36,6 +37,8 @@ from mmbench.methods.blocks.mmformer import PreNormConv, RegionFusion
 
 SAMPLERS = ("subsets-per-sample", "subsets-per-batch")  # both only draw patterns with a missing modality
 BRANCHES = ("per-scenario", "shared")
+FUSIONS = ("prenorm", "v1")  # prenorm: the authors' `fusion_prenorm_2d`; v1: version 1's `RegionFusion`
+FUSION_NORMS = ("joint", "per_channel")
 FUSED_LEVELS = 3  # levels fused by convolution (and pooled for KD / orthogonality); level 4 by the transformer
 
 
@@ -111,13 +114,52 @@ class LevelPools(nn.Module):
         return [pool(x) for pool, x in zip(self.pools, features, strict=False)]
 
 
+class PreNormLayer(nn.Module):
+    """The authors' `general_conv2d_prenorm` (`models_bank/module/layers.py`): norm -> LeakyReLU(0.2) -> conv
+    (zero padding, bias). `joint`: their `normalization('in')`, an `nn.InstanceNorm3d` that reads a (B, C, H, W)
+    tensor as one unbatched (C, D, H, W) volume per sample, i.e. each sample normalised over (C, H, W) jointly,
+    no affine (here `F.group_norm` with one group, the same function); `per_channel`: InstanceNorm2d with a
+    per-channel affine, as `RegionFusion`'s `PreNormConv`."""
+
+    def __init__(self, inp: int, out: int, kernel: int, norm: str) -> None:
+        super().__init__()
+        self.norm = nn.InstanceNorm2d(inp, affine=True) if norm == "per_channel" else None
+        self.conv = nn.Conv2d(inp, out, kernel, padding=kernel // 2)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = F.group_norm(x, 1, eps=1e-5) if self.norm is None else self.norm(x)
+        return self.conv(F.leaky_relu(x, 0.2))
+
+
+class PreNormFusion(nn.Module):
+    """The authors' `fusion_prenorm_2d`: three pre-norm convs, 1x1 (M*C -> C), 3x3, 1x1, each norm ->
+    LeakyReLU(0.2) -> conv; version 1's `RegionFusion` has one pre-norm conv between two plain 1x1 convs."""
+
+    def __init__(self, channels: int, modalities: int, norm: str) -> None:
+        super().__init__()
+        self.layers = nn.Sequential(
+            PreNormLayer(modalities * channels, channels, 1, norm),
+            PreNormLayer(channels, channels, 3, norm),
+            PreNormLayer(channels, channels, 1, norm),
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.layers(x)
+
+
+def fusion_block(channels: int, modalities: int, config: Mapping[str, Any]) -> nn.Module:
+    if config["fusion"] == "v1":
+        return RegionFusion(channels, modalities)
+    return PreNormFusion(channels, modalities, config["fusion_norm"])
+
+
 class HierarchicalFusion(nn.Module):
     """HF: convolutional fusion at levels 1-3, transformer fusion at level 4 (plus a global fusion token)."""
 
     def __init__(self, widths: Sequence[int], modalities: int, config: Mapping[str, Any]) -> None:
         super().__init__()
         dim, grid = config["transformer_dim"], config["token_grid"]
-        self.fuse = nn.ModuleList([RegionFusion(w, modalities) for w in widths[:FUSED_LEVELS]])
+        self.fuse = nn.ModuleList([fusion_block(w, modalities, config) for w in widths[:FUSED_LEVELS]])
         self.residual = nn.ModuleList([down(widths[i], widths[i + 1]) for i in range(FUSED_LEVELS - 1)])
         self.pool_e3 = AttnPool(widths[2], config["pool_hidden"], out=dim)
         self.to_tokens = nn.Conv2d(widths[3], dim, 1) if dim != widths[3] else nn.Identity()
@@ -496,6 +538,10 @@ def _check(config: Mapping[str, Any], modalities: int) -> None:
         )
     if config["branches"] not in BRANCHES:
         raise ConfigError(f"method.branches={config['branches']!r}: use one of {', '.join(BRANCHES)}")
+    if config["fusion"] not in FUSIONS:
+        raise ConfigError(f"method.fusion={config['fusion']!r}: use one of {', '.join(FUSIONS)}")
+    if config["fusion_norm"] not in FUSION_NORMS:
+        raise ConfigError(f"method.fusion_norm={config['fusion_norm']!r}: use one of {', '.join(FUSION_NORMS)}")
     for key in (
         "gf",
         "transformer_dim",
