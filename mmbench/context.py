@@ -159,6 +159,7 @@ class RunOutcome:
     timing: dict[str, float] = field(default_factory=dict)
     smoke: bool = False
     checkpoint: dict[str, Any] | None = None
+    budget: dict[str, Any] | None = None  # `mmbench.method.parameter_budget`, when a model exists
 
 
 class Executor(Protocol):

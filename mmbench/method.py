@@ -14,7 +14,7 @@ once per window and decodes once per scenario, instead of running the whole netw
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -165,3 +165,50 @@ def build_method(
 
 def count_parameters(model: nn.Module) -> int:
     return sum(parameter.numel() for parameter in model.parameters() if parameter.requires_grad)
+
+
+BUDGET_PROBE_SIZE = 64  # px: divisible by every built-in method's output stride (32)
+
+
+def parameter_budget(
+    model: SegmentationMethod, channels: Mapping[str, int], scenarios: Sequence[Mapping[str, Any]]
+) -> dict[str, Any]:
+    """What a record needs to compare methods at matched budgets: trainable parameters, the
+    discriminators' share (`adversary_modules`, trained but never used at inference), and per scenario
+    the parameters *used at inference*: those that receive a non-zero gradient from that scenario's
+    logits on a seeded random probe (two 64-px samples, evaluation mode, missing modalities filled with
+    zeros, which methods never read). Leaves the model's weights, statistics and gradients as they were;
+    the global RNG is untouched.
+    """
+    adversaries = {id(p) for module in model.adversary_modules() for p in module.parameters()}
+    generator = torch.Generator().manual_seed(0)
+    device = next(model.parameters()).device
+    names = list(channels)
+    was_training = model.training
+    model.eval()
+    used: dict[str, int] = {}
+    try:
+        for scenario in scenarios:
+            present = set(scenario["available"])
+            inputs = {
+                name: (
+                    torch.randn(2, c, BUDGET_PROBE_SIZE, BUDGET_PROBE_SIZE, generator=generator)
+                    if name in present
+                    else torch.zeros(2, c, BUDGET_PROBE_SIZE, BUDGET_PROBE_SIZE)
+                ).to(device)
+                for name, c in channels.items()
+            }
+            available = torch.tensor([[name in present for name in names]] * 2, device=device)
+            model.zero_grad(set_to_none=True)
+            model(inputs, available).float().sum().backward()
+            used[scenario["name"]] = sum(
+                p.numel() for p in model.parameters() if p.grad is not None and bool(p.grad.ne(0).any())
+            )
+    finally:
+        model.zero_grad(set_to_none=True)
+        model.train(was_training)
+    return {
+        "trainable": count_parameters(model),
+        "adversary": sum(p.numel() for p in model.parameters() if id(p) in adversaries and p.requires_grad),
+        "used_at_inference": used,
+    }

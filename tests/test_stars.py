@@ -191,3 +191,6 @@ def test_stars_runs_through_the_cli(capsys, tmp_path):
     assert record["smoke"] and [s["name"] for s in record["scenarios"]] == ["optical only", "dsm only", "sar only"]
     assert record["method"]["paper"] == "https://arxiv.org/abs/2601.17342"
     assert record["method"]["trained_for_missing"] is True  # its missing branch (missing_sampler)
+    budget = record["method"]["budget"]
+    assert budget["trainable"] == record["method"]["params"] and budget["adversary"] == 0
+    assert set(budget["used_at_inference"]) == {"optical only", "dsm only", "sar only"}

@@ -28,7 +28,7 @@ from mmbench.errors import ConfigError
 from mmbench.evaluation.engine import evaluate
 from mmbench.evaluation.protocols import load_protocol
 from mmbench.evaluation.units import plan_units
-from mmbench.method import SegmentationMethod, build_method, count_parameters
+from mmbench.method import SegmentationMethod, build_method, count_parameters, parameter_budget
 from mmbench.records.fingerprint import file_sha256
 from mmbench.runtime.distributed import DistContext, init_distributed
 
@@ -71,6 +71,7 @@ class Trainer:
         plan_units(self.facts.path, self.protocol.config, self.protocol.config["part"])
         modalities = self.protocol.select_modalities(self.facts.modality_names)
         channels = self.facts.channels(modalities)
+        self.channels = channels
         if len(channels) < self.plan.method.min_modalities:
             raise ConfigError(
                 f"method {self.plan.method.name!r} needs at least {self.plan.method.min_modalities} "
@@ -185,6 +186,7 @@ class Trainer:
             scenarios=result.scenarios,
             aggregate=result.aggregate,
             params=count_parameters(self.model),
+            budget=parameter_budget(self.model, self.channels, result.scenarios),
             protocol_settings=result.settings,
             timing={
                 "train_s": round(train_seconds, 3),

@@ -42,7 +42,7 @@ def plan_checkpoint_evaluation(request: RunRequest, checkpoint_path: str | Path)
 def evaluate_checkpoint(plan: RunPlan, payload: dict, checkpoint_path: str | Path) -> Path:
     """Evaluate and write the record; returns its path."""
     from mmbench.evaluation.engine import evaluate
-    from mmbench.method import count_parameters
+    from mmbench.method import count_parameters, parameter_budget
 
     protocol = load_protocol(plan)
     started = start_run(plan, dataset_facts=True)
@@ -63,6 +63,7 @@ def evaluate_checkpoint(plan: RunPlan, payload: dict, checkpoint_path: str | Pat
         scenarios=result.scenarios,
         aggregate=aggregate,
         params=count_parameters(model),
+        budget=parameter_budget(model, channels, result.scenarios),
         protocol_settings=result.settings,
         timing=timing,
         checkpoint={

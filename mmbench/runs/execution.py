@@ -208,6 +208,7 @@ def build_record(
             "target": plan.method.target,
             "checkpoint": outcome.checkpoint,
             "trained_for_missing": trained_for_missing(plan),
+            "budget": outcome.budget,
         },
         "protocol": {
             "name": plan.protocol.name,
