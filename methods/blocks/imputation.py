@@ -12,9 +12,11 @@ Shared by the imputation baselines `ae` and `cgan` (methods/imputation/model.py)
 - The completed input is the real modality where it is available, the generated one where it is missing,
   chosen per sample; the generators learn an L1 reconstruction of the real (withheld) data on exactly the
   samples whose modality was withheld.
-- The conditional GAN objectives are pix2pix's (Isola et al., CVPR 2017), as GEMMNet's code uses them: the
-  discriminator sees (condition, real) against (condition, generated) on the withheld samples; the
-  generator gets adversarial + `l1_weight` x L1.
+- The conditional GAN objectives are pix2pix's (Isola et al., CVPR 2017): the discriminator sees
+  (condition, real) against (condition, generated) on the withheld samples, the condition being the
+  generator's input (the other modalities); the generator gets adversarial + `l1_weight` x L1. `cgan` uses
+  this form; GEMMNet overrides the pairing to condition on the real target itself, as its authors' code
+  does (methods/gemmnet/model.py, `discriminator_condition`).
 """
 
 from __future__ import annotations
