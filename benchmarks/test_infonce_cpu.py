@@ -23,14 +23,6 @@ PROVIDERS = {"reference": cross_modal_infonce_torch, "cpu": cross_modal_infonce_
 KEYS = ("trained", "stop-grad-keys", "detached-input")
 
 
-@pytest.fixture
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 @pytest.mark.parametrize("keys", KEYS)
 @pytest.mark.parametrize("provider", list(PROVIDERS))
 def test_infonce_forward_backward(benchmark, one_thread, provider, keys):

@@ -11,19 +11,10 @@ synthetic modalities).
 from __future__ import annotations
 
 import pytest
-import torch
 from psa_share import default_batch, psa_runner, stars_model, step_runner
 
 from mmbench.config import load_defaults
 from mmbench.registry import METHODS
-
-
-@pytest.fixture
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 @pytest.mark.parametrize("part", ["step", "psa"])

@@ -177,8 +177,8 @@ def parameter_budget(
     discriminators' share (`adversary_modules`, trained but never used at inference), and per scenario
     the parameters *used at inference*: those that receive a non-zero gradient from that scenario's
     logits on a seeded random probe (two 64-px samples, evaluation mode, missing modalities filled with
-    zeros, which methods never read). Leaves the model's weights, statistics and gradients as they were;
-    the global RNG is untouched.
+    zeros, which methods never read). Leaves the weights, statistics and train/eval mode as they were and
+    the global RNG untouched; clears gradients (call it outside a training step).
     """
     adversaries = {id(p) for module in model.adversary_modules() for p in module.parameters()}
     generator = torch.Generator().manual_seed(0)

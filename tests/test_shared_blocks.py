@@ -416,6 +416,14 @@ def probe_shared_encoder(record: Record) -> None:
         narrow = {"a": seeded(lambda: backbones.resnet(18, in_channels=1, width=8), seed=3).float()}
         loaded = shared_encoder.load_pretrained_parts(str(path), stems, narrow, file_depth=18, specific_depth=18)
     record("load_pretrained_parts", loaded, stems["a"].body[0].weight, stems["a"].body[1].running_var)
+    config = {"width": 4, "backbone": 18, "specific_backbone": 18, "specific_width": 4, "pretrained": None}
+    torch.manual_seed(0)
+    built_stems, shared, specific, encoder = shared_encoder.build_shared_specific(
+        {"a": 1, "b": 3}, {**config, "shared_norm": "joint"}
+    )
+    x = {"a": randn(2, 1, 32, 32, seed=4).float(), "b": randn(2, 3, 32, 32, seed=5).float()}
+    built = encoder.forward_many({name: built_stems[name](x[name]) for name in x})
+    record("build_shared_specific", built["a"], built["b"], specific["b"](x["b"]), list(shared.channels))
 
 
 def probe_imputation(record: Record) -> None:

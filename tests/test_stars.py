@@ -159,6 +159,8 @@ def test_bad_configs_are_rejected():
             stars(**{key: value})
     with pytest.raises(ConfigError, match="method.psa.branch='real': use one of both, full, missing, v1"):
         stars(psa={"branch": "real"})
+    with pytest.raises(ConfigError, match="psa.anchors=hard-easy draws batch-level quotas"):
+        stars(psa={"anchors": "hard-easy", "per_image": True})
 
 
 def test_stars_runs_through_the_cli(capsys, tmp_path):

@@ -343,12 +343,19 @@ def load_pretrained_resnet(module: nn.Module, path: str | Path) -> None:
     weight = source["body.0.weight"]
     if weight.ndim == 4 and weight.shape[1] == 3 and conv.in_channels != 3:
         source["body.0.weight"] = _adapt_stem_weight(weight, conv.in_channels)
+    _load_same_shapes(module, source, target, path, "this stem")
+
+
+def _load_same_shapes(
+    module: nn.Module, source: dict[str, torch.Tensor], target: dict[str, torch.Tensor], path: Path, part: str
+) -> None:
+    """Copy `source` into `module` (keys already checked), refusing in one line any tensor whose shape differs."""
     mismatched = [
         f"{k} {tuple(v.shape)} vs {tuple(target[k].shape)}" for k, v in source.items() if v.shape != target[k].shape
     ]
     if mismatched:
         raise ConfigError(
-            f"pretrained weights {path} have tensors of the wrong shape for this stem (file vs model): "
+            f"pretrained weights {path} have tensors of the wrong shape for {part} (file vs model): "
             f"{_first_keys(mismatched)}"
         )
     with torch.no_grad():
@@ -394,13 +401,4 @@ def load_pretrained(model: ResNet, path: str | Path) -> None:
         if weight.ndim == 4 and weight.shape[1] == 3 and model.in_channels != 3:
             source["conv1.weight"] = _adapt_stem_weight(weight, model.in_channels)
 
-    mismatched = [
-        f"{k} {tuple(v.shape)} vs {tuple(target[k].shape)}" for k, v in source.items() if v.shape != target[k].shape
-    ]
-    if mismatched:
-        raise ConfigError(
-            f"pretrained weights {path} have tensors of the wrong shape for this ResNet (file vs model): "
-            f"{_first_keys(mismatched)}"
-        )
-    with torch.no_grad():
-        model.load_state_dict(source, strict=False)
+    _load_same_shapes(model, source, target, path, "this ResNet")

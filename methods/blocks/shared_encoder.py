@@ -27,7 +27,8 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
-from mmbench.methods.blocks.backbones import load_pretrained_resnet, pretrained_fits
+from mmbench.methods.blocks.backbones import ResNet, load_pretrained_resnet, pretrained_fits, resnet
+from mmbench.methods.blocks.common import Stem
 
 SHARED_NORMS = ("joint", "per_call", "per_modality")
 
@@ -131,3 +132,31 @@ def load_pretrained_parts(
                 load_pretrained_resnet(encoder, path)
                 loaded.append(f"specific.{name}")
     return loaded
+
+
+def build_shared_specific(
+    modalities: Mapping[str, int], config: Mapping[str, object]
+) -> tuple[nn.ModuleDict, ResNet, nn.ModuleDict, SharedEncoder]:
+    """The encoders STARS and ShaSpec share: per-modality stems, one stem-less shared ResNet, one specific
+    ResNet per modality (built in that order, so seeded initialisation is the same for both methods), the
+    `pretrained` file loaded into every part that fits, and the `SharedEncoder` of `shared_norm` (made
+    last: `per_modality` copies the norms, loaded weights included). Reads `width`, `backbone`,
+    `specific_backbone`, `specific_width`, `pretrained` and `shared_norm` from the method's config."""
+    pretrained = config["pretrained"]
+    stems = nn.ModuleDict({name: Stem(channels, config["width"]) for name, channels in modalities.items()})
+    shared = resnet(config["backbone"], width=config["width"], stem=False, pretrained=pretrained)
+    specific = nn.ModuleDict(
+        {
+            name: resnet(config["specific_backbone"], in_channels=channels, width=config["specific_width"])
+            for name, channels in modalities.items()
+        }
+    )
+    if pretrained:
+        load_pretrained_parts(
+            str(pretrained),
+            stems,
+            specific,
+            file_depth=int(config["backbone"]),
+            specific_depth=int(config["specific_backbone"]),
+        )
+    return stems, shared, specific, SharedEncoder(shared, list(modalities), str(config["shared_norm"]))

@@ -30,13 +30,11 @@ from torch import Tensor, nn
 
 from mmbench.errors import ConfigError
 from mmbench.method import SegmentationMethod, TrainStep
-from mmbench.methods.blocks.backbones import resnet
-from mmbench.methods.blocks.common import FPNDecoder, Stem, check_sampler, masked_mean, sampled_availability, upsample
+from mmbench.methods.blocks.common import FPNDecoder, check_sampler, masked_mean, sampled_availability, upsample
 from mmbench.methods.blocks.shared_encoder import (
     SHARED_NORMS,
-    SharedEncoder,
+    build_shared_specific,
     encode_shared_specific,
-    load_pretrained_parts,
 )
 
 CHOICES = {
@@ -63,23 +61,7 @@ class ShaSpec(SegmentationMethod):
                 raise ConfigError(f"method.{key}={config[key]!r}: use one of {', '.join(allowed)}")
         if config["shared_norm"] not in SHARED_NORMS:
             raise ConfigError(f"method.shared_norm={config['shared_norm']!r}: use one of {', '.join(SHARED_NORMS)}")
-        self.stems = nn.ModuleDict({name: Stem(channels, config["width"]) for name, channels in modalities.items()})
-        self.shared = resnet(config["backbone"], width=config["width"], stem=False, pretrained=config["pretrained"])
-        self.specific = nn.ModuleDict(
-            {
-                name: resnet(config["specific_backbone"], in_channels=channels, width=config["specific_width"])
-                for name, channels in modalities.items()
-            }
-        )
-        if config["pretrained"]:  # before the shared encoder's norms are made private (per_modality)
-            load_pretrained_parts(
-                config["pretrained"],
-                self.stems,
-                self.specific,
-                file_depth=config["backbone"],
-                specific_depth=config["specific_backbone"],
-            )
-        self.shared_encoder = SharedEncoder(self.shared, self.modality_names, config["shared_norm"])
+        self.stems, self.shared, self.specific, self.shared_encoder = build_shared_specific(modalities, config)
         shared_channels = self.shared.channels
         specific_channels = next(iter(self.specific.values())).channels
         # `bottleneck` (the authors'): one compositional conv, at the deepest level; `all_levels` (version 2):

@@ -28,13 +28,11 @@ from torch import nn
 from mmbench.errors import ConfigError
 from mmbench.kernels.psa import class_balanced_sample, cross_modal_infonce, gather_pixels, hard_easy_sample
 from mmbench.method import SegmentationMethod, TrainStep
-from mmbench.methods.blocks.backbones import resnet
-from mmbench.methods.blocks.common import Stem, conv_bn_relu
+from mmbench.methods.blocks.common import conv_bn_relu
 from mmbench.methods.blocks.shared_encoder import (
     SHARED_NORMS,
-    SharedEncoder,
+    build_shared_specific,
     encode_shared_specific,
-    load_pretrained_parts,
 )
 from mmbench.sampling import sample_availability
 
@@ -100,24 +98,13 @@ class Stars(SegmentationMethod):
             value = (config[section] if section else config)[name]
             if value not in allowed:
                 raise ConfigError(f"method.{key}={value!r}: use one of {', '.join(allowed)}")
-        width = config["width"]
-        self.stems = nn.ModuleDict({name: Stem(channels, width) for name, channels in modalities.items()})
-        self.shared = resnet(config["backbone"], width=width, stem=False, pretrained=config["pretrained"])
-        self.specific = nn.ModuleDict(
-            {
-                name: resnet(config["specific_backbone"], in_channels=channels, width=config["specific_width"])
-                for name, channels in modalities.items()
-            }
-        )
-        if config["pretrained"]:  # before the shared encoder's norms are made private (per_modality)
-            load_pretrained_parts(
-                config["pretrained"],
-                self.stems,
-                self.specific,
-                file_depth=config["backbone"],
-                specific_depth=config["specific_backbone"],
+        psa = config["psa"]
+        if psa["anchors"] == "hard-easy" and (psa["mode"] != "all" or psa["per_image"]):
+            raise ConfigError(
+                "method.psa.anchors=hard-easy draws batch-level quotas in mode 'all'; "
+                "set method.psa.mode=all and method.psa.per_image=false, or use psa.anchors=uniform"
             )
-        self.shared_encoder = SharedEncoder(self.shared, self.modality_names, config["shared_norm"])
+        self.stems, self.shared, self.specific, self.shared_encoder = build_shared_specific(modalities, config)
         shared_channels = self.shared.channels
         specific_channels = next(iter(self.specific.values())).channels
         self.levels = len(shared_channels)
