@@ -15,17 +15,17 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mmbench.method import TrainStep
 from mmbench.methods.blocks.imputation import check_gan_config
 from mmbench.methods.blocks.pix2pix import PatchDiscriminator, Pix2PixGenerator
-from mmbench.methods.imputation.model import AutoencoderImputation
+from mmbench.methods.imputation.model import AutoencoderImputation, logged
 
 
 class ConditionalGanImputation(AutoencoderImputation):
-    """pix2pix generators + one conditional PatchGAN per modality; segmenter as in `ae`."""
+    """pix2pix generators + one conditional PatchGAN per modality; segmenter as in `ae` (`segmenter`:
+    early-fusion ResNet + FPN, or GEMMNet's mmFormer-2D to compare imputers with `gemmnet` alone)."""
 
     # Overrides of the defaults giving the narrowest network of the same family, for fast CPU checks
     # (tests/test_comparison_methods.py builds every registered method with them).
@@ -51,7 +51,12 @@ class ConditionalGanImputation(AutoencoderImputation):
         inputs, label = batch["inputs"], batch["label"]
         available = self.training_availability(batch, info)
         completed = self.complete(inputs, available)
-        ce = F.cross_entropy(self._segment(completed), label, ignore_index=info.ignore_index)
+        segmentation = self._segmentation_terms(completed, label, info.ignore_index)
         generator = self.generator_terms(inputs, available, completed, self.config["l1_weight"])
-        total = ce + self.config["gan_weight"] * generator["loss"]
-        return {"loss": total, "ce": ce.detach(), "l1": generator["l1"].detach(), "g_adv": generator["g_adv"].detach()}
+        total = segmentation["loss"] + self.config["gan_weight"] * generator["loss"]
+        return {
+            "loss": total,
+            **logged(segmentation),
+            "l1": generator["l1"].detach(),
+            "g_adv": generator["g_adv"].detach(),
+        }

@@ -6,8 +6,12 @@ available ones", arXiv 2509.11102; docs/methods/ae.md, docs/methods/cgan.md), wr
 - one generator per modality m, a small U-Net (3 strided stages down, 3 up with skips) whose input is
   every other modality (zero where missing, via `torch.where`) plus one availability flag channel per
   other modality, and whose output is modality m in the normalised input space;
-- a full-modality segmenter (early-fusion ResNet + FPN) on the completed input: real channels where the
-  modality is available, generated ones where it is missing, chosen per sample;
+- a full-modality segmenter on the completed input (real channels where the modality is available,
+  generated ones where it is missing, chosen per sample), chosen by `segmenter`
+  (methods/imputation/segmenters.py): `early-fusion` (default, v1: ResNet + FPN over the concatenated
+  modalities, cross-entropy) or `mmformer` (the mmFormer-2D network GEMMNet segments with, run as GEMMNet
+  runs it, with its fused + sep + deep supervision loss): our design choice for isolating the imputer
+  in a comparison with `gemmnet`;
 - training: `sampler` draws which modalities each sample keeps; the dropped ones are generated and the
   generators learn an L1 reconstruction of the real (withheld) data on exactly those samples; with
   `detach_imputation: false` the segmentation loss also trains the generators (as in GEMMNet).
@@ -28,9 +32,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mmbench.method import SegmentationMethod, TrainStep
-from mmbench.methods.blocks.backbones import resnet
-from mmbench.methods.blocks.common import FPNDecoder, check_sampler, conv_bn_relu, sampled_availability, upsample
+from mmbench.methods.blocks.common import check_sampler, conv_bn_relu, sampled_availability
 from mmbench.methods.blocks.imputation import Imputation
+from mmbench.methods.blocks.mmformer import MmFormer
+from mmbench.methods.imputation.segmenters import build_segmenter
 
 
 class UNetGenerator(nn.Module):
@@ -64,38 +69,56 @@ class UNetGenerator(nn.Module):
         return self.out(y)
 
 
+def _load_v1_names(module: nn.Module, state_dict: dict[str, Any], prefix: str, *_: Any) -> None:
+    """Checkpoints written before the `segmenter` switch name the early-fusion parts `encoder.*`, `decoder.*`."""
+    for key in list(state_dict):
+        if key.startswith(prefix) and key[len(prefix) :].split(".", 1)[0] in ("encoder", "decoder"):
+            state_dict[f"{prefix}segmenter.{key[len(prefix):]}"] = state_dict.pop(key)
+
+
+def logged(terms: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """A segmenter's named loss terms, detached for the log (its total, "loss", left out)."""
+    return {name: value.detach() for name, value in terms.items() if name != "loss"}
+
+
 class AutoencoderImputation(Imputation, SegmentationMethod):
     # Overrides of the defaults giving the narrowest network of the same family, for fast CPU checks
-    # (tests/test_comparison_methods.py builds every registered method with them).
+    # (tests/test_comparison_methods.py builds every registered method with them); the mmFormer-2D widths
+    # apply to `segmenter: mmformer` only.
     tiny_config: ClassVar[dict[str, Any]] = {
         "generator_width": 4,
         "width": 8,
         "fpn_channels": 16,
         "decoder_channels": 8,
+        **MmFormer.tiny_config,
     }
 
     def __init__(self, modalities: Mapping[str, int], num_classes: int, config: Mapping[str, Any]) -> None:
         super().__init__(modalities, num_classes, config)
         check_sampler(config["sampler"], "sampler")
-        total = sum(modalities.values())
         self.generators = nn.ModuleDict(
             {name: self._generator(self.condition_channels(name), c) for name, c in modalities.items()}
         )
-        self.encoder = resnet(config["backbone"], in_channels=total, width=config["width"])
-        self.decoder = FPNDecoder(
-            self.encoder.channels, config["fpn_channels"], config["decoder_channels"], num_classes
-        )
+        self.segmenter = build_segmenter(modalities, num_classes, config)
+        self.register_load_state_dict_pre_hook(_load_v1_names)
 
     def _generator(self, inp: int, out: int) -> nn.Module:
         return UNetGenerator(inp, out, self.config["generator_width"])
 
-    def _segment(self, completed: Mapping[str, Tensor]) -> Tensor:
-        """Segment the completed input; with `detach_imputation` the segmentation loss stops at the generators
-        (their own reconstruction losses still train them)."""
-        stacked = torch.cat([completed[name] for name in self.modality_names], dim=1)
+    def _segmenter_input(self, completed: Mapping[str, Tensor]) -> Mapping[str, Tensor]:
+        """With `detach_imputation` the segmentation loss stops at the generators (their own reconstruction
+        losses still train them), whichever the segmenter."""
         if self.config["detach_imputation"]:
-            stacked = stacked.detach()
-        return upsample(self.decoder(self.encoder(stacked)), stacked.shape[-2:])
+            return {name: x.detach() for name, x in completed.items()}
+        return completed
+
+    def _segment(self, completed: Mapping[str, Tensor]) -> Tensor:
+        """Logits of the segmenter on the completed input."""
+        return self.segmenter.segment(self._segmenter_input(completed))
+
+    def _segmentation_terms(self, completed: Mapping[str, Tensor], label: Tensor, ignore_index: int) -> dict[str, Tensor]:
+        """The segmenter's loss terms: {"loss", "ce"} (early-fusion) or {"loss", "fused", "sep", "deep"} (mmformer)."""
+        return self.segmenter.loss_terms(self._segmenter_input(completed), label, ignore_index)
 
     def forward(self, inputs: Mapping[str, Tensor], available: Tensor) -> Tensor:
         return self._segment(self.complete(inputs, available))
@@ -107,7 +130,7 @@ class AutoencoderImputation(Imputation, SegmentationMethod):
         inputs, label = batch["inputs"], batch["label"]
         available = self.training_availability(batch, info)
         completed = self.complete(inputs, available)
-        ce = F.cross_entropy(self._segment(completed), label, ignore_index=info.ignore_index)
+        segmentation = self._segmentation_terms(completed, label, info.ignore_index)
         reconstruction = self._reconstruction(completed, inputs, available)
-        total = ce + self.config["reconstruction_weight"] * reconstruction
-        return {"loss": total, "ce": ce.detach(), "l1": reconstruction.detach()}
+        total = segmentation["loss"] + self.config["reconstruction_weight"] * reconstruction
+        return {"loss": total, **logged(segmentation), "l1": reconstruction.detach()}
