@@ -38,6 +38,16 @@ from mmbench.errors import PluginError
 _NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.\-]*$")
 _TARGET_PATTERN = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 
+# A method's declared capacity policy (`MethodSpec.capacity`), checked at its default config by
+# tests/test_capacity_band.py on the synthetic benchmark's modalities:
+# - "matched": parameters used at inference on the full set (`mmbench.method.parameter_budget`) within
+#   CAPACITY_BAND times the reference method's;
+# - "reference-backbone": the method runs the reference method's own encoder/decoder family at the
+#   reference's default depths and widths (its backbone keys equal the reference's), whatever its count.
+CAPACITY_POLICIES = ("matched", "reference-backbone")
+CAPACITY_REFERENCE = "stars"
+CAPACITY_BAND = (0.8, 1.2)
+
 
 @dataclass(frozen=True)
 class PluginSpec:
@@ -104,7 +114,8 @@ class MethodSpec(PluginSpec):
     `modalities` names the modalities the method accepts (empty: any the dataset has);
     `required_modalities` those it cannot run without (e.g. an optical-only generator's source);
     `min_modalities` how many it needs at all; `needs_all_modalities_for_training` whether training
-    requires complete samples (translation-based methods such as STARS do).
+    requires complete samples (translation-based methods such as STARS do); `capacity` its declared
+    capacity policy at the default config, one of CAPACITY_POLICIES ("matched" unless it declares otherwise).
     """
 
     kind: ClassVar[str] = "method"
@@ -113,9 +124,14 @@ class MethodSpec(PluginSpec):
     required_modalities: tuple[str, ...] = ()
     min_modalities: int = 1
     needs_all_modalities_for_training: bool = False
+    capacity: str = "matched"
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.capacity not in CAPACITY_POLICIES:
+            raise PluginError(
+                f"method {self.name!r}: capacity {self.capacity!r} must be one of {', '.join(CAPACITY_POLICIES)}"
+            )
         for attribute in ("modalities", "required_modalities"):
             value = getattr(self, attribute)
             if isinstance(value, str) or not all(isinstance(m, str) for m in value):
@@ -143,6 +159,7 @@ class MethodSpec(PluginSpec):
             "required_modalities": list(self.required_modalities),
             "min_modalities": self.min_modalities,
             "needs_all_modalities_for_training": self.needs_all_modalities_for_training,
+            "capacity": self.capacity,
         }
 
 

@@ -28,6 +28,7 @@ def spec(**changes):
         ({"min_modalities": 0}, "'min_modalities' must be an integer >= 1"),
         ({"required_modalities": "sar"}, "'required_modalities' must be a tuple"),
         ({"modalities": ("optical",), "required_modalities": ("sar",)}, r"required modalities \['sar'\] are not"),
+        ({"capacity": "wide"}, "capacity 'wide' must be one of matched, reference-backbone"),
     ],
 )
 def test_invalid_fields_are_rejected(changes, message):
@@ -50,7 +51,9 @@ def test_metadata_describes_the_plugin():
         "required_modalities": ["sar"],
         "min_modalities": 1,
         "needs_all_modalities_for_training": False,
+        "capacity": "matched",  # the default: an outside plugin need not declare it
     }
+    assert spec(capacity="reference-backbone").metadata()["capacity"] == "reference-backbone"
     assert ProtocolSpec(name="p", summary="s", version="2", target="a:b").kind == "protocol"
     assert DatasetSpec(name="d", summary="s", version="1", target="a:b", classes=["x"]).metadata()["classes"] == ["x"]
 

@@ -14,6 +14,7 @@ UNIMODAL = MethodSpec(
     modalities=(),
     min_modalities=1,
     needs_all_modalities_for_training=True,
+    capacity="reference-backbone",  # STARS' ResNet + FPN at its widths (tests/test_capacity_band.py)
     defaults="mmbench.methods.baselines:unimodal.yaml",
 )
 
@@ -25,6 +26,7 @@ EARLY_FUSION = MethodSpec(
     modalities=(),
     min_modalities=1,
     needs_all_modalities_for_training=True,
+    capacity="reference-backbone",  # STARS' ResNet + FPN at its widths (tests/test_capacity_band.py)
     defaults="mmbench.methods.baselines:early_fusion.yaml",
 )
 
@@ -36,5 +38,6 @@ MODALITY_DROPOUT = MethodSpec(
     modalities=(),
     min_modalities=1,
     needs_all_modalities_for_training=True,
+    capacity="reference-backbone",  # STARS' ResNet + FPN at its widths (tests/test_capacity_band.py)
     defaults="mmbench.methods.baselines:modality_dropout.yaml",
 )

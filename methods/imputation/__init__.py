@@ -15,6 +15,7 @@ AE = MethodSpec(
     modalities=(),
     min_modalities=2,
     needs_all_modalities_for_training=True,
+    capacity="reference-backbone",  # STARS' ResNet + FPN at its widths (tests/test_capacity_band.py)
     defaults="mmbench.methods.imputation:ae.yaml",
 )
 
@@ -27,5 +28,6 @@ CGAN = MethodSpec(
     modalities=(),
     min_modalities=2,
     needs_all_modalities_for_training=True,
+    capacity="reference-backbone",  # STARS' ResNet + FPN at its widths (tests/test_capacity_band.py)
     defaults="mmbench.methods.imputation:cgan.yaml",
 )

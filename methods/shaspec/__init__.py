@@ -11,5 +11,6 @@ SPEC = MethodSpec(
     modalities=(),
     min_modalities=2,
     needs_all_modalities_for_training=True,
+    capacity="reference-backbone",  # STARS' ResNet + FPN at its widths (tests/test_capacity_band.py)
     defaults="mmbench.methods.shaspec:shaspec.yaml",
 )
