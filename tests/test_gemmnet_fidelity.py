@@ -105,6 +105,6 @@ def test_others_conditions_the_discriminator_on_the_generator_input():
 def test_target_is_the_default_and_the_rule_is_checked():
     spec = METHODS.get("gemmnet")
     assert load_defaults(spec.defaults, "gemmnet")["discriminator_condition"] == "target"
-    assert spec.version == "2"
+    assert int(spec.version) >= 2  # version 2 introduced the default; 3 changed the network (docs/methods/gemmnet.md)
     with pytest.raises(ConfigError, match="method.discriminator_condition='both': use target or others"):
         build(TWO, "both")

@@ -306,6 +306,16 @@ MMFORMER_CONFIG = {
     "sampler": "subsets-per-sample",
     "sep_weight": 0.5,
     "deep_supervision_weight": 0.7,
+    "norm": "instance",
+    "encoder_entry": "prenorm",
+    "region_fusion": "prenorm",
+    "bottleneck_fusion": "rfm5",
+    "decoder_blocks": "authors",
+    "inter_positions": True,
+    "inter_layout": "grid",
+    "conv_init": "kaiming",
+    "sep_rows": "all",
+    "sep_bottleneck": "encoder",
 }
 
 
@@ -320,6 +330,16 @@ def probe_mmformer(record: Record) -> None:
     dims = [2, 4, 8, 16, 32]
     skips = [randn(2, d, 32 // 2**i, 32 // 2**i, seed=i) for i, d in enumerate(dims[:-1])]
     record("Decoder", seeded(lambda: mmformer.Decoder(dims, 3))(skips, randn(2, 32, 2, 2, seed=9)))
+    for norm in mmformer.NORMS:
+        record("norm_layer", seeded(lambda n=norm: mmformer.norm_layer(n, 4))(randn(2, 4, 6, 6)))
+        record("PreNormConv", seeded(lambda n=norm: mmformer.PreNormConv(3, 4, kernel=1, norm=n))(randn(2, 3, 8, 8)))
+        record("PreNormFusion", seeded(lambda n=norm: mmformer.PreNormFusion(4, 2, n))(randn(2, 8, 6, 6)))
+    record("JointNorm", seeded(mmformer.JointNorm)(randn(2, 4, 6, 6)))
+    record("EncoderStage", seeded(lambda: mmformer.EncoderStage(3, 4, 2, entry="prenorm", norm="joint"))(randn(2, 3, 8, 8)))
+    for fused in (True, False):
+        decoder = seeded(lambda f=fused: mmformer.AuthorsDecoder(dims, 3, fused=f, norm="instance"))
+        record("AuthorsDecoder", decoder(skips, randn(2, 32, 2, 2, seed=9)))
+    record("check_switches", mmformer.check_switches(MMFORMER_CONFIG), sorted(mmformer.SWITCHES))
 
     model = seeded(lambda: mmformer.MmFormer({"optical": 3, "dsm": 1}, 3, MMFORMER_CONFIG))
     inputs = {"optical": randn(3, 3, 32, 32, seed=1), "dsm": randn(3, 1, 32, 32, seed=2)}

@@ -33,7 +33,7 @@ from mmbench.errors import ConfigError
 from mmbench.method import SegmentationMethod, TrainStep
 from mmbench.methods.blocks.attention import TransformerBlock
 from mmbench.methods.blocks.common import masked_mean, sampled_availability, upsample, weighted_ce_dice
-from mmbench.methods.blocks.mmformer import PreNormConv, RegionFusion
+from mmbench.methods.blocks.mmformer import PreNormConv, PreNormFusion, RegionFusion
 
 SAMPLERS = ("subsets-per-sample", "subsets-per-batch")  # both only draw patterns with a missing modality
 BRANCHES = ("per-scenario", "shared")
@@ -114,43 +114,11 @@ class LevelPools(nn.Module):
         return [pool(x) for pool, x in zip(self.pools, features, strict=False)]
 
 
-class PreNormLayer(nn.Module):
-    """The authors' `general_conv2d_prenorm` (`models_bank/module/layers.py`): norm -> LeakyReLU(0.2) -> conv
-    (zero padding, bias). `joint`: their `normalization('in')`, an `nn.InstanceNorm3d` that reads a (B, C, H, W)
-    tensor as one unbatched (C, D, H, W) volume per sample, i.e. each sample normalised over (C, H, W) jointly,
-    no affine (here `F.group_norm` with one group, the same function); `per_channel`: InstanceNorm2d with a
-    per-channel affine, as `RegionFusion`'s `PreNormConv`."""
-
-    def __init__(self, inp: int, out: int, kernel: int, norm: str) -> None:
-        super().__init__()
-        self.norm = nn.InstanceNorm2d(inp, affine=True) if norm == "per_channel" else None
-        self.conv = nn.Conv2d(inp, out, kernel, padding=kernel // 2)
-
-    def forward(self, x: Tensor) -> Tensor:
-        x = F.group_norm(x, 1, eps=1e-5) if self.norm is None else self.norm(x)
-        return self.conv(F.leaky_relu(x, 0.2))
-
-
-class PreNormFusion(nn.Module):
-    """The authors' `fusion_prenorm_2d`: three pre-norm convs, 1x1 (M*C -> C), 3x3, 1x1, each norm ->
-    LeakyReLU(0.2) -> conv; version 1's `RegionFusion` has one pre-norm conv between two plain 1x1 convs."""
-
-    def __init__(self, channels: int, modalities: int, norm: str) -> None:
-        super().__init__()
-        self.layers = nn.Sequential(
-            PreNormLayer(modalities * channels, channels, 1, norm),
-            PreNormLayer(channels, channels, 3, norm),
-            PreNormLayer(channels, channels, 1, norm),
-        )
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.layers(x)
-
-
 def fusion_block(channels: int, modalities: int, config: Mapping[str, Any]) -> nn.Module:
     if config["fusion"] == "v1":
         return RegionFusion(channels, modalities)
-    return PreNormFusion(channels, modalities, config["fusion_norm"])
+    # `joint`: the authors' InstanceNorm3d read over (C, H, W) per sample; `per_channel`: version 1's affine norm
+    return PreNormFusion(channels, modalities, "joint" if config["fusion_norm"] == "joint" else "affine")
 
 
 class HierarchicalFusion(nn.Module):

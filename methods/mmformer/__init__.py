@@ -5,7 +5,7 @@ from mmbench.plugins import MethodSpec
 SPEC = MethodSpec(
     name="mmformer",
     summary="Per-modality conv encoders, intra- and inter-modal transformers, masked fusion decoder, deep supervision.",
-    version="1",
+    version="2",
     target="mmbench.methods.mmformer.model:MmFormer",
     paper="https://arxiv.org/abs/2206.02425",
     modalities=(),
