@@ -1,8 +1,9 @@
 """unimodal: one ResNet+FPN per modality, each trained on its own modality alone.
 
-The lower bound every missing-modality paper compares against. The models share nothing, so
-training them in one run (the sum of their losses, one optimizer) is the same as training each
-separately. Under a scenario each sample uses the best of its available models. "Best" is either a
+The lower bound every missing-modality paper compares against. The models share no parameters and
+train in one run (the sum of their losses, one optimizer); close to, but not exactly, separate trainings:
+the global gradient clip and the fp16 loss scaler act on all of them together (docs/methods/baselines.md).
+Under a scenario each sample uses the best of its available models. "Best" is either a
 fixed `order`, or (`selection: loss`) the lowest running average of each model's training
 cross-entropy, kept as a buffer and so saved in checkpoints: a validation-free proxy for which
 single modality carries most information on this dataset.
