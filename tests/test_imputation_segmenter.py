@@ -106,7 +106,9 @@ def test_mmformer_training_loss_holds_the_fused_sep_and_deep_terms_and_the_imput
     assert set(terms) == {"loss", "fused", "sep", "deep"} | imputer
     assert all(bool(torch.isfinite(value)) for value in terms.values())
     config = model.config
-    segmentation = terms["fused"] + config["sep_weight"] * terms["sep"] + config["deep_supervision_weight"] * terms["deep"]
+    segmentation = (
+        terms["fused"] + config["sep_weight"] * terms["sep"] + config["deep_supervision_weight"] * terms["deep"]
+    )
     if name == "ae":
         imputation = config["reconstruction_weight"] * terms["l1"]
     else:

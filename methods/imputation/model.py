@@ -73,7 +73,7 @@ def _load_v1_names(module: nn.Module, state_dict: dict[str, Any], prefix: str, *
     """Checkpoints written before the `segmenter` switch name the early-fusion parts `encoder.*`, `decoder.*`."""
     for key in list(state_dict):
         if key.startswith(prefix) and key[len(prefix) :].split(".", 1)[0] in ("encoder", "decoder"):
-            state_dict[f"{prefix}segmenter.{key[len(prefix):]}"] = state_dict.pop(key)
+            state_dict[f"{prefix}segmenter.{key[len(prefix) :]}"] = state_dict.pop(key)
 
 
 def logged(terms: Mapping[str, Tensor]) -> dict[str, Tensor]:
@@ -116,7 +116,9 @@ class AutoencoderImputation(Imputation, SegmentationMethod):
         """Logits of the segmenter on the completed input."""
         return self.segmenter.segment(self._segmenter_input(completed))
 
-    def _segmentation_terms(self, completed: Mapping[str, Tensor], label: Tensor, ignore_index: int) -> dict[str, Tensor]:
+    def _segmentation_terms(
+        self, completed: Mapping[str, Tensor], label: Tensor, ignore_index: int
+    ) -> dict[str, Tensor]:
         """The segmenter's loss terms: {"loss", "ce"} (early-fusion) or {"loss", "fused", "sep", "deep"} (mmformer)."""
         return self.segmenter.loss_terms(self._segmenter_input(completed), label, ignore_index)
 

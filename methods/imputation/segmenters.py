@@ -39,7 +39,9 @@ class EarlyFusionSegmenter(nn.Module):
         super().__init__()
         self.modality_names = tuple(modalities)
         self.encoder = resnet(config["backbone"], in_channels=sum(modalities.values()), width=config["width"])
-        self.decoder = FPNDecoder(self.encoder.channels, config["fpn_channels"], config["decoder_channels"], num_classes)
+        self.decoder = FPNDecoder(
+            self.encoder.channels, config["fpn_channels"], config["decoder_channels"], num_classes
+        )
 
     def segment(self, completed: Mapping[str, Tensor]) -> Tensor:
         stacked = torch.cat([completed[name] for name in self.modality_names], dim=1)
