@@ -1,14 +1,16 @@
 """Imputation baselines: a generator fills in the missing modality, then a full-modality segmenter runs.
 
 `ae` (encoder-decoder generators, L1) and `cgan` (pix2pix generators and conditional PatchGANs, trained by
-the engine's alternating generator/discriminator update).
+the engine's alternating generator/discriminator update). The segmenter is chosen by `segmenter`:
+`early-fusion` (default, ResNet + FPN) or `mmformer` (GEMMNet's mmFormer-2D, to compare imputers alone);
+methods/imputation/segmenters.py.
 """
 
 from mmbench.plugins import MethodSpec
 
 AE = MethodSpec(
     name="ae",
-    summary="Autoencoder imputation: per-modality U-Net generators (L1) complete an early-fusion segmenter input.",
+    summary="Autoencoder imputation: U-Net generators (L1) complete the input of an early-fusion or mmFormer-2D segmenter.",
     version="1",
     target="mmbench.methods.imputation.model:AutoencoderImputation",
     paper="https://arxiv.org/abs/2509.11102",
@@ -21,7 +23,7 @@ AE = MethodSpec(
 
 CGAN = MethodSpec(
     name="cgan",
-    summary="cGAN imputation: pix2pix U-Net generators + conditional PatchGANs (alternating update), early fusion.",
+    summary="cGAN imputation: pix2pix generators + conditional PatchGANs (alternating update); early-fusion or mmFormer-2D.",
     version="1",
     target="mmbench.methods.imputation.cgan:ConditionalGanImputation",
     paper="https://arxiv.org/abs/2509.11102",
