@@ -10,7 +10,7 @@ from mmbench.plugins import MethodSpec
 
 AE = MethodSpec(
     name="ae",
-    summary="Autoencoder imputation: U-Net generators (L1) complete the input of an early-fusion or mmFormer-2D segmenter.",
+    summary="Autoencoder imputation: U-Net generators (L1) complete the input; early-fusion or mmFormer-2D segmenter.",
     version="1",
     target="mmbench.methods.imputation.model:AutoencoderImputation",
     paper="https://arxiv.org/abs/2509.11102",
@@ -23,7 +23,7 @@ AE = MethodSpec(
 
 CGAN = MethodSpec(
     name="cgan",
-    summary="cGAN imputation: pix2pix generators + conditional PatchGANs (alternating update); early-fusion or mmFormer-2D.",
+    summary="cGAN imputation: pix2pix generators + conditional PatchGANs (alternating); early-fusion or mmFormer-2D.",
     version="1",
     target="mmbench.methods.imputation.cgan:ConditionalGanImputation",
     paper="https://arxiv.org/abs/2509.11102",
