@@ -186,9 +186,14 @@ def test_the_mmformer_keys_come_from_the_mmformer_method_defaults(name):
     mmformer = load_defaults(METHODS.get("mmformer").defaults, "mmformer")
     own = load_defaults(METHODS.get(name).defaults, name)
     assert own["segmenter"] == "early-fusion"
+    gemmnet = load_defaults(METHODS.get("gemmnet").defaults, "gemmnet")
     for key, value in mmformer.items():
-        if key not in ("train", "sampler"):
+        if key in ("norm", "conv_init"):  # GEMMNet's forms, so gemmnet vs segmenter=mmformer isolates the imputer
+            assert own[key] == gemmnet[key] != value, key
+        elif key not in ("train", "sampler"):
             assert own[key] == value, key
+    network = [key for key in mmformer if key not in ("train", "sampler", "sep_weight", "deep_supervision_weight")]
+    assert {k: own[k] for k in network} == {k: gemmnet[k] for k in network}, "the same segmenter as gemmnet's"
     method = resolve(name, "method.segmenter=mmformer", "method.basic_dims=12")
     assert method["segmenter"] == "mmformer" and method["basic_dims"] == 12
     assert set(mmformer) <= set(method), "the record's config holds every mmformer key"
