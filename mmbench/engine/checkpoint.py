@@ -51,6 +51,36 @@ def save_checkpoint(
     return Path(path)
 
 
+def annotate_checkpoint(path: str | Path, key: str, value: Any) -> Path:
+    """Add (or replace) one top-level entry of an existing checkpoint, atomically.
+
+    The training engine adds `training` = {total_steps, selected_step, validation_curve} to the checkpoint it
+    selected once training has ended: only then are they known, and `mmbench eval` copies them into its record
+    (mmbench/runs/checkpoint_eval.py)."""
+    if key in REQUIRED:
+        raise ValueError(f"checkpoint entry {key!r} is written by save_checkpoint, not annotated")
+    payload = load_checkpoint(path)
+    payload[key] = value
+    with atomic_output(path, "wb") as handle:
+        torch.save(payload, handle)
+    return Path(path)
+
+
+def training_facts(payload: Mapping[str, Any]) -> dict[str, Any]:
+    """`total_steps`, `selected_step` and `validation_curve` of a loaded checkpoint, each null when the checkpoint
+    does not say (checkpoints written before these were saved, or one not selected by a finished training)."""
+    training = payload.get("training")
+    training = training if isinstance(training, Mapping) else {}
+    state = payload.get("state")
+    step = training.get("selected_step", state.get("step") if isinstance(state, Mapping) else None)
+    curve = training.get("validation_curve")
+    return {
+        "selected_step": int(step) if step is not None else None,
+        "total_steps": int(training["total_steps"]) if training.get("total_steps") is not None else None,
+        "validation_curve": [dict(point) for point in curve] if isinstance(curve, list) else None,
+    }
+
+
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,11 +23,13 @@ from mmbench.runtime.distributed import DistContext
 
 @dataclass
 class TrainState:
-    """Where training is: the steps done and the best validation score so far (with its step)."""
+    """Where training is: the steps done, the best validation score so far (with its step) and every validation
+    score so far (`curve`: [{"step", "score"}], the record's `method.checkpoint.validation_curve`)."""
 
     step: int = 0
     best_score: float | None = None
     best_step: int | None = None
+    curve: list[dict[str, Any]] = field(default_factory=list)
 
 
 class TrainingCheckpoints:

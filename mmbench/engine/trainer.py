@@ -16,6 +16,7 @@ import torch
 
 from mmbench.context import DatasetFacts, RunContext, RunOptions, RunOutcome
 from mmbench.engine.batches import micro_batches, training_data
+from mmbench.engine.checkpoint import annotate_checkpoint
 from mmbench.engine.loop import Interruption, run_steps
 from mmbench.engine.losses import TrainingDiverged, TrainingLoss
 from mmbench.engine.optimisation import amp_dtype, lr_factor
@@ -177,6 +178,14 @@ class Trainer:
 
         # Evaluate the checkpoint chosen on validation (the last one if validation never ran).
         best = self.run_dir / ("best.ckpt" if state.best_step is not None else "last.ckpt")
+        selected_step = state.best_step if state.best_step is not None else state.step
+        training = {
+            "total_steps": state.step,
+            "selected_step": selected_step,
+            "validation_curve": [dict(point) for point in state.curve],
+        }
+        if self.dist.is_main:  # before its sha256 is taken: `mmbench eval` of this file copies these facts
+            annotate_checkpoint(best, "training", training)
         self.dist.barrier()
         self.checkpoints.load_weights(best)
         limit = 2 if self.smoke else None
@@ -197,7 +206,9 @@ class Trainer:
             checkpoint={
                 "path": str(best.resolve()),
                 "sha256": file_sha256(best),
-                "selected_step": state.best_step,
+                "selected_step": selected_step,
+                "total_steps": training["total_steps"],
+                "validation_curve": training["validation_curve"],
                 "selection": SELECTION,
                 "best_val_score": state.best_score,
                 "world_size": self.dist.world_size,

@@ -1,5 +1,8 @@
 """Checkpoint selection on the validation part, never on test: evaluate under the run's protocol on the first
 `val_tiles` validation tiles, score = mean mIoU over its scenarios, and keep `best.ckpt` when the score improves.
+Every score is kept in the training state (`TrainState.curve`, saved in checkpoints, so a resumed run keeps the
+scores before its interruption) and ends up in the record (`method.checkpoint.validation_curve`), so boards can
+see whether the selected checkpoint is simply the last one.
 """
 
 from __future__ import annotations
@@ -60,6 +63,7 @@ class Validator:
                 "per_scenario_miou": {e["name"]: e["metrics"]["miou"] for e in result.scenarios},
             }
         )
+        state.curve.append({"step": state.step, "score": score})
         if score is not None and (state.best_score is None or score > state.best_score):
             state.best_score, state.best_step = score, state.step
             self.checkpoints.save("best.ckpt", state)

@@ -5,8 +5,10 @@ scored by **area** (stitching.py: windows slide over each area stitched from its
 counted once); any other store by **tile** (whole tiles read once per batch, windows slide over each tile).
 Either way overlapping windows' logits are averaged before the argmax, and every scenario of the protocol is
 evaluated on the same inputs while they are in memory (scenario runner: runner.py). Metrics come from one
-confusion matrix per scenario accumulated over the whole part (never per-image averages). Classes, ignore
-index and modalities come from the run's `DatasetFacts` (mmbench/context.py), read once when the run started.
+confusion matrix per scenario accumulated over the whole part (never per-image averages); that matrix is the sum
+of one matrix per evaluation unit, which the record keeps too (`unit_confusion`, unit_matrices.py) for the
+leaderboard's unit-level resampling. Classes, ignore index and modalities come from the run's `DatasetFacts`
+(mmbench/context.py), read once when the run started.
 """
 
 from __future__ import annotations
@@ -21,9 +23,10 @@ import torch
 
 from mmbench.context import DatasetFacts
 from mmbench.errors import ConfigError
-from mmbench.evaluation.metrics import ConfusionMatrix, compute_metrics
+from mmbench.evaluation.metrics import compute_metrics
 from mmbench.evaluation.runner import ScenarioRunner
 from mmbench.evaluation.stitching import AreaScorer, count_windows
+from mmbench.evaluation.unit_matrices import UnitMatrices, tile_unit_names
 from mmbench.evaluation.units import TILE, EvaluationUnits, plan_units
 from mmbench.method import SegmentationMethod
 from mmbench.protocol import Protocol
@@ -102,7 +105,15 @@ def evaluate(
         facts.path, split=config["split"], part=part, modalities=modalities, label_variant=config["label_variant"]
     )
     dist = dist or DistContext()
-    matrices = [ConfusionMatrix(len(context["classes"]), context["ignore_index"], device) for _ in scenarios]
+    if units.kind == TILE:
+        if limit_tiles is not None:
+            dataset.select(slice(0, limit_tiles))
+        names = tile_unit_names(dataset.tile_ids, dataset.indices)
+    else:
+        names = [unit.area.name for unit in units.areas]
+    matrices = [
+        UnitMatrices(units.kind, names, len(context["classes"]), context["ignore_index"], device) for _ in scenarios
+    ]
     patterns: list[dict[str, int]] = [{} for _ in scenarios]
     runner = ScenarioRunner(method, modalities, scenarios, config, device, missing_fill)
     show_progress = show_progress and dist.is_main
@@ -110,7 +121,7 @@ def evaluate(
     with torch.inference_mode():
         if units.kind == TILE:
             total_tiles = _score_tiles(
-                runner, dataset, matrices, patterns, config, protocol.name, limit_tiles, dist, show_progress
+                runner, dataset, names, matrices, patterns, config, protocol.name, dist, show_progress
             )
         else:
             total_tiles = units.tiles
@@ -119,21 +130,21 @@ def evaluate(
 
     if dist.enabled:
         for matrix in matrices:
-            total = dist.all_reduce_sum(matrix.matrix)
-            matrix.reset()
-            matrix.merge(ConfusionMatrix.from_lists(total.tolist(), matrix.ignore_index))
+            matrix.counts = dist.all_reduce_sum(matrix.counts)  # units are disjoint across ranks
         gathered: list[list[dict[str, int]]] = [[] for _ in range(dist.world_size)]
         torch.distributed.all_gather_object(gathered, patterns)
         patterns = [_merge_counts([rank[position] for rank in gathered]) for position in range(len(scenarios))]
     entries = []
     classes_scored = config.get("classes_scored")
-    for scenario, matrix, realised in zip(scenarios, matrices, patterns, strict=True):
+    for scenario, units_matrix, realised in zip(scenarios, matrices, patterns, strict=True):
+        matrix = units_matrix.total()
         entry = {
             "name": scenario.name,
             "available": list(scenario.available),
             "metrics": compute_metrics(matrix.matrix, context["classes"], classes_scored),
             "confusion_matrix": matrix.as_lists(),
             **scenario.record_fields(),
+            "unit_confusion": units_matrix.record_entry(),
         }
         if scenario.per_sample:
             entry["patterns"] = dict(sorted(realised.items()))
@@ -146,21 +157,20 @@ def evaluate(
 def _score_tiles(
     runner: ScenarioRunner,
     dataset: TileDataset,
-    matrices: Sequence[ConfusionMatrix],
+    names: Sequence[str],
+    matrices: Sequence[UnitMatrices],
     patterns: Sequence[dict[str, int]],
     config: Mapping[str, Any],
     name: str,
-    limit_tiles: int | None,
     dist: DistContext,
     show_progress: bool,
 ) -> int:
-    """Tile units: every tile of the part scored on its own (stores without area metadata). Returns the
-    number of tiles of the part (before sharding)."""
+    """Tile units: every tile of the (already limited) part scored on its own (stores without area metadata);
+    `names[i]` names the tile at position i. Returns the number of tiles of the part (before sharding)."""
     from mmbench.progress import progress_bar
 
-    if limit_tiles is not None:
-        dataset.select(slice(0, limit_tiles))
     total_tiles = len(dataset)
+    unit_of = {int(index): unit for index, unit in zip(dataset.indices, names, strict=True)}
     if dist.enabled:
         dataset.select(slice(dist.rank, None, dist.world_size))
     loader = torch.utils.data.DataLoader(dataset, batch_size=config["batch_size"], shuffle=False, num_workers=0)
@@ -174,7 +184,10 @@ def _score_tiles(
             label = batch["label"].to(runner.device)
             for position, scenario_logits in enumerate(logits):
                 # Fused argmax + count on CUDA; max(1).indices on CPU (~20x faster than argmax(1) for NCHW).
-                matrices[position].update_from_logits(scenario_logits, label)
+                for row, tile in enumerate(tiles):
+                    matrices[position].update_from_logits(
+                        unit_of[tile], scenario_logits[row : row + 1], label[row : row + 1]
+                    )
                 for row in availability[position].tolist():
                     key = "+".join(name for name, flag in zip(modalities, row, strict=True) if flag)
                     patterns[position][key] = patterns[position].get(key, 0) + 1
@@ -188,7 +201,7 @@ def _score_areas(
     runner: ScenarioRunner,
     dataset: TileDataset,
     units: EvaluationUnits,
-    matrices: Sequence[ConfusionMatrix],
+    matrices: Sequence[UnitMatrices],
     patterns: Sequence[dict[str, int]],
     config: Mapping[str, Any],
     name: str,

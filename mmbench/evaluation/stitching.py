@@ -29,9 +29,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from mmbench.evaluation.metrics import ConfusionMatrix
 from mmbench.evaluation.runner import ScenarioRunner, Variants
 from mmbench.evaluation.tiling import window_starts
+from mmbench.evaluation.unit_matrices import UnitMatrices
 from mmbench.evaluation.units import AreaUnit, EvaluationUnits
 from mmbench.protocol import Scenario
 
@@ -56,7 +56,8 @@ def count_windows(units: EvaluationUnits) -> int:
 
 
 class AreaScorer:
-    """Scores the areas of `units` under every scenario into `matrices` (and per-window `patterns`)."""
+    """Scores the areas of `units` under every scenario into `matrices` (one matrix per area, keyed by the area's
+    name) and per-window `patterns`."""
 
     def __init__(
         self,
@@ -64,7 +65,7 @@ class AreaScorer:
         dataset: TileDataset,
         units: EvaluationUnits,
         scenarios: Sequence[Scenario],
-        matrices: Sequence[ConfusionMatrix],
+        matrices: Sequence[UnitMatrices],
         patterns: Sequence[dict[str, int]],
         batch_size: int,
     ) -> None:
@@ -133,7 +134,7 @@ class AreaScorer:
             total = counts[first:last, :columns].to(sums.dtype)
             for index, matrix in enumerate(self.matrices):
                 mean = sums[index, :, first:last, :columns] / total  # the average of overlapping windows' logits
-                matrix.update_from_logits(mean[None], target)
+                matrix.update_from_logits(unit.area.name, mean[None], target)
 
     def _variants(self, inputs: dict[str, torch.Tensor], unit: AreaUnit, top: int) -> Variants:
         """The band's inputs keyed by (modality, degradation ratio or None); pixel-drop masks are drawn per area

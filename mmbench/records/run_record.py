@@ -2,8 +2,10 @@
 
 A record carries everything needed to judge and reproduce a number (resolved config, seed, plugin
 versions, dataset fingerprint, library versions, hardware, git commit) and the per-scenario confusion
-matrices from which every metric can be recomputed. Records are validated against the packaged JSON
-Schema before they are written, and written atomically, so a record on disk is always complete.
+matrices from which every metric can be recomputed (since schema version 2 also one matrix per evaluation
+unit: mmbench/records/unit_confusion.py). Records are validated against the packaged JSON Schema before they
+are written, and written atomically, so a record on disk is always complete. Version 2 is written; version 1
+records (no per-unit matrices, no training facts) still validate and load, newer ones are refused.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import Any
 from mmbench.atomic import write_json_atomic
 from mmbench.errors import RecordError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 RECORD_FILENAME = "result.json"
 _UNSAFE_PATH_CHARS = re.compile(r"[^A-Za-z0-9_.-]+")
 

@@ -3,7 +3,8 @@
 The method, its config and the dataset it fits come from the checkpoint; the protocol, the dataset
 location, the seed and the device from the command line. The dataset's facts are read once when the run
 starts and serve both the fit check and the evaluation. The result is a run record like any other,
-with the checkpoint's path and sha256 in `method.checkpoint`.
+with the checkpoint's path and sha256 in `method.checkpoint`, and the training facts the checkpoint carries
+(selected step, total steps, validation curve: `mmbench.engine.checkpoint.training_facts`; null when it has none).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from mmbench.context import RunOutcome, RunPlan
-from mmbench.engine.checkpoint import check_dataset_fits, load_checkpoint
+from mmbench.engine.checkpoint import check_dataset_fits, load_checkpoint, training_facts
 from mmbench.errors import ConfigError
 from mmbench.evaluation.protocols import load_protocol
 from mmbench.records.fingerprint import file_sha256
@@ -72,6 +73,7 @@ def evaluate_checkpoint(plan: RunPlan, payload: dict, checkpoint_path: str | Pat
             "method_version": payload["method"].get("version"),
             "trained_on": payload["dataset"].get("name"),
             "trained_on_fingerprint": payload["dataset"].get("fingerprint"),
+            **training_facts(payload),  # selected_step, total_steps, validation_curve: null when not saved
         },
     )
     return finish_run(started, outcome)
