@@ -31,6 +31,7 @@ CHART_SELECTORS = ("svg", "[role=img]", ".charts figure")
 # The critical-difference diagram (a later addition to render_html.py): an <svg class="cd-diagram">.
 CD_DIAGRAM = ".cd-diagram"
 LOCAL_SCHEMES = ("file:", "data:")
+DEBIAN_CHROMIUM = "/usr/bin/chromium"
 
 
 @dataclass
@@ -46,7 +47,8 @@ class Watch:
 
 
 def _chromium() -> str:
-    found = shutil.which("chromium")
+    """Debian's Chromium: `chromium` on PATH, else where Debian's package puts it."""
+    found = shutil.which("chromium") or shutil.which(DEBIAN_CHROMIUM)
     if found is None:
         pytest.fail(f"no 'chromium' on PATH for the browser test: {INSTALL}", pytrace=False)
     return found
