@@ -87,6 +87,20 @@ def test_the_encoding_round_trips_and_chooses_the_narrowest_dtype():
     np.testing.assert_array_equal(decode_unit_confusion(wide)[1], large)
 
 
+def test_the_documented_hand_decoding_reads_the_data():
+    """docs/run-record.md tells readers outside mmbench how to decode `data`; it must stay true."""
+    import base64
+    import zlib
+
+    counts = np.arange(2 * 3 * 3).reshape(2, 3, 3) * 70_000  # several non-zero bytes per count
+    entry = encode_unit_confusion("area", ["x", "y"], counts)
+    dtype = np.dtype(entry["dtype"])
+    planes = np.frombuffer(zlib.decompress(base64.b64decode(entry["data"])), np.uint8)
+    decoded = np.ascontiguousarray(planes.reshape(dtype.itemsize, -1).T).view(dtype).reshape(entry["shape"])
+    np.testing.assert_array_equal(decoded, counts)
+    assert entry["encoding"] in (REPO / "docs" / "run-record.md").read_text()
+
+
 def test_the_encoding_is_small_for_a_realistic_record():
     """500 tiles x 6 classes: far below the ~5 characters per count a flat JSON list of ints would take."""
     rng = np.random.default_rng(1)
