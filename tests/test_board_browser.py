@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from mmbench.cli.main import main
+from mmbench.leaderboard.cd_diagram import cd_diagram
 
 REPO = Path(__file__).resolve().parents[1]
 RECORDS = REPO / "docs" / "results" / "records" / "synthetic"
@@ -171,6 +172,17 @@ def test_every_chart_renders_with_a_non_zero_size(shown):
 def test_critical_difference_diagrams_render_when_present(shown):
     page, watch = shown
     assert_cd_diagrams_rendered(page)
+    watch.assert_clean()
+
+
+def test_a_critical_difference_diagram_inlined_in_the_board_renders(board):
+    """mmbench/leaderboard/cd_diagram.py's SVG, inlined as render_html.py will inline it, lays out with a
+    non-zero size in the board's page (before the board draws one itself)."""
+    page, watch = board
+    svg = cd_diagram(["stars", "shaspec", "early-fusion", "unimodal"], [1.25, 2.0, 3.1, 3.65], 1.2, title="CD")
+    page.evaluate("(svg) => document.querySelector('main').insertAdjacentHTML('beforeend', svg)", svg)
+    assert assert_cd_diagrams_rendered(page, at_least=1) == 1
+    assert_rendered(page, CHART_SELECTORS, at_least=1)
     watch.assert_clean()
 
 
