@@ -7,7 +7,7 @@ SPEC = MethodSpec(
     name="dis2",
     summary="Compensation encoders for missing modalities, per-pattern hybrid fusion + class-wise decoders, "
     "distillation from the full-modality branch.",
-    version="2",
+    version="3",  # 3: CPU defaults widened to STARS' capacity (dis2.yaml)
     target="mmbench.methods.dis2.model:Dis2",
     paper="https://arxiv.org/abs/2601.13502",
     modalities=(),

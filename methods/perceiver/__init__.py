@@ -5,7 +5,7 @@ from mmbench.plugins import MethodSpec
 SPEC = MethodSpec(
     name="perceiver",
     summary="PerceiverIO latent cross-attention with a 3-D convolution local module over the modality axis.",
-    version="1",
+    version="2",  # 2: CPU defaults widened to STARS' capacity (perceiver.yaml)
     target="mmbench.methods.perceiver.model:Perceiver",
     paper="https://arxiv.org/abs/2307.03388",
     modalities=(),
