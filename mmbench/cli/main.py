@@ -196,7 +196,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_debug(kernels)
     bench.set_defaults(handler="mmbench.cli.bench_command:run")
 
-    for sub in (listing, run, evaluate, data, board, bench):
+    from mmbench.cli.sweep_command import add_parser as add_sweep_parser  # argparse only: imports nothing heavy
+
+    sweep = add_sweep_parser(commands)
+
+    for sub in (listing, run, evaluate, data, board, bench, sweep):
         _add_debug(sub)
     return parser
 

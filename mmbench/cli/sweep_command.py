@@ -1,0 +1,118 @@
+"""`mmbench sweep SUITE.yaml`: check and plan the suite, then show it (`--dry-run`, `--status`) or run it.
+
+Everything is checked before the first job starts (suite keys, plugin names, every override, the output
+root, the executor's tools): a problem is one line and exit 2 with nothing started. A sweep whose jobs
+failed says how many, where their logs are, and exits 2 after the other jobs finished.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from mmbench.errors import UserError
+
+
+class SweepFailed(UserError):
+    """Some jobs of the sweep failed or were not started; each was reported with its log."""
+
+
+def add_parser(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    sweep = commands.add_parser(
+        "sweep",
+        help="run a suite of trainings and evaluations (datasets x methods x seeds x protocols)",
+        description="Plan every job of SUITE (one training per dataset, method config and seed; one evaluation of "
+        "its checkpoint per further protocol), skip those already done, and run the rest locally or on Slurm. "
+        "The suite format: docs/sweeps.md.",
+    )
+    sweep.add_argument("suite", metavar="SUITE.yaml", nargs="?", help="suite file (see suites/ and --list-suites)")
+    mode = sweep.add_mutually_exclusive_group()
+    mode.add_argument("--dry-run", action="store_true", help="print the plan and estimated cost; start nothing")
+    mode.add_argument("--status", action="store_true", help="print the state of every job; start nothing")
+    mode.add_argument("--list-suites", action="store_true", help="list the suites shipped in suites/")
+    sweep.add_argument("--jobs", "-j", type=int, default=1, metavar="N", help="jobs at once (default 1)")
+    sweep.add_argument(
+        "--executor",
+        choices=["local", "slurm", "submitit-local"],
+        default="local",
+        help="local: child processes here (default); slurm: sbatch through submitit; submitit-local: submitit's "
+        "local executor (tests)",
+    )
+    sweep.add_argument("--retry-failed", action="store_true", help="run failed jobs again")
+    sweep.add_argument("--out", metavar="DIR", help="output root (replaces the suite's 'out:')")
+    sweep.add_argument(
+        "--set",
+        "-s",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override for every job, after the suite's own (repeatable)",
+    )
+    sweep.set_defaults(handler="mmbench.cli.sweep_command:run")
+    return sweep
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.list_suites:
+        from mmbench.sweep.catalog import list_suites
+
+        list_suites()
+        return 0
+    if not args.suite:
+        raise UserError("give a suite file, e.g. 'mmbench sweep suites/synthetic-cpu.yaml' (see --list-suites)")
+    if args.jobs < 1:
+        raise UserError(f"--jobs {args.jobs}: give at least 1")
+    from mmbench.sweep import load_suite, plan_sweep
+    from mmbench.sweep.backends import check_executor
+    from mmbench.sweep.catalog import find_suite
+    from mmbench.sweep.display import show_plan, show_status
+    from mmbench.sweep.state import plan_status
+
+    suite = load_suite(find_suite(args.suite), out=args.out, extra_overrides=args.overrides)
+    plan = plan_sweep(suite)
+    if not (args.dry_run or args.status):
+        check_executor(args.executor)
+    statuses = plan_status(plan)
+    parallel = _parallel(args)
+    if args.dry_run:
+        show_plan(plan, statuses, args.executor, parallel)
+        return 0
+    if args.status:
+        show_status(plan, statuses)
+        return 0
+    return _execute(args, plan, statuses, parallel)
+
+
+def _parallel(args: argparse.Namespace) -> int:
+    return args.jobs
+
+
+def _execute(args: argparse.Namespace, plan, statuses, parallel: int) -> int:  # type: ignore[no-untyped-def]
+    from mmbench.sweep.backends import make_backend
+    from mmbench.sweep.display import reporter, show_problems, show_summary
+    from mmbench.sweep.driver import jobs_to_run, run_sweep
+
+    started = time.monotonic()
+    show_problems(statuses)
+    selected, _ = jobs_to_run(plan, statuses, args.retry_failed)
+    plan.suite.out.mkdir(parents=True, exist_ok=True)
+    backend = make_backend(
+        args.executor, parallel, Path(plan.suite.out) / ".submitit", plan.suite.executor, plan.suite.name
+    )
+    with reporter(len(selected)) as report:
+        outcome = run_sweep(plan, statuses, backend, parallel=parallel, retry_failed=args.retry_failed, reporter=report)
+    show_summary(outcome, plan, started)
+    problems = len(outcome.failed) + len(outcome.blocked)
+    if problems:
+        raise SweepFailed(
+            f"{problems} of {len(selected)} jobs did not finish (each is listed above with its log); fix the cause and "
+            f"rerun the same command{' ' if args.retry_failed else ' with --retry-failed'} (finished jobs are skipped, "
+            "interrupted trainings resume)"
+        )
+    if outcome.skipped_failed:
+        raise SweepFailed(
+            f"{outcome.skipped_failed} jobs failed in an earlier run and were left alone; rerun with --retry-failed"
+        )
+    return 0

@@ -1,0 +1,135 @@
+"""Where jobs run: worker threads of the sweep on this machine (each runs its job as a child process), or
+submitit (Slurm on a cluster; its local executor, same job function in subprocesses, for tests).
+
+No scheduling is done here: a backend only starts a job and reports when it ended. Slurm queues and
+places the jobs; the driver (`mmbench.sweep.driver`) only decides which jobs are ready (an evaluation
+after its training).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Protocol
+
+from mmbench.errors import UserError
+from mmbench.sweep.jobs import JobResult, JobSettings, run_job
+from mmbench.sweep.planning import TRAIN, Job
+from mmbench.sweep.state import FAILED
+from mmbench.sweep.suite import ExecutorSettings
+
+EXECUTORS = ("local", "slurm", "submitit-local")
+
+
+class Handle(Protocol):
+    def done(self) -> bool: ...
+
+
+class Backend(Protocol):
+    """Starts jobs; `result(handle)` is the job's result once `handle.done()`."""
+
+    name: str
+
+    def submit(self, job: Job) -> Any: ...
+
+    def result(self, job: Job, handle: Any) -> JobResult: ...
+
+    def close(self) -> None: ...
+
+
+def available_cores() -> int:
+    """Cores this process may use (its CPU affinity where the platform reports one)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
+
+
+class LocalBackend:
+    """`jobs` worker threads; each runs `run_job`, whose child process does the work with
+    cores // jobs threads."""
+
+    name = "local"
+
+    def __init__(self, jobs: int, gpus: int = 0) -> None:
+        self.jobs = jobs
+        self.settings = JobSettings(threads=max(1, available_cores() // jobs), gpus=min(gpus, 1))
+        self._pool = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="mmbench-sweep")
+
+    def submit(self, job: Job) -> Future[JobResult]:
+        return self._pool.submit(run_job, job, self.settings)
+
+    def result(self, job: Job, handle: Future[JobResult]) -> JobResult:
+        try:
+            return handle.result()
+        except Exception as exc:  # a bug in the job function: the job fails, the sweep goes on
+            return JobResult(job.id, FAILED, None, f"{type(exc).__name__}: {exc}", str(job.log_path), 0.0)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+
+
+class SubmititBackend:
+    """submitit's AutoExecutor: `cluster="slurm"` submits with sbatch (the suite's `executor:` section gives
+    partition, GPUs per job, time limit and extra sbatch options); `cluster="local"` runs the same job
+    function in local subprocesses (tests, no cluster)."""
+
+    def __init__(self, cluster: str, folder: Path, settings: ExecutorSettings, suite_name: str) -> None:
+        import submitit
+
+        self.name = "slurm" if cluster == "slurm" else "submitit-local"
+        self.settings = settings
+        self._executor = submitit.AutoExecutor(folder=folder, cluster=cluster)
+        self._common: dict[str, Any] = {"name": f"mmbench-{suite_name}", "timeout_min": settings.timeout_min}
+        if settings.cpus_per_task is not None:
+            self._common["cpus_per_task"] = settings.cpus_per_task
+        if settings.mem_gb is not None:
+            self._common["mem_gb"] = settings.mem_gb
+        if cluster == "slurm":
+            if settings.partition is not None:
+                self._common["slurm_partition"] = settings.partition
+            if settings.slurm_additional_parameters:
+                self._common["slurm_additional_parameters"] = dict(settings.slurm_additional_parameters)
+            if settings.setup:
+                self._common["slurm_setup"] = list(settings.setup)
+
+    def submit(self, job: Job) -> Any:
+        # A training gets the section's GPUs (> 1: DDP under torchrun inside the job); an evaluation one.
+        gpus = self.settings.gpus_per_node if job.kind == TRAIN else min(1, self.settings.gpus_per_node)
+        self._executor.update_parameters(**self._common, gpus_per_node=gpus, nodes=1, tasks_per_node=1)
+        threads = self.settings.cpus_per_task // max(1, gpus) if self.settings.cpus_per_task and gpus > 1 else None
+        settings = JobSettings(threads=threads, gpus=gpus, timeout_min=self.settings.timeout_min)
+        return self._executor.submit(run_job, job, settings)
+
+    def result(self, job: Job, handle: Any) -> JobResult:
+        try:
+            return handle.result()
+        except Exception as exc:  # the job process died or was cancelled: submitit's error, in one line
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            logs = f"{job.log_path} and {handle.paths.stderr}" if hasattr(handle, "paths") else str(job.log_path)
+            return JobResult(job.id, FAILED, None, f"{type(exc).__name__}: {first}", logs, 0.0)
+
+    def close(self) -> None:
+        return None
+
+
+def check_executor(name: str) -> None:
+    """A Slurm sweep needs submitit and `sbatch`: refuse before anything starts, saying how to get them."""
+    if name not in EXECUTORS:
+        raise UserError(f"unknown executor {name!r}; use one of {', '.join(EXECUTORS)}")
+    if name in ("slurm", "submitit-local") and importlib.util.find_spec("submitit") is None:
+        raise UserError(f"--executor {name} needs submitit; install it with: pip install 'mmbench[slurm]'")
+    if name == "slurm" and shutil.which("sbatch") is None:
+        raise UserError(
+            "--executor slurm needs Slurm's sbatch, which is not on PATH; run the sweep on a cluster login node "
+            "(or use --executor local)"
+        )
+
+
+def make_backend(name: str, jobs: int, folder: Path, settings: ExecutorSettings, suite_name: str) -> Backend:
+    check_executor(name)
+    if name == "local":
+        return LocalBackend(jobs, gpus=settings.gpus_per_node)
+    return SubmititBackend("slurm" if name == "slurm" else "local", folder, settings, suite_name)

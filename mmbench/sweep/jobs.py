@@ -1,0 +1,263 @@
+"""The job function: run one planned job as the ordinary command line and record how it went.
+
+Both executors call `run_job` (the local one in a worker thread of the sweep, submitit in its own process
+on a cluster node or, for tests, in `submitit.LocalExecutor`'s subprocess), so a job behaves the same
+wherever it runs. The job runs `python -m mmbench run|eval ...` as a child process, its output appended to
+the job's log, with `threads` intra-op threads (OMP/MKL variables) so that parallel jobs do not
+oversubscribe the cores. A training asked for more than one GPU runs under torchrun (PyTorch DDP, as
+docs/training.md launches it). A training stopped earlier (a `last.ckpt` without a record) continues
+with `--resume` when the project's own `find_resumable_run` accepts it for this exact config.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mmbench.atomic import write_text_atomic
+from mmbench.config import to_yaml
+from mmbench.errors import UserError
+from mmbench.records import read_record
+from mmbench.sweep.planning import EVAL, TRAIN, Job
+from mmbench.sweep.state import DONE, FAILED, RUNNING, search_records, unfinished_training, write_state
+
+INTERRUPTED = "interrupted"
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+@dataclass(frozen=True)
+class JobSettings:
+    """How a job runs: intra-op threads (None: leave the environment alone), GPUs (> 1: torchrun for
+    trainings), the time limit of its executor (for the state's deadline), the Python to run."""
+
+    threads: int | None = None
+    gpus: int = 0
+    timeout_min: int | None = None
+    python: str = sys.executable
+
+
+@dataclass(frozen=True)
+class JobResult:
+    """What the driver needs: the outcome, the record, one line of error, the log, and timings (`wall_s`:
+    the job function's wall time; `record_s`: the record's own `timing.total_s`)."""
+
+    job_id: str
+    status: str
+    record: str | None
+    error: str | None
+    log: str
+    wall_s: float
+    record_s: float | None = None
+    resumed: bool = False
+    child_s: float | None = None
+
+    @property
+    def sweep_s(self) -> float | None:
+        """The sweep's own seconds for this job: state files, the resume check, finding and checking the
+        record (the job function's wall time minus its child process's)."""
+        return None if self.child_s is None else max(0.0, self.wall_s - self.child_s)
+
+    @property
+    def startup_s(self) -> float | None:
+        """The child's seconds outside what its record measured: interpreter start, imports (torch),
+        plugin loading; the same for a hand-typed `mmbench run`."""
+        if self.child_s is None or self.record_s is None:
+            return None
+        return max(0.0, self.child_s - self.record_s)
+
+
+def run_job(job: Job, settings: JobSettings) -> JobResult:
+    """Run `job` to completion; never raises for a failing job (the failure is its result)."""
+    clock = time.perf_counter()
+    job.out_dir.mkdir(parents=True, exist_ok=True)
+    started = time.time()
+    deadline = started + 60 * settings.timeout_min if settings.timeout_min else None
+    write_state(job, status=RUNNING, pid=os.getpid(), host=socket.gethostname(), started=started, deadline=deadline)
+    resumed = False
+    try:
+        training = _training_record(job) if job.kind == EVAL else None
+        command, resumed = _command(job, settings, training)
+    except UserError as exc:
+        return _finish(job, clock, FAILED, error=str(exc), started=started)
+    with job.log_path.open("a", encoding="utf-8") as log:
+        log.write(f"# {time.strftime('%Y-%m-%dT%H:%M:%S%z')} {socket.gethostname()}: {' '.join(command)}\n")
+        log.flush()
+        child_clock = time.perf_counter()
+        returncode = subprocess.call(
+            command,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=_environment(settings),
+            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+        )
+    if returncode != 0:
+        status = INTERRUPTED if returncode < 0 or returncode == 130 else FAILED
+        reason = f"killed by signal {-returncode}" if returncode < 0 else f"exit code {returncode}"
+        error = f"{reason}: {_last_line(job.log_path)}"
+        return _finish(job, clock, status, error=error, started=started, child_s=time.perf_counter() - child_clock)
+    child_s = time.perf_counter() - child_clock
+    fingerprints = _fingerprints(job)
+    record, problems = search_records(job, fingerprints, training)
+    if record is None:
+        why = problems[0].removesuffix("; the job runs again") if problems else "it wrote none"
+        error = f"it exited normally but left no record of the planned config: {why}"
+        return _finish(job, clock, FAILED, error=error, started=started, child_s=child_s)
+    return _finish(job, clock, DONE, record=record, started=started, resumed=resumed, child_s=child_s)
+
+
+def _command(job: Job, settings: JobSettings, training: dict[str, Any] | None) -> tuple[list[str], bool]:
+    mmbench = [settings.python, "-m", "mmbench"]
+    if job.kind == TRAIN:
+        resume = unfinished_training(job) and _resumable(job)
+        if settings.gpus > 1:
+            mmbench = [settings.python, "-m", "torch.distributed.run", "--standalone"]
+            mmbench += ["--nproc_per_node", str(settings.gpus), "-m", "mmbench"]
+        command = [*mmbench, "run", job.method, "--protocol", job.protocol, "--dataset", job.dataset_arg]
+        command += ["--seed", str(job.seed), "--out", str(job.out_dir)]
+        if job.config_file is not None:
+            command += ["--config", str(job.config_file)]
+        for override in job.overrides:
+            command += ["--set", override]
+        return [*command, "--resume"] if resume else command, resume
+    checkpoint = ((training or {}).get("method") or {}).get("checkpoint") or {}
+    if not checkpoint.get("path"):
+        raise UserError(f"the record of training {job.train_id} names no checkpoint to evaluate")
+    config_path = job.out_dir / f"{job.kind}-{job.protocol}.config.yaml"
+    sections = job.expected_config()
+    write_text_atomic(config_path, to_yaml({key: sections[key] for key in ("run", "protocol", "dataset")}))
+    command = [*mmbench, "eval", checkpoint["path"], "--protocol", job.protocol, "--dataset", job.dataset_arg]
+    return [*command, "--config", str(config_path), "--out", str(job.out_dir)], False
+
+
+def _training_record(job: Job) -> dict[str, Any]:
+    """The record of the training an evaluation evaluates, from the training's state file."""
+    state_path = job.out_dir / f"{TRAIN}-{_train_protocol(job)}.state.json"
+    data = _read_json(state_path)
+    if not data or data.get("status") != DONE or not data.get("record"):
+        raise UserError(f"training {job.train_id} is not done; its evaluation {job.id} cannot run")
+    return read_record(data["record"])
+
+
+def _train_protocol(job: Job) -> str:
+    return str(job.train_id).rsplit("/", 1)[-1].removeprefix(f"{TRAIN}-")
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    import json
+
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _resumable(job: Job) -> bool:
+    """Whether `mmbench run --resume` will find this job's unfinished run (same method, protocol, dataset,
+    seed and resolved config), asked of the project's own `find_resumable_run`."""
+    from mmbench.context import RunOptions
+    from mmbench.runs.execution import find_resumable_run
+    from mmbench.runs.planning import RunRequest, plan_run
+
+    request = RunRequest(
+        method=job.method,
+        protocol=job.protocol,
+        dataset=job.dataset_arg,
+        command="",
+        config_file=job.config_file,
+        overrides=job.overrides,
+        flags={"run.seed": job.seed, "run.out": str(job.out_dir)},
+        options=RunOptions(resume=True),
+    )
+    try:
+        find_resumable_run(plan_run(request))
+    except UserError:
+        return False
+    return True
+
+
+def _fingerprints(job: Job) -> Mapping[str, str]:
+    if not os.path.isabs(job.dataset_arg) or not os.path.isfile(job.dataset_arg):
+        return {}
+    from mmbench.records.fingerprint import file_sha256
+
+    return {job.dataset_arg: file_sha256(job.dataset_arg)}
+
+
+def _environment(settings: JobSettings) -> dict[str, str]:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    if settings.threads is not None:
+        env.update({name: str(settings.threads) for name in THREAD_VARIABLES})
+    return env
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+    """Linux: the child gets SIGKILL when the sweep dies, so a killed sweep leaves no orphan training."""
+    import ctypes
+
+    with contextlib.suppress(Exception):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+
+
+def _last_line(log: Path) -> str:
+    """The last non-empty line of the log: the one-line error every mmbench failure ends with."""
+    with contextlib.suppress(OSError):
+        with log.open("rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            handle.seek(max(0, handle.tell() - 8192))
+            lines = [line.strip() for line in handle.read().decode("utf-8", "replace").splitlines() if line.strip()]
+            if lines:
+                return lines[-1][:500]
+    return "(empty log)"
+
+
+def _finish(
+    job: Job,
+    clock: float,
+    status: str,
+    *,
+    started: float,
+    record: Path | None = None,
+    error: str | None = None,
+    resumed: bool = False,
+    child_s: float | None = None,
+) -> JobResult:
+    record_s = None
+    if record is not None:
+        with contextlib.suppress(UserError, KeyError, TypeError):
+            record_s = float(read_record(record)["timing"]["total_s"])
+    wall = time.perf_counter() - clock
+    write_state(
+        job,
+        status=status,
+        record=str(record) if record is not None else None,
+        error=error,
+        host=socket.gethostname(),
+        started=started,
+        finished=time.time(),
+        wall_s=round(wall, 3),
+        child_s=round(child_s, 3) if child_s is not None else None,
+        record_s=record_s,
+        resumed=resumed,
+    )
+    return JobResult(
+        job_id=job.id,
+        status=status,
+        record=str(record) if record is not None else None,
+        error=error,
+        log=str(job.log_path),
+        wall_s=wall,
+        record_s=record_s,
+        resumed=resumed,
+        child_s=child_s,
+    )

@@ -1,0 +1,210 @@
+"""Planning a sweep: the suite becomes a list of jobs, every name and override checked, nothing started.
+
+One training job per (dataset, method config, seed), under the suite's training protocol; its record is
+also that protocol's evaluation. Then one evaluation job per further protocol, which evaluates the
+training's selected checkpoint (`mmbench eval`), never a new training. Each job's config is resolved by
+the project's own resolution (`mmbench.config`), so a bad `set:` fails here, with the message `mmbench
+run --set` would print, before any job starts. A job's identity is a digest of what determines its
+record: kind, protocol, dataset, seed and resolved config (the output folder aside); docs/sweeps.md.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mmbench.context import DatasetRef
+from mmbench.errors import UserError
+from mmbench.plugins import MethodSpec, ProtocolSpec
+from mmbench.records import safe_path_component
+from mmbench.registry import METHODS, PROTOCOLS
+from mmbench.runs.planning import resolve_dataset
+from mmbench.sweep.resolving import cached_reads, resolve
+from mmbench.sweep.suite import MethodConfig, Suite
+
+TRAIN, EVAL = "train", "eval"
+
+
+@dataclass(frozen=True)
+class Job:
+    """One `mmbench run` (kind "train") or `mmbench eval` (kind "eval") of the sweep.
+
+    `config` is the resolved config shared by every seed of its (dataset, method config, protocol); the
+    job's own config is that with `run.seed = seed` (`expected_config`)."""
+
+    kind: str
+    dataset: str
+    dataset_arg: str
+    config_name: str
+    method: str
+    seed: int
+    protocol: str
+    out_dir: Path
+    digest: str
+    config: Mapping[str, Any] = field(repr=False, compare=False)
+    config_file: Path | None = None
+    overrides: tuple[str, ...] = ()
+    train_id: str | None = None
+
+    @property
+    def id(self) -> str:
+        return f"{self.dataset}/{self.config_name}/seed{self.seed}/{self.kind}-{self.protocol}"
+
+    @property
+    def state_path(self) -> Path:
+        return self.out_dir / f"{self.kind}-{self.protocol}.state.json"
+
+    @property
+    def log_path(self) -> Path:
+        return self.out_dir / f"{self.kind}-{self.protocol}.log"
+
+    @property
+    def iterations(self) -> int | None:
+        value = self.config.get("method", {}).get("train", {}).get("iterations")
+        return int(value) if isinstance(value, int) and not isinstance(value, bool) else None
+
+    def expected_config(self) -> dict[str, Any]:
+        """The `config` its record must hold, `run.out` aside (`comparable`)."""
+        return comparable({**self.config, "run": {**self.config["run"], "seed": self.seed}})
+
+
+@dataclass
+class SweepPlan:
+    """The jobs of a suite, trainings first, each evaluation after the training it evaluates."""
+
+    suite: Suite
+    jobs: list[Job]
+    protocols: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        self.by_id = {job.id: job for job in self.jobs}
+
+    @property
+    def trainings(self) -> list[Job]:
+        return [job for job in self.jobs if job.kind == TRAIN]
+
+    @property
+    def evaluations(self) -> list[Job]:
+        return [job for job in self.jobs if job.kind == EVAL]
+
+    def evaluations_of(self, training: Job) -> list[Job]:
+        return [job for job in self.jobs if job.train_id == training.id]
+
+
+def comparable(config: Mapping[str, Any]) -> dict[str, Any]:
+    """A config as records are compared: `run.out` is where the record went, not what produced it."""
+    run = {key: value for key, value in config.get("run", {}).items() if key != "out"}
+    return {**config, "run": run}
+
+
+def plan_sweep(suite: Suite) -> SweepPlan:
+    """Every job of the suite, in the order trainings should start: seed by seed (a stopped sweep has every
+    method config at the same seeds), then dataset, then method config."""
+    where = f"suite {str(suite.path)!r}"
+    protocols = (_protocol(suite.train, where, "train"), *(_protocol(p, where, "evaluate") for p in suite.evaluate))
+    datasets = _datasets(suite, where)
+    methods = [_method(config, where, index) for index, config in enumerate(suite.methods)]
+    folders = [safe_path_component(config.name) for config in suite.methods]
+    clash = next((name for name in folders if folders.count(name) > 1), None)
+    if clash is not None:
+        raise UserError(f"{where}: two method names map to the folder {clash!r}; make the display names differ more")
+    resolved: dict[tuple[int, int, str], tuple[dict[str, Any], str]] = {}
+    with cached_reads():
+        for d_index, dataset in enumerate(datasets):
+            for m_index, (config, spec) in enumerate(zip(suite.methods, methods, strict=True)):
+                for protocol in protocols:
+                    data = _resolve(suite, config, spec, protocol, dataset, where)
+                    text = json.dumps(comparable(data), sort_keys=True, default=str)
+                    resolved[(d_index, m_index, protocol.name)] = (data, text)
+    jobs: list[Job] = []
+    for seed in suite.seeds:
+        for d_index, dataset in enumerate(datasets):
+            for m_index, config in enumerate(suite.methods):
+                out_dir = suite.out / safe_path_component(dataset.name) / folders[m_index] / f"seed{seed}"
+                dataset_arg = str(dataset.path) if dataset.path is not None else dataset.name
+                identity = f"{dataset_arg}@{dataset.spec.version}" if dataset.spec is not None else dataset_arg
+                common = {
+                    "dataset": dataset.name,
+                    "dataset_arg": dataset_arg,
+                    "config_name": config.name,
+                    "method": methods[m_index].name,
+                    "seed": seed,
+                    "out_dir": out_dir,
+                }
+                data, text = resolved[(d_index, m_index, suite.train)]
+                train_digest = _digest(TRAIN, suite.train, identity, seed, text)
+                training = Job(
+                    kind=TRAIN,
+                    protocol=protocols[0].name,
+                    digest=train_digest,
+                    config=data,
+                    config_file=config.config,
+                    overrides=(*suite.overrides, *config.overrides),
+                    **common,
+                )
+                jobs.append(training)
+                for protocol in protocols[1:]:
+                    data, text = resolved[(d_index, m_index, protocol.name)]
+                    jobs.append(
+                        Job(
+                            kind=EVAL,
+                            protocol=protocol.name,
+                            digest=_digest(EVAL, protocol.name, identity, seed, text, train_digest),
+                            config=data,
+                            train_id=training.id,
+                            **common,
+                        )
+                    )
+    return SweepPlan(suite=suite, jobs=jobs, protocols=tuple(p.name for p in protocols))
+
+
+def _digest(*parts: Any) -> str:
+    return "sha256:" + hashlib.sha256("\x1f".join(map(str, parts)).encode()).hexdigest()
+
+
+def _protocol(name: str, where: str, key: str) -> ProtocolSpec:
+    try:
+        return PROTOCOLS.get(name)
+    except UserError as exc:
+        raise type(exc)(f"{where}: {key}: {exc}") from None
+
+
+def _method(config: MethodConfig, where: str, index: int) -> MethodSpec:
+    try:
+        return METHODS.get(config.method)
+    except UserError as exc:
+        raise type(exc)(f"{where}: methods[{index}]: {exc}") from None
+
+
+def _datasets(suite: Suite, where: str) -> list[DatasetRef]:
+    refs: list[DatasetRef] = []
+    for index, argument in enumerate(suite.datasets):
+        try:
+            refs.append(resolve_dataset(argument))
+        except UserError as exc:
+            raise type(exc)(f"{where}: datasets[{index}]: {exc}") from None
+    names = [safe_path_component(ref.name) for ref in refs]
+    clash = next((name for name in names if names.count(name) > 1), None)
+    if clash is not None:
+        raise UserError(f"{where}: two datasets are named {clash!r}; give each store a different file name")
+    return refs
+
+
+def _resolve(
+    suite: Suite, config: MethodConfig, method: MethodSpec, protocol: ProtocolSpec, dataset: DatasetRef, where: str
+) -> dict[str, Any]:
+    overrides: Sequence[str] = (*suite.overrides, *config.overrides)
+    try:
+        resolved = resolve(
+            {"method": method, "protocol": protocol, "dataset": dataset.spec},
+            config.config,
+            overrides,
+            {"run.out": str(suite.out)},
+        )
+    except UserError as exc:
+        raise type(exc)(f"{where}: method {config.name!r} under {protocol.name}: {exc}") from None
+    return resolved.data

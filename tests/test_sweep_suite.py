@@ -1,0 +1,232 @@
+"""`mmbench sweep`: the suite file, planning and every bad input, all in-process (nothing is trained).
+
+Bad inputs must be one line on stderr, exit 2, with nothing started (the output root is not created).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mmbench.cli.main import main
+from mmbench.sweep import load_suite, plan_sweep
+from mmbench.sweep.planning import EVAL, TRAIN
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> Path:
+    from mmbench.datasets.synthetic import SyntheticConfig, write_synthetic
+
+    return write_synthetic(tmp_path_factory.mktemp("sweep-store") / "tiny.h5", SyntheticConfig(tiles=8, size=64))
+
+
+def write_suite(folder: Path, **fields) -> Path:
+    data = {
+        "datasets": ["synthetic"],
+        "methods": ["early-fusion"],
+        "seeds": [0],
+        "train": "last1",
+        "evaluate": ["subsets"],
+        "out": str(folder / "out"),
+        **fields,
+    }
+    data = {key: value for key, value in data.items() if value is not None}
+    path = folder / "suite.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def sweep(capsys, *argv):
+    code = main(["sweep", *map(str, argv)])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_one_training_per_dataset_config_and_seed_and_one_evaluation_per_further_protocol(tmp_path, store):
+    suite = load_suite(
+        write_suite(
+            tmp_path,
+            datasets=["synthetic", str(store)],
+            methods=[
+                "early-fusion",
+                {"method": "stars", "name": "stars-no-psa", "set": {"method.psa.enabled": False}},
+                {"method": "stars", "name": "stars-v1", "set": ["method.psa.branch=v1"]},
+            ],
+            seeds=[0, 1],
+            evaluate=["last1", "subsets", "minority"],  # last1 is the training protocol: no job of its own
+        )
+    )
+    plan = plan_sweep(suite)
+    trainings, evaluations = plan.trainings, plan.evaluations
+    assert len(trainings) == 2 * 3 * 2 and len(evaluations) == 2 * 3 * 2 * 2
+    assert {job.protocol for job in trainings} == {"last1"}
+    assert {job.protocol for job in evaluations} == {"subsets", "minority"}
+    assert plan.protocols == ("last1", "subsets", "minority")
+    for evaluation in evaluations:
+        training = plan.by_id[evaluation.train_id]
+        assert training.kind == TRAIN and evaluation.kind == EVAL
+        assert (training.dataset, training.config_name, training.seed) == (
+            evaluation.dataset,
+            evaluation.config_name,
+            evaluation.seed,
+        )
+        assert evaluation.config["method"] == training.config["method"]  # the checkpoint's method section
+    by_name = {job.config_name: job for job in trainings if job.seed == 0 and job.dataset == "synthetic"}
+    assert by_name["stars-no-psa"].config["method"]["psa"]["enabled"] is False
+    assert by_name["stars-v1"].config["method"]["psa"]["branch"] == "v1"
+    assert by_name["stars-no-psa"].method == "stars" and by_name["stars-no-psa"].digest != by_name["stars-v1"].digest
+    assert len({job.digest for job in plan.jobs}) == len(plan.jobs)
+    assert len({job.state_path for job in plan.jobs}) == len(plan.jobs)
+    # trainings come seed by seed, so a stopped sweep has every config at the same seeds
+    assert [job.seed for job in trainings] == sorted(job.seed for job in trainings)
+
+
+def test_the_digest_follows_the_resolved_config_not_the_way_it_was_written(tmp_path):
+    as_mapping = plan_sweep(load_suite(write_suite(tmp_path, set={"method.train.iterations": 7})))
+    as_list = plan_sweep(load_suite(write_suite(tmp_path, set=["method.train.iterations=7"])))
+    changed = plan_sweep(load_suite(write_suite(tmp_path, set=["method.train.iterations=8"])))
+    assert [job.digest for job in as_mapping.jobs] == [job.digest for job in as_list.jobs]
+    assert as_mapping.jobs[0].digest != changed.jobs[0].digest
+    assert as_mapping.jobs[0].iterations == 7
+
+
+def test_dry_run_prints_the_plan_and_starts_nothing(capsys, tmp_path):
+    path = write_suite(tmp_path, methods=["early-fusion", "unimodal"], seeds=[0, 1, 2])
+    code, out, err = sweep(capsys, path, "--dry-run")
+    assert code == 0, err
+    assert "12 jobs = 6 trainings" in out and "6 evaluations" in out
+    assert "early-fusion" in out and "unimodal" in out and "0, 1, 2" in out
+    assert "0 of 12 jobs already done" in out
+    assert not (tmp_path / "out").exists()
+
+
+def test_status_shows_every_job_pending_before_the_first_run(capsys, tmp_path):
+    code, out, err = sweep(capsys, write_suite(tmp_path, seeds=[0, 3]), "--status")
+    assert code == 0, err
+    assert "last1 (train)" in out and "subsets" in out
+    assert "0 done, 0 failed, 4 pending, 0 running" in out
+    assert not (tmp_path / "out").exists()
+
+
+BAD_SUITES = [
+    ({"methods": ["starz"]}, "unknown method 'starz'"),
+    ({"train": "last2"}, "unknown protocol 'last2'"),
+    ({"evaluate": ["subsetz"]}, "unknown protocol 'subsetz'"),
+    ({"datasets": ["potsdam"]}, "unknown dataset 'potsdam'"),
+    ({"datasets": ["/nowhere/potsdam.h5"]}, "does not exist"),
+    ({"seeds": []}, "'seeds' is empty"),
+    ({"seeds": [0, 0]}, "lists a seed twice"),
+    ({"seed": [0]}, "unknown key 'seed' (did you mean 'seeds'?)"),
+    ({"methods": [{"method": "stars", "sett": {}}]}, "unknown key methods[0].'sett'"),
+    ({"methods": ["stars", {"method": "stars"}]}, "two methods have the display name 'stars'"),
+    ({"set": {"method.train.iterationz": 3}}, "unknown config key 'method.train.iterationz'"),
+    ({"set": {"method.train.iterations": "many"}}, "expects a int"),
+    ({"methods": [{"method": "stars", "set": {"method.psa.branch": "v9"}}]}, "method.psa.branch"),
+    ({"set": {"run.seed": 3}}, "run.seed is set by the suite's 'seeds'"),
+    ({"set": {"protocol.window": -1}}, "protocol.window"),
+    ({"methods": [{"method": "stars", "config": "missing.yaml"}]}, "missing.yaml' does not exist"),
+    ({"executor": {"gpus_per_node": -1}}, "executor.gpus_per_node must be an integer >= 0"),
+    ({"executor": {"partitio": "gpu"}}, "unknown key executor.'partitio'"),
+]
+
+
+@pytest.mark.parametrize(("fields", "message"), BAD_SUITES, ids=[message for _, message in BAD_SUITES])
+def test_a_bad_suite_is_one_line_exit_2_and_starts_nothing(capsys, tmp_path, fields, message):
+    code, out, err = sweep(capsys, write_suite(tmp_path, **fields))
+    assert code == 2, (out, err)
+    assert message in err, err
+    assert err.count("\n") == 1 and err.startswith("mmbench sweep: error:")
+    assert "Traceback" not in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_output_root_that_is_a_file_is_refused(capsys, tmp_path):
+    (tmp_path / "taken").write_text("not a folder")
+    code, _, err = sweep(capsys, write_suite(tmp_path, out=str(tmp_path / "taken")))
+    assert code == 2 and "is a file" in err and err.count("\n") == 1
+
+
+def test_a_missing_suite_file_and_an_unknown_shipped_name_are_one_line(capsys, tmp_path):
+    code, _, err = sweep(capsys, tmp_path / "none.yaml")
+    assert code == 2 and "does not exist" in err and err.count("\n") == 1
+    code, _, err = sweep(capsys, "no-such-suite")
+    assert code == 2 and "neither a file nor a shipped suite" in err
+
+
+def test_slurm_needs_sbatch(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))
+    code, _, err = sweep(capsys, write_suite(tmp_path), "--executor", "slurm")
+    assert code == 2 and "needs Slurm's sbatch" in err and err.count("\n") == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_slurm_needs_submitit(capsys, tmp_path, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "submitit" else real(name, *a))
+    code, _, err = sweep(capsys, write_suite(tmp_path), "--executor", "slurm")
+    assert code == 2 and "needs submitit" in err and "pip install" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_environment_variables_in_paths(tmp_path, store, monkeypatch):
+    monkeypatch.setenv("SWEEP_TEST_DATA", str(store.parent))
+    suite = load_suite(write_suite(tmp_path, datasets=["${SWEEP_TEST_DATA}/tiny.h5", "${UNSET_VAR_X:-synthetic}"]))
+    assert suite.datasets == (str(store), "synthetic")
+    monkeypatch.delenv("SWEEP_TEST_DATA")
+    with pytest.raises(Exception, match="SWEEP_TEST_DATA"):
+        load_suite(write_suite(tmp_path, datasets=["${SWEEP_TEST_DATA}/tiny.h5"]))
+
+
+SHIPPED = sorted((REPO / "suites").glob("*.yaml"))
+
+
+@pytest.fixture
+def paper_data(tmp_path, monkeypatch, store) -> Path:
+    """The paper-scale suites name converted stores under $MMBENCH_DATA; tiny stand-ins let them plan."""
+    for name in ("isprs-vaihingen", "isprs-potsdam", "whu-opt-sar", "earthmiss"):
+        os.link(store, tmp_path / f"{name}.h5")
+    monkeypatch.setenv("MMBENCH_DATA", str(tmp_path))
+    return tmp_path
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=[path.stem for path in SHIPPED])
+def test_every_shipped_suite_plans_in_a_dry_run(capsys, tmp_path, paper_data, path):
+    code, out, err = sweep(capsys, path, "--dry-run", "--out", tmp_path / "out")
+    assert code == 0, err
+    assert "dry run of suite" in out and "nothing is started" in out
+
+
+def test_the_shipped_suites_are_the_published_ones():
+    names = {path.stem for path in SHIPPED}
+    assert {"synthetic-cpu", "stars-ablations"} <= names
+    assert len([name for name in names if name.startswith("paper-")]) >= 4
+    board = load_suite(REPO / "suites" / "synthetic-cpu.yaml")
+    from mmbench.registry import METHODS
+
+    assert sorted(m.method for m in board.methods) == sorted(METHODS.names())  # every built-in method
+    assert board.train == "last1" and board.evaluate == ("subsets", "minority") and len(board.seeds) == 3
+
+
+def test_the_stars_ablation_suite_matches_the_ablation_script():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("stars_ablation", REPO / "benchmarks" / "stars_ablation.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    suite = load_suite(REPO / "suites" / "stars-ablations.yaml")
+    variants = {(config.method, tuple(sorted(config.overrides))) for config in suite.methods}
+    expected = {(method, tuple(sorted(overrides))) for method, overrides in module.VARIANTS.values()}
+    assert variants == expected
+    assert suite.train == "last1" and suite.evaluate == ("minority",)
+
+
+def test_list_suites(capsys):
+    code, out, _ = sweep(capsys, "--list-suites")
+    assert code == 0 and "synthetic-cpu" in out and "stars-ablations" in out
