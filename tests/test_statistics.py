@@ -349,3 +349,19 @@ def test_cd_diagram_svg() -> None:
     assert len(ET.fromstring(split).findall(".//*[@class='group']")) == 2
     no_test = cd_diagram(names, [1.0, 1.5, 3.5, 4.0], None)
     assert "CD =" not in no_test and not ET.fromstring(no_test).findall(".//*[@class='group']")
+
+
+def test_joint_table_replicates_equal_each_methods_own_replicates() -> None:
+    rng = np.random.default_rng(21)
+    methods = {name: [rng.integers(0, 50, size=(2, 5, K, K)) for _ in range(3)] for name in "abc"}
+    joint, _ = st.table_replicates(methods, ALL, n_boot=300, rng_seed=4)
+    for units in ("shared", "per-seed"):
+        resampling = st.draw_resampling(3, 5, n_boot=300, rng_seed=4, units=units)
+        alone = {name: st.bootstrap_replicates(seeds, ALL, resampling) for name, seeds in methods.items()}
+        if units == "shared":
+            for name in methods:
+                np.testing.assert_allclose(joint[name], alone[name], rtol=1e-12)
+        # the replicates are real resamples: they vary, and centre near the point estimate
+        for name, seeds in methods.items():
+            assert np.std(alone[name]) > 0
+            assert abs(np.mean(alone[name]) - st.point_estimate(seeds, ALL).mean) < 3 * np.std(alone[name])

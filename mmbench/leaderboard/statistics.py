@@ -270,30 +270,47 @@ def bootstrap_replicates(
 
 
 def _replicates(stack: np.ndarray, scored: np.ndarray, resampling: Resampling, statistic: Statistic) -> np.ndarray:
-    n_seeds, n_scen, n_units, k, _ = stack.shape
+    """(B,) replicates of one method (R, S, U, K, K)."""
+    return _replicates_many(stack[None], scored, resampling, statistic)[0]
+
+
+def _replicates_many(
+    stacks: np.ndarray, scored: np.ndarray, resampling: Resampling, statistic: Statistic
+) -> np.ndarray:
+    """(M, B) replicates of M methods (M, R, S, U, K, K) under one resampling.
+
+    All methods and seeds go through one matrix product (B, U) @ (U, M*R*S*3K): many small products are
+    slow where BLAS threads compete for few cores (measured 10x on the 2-core CI machine).
+    """
+    n_methods, n_seeds, n_scen, n_units, k, _ = stacks.shape
     if (resampling.n_seeds, resampling.n_units) != (n_seeds, n_units):
         raise ValueError(
             f"resampling drawn for {resampling.n_seeds} seeds x {resampling.n_units} units, data has "
             f"{n_seeds} x {n_units}"
         )
-    # (R, U, S*3K): each unit reduced once to its per-class sums; a replicate is a weighted sum of them.
-    features = _features(stack).transpose(0, 2, 1, 3, 4).reshape(n_seeds, n_units, n_scen * 3 * k)
+    # (U, M, R, S*3K): each unit reduced once to its per-class sums; a replicate is a weighted sum of them.
+    features = np.ascontiguousarray(_features(stacks).transpose(3, 0, 1, 2, 4, 5))
+    features = features.reshape(n_units, n_methods, n_seeds, n_scen * 3 * k)
     draws = resampling.seed_draws
     b = resampling.n_boot
+    shape = (b, n_methods, n_seeds, n_scen, 3, k)
     if resampling.units == "shared":
         counts = resampling.unit_counts[:, 0, :]  # (B, U)
-        by_seed = np.stack([counts @ features[r] for r in range(n_seeds)], axis=1)  # (B, R, S*3K)
-        values = _reduce(_miou_from_features(by_seed.reshape(b, n_seeds, n_scen, 3, k), scored), statistic)
-        per_draw = np.take_along_axis(values, draws, axis=1)  # (B, R): the drawn seeds' values
+        summed = (counts @ features.reshape(n_units, -1)).reshape(shape)  # every seed, every replicate
+        values = _reduce(_miou_from_features(summed, scored), statistic)  # (B, M, R)
+        per_draw = np.take_along_axis(values, draws[:, None, :], axis=2)  # the drawn seeds' values
     else:
         counts = resampling.unit_counts.reshape(b * n_seeds, n_units)
         flat_draws = draws.reshape(-1)
-        summed = np.empty((b * n_seeds, n_scen * 3 * k))
+        summed = np.empty((b * n_seeds, n_methods, n_scen * 3 * k))
         for r in range(n_seeds):  # a loop over the seeds only; replicates and units are one product
             rows = flat_draws == r
-            summed[rows] = counts[rows] @ features[r]
-        per_draw = _reduce(_miou_from_features(summed.reshape(b, n_seeds, n_scen, 3, k), scored), statistic)
-    return _nanmean(per_draw, axis=1)
+            summed[rows] = (counts[rows] @ features[:, :, r].reshape(n_units, -1)).reshape(
+                -1, n_methods, n_scen * 3 * k
+            )
+        summed = summed.reshape(b, n_seeds, n_methods, n_scen, 3, k).transpose(0, 2, 1, 3, 4, 5)
+        per_draw = _reduce(_miou_from_features(summed, scored), statistic)  # (B, M, R)
+    return _nanmean(per_draw, axis=2).T
 
 
 @dataclass(frozen=True)
@@ -448,7 +465,8 @@ def paired_comparison(
     scored = _scored_mask(classes, a.shape[1], a.shape[-1])
     difference = _nanmean(_per_seed(a, scored, statistic), 0) - _nanmean(_per_seed(b, scored, statistic), 0)
     resampling = draw_resampling(a.shape[0], a.shape[2], n_boot, rng_seed)
-    diffs = _replicates(a, scored, resampling, statistic) - _replicates(b, scored, resampling, statistic)
+    both = _replicates_many(np.stack([a, b]), scored, resampling, statistic)
+    diffs = both[0] - both[1]
     low, high = _percentiles(diffs, level)
     p_value = _permutation_p(a, b, scored, statistic, n_permutations, np.random.default_rng([rng_seed, 1]))
     return PairedComparison(
@@ -502,7 +520,8 @@ def table_replicates(
     first = next(iter(stacks.values()))
     scored = _scored_mask(classes, first.shape[1], first.shape[-1])
     resampling = draw_resampling(len(common), first.shape[2], n_boot, rng_seed)
-    return {name: _replicates(stack, scored, resampling, statistic) for name, stack in stacks.items()}, tuple(common)
+    replicates = _replicates_many(np.stack(list(stacks.values())), scored, resampling, statistic)
+    return dict(zip(stacks, replicates, strict=True)), tuple(common)
 
 
 def _rank_rows(scores: np.ndarray) -> np.ndarray:
