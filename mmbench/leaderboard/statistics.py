@@ -72,9 +72,7 @@ def _seed_items(seeds: Seeds) -> list[tuple[Hashable, np.ndarray]]:
     """(seed id, array) pairs; a plain sequence is numbered 0..n-1 (its position is its id)."""
     if isinstance(seeds, Mapping):
         return list(seeds.items())
-    if isinstance(seeds, np.ndarray) and seeds.ndim == 5:
-        return list(enumerate(seeds))
-    return list(enumerate(seeds))
+    return list(enumerate(seeds))  # a list of arrays, or one (R, S, U, K, K) array
 
 
 def _as_counts(seed: Hashable, value: object) -> np.ndarray:
@@ -280,7 +278,8 @@ def _replicates_many(
     """(M, B) replicates of M methods (M, R, S, U, K, K) under one resampling.
 
     All methods and seeds go through one matrix product (B, U) @ (U, M*R*S*3K): many small products are
-    slow where BLAS threads compete for few cores (measured 10x on the 2-core CI machine).
+    slow where BLAS threads compete for few cores (about 10x slower on a loaded 2-core machine;
+    benchmarks/test_board_statistics.py).
     """
     n_methods, n_seeds, n_scen, n_units, k, _ = stacks.shape
     if (resampling.n_seeds, resampling.n_units) != (n_seeds, n_units):
