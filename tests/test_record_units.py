@@ -319,3 +319,24 @@ def test_leaderboard_check_catches_an_edited_unit_matrix(trained, tmp_path, caps
     lines = [line for line in err.splitlines() if "unit_confusion" in line]
     assert len(lines) == 1 and str(bad) in lines[0] and "does not sum to confusion_matrix" in lines[0]
     assert str(good) not in err.replace(str(bad), "")
+
+
+@pytest.mark.parametrize("kind", ["area", "tile"])
+def test_a_unit_matrix_is_what_scoring_that_unit_alone_gives(area_store, tmp_path, kind):
+    """Pixels are attributed to the right unit: the first unit of a full evaluation equals an evaluation of that
+    unit alone (`limit_tiles=1` keeps the first tile, or the first whole area), and its mIoU (metrics.py) too."""
+    path = area_store
+    if kind == "tile":
+        path = tmp_path / "tiles.h5"
+        write_area_store(path, with_areas=False)
+    window = {"window": 16, "stride": 8} if kind == "area" else {}
+    full = evaluate(linear_fusion(), path, _protocol("subsets", **window), show_progress=False)
+    alone = evaluate(linear_fusion(), path, _protocol("subsets", **window), show_progress=False, limit_tiles=1)
+    for whole, single in zip(full.scenarios, alone.scenarios, strict=True):
+        names, counts = units_of(whole)
+        (name,), (matrix,) = units_of(single)
+        assert name == names[0] and len(names) > 1
+        np.testing.assert_array_equal(counts[0], matrix)
+        np.testing.assert_array_equal(matrix, np.asarray(single["confusion_matrix"]))
+        classes = list(single["metrics"]["per_class"])
+        assert compute_metrics(counts[0], classes)["miou"] == single["metrics"]["miou"]

@@ -123,6 +123,10 @@ def test_a_killed_run_resumes_to_exactly_the_uninterrupted_numbers(tmp_path, sto
     assert matrices(a) == matrices(b)
     assert a["aggregate"] == b["aggregate"]
     assert a["method"]["checkpoint"]["selected_step"] == b["method"]["checkpoint"]["selected_step"]
+    # the validation curve survives the kill (it is part of the saved training state)
+    for key in ("total_steps", "validation_curve"):
+        assert a["method"]["checkpoint"][key] == b["method"]["checkpoint"][key], key
+    assert [point["step"] for point in a["method"]["checkpoint"]["validation_curve"]] == [4, 8, 12, 16]
 
 
 def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path, store, tiny_methods):
