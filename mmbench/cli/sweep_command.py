@@ -10,8 +10,13 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mmbench.errors import UserError
+
+if TYPE_CHECKING:
+    from mmbench.sweep.planning import SweepPlan
+    from mmbench.sweep.state import JobStatus
 
 
 class SweepFailed(UserError):
@@ -31,7 +36,13 @@ def add_parser(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
     mode.add_argument("--dry-run", action="store_true", help="print the plan and estimated cost; start nothing")
     mode.add_argument("--status", action="store_true", help="print the state of every job; start nothing")
     mode.add_argument("--list-suites", action="store_true", help="list the suites shipped in suites/")
-    sweep.add_argument("--jobs", "-j", type=int, default=1, metavar="N", help="jobs at once (default 1)")
+    sweep.add_argument(
+        "--jobs",
+        "-j",
+        type=int,
+        metavar="N",
+        help="jobs at once (default: 1 locally; with --executor slurm every ready job is submitted)",
+    )
     sweep.add_argument(
         "--executor",
         choices=["local", "slurm", "submitit-local"],
@@ -62,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if not args.suite:
         raise UserError("give a suite file, e.g. 'mmbench sweep suites/synthetic-cpu.yaml' (see --list-suites)")
-    if args.jobs < 1:
+    if args.jobs is not None and args.jobs < 1:
         raise UserError(f"--jobs {args.jobs}: give at least 1")
     from mmbench.sweep import load_suite, plan_sweep
     from mmbench.sweep.backends import check_executor
@@ -75,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
     if not (args.dry_run or args.status):
         check_executor(args.executor)
     statuses = plan_status(plan)
-    parallel = _parallel(args)
+    parallel = _parallel(args, plan)
     if args.dry_run:
         show_plan(plan, statuses, args.executor, parallel)
         return 0
@@ -85,11 +96,14 @@ def run(args: argparse.Namespace) -> int:
     return _execute(args, plan, statuses, parallel)
 
 
-def _parallel(args: argparse.Namespace) -> int:
-    return args.jobs
+def _parallel(args: argparse.Namespace, plan: SweepPlan) -> int:
+    """Jobs in flight at once: --jobs, else 1 here and all of them on Slurm (its queue decides)."""
+    if args.jobs is not None:
+        return args.jobs
+    return max(1, len(plan.jobs)) if args.executor == "slurm" else 1
 
 
-def _execute(args: argparse.Namespace, plan, statuses, parallel: int) -> int:  # type: ignore[no-untyped-def]
+def _execute(args: argparse.Namespace, plan: SweepPlan, statuses: dict[str, JobStatus], parallel: int) -> int:
     from mmbench.sweep.backends import make_backend
     from mmbench.sweep.display import reporter, show_problems, show_summary
     from mmbench.sweep.driver import jobs_to_run, run_sweep
@@ -112,7 +126,9 @@ def _execute(args: argparse.Namespace, plan, statuses, parallel: int) -> int:  #
             "interrupted trainings resume)"
         )
     if outcome.skipped_failed:
+        waiting = f" ({outcome.skipped_waiting} more wait on them)" if outcome.skipped_waiting else ""
         raise SweepFailed(
-            f"{outcome.skipped_failed} jobs failed in an earlier run and were left alone; rerun with --retry-failed"
+            f"{outcome.skipped_failed} jobs failed in an earlier run and were left alone{waiting}; see "
+            "'mmbench sweep SUITE --status' for their logs, fix the cause and rerun with --retry-failed"
         )
     return 0

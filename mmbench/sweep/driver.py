@@ -29,6 +29,7 @@ class SweepOutcome:
     skipped_done: int = 0
     skipped_running: int = 0
     skipped_failed: int = 0
+    skipped_waiting: int = 0
     blocked: list[Job] = field(default_factory=list)
     results: list[JobResult] = field(default_factory=list)
 
@@ -43,7 +44,10 @@ def jobs_to_run(plan: SweepPlan, statuses: dict[str, JobStatus], retry_failed: b
     selected: list[Job] = []
     for job in plan.jobs:
         state = statuses[job.id].state
-        if state == DONE:
+        training = statuses[job.train_id].state if job.train_id is not None else None
+        if state != DONE and training == FAILED and not retry_failed:
+            outcome.skipped_waiting += 1  # waits on a failure left alone
+        elif state == DONE:
             outcome.skipped_done += 1
         elif state == RUNNING:
             outcome.skipped_running += 1
@@ -128,5 +132,6 @@ def summary_counts(outcome: SweepOutcome) -> dict[str, int]:
         "blocked": len(outcome.blocked),
         "skipped": outcome.skipped_done,
         "left failed": outcome.skipped_failed,
+        "waiting on a failed training": outcome.skipped_waiting,
         "running elsewhere": outcome.skipped_running,
     }

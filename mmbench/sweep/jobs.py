@@ -98,7 +98,7 @@ def run_job(job: Job, settings: JobSettings) -> JobResult:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             env=_environment(settings),
-            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+            preexec_fn=_die_with_parent if _PRCTL is not None else None,
         )
     if returncode != 0:
         status = INTERRUPTED if returncode < 0 or returncode == 130 else FAILED
@@ -201,12 +201,27 @@ def _environment(settings: JobSettings) -> dict[str, str]:
     return env
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
-    """Linux: the child gets SIGKILL when the sweep dies, so a killed sweep leaves no orphan training."""
+def _load_prctl() -> Any:
+    """libc's prctl, looked up once in the parent: the child, forked from a threaded process, must run as
+    little Python as possible before exec (no imports, no locks)."""
+    if not sys.platform.startswith("linux"):
+        return None
     import ctypes
 
-    with contextlib.suppress(Exception):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+
+_PRCTL = _load_prctl()
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+    """Linux: the child gets SIGKILL when the thread that started it ends (with the sweep), so a killed
+    sweep leaves no orphan training behind."""
+    _PRCTL(_PR_SET_PDEATHSIG, int(signal.SIGKILL))
 
 
 def _last_line(log: Path) -> str:

@@ -1,0 +1,153 @@
+"""`mmbench sweep` running jobs: failure isolation, skipping what is done, reporting records that are not
+reused, resuming a sweep killed mid-training to the uninterrupted numbers, and the submitit path.
+
+Every job is a real `python -m mmbench run|eval` child on a tiny store with the test-only `tiny-trainable`
+method (tests/tiny_methods.py), so these tests take seconds per job.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mmbench.cli.main import main
+from mmbench.datasets.synthetic import SyntheticConfig, write_synthetic
+from mmbench.records import read_record
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> Path:
+    return write_synthetic(tmp_path_factory.mktemp("sweep-run") / "tiny.h5", SyntheticConfig(tiles=12, size=64))
+
+
+def write_suite(path: Path, store: Path, out: Path, **fields) -> Path:
+    data = {
+        "datasets": [str(store)],
+        "methods": [{"method": "tiny-trainable", "name": "ok"}],
+        "seeds": [0],
+        "train": "last1",
+        "evaluate": ["subsets"],
+        "out": str(out),
+        "set": ["run.device=cpu", "run.deterministic=true", "method.train.iterations=4"],
+        **fields,
+    }
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def sweep(capsys, *argv):
+    code = main(["sweep", *map(str, argv)])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def records(root: Path) -> list[Path]:
+    return sorted(root.rglob("result.json"))
+
+
+def matrices(path: Path) -> list:
+    return [scenario["confusion_matrix"] for scenario in read_record(path)["scenarios"]]
+
+
+def state(out: Path, job: str) -> dict:
+    return json.loads((out / f"{job}.state.json").read_text())
+
+
+def test_a_failing_job_is_isolated_done_jobs_are_skipped_and_rejected_records_are_reported(
+    capsys, tmp_path, store, tiny_methods
+):
+    out = tmp_path / "out"
+    exploding = {"method": "tiny-trainable", "name": "exploding", "set": {"method.train.lr": 1.0e30}}
+    suite = write_suite(
+        tmp_path / "suite.yaml", store, out, methods=[{"method": "tiny-trainable", "name": "ok"}, exploding]
+    )
+    code, _, err = sweep(capsys, suite, "--jobs", "2")
+    assert code == 2, err
+    failed = [line for line in err.splitlines() if "FAILED" in line]
+    assert len(failed) == 1 and "tiny/exploding/seed0/train-last1" in failed[0]
+    assert f"(log: {out / 'tiny' / 'exploding' / 'seed0' / 'train-last1.log'})" in failed[0]
+    assert "not started tiny/exploding/seed0/eval-subsets" in err
+    assert err.strip().splitlines()[-1].startswith("mmbench sweep: error: 2 of 4 jobs did not finish")
+    ok = out / "tiny" / "ok" / "seed0"
+    assert state(ok, "train-last1")["status"] == "done" and state(ok, "eval-subsets")["status"] == "done"
+    training, evaluation = (
+        read_record(state(ok, "train-last1")["record"]),
+        read_record(state(ok, "eval-subsets")["record"]),
+    )
+    assert evaluation["method"]["checkpoint"]["sha256"] == training["method"]["checkpoint"]["sha256"]
+    assert (
+        evaluation["protocol"]["name"] == "subsets" and evaluation["config"]["method"] == training["config"]["method"]
+    )
+    before = records(out)
+    assert len(before) == 2
+
+    # Rerun: finished jobs are skipped, the failure is left alone (and still makes the exit code non-zero).
+    code, _, err = sweep(capsys, suite)
+    assert code == 2 and "rerun with --retry-failed" in err.splitlines()[-1]
+    assert "start " not in err and records(out) == before
+
+    # A record edited to another config, and a corrupt record, are reported and not reused.
+    path = Path(state(ok, "eval-subsets")["record"])
+    edited = json.loads(path.read_text())
+    edited["config"]["method"]["width"] += 1
+    path.write_text(json.dumps(edited))
+    code, out_text, err = sweep(capsys, suite, "--status")
+    assert code == 0
+    assert "was made with a different config" in err
+    assert "1 done, 1 failed, 2 pending" in out_text
+    Path(state(ok, "train-last1")["record"]).write_text("{ truncated")
+    code, out_text, err = sweep(capsys, suite, "--status")
+    assert "is unreadable" in err and "0 done, 1 failed, 3 pending" in out_text
+
+
+def test_a_sweep_killed_mid_training_resumes_to_the_uninterrupted_numbers(capsys, tmp_path, store, tiny_methods):
+    fields = {"evaluate": [], "set": ["run.device=cpu", "run.deterministic=true", "method.train.iterations=40"]}
+    killed_out, straight_out = tmp_path / "killed", tmp_path / "straight"
+    suite = write_suite(tmp_path / "killed.yaml", store, killed_out, **fields)
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "mmbench", "sweep", str(suite)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 300
+    while not list(killed_out.rglob("last.ckpt")) and driver.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    os.killpg(driver.pid, signal.SIGKILL)  # the sweep and its training child, mid-training
+    driver.wait()
+    assert list(killed_out.rglob("last.ckpt")) and not records(killed_out), "the kill must land mid-training"
+    job = killed_out / "tiny" / "ok" / "seed0"
+    assert state(job, "train-last1")["status"] == "running"  # what a killed sweep leaves
+
+    code, out_text, _ = sweep(capsys, suite, "--status")
+    assert code == 0 and "pending*" in out_text  # interrupted, resumable
+    code, _, err = sweep(capsys, suite)
+    assert code == 0, err
+    assert "(resumed)" in err and state(job, "train-last1")["resumed"] is True
+    (resumed,) = records(killed_out)
+    code, _, err = sweep(capsys, write_suite(tmp_path / "straight.yaml", store, straight_out, **fields))
+    assert code == 0, err
+    (straight,) = records(straight_out)
+    assert matrices(resumed) == matrices(straight)
+    assert read_record(resumed)["aggregate"] == read_record(straight)["aggregate"]
+
+
+def test_the_submitit_path_runs_the_same_jobs(capsys, tmp_path, store, tiny_methods):
+    out = tmp_path / "out"
+    suite = write_suite(tmp_path / "suite.yaml", store, out, executor={"timeout_min": 30})
+    code, _, err = sweep(capsys, suite, "--executor", "submitit-local", "--jobs", "2")
+    assert code == 0, err
+    job = out / "tiny" / "ok" / "seed0"
+    assert state(job, "train-last1")["status"] == "done" and state(job, "eval-subsets")["status"] == "done"
+    assert len(records(out)) == 2
+    assert list((out / ".submitit").glob("*_result.pkl"))  # submitit ran them, in its own processes
+    code, out_text, _ = sweep(capsys, suite, "--status")
+    assert "2 done, 0 failed, 0 pending" in out_text
