@@ -17,7 +17,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from mmbench.leaderboard.across_tables import across_tables
+from mmbench.leaderboard.budget import FINAL_STEP, row_budget, selected_final_step
 from mmbench.leaderboard.collect import LoadedRecord, Skipped
+from mmbench.leaderboard.table_statistics import annotate_table
 
 # Settings that describe how a number was computed but not which number: never split tables on them.
 NON_DEFINING_SETTINGS = ("batch_size", "accumulation", "absent_class_policy", "missing_input_fill", "minority_classes")
@@ -132,6 +135,11 @@ def _flags(records: Sequence[LoadedRecord]) -> list[str]:
     flags = []
     if _trained_for_missing(records) is False:
         flags.append(COMPLETE_DATA_ONLY)
+    final = [item for item in records if selected_final_step(item.record)]
+    if final:
+        flags.append(
+            FINAL_STEP if len(final) == len(records) else f"{FINAL_STEP} ({len(final)} of {len(records)} records)"
+        )
     dirty = [item for item in records if item.record["git"]["dirty"]]
     if dirty:
         flags.append(f"dirty git tree ({len(dirty)} of {len(records)} records)")
@@ -170,6 +178,7 @@ def _row(records: list[LoadedRecord], columns: list[str], labels: Mapping[str, s
         "config_id": config_id(first),
         "paper": first["method"].get("paper"),
         "params": first["method"].get("params"),
+        "budget": row_budget(records),
         "trained_for_missing": _trained_for_missing(records),
         "seeds": sorted(item.record["seed"] for item in records),
         "n": len(records),
@@ -209,6 +218,8 @@ def _table(
     records: list[LoadedRecord],
     labels: Mapping[str, str],
     references: Sequence[Mapping[str, Any]],
+    n_boot: int,
+    bootstrap_seed: int,
 ) -> dict[str, Any]:
     columns = _column_order(records)
     groups: dict[str, list[LoadedRecord]] = {}
@@ -226,7 +237,7 @@ def _table(
     scenario_names = [s["name"] for s in first["scenarios"]][:MAX_SCENARIO_COLUMNS]
     classes = list(first["scenarios"][0]["metrics"].get("per_class") or {}) if first["scenarios"] else []
     identifier = f"{key['dataset']['name']}/{key['protocol']['name']}/{_digest(key)}"
-    return {
+    table = {
         "id": identifier,
         "dataset": key["dataset"],
         "protocol": key["protocol"],
@@ -249,6 +260,8 @@ def _table(
             if ref["dataset"] == key["dataset"]["name"] and ref["protocol"] in (None, key["protocol"]["name"])
         ],
     }
+    annotate_table(table, groups, n_boot=n_boot, rng_seed=bootstrap_seed)
+    return table
 
 
 def borda(tables: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -278,8 +291,16 @@ def build_board(
     dataset: str | None = None,
     protocol: str | None = None,
     references: Sequence[Mapping[str, Any]] = (),
+    n_boot: int = 2000,
+    bootstrap_seed: int = 0,
 ) -> dict[str, Any]:
-    """The whole leaderboard as plain data (what `--format json` writes and every renderer reads)."""
+    """The whole leaderboard as plain data (what `--format json` writes and every renderer reads).
+
+    `n_boot` bootstrap replicates (and as many permutations) drawn from `bootstrap_seed`: the same records
+    give the same board, byte for byte. A record whose per-unit matrices are corrupt raises RecordError
+    naming its file."""
+    if isinstance(n_boot, bool) or not isinstance(n_boot, int) or n_boot < 1:
+        raise ValueError(f"n_boot must be a positive int, got {n_boot!r}")
     skipped = [
         *skipped,
         *(
@@ -300,11 +321,14 @@ def build_board(
     for item in chosen:
         key = table_key(item.record)
         grouped.setdefault(json.dumps(key, sort_keys=True, default=str), (key, []))[1].append(item)
-    tables = [_table(key, items, labels, references) for key, items in grouped.values()]
+    tables = [_table(key, items, labels, references, n_boot, bootstrap_seed) for key, items in grouped.values()]
     tables.sort(key=lambda table: (table["dataset"]["name"], table["protocol"]["name"], table["id"]))
     return {
         "tables": tables,
         "overall": borda(tables),
+        "overall_note": "descriptive: a Borda count of the per-table ranks, not a test",
+        "across_tables": across_tables(tables),
+        "statistics": {"n_boot": n_boot, "n_permutations": n_boot, "rng_seed": bootstrap_seed, "level": 0.95},
         "skipped": [{"path": str(item.path), "reason": item.reason} for item in skipped],
         "filters": {"dataset": dataset, "protocol": protocol},
         "records": len(chosen),

@@ -1,0 +1,72 @@
+"""A row's compute budget and training facts, read from its records (docs/run-record.md, schema 2).
+
+Why on the board: a method that wins with ten times the parameters or a tenth of the training is a
+different claim from one that wins at equal cost, and a checkpoint selected at the last step may still
+have been improving. Every field is optional in older records, so every value here may be None.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from mmbench.leaderboard.collect import LoadedRecord
+
+FINAL_STEP = "selected checkpoint is the final step (may be under-trained)"
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def inference_params(record: Mapping[str, Any]) -> tuple[int | None, str | None]:
+    """(parameters used at inference, scenario) on the full modality set: the scenario whose available
+    modalities are all the record's modalities, else the scenario using the most parameters."""
+    used = ((record["method"].get("budget") or {}).get("used_at_inference")) or {}
+    used = {name: value for name, value in used.items() if _number(value) is not None}
+    if not used:
+        return None, None
+    available = {s["name"]: set(s.get("available") or ()) for s in record.get("scenarios", [])}
+    everything = set().union(*available.values()) if available else set()
+    full = [name for name in used if everything and available.get(name) == everything]
+    name = full[0] if full else max(used, key=lambda key: (used[key], key))
+    return int(used[name]), name
+
+
+def _median(values: Sequence[float | None]) -> float | None:
+    present = [value for value in values if value is not None]
+    return statistics.median(present) if present else None
+
+
+def row_budget(records: Sequence[LoadedRecord]) -> dict[str, Any]:
+    """Parameters used at inference on the full set, seconds per training step and total training time
+    (medians over the row's records; None when no record says)."""
+    params = [inference_params(item.record) for item in records]
+    per_step = []
+    for item in records:
+        rate = _number((item.record.get("timing") or {}).get("steps_per_s"))
+        per_step.append(1.0 / rate if rate else None)
+    train = [_number((item.record.get("timing") or {}).get("train_s")) for item in records]
+    known = [value for value, _ in params if value is not None]
+    return {
+        "params_inference": int(statistics.median(known)) if known else None,
+        "params_inference_scenario": next((name for value, name in params if value is not None), None),
+        "step_s": _median(per_step),
+        "train_s": _median(train),
+    }
+
+
+def selected_final_step(record: Mapping[str, Any]) -> bool:
+    """Whether the evaluated weights are those of the last training step: `selected_step == total_steps`
+    (schema 2), or, for records without `total_steps`, `selected_step` equal to the configured iterations."""
+    checkpoint = record["method"].get("checkpoint") or {}
+    selected = checkpoint.get("selected_step")
+    if not isinstance(selected, int):
+        return False
+    total = checkpoint.get("total_steps")
+    if not isinstance(total, int):
+        config = record.get("config") or {}
+        train = (config.get("method") or {}).get("train") or {}
+        total = train.get("iterations", (config.get("run") or {}).get("iterations"))
+    return isinstance(total, int) and selected == total

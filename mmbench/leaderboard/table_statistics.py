@@ -1,0 +1,229 @@
+"""Uncertainty on one board table: bootstrap intervals, "not distinguishable from the best", rank intervals.
+
+The board (mmbench/leaderboard/board.py) builds a table's rows from the records' stored numbers; this
+module adds what those numbers cannot say on their own, from the records' per-unit confusion matrices
+(schema version 2, mmbench/records/unit_confusion.py) and the engine in mmbench/leaderboard/statistics.py:
+
+- a 95 % hierarchical-bootstrap interval for the primary column and for every scenario column of a row;
+- each row against the table's best, paired by seed and unit (permutation p-value, Holm-adjusted over the
+  rows), and whether it is distinguishable from the best at alpha = 0.05;
+- every row's rank interval from one joint resampling of the table.
+
+All of it needs every record of the table to carry per-unit matrices on the same units; otherwise the
+table says why once (`reason`) and every interval is null. docs/leaderboard.md ("Reading the board")
+explains the columns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from mmbench.errors import RecordError
+from mmbench.leaderboard import statistics as st
+from mmbench.leaderboard.collect import LoadedRecord
+from mmbench.records.unit_confusion import UnitConfusionError, record_unit_confusion
+
+LEVEL = 0.95
+ALPHA = 0.05
+SCHEMA_1 = "records carry no per-unit matrices (schema 1)"
+MIN_SEEDS = 3  # fewer seeds: the seed level of the bootstrap sees too few values (docs/leaderboard.md)
+
+
+@dataclass(frozen=True)
+class TableUnits:
+    """Every row's per-seed (S, U, K, K) matrices and the scored-class masks of one table."""
+
+    rows: dict[str, dict[Any, np.ndarray]]  # row key (config id) -> seed -> counts
+    scored: np.ndarray  # (S, K) classes scored per scenario
+    minority: np.ndarray | None  # (S, K) scored minority classes, for the `minority` protocol's primary column
+    unit_kind: str
+    n_units: int
+
+
+def unit_matrices(item: LoadedRecord) -> tuple[list[str], np.ndarray] | None:
+    """(unit names, (S, U, K, K)) of a record, None when it has none; a corrupt or inconsistent entry is a
+    RecordError naming the file (the decoder and the statistics engine do not know the path)."""
+    try:
+        decoded = record_unit_confusion(item.record)
+    except (UnitConfusionError, RecordError) as exc:
+        raise RecordError(
+            f"{item.path}: per-unit confusion matrices unusable ({exc}); re-create the record with "
+            "'mmbench eval CHECKPOINT' or remove it"
+        ) from None
+    if decoded is None:
+        return None
+    names, counts = decoded
+    for scenario, summed in zip(item.record["scenarios"], counts.sum(axis=1), strict=True):
+        stored = np.asarray(scenario.get("confusion_matrix"), dtype=np.int64)
+        if stored.shape != summed.shape or not np.array_equal(stored, summed):
+            raise RecordError(
+                f"{item.path}: scenario {scenario.get('name')!r}: unit_confusion does not sum to confusion_matrix; "
+                "the record was edited or is corrupt: re-create it with 'mmbench eval CHECKPOINT'"
+            )
+    return names, counts
+
+
+def _mask(record: Mapping[str, Any], wanted: Sequence[str] | None, k: int) -> np.ndarray | None:
+    """(S, K) bool: per scenario, the classes in `wanted` (default: the scenario's classes_scored) that it
+    scored; the class order is the order of `per_class` (every class, in index order: metrics.py)."""
+    rows = []
+    for scenario in record["scenarios"]:
+        metrics = scenario["metrics"]
+        names = list(metrics.get("per_class") or {})
+        if len(names) != k:
+            return None
+        scored = set(metrics.get("classes_scored") or names)
+        chosen = scored if wanted is None else scored & set(wanted)
+        rows.append([name in chosen for name in names])
+    return np.array(rows, dtype=bool)
+
+
+def table_units(groups: Mapping[str, Sequence[LoadedRecord]]) -> tuple[TableUnits | None, str | None]:
+    """The table's matrices, or None and the one-line reason the table has no intervals."""
+    decoded = {key: [(item, unit_matrices(item)) for item in items] for key, items in groups.items()}
+    every = [(item, units) for pairs in decoded.values() for item, units in pairs]
+    lacking = [item for item, units in every if units is None]
+    if lacking:
+        if all(item.record.get("schema_version") == 1 for item in lacking):
+            return None, SCHEMA_1
+        return None, f"{len(lacking)} of {len(every)} records carry no per-unit matrices"
+    names = {tuple(units[0]) for _, units in every}  # type: ignore[index]
+    if len(names) > 1:
+        return None, "records were evaluated on different units (unit names differ)"
+    shapes = {units[1].shape[:1] + units[1].shape[2:] for _, units in every}  # type: ignore[index]
+    if len(shapes) > 1:
+        return None, f"records disagree on (scenarios, classes): {sorted(shapes)}"
+    first = every[0][0].record
+    k = every[0][1][1].shape[-1]  # type: ignore[index]
+    scored = _mask(first, None, k)
+    if scored is None:
+        return None, "the records' class names do not match their confusion matrices"
+    minority_classes = (first.get("aggregate") or {}).get("minority_classes")
+    minority = _mask(first, minority_classes, k) if isinstance(minority_classes, list) else None
+    rows: dict[str, dict[Any, np.ndarray]] = {}
+    for key, pairs in decoded.items():
+        seeds: dict[Any, np.ndarray] = {}
+        for item, units in pairs:
+            if item.record["seed"] in seeds:
+                return None, f"a row repeats seed {item.record['seed']}; pairing by seed is ambiguous"
+            seeds[item.record["seed"]] = units[1]  # type: ignore[index]
+        rows[key] = seeds
+    kind = str((first["scenarios"][0].get("unit_confusion") or {}).get("unit", "unit"))
+    return TableUnits(rows, scored, minority, kind, len(next(iter(names)))), None
+
+
+def _statistic_mask(units: TableUnits, primary: str) -> np.ndarray | None:
+    if primary == "mean":
+        return units.scored
+    if primary == "minority mean":
+        return units.minority
+    return None
+
+
+def annotate_table(
+    table: dict[str, Any],
+    groups: Mapping[str, Sequence[LoadedRecord]],
+    *,
+    n_boot: int,
+    rng_seed: int,
+) -> None:
+    """Add intervals, p-values vs the best, tie marks and rank intervals to `table` (rows keyed by
+    `config_id`, as `groups`), in place; `table["statistics"]` says what was done or why not."""
+    rows = table["rows"]
+    for row in rows:
+        row["few_seeds"] = row["n"] < MIN_SEEDS
+        row["rank_interval"] = None
+        row["p_vs_best"] = None
+        row["tied_with_best"] = None
+        for value in row["values"].values():
+            value["ci"] = None
+    info: dict[str, Any] = {
+        "available": False,
+        "reason": None,
+        "level": LEVEL,
+        "alpha": ALPHA,
+        "n_boot": n_boot,
+        "n_permutations": n_boot,
+        "rng_seed": rng_seed,
+        "test": "paired permutation test vs the best row (by seed and unit), Holm-adjusted",
+    }
+    table["statistics"] = info
+    units, reason = table_units(groups)
+    if units is None:
+        info["reason"] = reason
+        return
+    primary = table["primary"]
+    mask = _statistic_mask(units, primary)
+    info.update(available=True, units=units.n_units, unit_kind=units.unit_kind)
+    scenario_columns = [f"scenario:{name}" for name in table["scenarios"]]
+    for row in rows:
+        seeds = units.rows[row["config_id"]]
+        intervals = st.hierarchical_bootstrap_cis(
+            seeds, units.scored, ["mean", *range(len(scenario_columns))], n_boot, LEVEL, rng_seed
+        )
+        for key, interval in zip(["mean", *scenario_columns], intervals, strict=True):
+            if key in row["values"] and interval.low is not None:
+                row["values"][key]["ci"] = [interval.low, interval.high]
+        if primary != "mean" and mask is not None and primary in row["values"]:
+            (interval,) = st.hierarchical_bootstrap_cis(seeds, mask, ["mean"], n_boot, LEVEL, rng_seed)
+            if interval.low is not None:
+                row["values"][primary]["ci"] = [interval.low, interval.high]
+    if mask is None:
+        info["reason"] = f"no interval for the primary column {primary!r}; the scenario columns have them"
+        return
+    ranked = [row for row in rows if row["rank"] is not None]
+    if len(ranked) < 2:
+        return
+    _versus_best(ranked, units, mask, n_boot, rng_seed, info)
+    _rank_intervals(ranked, units, mask, primary, n_boot, rng_seed, info)
+
+
+def _versus_best(
+    ranked: list[dict[str, Any]], units: TableUnits, mask: np.ndarray, n_boot: int, rng_seed: int, info: dict
+) -> None:
+    """Each row vs the best (rows come sorted by rank): the paired permutation p-value, Holm-adjusted over
+    the m - 1 comparisons, as statistics.tied_with_best does; a row without a common seed has none."""
+    best, others = ranked[0], ranked[1:]
+    raw: list[float | None] = []
+    for row in others:
+        try:
+            raw.append(
+                st.paired_comparison(
+                    units.rows[best["config_id"]], units.rows[row["config_id"]], mask, 1, n_boot, LEVEL, rng_seed
+                ).p_value
+            )
+        except RecordError:  # no seed in common with the best: nothing to pair
+            raw.append(None)
+    best["tied_with_best"] = True
+    for row, p in zip(others, st.holm(raw), strict=True):
+        row["p_vs_best"] = p
+        row["tied_with_best"] = None if p is None else p >= ALPHA
+    info["best"] = best["label"]
+
+
+def _rank_intervals(
+    ranked: list[dict[str, Any]],
+    units: TableUnits,
+    mask: np.ndarray,
+    primary: str,
+    n_boot: int,
+    rng_seed: int,
+    info: dict,
+) -> None:
+    """Joint replicates on one resampling of the seeds every ranked row has; their rank percentiles."""
+    try:
+        replicates, common = st.table_replicates(
+            {row["config_id"]: units.rows[row["config_id"]] for row in ranked}, mask, n_boot, rng_seed
+        )
+    except RecordError as exc:
+        info["rank_intervals"] = f"none: {exc}"
+        return
+    estimates = {row["config_id"]: row["values"][primary]["mean"] for row in ranked}
+    for interval in st.rank_intervals(replicates, estimates, LEVEL):
+        row = next(row for row in ranked if row["config_id"] == interval.method)
+        row["rank_interval"] = [interval.low, interval.high]
+    info["rank_interval_seeds"] = list(common)
