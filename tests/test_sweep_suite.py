@@ -161,7 +161,7 @@ def test_a_missing_suite_file_and_an_unknown_shipped_name_are_one_line(capsys, t
 def test_slurm_needs_sbatch(capsys, tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))
     code, _, err = sweep(capsys, write_suite(tmp_path), "--executor", "slurm")
-    assert code == 2 and "needs Slurm's sbatch" in err and err.count("\n") == 1
+    assert code == 2 and "needs Slurm's sbatch and srun" in err and err.count("\n") == 1
     assert not (tmp_path / "out").exists()
 
 

@@ -121,10 +121,11 @@ def check_executor(name: str) -> None:
         raise UserError(f"unknown executor {name!r}; use one of {', '.join(EXECUTORS)}")
     if name in ("slurm", "submitit-local") and importlib.util.find_spec("submitit") is None:
         raise UserError(f"--executor {name} needs submitit; install it with: pip install 'mmbench[slurm]'")
-    if name == "slurm" and shutil.which("sbatch") is None:
+    missing = [tool for tool in ("sbatch", "srun") if shutil.which(tool) is None] if name == "slurm" else []
+    if missing:
         raise UserError(
-            "--executor slurm needs Slurm's sbatch, which is not on PATH; run the sweep on a cluster login node "
-            "(or use --executor local)"
+            f"--executor slurm needs Slurm's {' and '.join(missing)}, not found on PATH; run the sweep on a cluster "
+            "login node (or use --executor local)"
         )
 
 
