@@ -8,6 +8,12 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from mmbench.leaderboard.across_tables import friedman_result
+from mmbench.leaderboard.statistics import render_friedman_markdown
+
+TIED = "≈"  # not distinguishable from the table's best
+FEW_SEEDS = "⚠"  # fewer than 3 seeds
+
 
 def percent(summary: Mapping[str, Any] | None, with_std: bool = True) -> str:
     if not summary or summary.get("mean") is None:
@@ -22,6 +28,99 @@ def _rank(rank: float | None) -> str:
     if rank is None:
         return "–"
     return f"{rank:g}"
+
+
+def ci_text(summary: Mapping[str, Any] | None) -> str:
+    """The 95 % interval of a cell in percent, "[low, high]", or "" when the board has none."""
+    interval = (summary or {}).get("ci")
+    if not interval:
+        return ""
+    return f"[{100 * interval[0]:.1f}, {100 * interval[1]:.1f}]"
+
+
+def value_text(summary: Mapping[str, Any] | None) -> str:
+    """mean ± std and, when present, the interval: "61.2 ± 0.4 [60.1, 62.0]"."""
+    text = percent(summary)
+    interval = ci_text(summary)
+    return f"{text} {interval}" if interval and text != "–" else text
+
+
+def rank_text(row: Mapping[str, Any]) -> str:
+    """The rank, or the 95 % rank interval ("1–3") when the bootstrap does not settle the rank."""
+    interval = row.get("rank_interval")
+    if row.get("rank") is not None and interval and interval[0] != interval[1]:
+        return f"{interval[0]:g}–{interval[1]:g}"
+    return _rank(row.get("rank"))
+
+
+def label_text(row: Mapping[str, Any]) -> str:
+    """The row label with the tie mark when the row is not distinguishable from the best."""
+    tied = row.get("tied_with_best") and row.get("p_vs_best") is not None
+    return f"{row['label']} {TIED}" if tied else str(row["label"])
+
+
+def n_text(row: Mapping[str, Any]) -> str:
+    return f"{row['n']} {FEW_SEEDS}" if row.get("few_seeds") else str(row["n"])
+
+
+def p_text(row: Mapping[str, Any]) -> str:
+    p = row.get("p_vs_best")
+    if p is None:
+        return "best" if row.get("tied_with_best") else "–"
+    return f"{p:.3g}"
+
+
+def millions(value: Any) -> str:
+    return f"{value / 1e6:.2f}" if isinstance(value, (int, float)) and not isinstance(value, bool) else "–"
+
+
+def seconds(value: Any, digits: int = 0) -> str:
+    return f"{value:.{digits}f}" if isinstance(value, (int, float)) and not isinstance(value, bool) else "–"
+
+
+def statistics_line(table: Mapping[str, Any]) -> str:
+    """One sentence: how the intervals and marks of this table were made, or why it has none."""
+    info = table.get("statistics") or {}
+    if not info:
+        return ""
+    if not info.get("available"):
+        return f"No confidence intervals or significance marks: {info.get('reason')}."
+    text = (
+        f"Brackets: {100 * info['level']:.0f} % hierarchical-bootstrap intervals (seeds, then {info['units']} "
+        f"{info['unit_kind']}s; {info['n_boot']} replicates, RNG seed {info['rng_seed']}). p vs best: paired "
+        f"permutation test by seed and {info['unit_kind']} ({info['n_permutations']} permutations), Holm-adjusted; "
+        f"{TIED} = not distinguishable from the best at α = {info['alpha']:g}. A rank range is the 95 % rank interval."
+    )
+    if info.get("reason"):
+        text += f" {info['reason']}."
+    return text
+
+
+def across_markdown(section: Mapping[str, Any] | None) -> list[str]:
+    """The "Across tables" section: Friedman + Nemenyi (render_friedman_markdown), the Holm-Wilcoxon
+    comparison with the best, and which blocks and methods were used; or why there is none."""
+    lines = ["## Across tables (Friedman test, Nemenyi critical difference)", ""]
+    if not section:
+        return []
+    if not section.get("available"):
+        return [*lines, f"Not computed: {section.get('reason')}.", ""]
+    names = section["methods"]
+    lines += [
+        f"Blocks: the {len(section['blocks'])} (dataset, protocol, scenario) cells in which all {len(names)} methods "
+        f"have a value ({section['left_out_blocks']} other blocks left out, {section['duplicate_blocks']} repeating "
+        "another block's numbers counted once): " + "; ".join(section["blocks"]) + ".",
+        "",
+        render_friedman_markdown(names, friedman_result(section), section["nemenyi_cd"], section["alpha"]),
+    ]
+    holm = section["wilcoxon_holm"]
+    others = ", ".join(f"{_cell(name)} p = {p:.3g}" for name, p in holm["p_values"].items() if p is not None)
+    lines += [
+        f"Recommended reading (Benavoli et al. 2016): the best by average rank, **{_cell(holm['best'])}**, against "
+        f"each other method by Wilcoxon signed-rank tests over the blocks, Holm-adjusted: {others}. Not "
+        f"distinguishable from it at α = {section['alpha']:g}: {', '.join(map(_cell, holm['not_distinguishable']))}.",
+        "",
+    ]
+    return lines
 
 
 def settings_line(table: Mapping[str, Any]) -> str:
@@ -52,8 +151,11 @@ def render_markdown(board: Mapping[str, Any], rebuild: str | None = None) -> str
         lines += [f"Rebuild with `{rebuild}`.", ""]
     lines += [
         f"{board['records']} run records, {len(board['tables'])} tables. Values are mIoU (%) unless the column "
-        "says otherwise; mean ± std over seeds (n). Rows flagged in the last column do not come from one "
-        "clean source tree.",
+        "says otherwise; mean ± std over seeds (n), with a 95 % bootstrap interval in brackets where the records "
+        f"carry per-unit matrices. {TIED} = not distinguishable from the table's best; {FEW_SEEDS} = fewer than 3 "
+        "seeds; a rank range (1–3) is a 95 % rank interval. Budget: parameters used at inference on the full "
+        "modality set, seconds per training step, training time. Rows flagged in the last column do not come "
+        "from one clean source tree or need a caveat.",
         "",
     ]
     if not board["tables"]:
@@ -65,26 +167,36 @@ def render_markdown(board: Mapping[str, Any], rebuild: str | None = None) -> str
             _cell(settings_line(table)) + f"; ranked by {_primary_label(table)}.",
             "",
         ]
+        if statistics_line(table):
+            lines += [statistics_line(table), ""]
         headers = [
             "rank",
             "method",
             "n",
             *(column["label"] for column in table["columns"]),
+            "p vs best",
             "params (M)",
+            "inference params (M)",
+            "s / step",
+            "train s",
             "reproducibility",
         ]
         lines.append("| " + " | ".join(headers) + " |")
-        lines.append("|---:|---|---:|" + "---:|" * len(table["columns"]) + "---:|---|")
+        lines.append("|---:|---|---:|" + "---:|" * len(table["columns"]) + "---:|" * 5 + "---|")
         for row in table["rows"]:
             links = " ".join(f"[{index + 1}]({path})" for index, path in enumerate(row["records"]))
             flags = "; ".join(row["flags"]) if row["flags"] else "clean"
-            params = f"{row['params'] / 1e6:.2f}" if isinstance(row["params"], int) else "–"
+            budget = row.get("budget") or {}
             cells = [
-                _rank(row["rank"]),
-                row["label"],
-                str(row["n"]),
-                *(percent(row["values"].get(column["key"])) for column in table["columns"]),
-                params,
+                rank_text(row),
+                label_text(row),
+                n_text(row),
+                *(value_text(row["values"].get(column["key"])) for column in table["columns"]),
+                p_text(row),
+                millions(row["params"]),
+                millions(budget.get("params_inference")),
+                seconds(budget.get("step_s"), 3),
+                seconds(budget.get("train_s")),
                 f"{flags} {links}",
             ]
             lines.append("| " + " | ".join(_cell(cell) for cell in cells) + " |")
@@ -105,11 +217,13 @@ def render_markdown(board: Mapping[str, Any], rebuild: str | None = None) -> str
                     + " |"
                 )
         lines.append("")
+    lines += across_markdown(board.get("across_tables"))
     if board["overall"]:
         lines += [
-            "## Overall (Borda count over the tables above)",
+            "## Overall (Borda count over the tables above; descriptive)",
             "",
-            "In a table of n ranked rows, rank r earns n − r points.",
+            "In a table of n ranked rows, rank r earns n − r points. A summary of the ranks, not a test: see "
+            "the Friedman test above.",
             "",
             "| rank | method | points | tables |",
             "|---:|---|---:|---:|",
@@ -145,6 +259,11 @@ def render_csv(board: Mapping[str, Any]) -> str:
             "column",
             "mean",
             "std",
+            "ci_low",
+            "ci_high",
+            "rank_low",
+            "rank_high",
+            "p_vs_best",
             "flags",
             "records",
         ]
@@ -168,6 +287,9 @@ def render_csv(board: Mapping[str, Any]) -> str:
                         column["key"],
                         "" if value.get("mean") is None else repr(value["mean"]),
                         "" if value.get("std") is None else repr(value["std"]),
+                        *(["", ""] if not value.get("ci") else [repr(value["ci"][0]), repr(value["ci"][1])]),
+                        *(["", ""] if not row.get("rank_interval") else [f"{r:g}" for r in row["rank_interval"]]),
+                        "" if row.get("p_vs_best") is None else repr(row["p_vs_best"]),
                         "; ".join(row["flags"]),
                         " ".join(row["records"]),
                     ]
