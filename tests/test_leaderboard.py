@@ -13,6 +13,7 @@ import pytest
 from mmbench.cli.main import main
 from mmbench.errors import ConfigError
 from mmbench.leaderboard.board import borda, build_board
+from mmbench.leaderboard.budget import FINAL_STEP
 from mmbench.leaderboard.collect import collect_records
 from mmbench.leaderboard.references import load_references
 from mmbench.records import SCHEMA_VERSION
@@ -127,7 +128,8 @@ def test_reproducibility_flags(tmp_path):
     assert any("dirty git tree (1 of 2 records)" in f for f in flags)
     assert any("mixed mmbench versions" in f and "9.9.9" in f for f in flags)
     (alone,) = board_of(tmp_path / "a")["tables"]
-    assert alone["rows"][0]["flags"] == []
+    # clean git state; its only flag is training, not provenance: selected_step 1500 = the 1500 iterations
+    assert alone["rows"][0]["flags"] == [FINAL_STEP]
     smoke = with_seed(clean, 2, 0.0)
     smoke["smoke"] = True
     write(tmp_path, "smoke", smoke)
@@ -265,7 +267,7 @@ def test_rows_trained_on_complete_data_only_are_marked(tmp_path):
     rows = {row["method"]: row for row in board_of(tmp_path)["tables"][0]["rows"]}
     assert "trained on complete data only" in rows["early-fusion"]["flags"]
     assert rows["early-fusion"]["trained_for_missing"] is False
-    assert rows["unimodal"]["trained_for_missing"] is True and rows["unimodal"]["flags"] == []
+    assert rows["unimodal"]["trained_for_missing"] is True and rows["unimodal"]["flags"] == [FINAL_STEP]
     (plain,) = board_of(RECORDS)["tables"][:1]
     assert all(row["trained_for_missing"] is None for row in plain["rows"])
 

@@ -15,8 +15,19 @@ from collections.abc import Mapping, Sequence
 from html import escape
 from typing import Any
 
-from mmbench.leaderboard.render_text import percent
-from mmbench.leaderboard.svg import heatmap, line_chart, number
+from mmbench.leaderboard.cd_diagram import cd_diagram
+from mmbench.leaderboard.render_text import (
+    FEW_SEEDS,
+    TIED,
+    ci_text,
+    millions,
+    p_text,
+    percent,
+    rank_text,
+    seconds,
+    statistics_line,
+)
+from mmbench.leaderboard.svg import dot_plot, heatmap, number
 
 DASH = "–"
 SAFE_URL = re.compile(r"^https?://", re.IGNORECASE)
@@ -55,6 +66,10 @@ figcaption { font-size: .85em; color: #555; }
 svg { max-width: 100%; height: auto; }
 .empty { padding: 1rem; background: #fff6e0; border: 1px solid #e0c080; border-radius: 4px; }
 ul.skipped li { font-size: .9em; }
+tr.tied td.method { border-left: 4px solid #2e7d32; }
+.ci { display: block; color: #555; font-size: .8em; }
+.mark { color: #2e7d32; font-weight: bold; }
+.few { color: #8a3b00; }
 """
 
 SCRIPT = """
@@ -166,6 +181,9 @@ def _value_cell(row: Mapping[str, Any], key: str, best: float | None, primary: b
     if isinstance(count, int) and isinstance(seeds, int) and mean is not None and count < seeds:
         title = f' title="from {count} of {seeds} seeds"'
         text += "*"
+    interval = ci_text(cell) if mean is not None else ""
+    if interval:
+        text += f'<span class="ci" title="95 % hierarchical-bootstrap interval">{_e(interval)}</span>'
     return f'<td class="{" ".join(classes)}" data-sort="{_sort_attr(mean)}"{title}>{text}</td>'
 
 
@@ -201,6 +219,8 @@ def _method_cell(row: Mapping[str, Any]) -> str:
     version = row.get("version")
     if version not in (None, ""):
         text += f' <span class="note">v{_e(version)}</span>'
+    if row.get("tied_with_best") and row.get("p_vs_best") is not None:
+        text += f' <span class="mark" title="not distinguishable from the best at α = 0.05">{TIED}</span>'
     return f'<td class="method" data-sort="{_e(label)}">{text}</td>'
 
 
@@ -213,7 +233,8 @@ def _board_table(table: Mapping[str, Any], index: int) -> str:
         present = [v for v in (number(_cell_mean(row, column["key"])) for row in rows) if v is not None]
         best[column["key"]] = max(present) if present else None
     head = [
-        '<th scope="col" data-first="asc">rank</th>',
+        '<th scope="col" data-first="asc" title="rank, or its 95 % interval when the bootstrap does not settle '
+        'it">rank</th>',
         '<th scope="col">method</th>',
         '<th scope="col" data-first="desc" title="number of records (seeds) aggregated">n (seeds)</th>',
     ]
@@ -225,7 +246,13 @@ def _board_table(table: Mapping[str, Any], index: int) -> str:
             f'title="{_e(column["key"])}">{_e(label)}</th>'
         )
     head += [
+        '<th scope="col" data-first="desc" title="paired permutation test against the best row, Holm-adjusted">'
+        "p vs best</th>",
         '<th scope="col" data-first="asc">params (M)</th>',
+        '<th scope="col" data-first="asc" title="parameters used at inference on the full modality set">'
+        "inference params (M)</th>",
+        '<th scope="col" data-first="asc" title="seconds per training step">s / step</th>',
+        '<th scope="col" data-first="asc" title="training time in seconds">train s</th>',
         '<th scope="col" data-first="asc">reproducibility</th>',
     ]
     body = []
@@ -234,14 +261,31 @@ def _board_table(table: Mapping[str, Any], index: int) -> str:
         n = row.get("n", len(seeds))
         seed_text = f' <span class="note">({_e(", ".join(str(seed) for seed in seeds))})</span>' if seeds else ""
         params, params_sort = _params(row.get("params"))
+        budget = row.get("budget") if isinstance(row.get("budget"), Mapping) else {}
+        few = (
+            f' <span class="few" title="fewer than 3 seeds: the interval sees too few training runs">{FEW_SEEDS}</span>'
+            if row.get("few_seeds")
+            else ""
+        )
+        rank = rank_text(row) if "label" in row else _rank(row.get("rank"))
         cells = [
-            f'<td class="num" data-sort="{_sort_attr(row.get("rank"))}">{_rank(row.get("rank"))}</td>',
+            f'<td class="num" data-sort="{_sort_attr(row.get("rank"))}">{_e(rank)}</td>',
             _method_cell(row),
-            f'<td class="num" data-sort="{_sort_attr(n)}">{_e(n)}{seed_text}</td>',
+            f'<td class="num" data-sort="{_sort_attr(n)}">{_e(n)}{few}{seed_text}</td>',
         ]
         cells += [_value_cell(row, column["key"], best[column["key"]], column["key"] == primary) for column in columns]
-        cells += [f'<td class="num" data-sort="{params_sort}">{params}</td>', _reproducibility(row)]
-        body.append(f'<tr data-method="{_e(row.get("method"))}">{"".join(cells)}</tr>')
+        p_value = row.get("p_vs_best")
+        cells += [
+            f'<td class="num" data-sort="{_sort_attr(p_value)}">{_e(p_text(row))}</td>',
+            f'<td class="num" data-sort="{params_sort}">{params}</td>',
+            f'<td class="num" data-sort="{_sort_attr(budget.get("params_inference"))}">'
+            f"{millions(budget.get('params_inference'))}</td>",
+            f'<td class="num" data-sort="{_sort_attr(budget.get("step_s"))}">{seconds(budget.get("step_s"), 3)}</td>',
+            f'<td class="num" data-sort="{_sort_attr(budget.get("train_s"))}">{seconds(budget.get("train_s"))}</td>',
+            _reproducibility(row),
+        ]
+        tied = ' class="tied"' if row.get("tied_with_best") else ""
+        body.append(f'<tr{tied} data-method="{_e(row.get("method"))}">{"".join(cells)}</tr>')
     return (
         f'<table class="board sortable" data-table="{_e(table.get("id", index))}">'
         f"<thead><tr>{''.join(head)}</tr></thead><tbody>{''.join(body)}</tbody></table>"
@@ -289,6 +333,33 @@ def _scenario_key(table: Mapping[str, Any], scenario: str) -> str:
     return f"scenario:{scenario}"
 
 
+def _whisker(row: Mapping[str, Any], key: str) -> tuple[tuple[float | None, float | None, float | None], str]:
+    """((value, low, high) in percent, what the whisker is): the 95 % interval when the board has one,
+    else mean ± std over seeds, else the dot alone (one seed)."""
+    cell = (row.get("values") or {}).get(key)
+    cell = cell if isinstance(cell, Mapping) else {"mean": cell}
+    mean, std = number(cell.get("mean")), number(cell.get("std"))
+    if mean is None:
+        return (None, None, None), "none"
+    interval = cell.get("ci")
+    if isinstance(interval, Sequence) and len(interval) == 2 and all(number(v) is not None for v in interval):
+        return (100 * mean, 100 * interval[0], 100 * interval[1]), "ci"
+    if std is not None:
+        return (100 * mean, 100 * (mean - std), 100 * (mean + std)), "std"
+    return (100 * mean, None, None), "none"
+
+
+def _whisker_note(kinds: set[str]) -> str:
+    parts = []
+    if "ci" in kinds:
+        parts.append("95 % bootstrap CI")
+    if "std" in kinds:
+        parts.append("± 1 std over seeds" + (" (rows without per-unit matrices)" if "ci" in kinds else ""))
+    if not parts:
+        return "whiskers: none (one seed, no per-unit matrices)"
+    return "whiskers: " + "; ".join(parts) + ("; none with one seed" if "none" in kinds else "")
+
+
 def _charts(table: Mapping[str, Any], heading: str) -> str:
     scenarios = [str(s) for s in table.get("scenarios") or []]
     rows = [row for row in table.get("rows") or [] if isinstance(row, Mapping)]
@@ -297,16 +368,22 @@ def _charts(table: Mapping[str, Any], heading: str) -> str:
     labels = [str(row.get("label") or row.get("method") or "?") for row in rows]
     keys = [_scenario_key(table, scenario) for scenario in scenarios]
     series = []
+    kinds: set[str] = set()
     for label, row in zip(labels, rows, strict=True):
-        values = [number(_cell_mean(row, key)) for key in keys]
-        series.append((label, [None if value is None else 100 * value for value in values]))
+        points = []
+        for key in keys:
+            point, kind = _whisker(row, key)
+            points.append(point)
+            kinds.add(kind)
+        series.append((label, points))
     table_id = str(table.get("id", ""))
-    chart = line_chart(
+    chart = dot_plot(
         scenarios,
         series,
         title=f"Robustness: mIoU per scenario — {heading}",
         x_label="scenario (modalities available at test time)",
         y_label="mIoU (%)",
+        whisker_note=_whisker_note(kinds),
         data={"table": table_id},
     )
     classes: dict[str, None] = dict.fromkeys(str(c) for c in table.get("classes") or [])
@@ -330,7 +407,9 @@ def _charts(table: Mapping[str, Any], heading: str) -> str:
         )
         maps.append(f"<figure>{svg}<figcaption>scenario: {_e(scenario)}</figcaption></figure>")
     return (
-        f'<h3>Robustness across scenarios</h3><div class="charts"><figure>{chart}</figure></div>'
+        f'<h3>Robustness across scenarios</h3><div class="charts"><figure>{chart}<figcaption>One dot per method and '
+        "scenario (scenarios are unordered: nothing joins them); "
+        f"{_e(_whisker_note(kinds))}.</figcaption></figure></div>"
         f'<h3>Per-class F1 by scenario</h3><div class="charts">{"".join(maps)}</div>'
     )
 
@@ -372,6 +451,9 @@ def _table_section(table: Mapping[str, Any], index: int) -> str:
         "standard deviation over seeds (no ± with a single seed; * = not every seed has the value). "
         f"Ranked by <strong>{_e(_primary_label(table))}</strong> (highlighted); click a header to sort.</p>"
     )
+    note = statistics_line(table)
+    if note:
+        parts.append(f'<p class="note statistics">{_e(note)}</p>')
     parts.append(_board_table(table, index))
     references = [ref for ref in table.get("references") or [] if isinstance(ref, Mapping)]
     if references:
@@ -391,7 +473,7 @@ def _overall(overall: Sequence[Mapping[str, Any]]) -> str:
         if isinstance(entry, Mapping)
     )
     return (
-        '<section id="overall"><h2>Overall (Borda count)</h2>'
+        '<section id="overall"><h2>Overall (Borda count) — descriptive</h2>'
         '<p class="note">In a table of n ranked rows, a row at rank r earns n − r points; points are summed over '
         "the tables a method appears in. Tables differ in difficulty and in which methods they hold: read this "
         "as a summary, not a measurement.</p>"
@@ -441,7 +523,10 @@ def render_html(board: dict) -> str:
             f'<li><a href="#table-{index}">{_e(_toc_label(table))}</a></li>'
             for index, table in enumerate(tables, start=1)
         )
-        parts.append(f'<nav><ul class="toc">{toc}<li><a href="#overall">Overall (Borda count)</a></li></ul></nav>')
+        parts.append(
+            f'<nav><ul class="toc">{toc}<li><a href="#across">Across tables</a></li>'
+            '<li><a href="#overall">Overall (Borda count)</a></li></ul></nav>'
+        )
     parts.append("</header><main>")
     if not tables:
         parts.append(
@@ -452,9 +537,69 @@ def render_html(board: dict) -> str:
     for index, table in enumerate(tables, start=1):
         parts.append(_table_section(table, index))
     if tables:
+        parts.append(_across(board.get("across_tables")))
         parts.append(_overall(overall))
     parts.append(f"</main><script>//<![CDATA[{SCRIPT}//]]></script></body></html>\n")
     return "".join(parts)
+
+
+def _across(section: Any) -> str:
+    """The "Across tables" section: the critical-difference diagram, the Friedman line, the average ranks
+    and the Holm-Wilcoxon comparison with the best; or why there is none."""
+    head = '<section id="across"><h2>Across tables</h2>'
+    if not isinstance(section, Mapping):
+        return head + '<p class="note">Not computed.</p></section>'
+    if not section.get("available"):
+        return head + f'<p class="note">Not computed: {_e(section.get("reason"))}.</p></section>'
+    names = [str(name) for name in section["methods"]]
+    result = section["friedman"]
+    cd = number(section.get("nemenyi_cd"))
+    svg = cd_diagram(
+        names,
+        [float(r) for r in result["average_ranks"]],
+        cd,
+        title=f"Critical difference diagram ({len(names)} methods, {len(section['blocks'])} blocks)",
+    )
+    holm = section.get("wilcoxon_holm") or {}
+    p_values = holm.get("p_values") or {}
+    tied = set(holm.get("not_distinguishable") or [])
+    order = sorted(range(len(names)), key=lambda i: result["average_ranks"][i])
+    rows = "".join(
+        f'<tr><td class="num" data-sort="{result["average_ranks"][i]!r}">{result["average_ranks"][i]:.2f}</td>'
+        f"<td>{_e(names[i])}</td>"
+        f'<td class="num" data-sort="{_sort_attr(p_values.get(names[i]))}">'
+        f"{'best' if names[i] == holm.get('best') else _e(_p(p_values.get(names[i])))}</td>"
+        f"<td>{'yes' if names[i] in tied else 'no'}</td></tr>"
+        for i in order
+    )
+    blocks = "".join(f"<li>{_e(block)}</li>" for block in section["blocks"])
+    friedman = (
+        f"Friedman test over N = {result['n_blocks']} blocks, k = {result['n_methods']} methods: "
+        f"χ²({result['n_methods'] - 1}) = {result['statistic']:.3f}, p = {result['p_value']:.3g}"
+    )
+    if result.get("iman_davenport") is not None:
+        friedman += f"; Iman–Davenport F = {result['iman_davenport']:.3f}, p = {result['iman_davenport_p']:.3g}"
+    return (
+        head + '<p class="note">Blocks are (dataset, protocol, scenario) cells; the test uses the methods present '
+        f"in the most blocks and the blocks holding all of them ({section['left_out_blocks']} blocks left out; "
+        f"{section['duplicate_blocks']} blocks repeating another's numbers counted once). {_e(friedman)}. "
+        f"Nemenyi critical difference at α = {section['alpha']:g}: CD = {cd if cd is None else f'{cd:.3f}'} "
+        "(bars join methods whose average ranks differ by less). The Nemenyi groups depend on which other "
+        "methods are compared (Benavoli et al. 2016): read the Holm-adjusted Wilcoxon test against the best "
+        "below as the test of record, the diagram as a summary.</p>"
+        f'<div class="charts"><figure>{svg}<figcaption>average rank over the blocks (1 = best)</figcaption></figure>'
+        "</div>"
+        '<table class="across sortable"><thead><tr><th scope="col">average rank</th><th scope="col">method</th>'
+        '<th scope="col" title="Wilcoxon signed-rank test against the best over the blocks, Holm-adjusted">'
+        'p vs best (Holm–Wilcoxon)</th><th scope="col">not distinguishable from the best</th></tr></thead>'
+        f"<tbody>{rows}</tbody></table>"
+        f"<details><summary>blocks used ({len(section['blocks'])})</summary><ul>{blocks}</ul></details></section>"
+    )
+
+
+def _p(value: Any) -> str:
+    value = number(value)
+    return DASH if value is None else f"{value:.3g}"
 
 
 def _toc_label(table: Mapping[str, Any]) -> str:

@@ -1,7 +1,8 @@
-"""Small inline-SVG charts for the HTML leaderboard: a line chart (robustness across scenarios) and a
-heatmap (per-class F1). Plain strings, no plotting library; every label is escaped, every size is
-estimated from the text so long method or class names do not overlap. The `<svg>` elements carry no
-xmlns: they are meant to be inlined in an HTML5 page, whose parser puts them in the SVG namespace.
+"""Small inline-SVG charts for the HTML leaderboard: a dot plot with whiskers (mIoU per scenario with its
+uncertainty), a line chart (kept for ordered categories) and a heatmap (per-class F1). Plain strings, no
+plotting library; every label is escaped, every size is estimated from the text so long method or class
+names do not overlap. The `<svg>` elements carry no xmlns: they are meant to be inlined in an HTML5 page,
+whose parser puts them in the SVG namespace.
 """
 
 from __future__ import annotations
@@ -252,5 +253,107 @@ def heatmap(
     out.append(f'<text x="{_fmt(left + 140)}" y="{_fmt(key_y + 24)}" font-size="10" text-anchor="end">100</text>')
     out.append(f'<rect x="{_fmt(left + 152)}" y="{_fmt(key_y)}" width="14" height="10" fill="{MISSING_FILL}"></rect>')
     out.append(f'<text x="{_fmt(left + 170)}" y="{_fmt(key_y + 9)}" font-size="10">no value</text>')
+    out.append("</g></svg>")
+    return "".join(out)
+
+
+def dot_plot(
+    categories: Sequence[str],
+    series: Sequence[tuple[str, Sequence[tuple[float | None, float | None, float | None]]]],
+    *,
+    title: str,
+    x_label: str,
+    y_label: str,
+    whisker_note: str,
+    y_max: float = 100.0,
+    css_class: str = "robustness",
+    data: dict[str, str] | None = None,
+) -> str:
+    """Per category (scenario) one dot per series (method) at its value with a vertical whisker from low to
+    high, series side by side within the category's band. Scenarios are unordered, so nothing joins the
+    categories (a line between them would suggest a trend). (value, low, high) with low/high None draws the
+    dot alone; a missing value draws nothing. `whisker_note` (what the whiskers are) ends the legend."""
+    n, m = len(categories), max(len(series), 1)
+    band = max(64.0, 12.0 * m + 24, max((_text_width(c, 11) for c in categories), default=0.0) + 12)
+    plot_w, plot_h, top, left = band * max(n, 1), 260.0, 34.0, 58.0
+    bottom = 44.0
+    legend_w = 34.0 + max([_text_width(label) for label, _ in series] + [_text_width(whisker_note, 11)])
+    width = left + plot_w + 24 + legend_w
+    height = max(top + plot_h + bottom, top + 18.0 * (len(series) + 1) + 16)
+
+    def x_at(category: int, index: int) -> float:
+        inner = band - 24
+        return left + band * category + 12 + (inner / 2 if m == 1 else inner * index / (m - 1))
+
+    def y_at(value: float) -> float:
+        return top + plot_h * (1 - min(max(value, 0.0), y_max) / y_max)
+
+    attrs = "".join(f' data-{escape(k)}="{escape(v)}"' for k, v in (data or {}).items())
+    out = [
+        f'<svg class="{escape(css_class)}"{attrs} width="{_fmt(width)}" height="{_fmt(height)}" '
+        f'viewBox="0 0 {_fmt(width)} {_fmt(height)}" role="img" font-family="sans-serif" font-size="{FONT}">',
+        f"<title>{escape(title)}</title>",
+        f'<text x="{_fmt(left)}" y="18" font-weight="bold">{escape(title)}</text>',
+    ]
+    for tick in range(0, int(y_max) + 1, int(y_max // 5) or 1):
+        y = y_at(tick)
+        out.append(
+            f'<line x1="{_fmt(left)}" y1="{_fmt(y)}" x2="{_fmt(left + plot_w)}" y2="{_fmt(y)}" stroke="#e3e3e3"></line>'
+            f'<text x="{_fmt(left - 6)}" y="{_fmt(y + 4)}" text-anchor="end">{tick}</text>'
+        )
+    for index, category in enumerate(categories):
+        x = left + band * index
+        if index:
+            out.append(
+                f'<line x1="{_fmt(x)}" y1="{_fmt(top)}" x2="{_fmt(x)}" y2="{_fmt(top + plot_h)}" stroke="#c8c8c8" '
+                'stroke-dasharray="3 3"></line>'
+            )
+        out.append(
+            f'<text x="{_fmt(x + band / 2)}" y="{_fmt(top + plot_h + 18)}" font-size="11" text-anchor="middle">'
+            f"{escape(category)}</text>"
+        )
+    out.append(
+        f'<line x1="{_fmt(left)}" y1="{_fmt(top)}" x2="{_fmt(left)}" y2="{_fmt(top + plot_h)}" stroke="#555"></line>'
+        f'<line x1="{_fmt(left)}" y1="{_fmt(top + plot_h)}" x2="{_fmt(left + plot_w)}" y2="{_fmt(top + plot_h)}" '
+        'stroke="#555"></line>'
+    )
+    mid_y = top + plot_h / 2
+    out.append(
+        f'<text x="16" y="{_fmt(mid_y)}" text-anchor="middle" transform="rotate(-90 16 {_fmt(mid_y)})">'
+        f"{escape(y_label)}</text>"
+        f'<text x="{_fmt(left + plot_w / 2)}" y="{_fmt(height - 8)}" text-anchor="middle">{escape(x_label)}</text>'
+    )
+    for index, (label, values) in enumerate(series):
+        stroke = PALETTE[index % len(PALETTE)]
+        shape = (index // len(PALETTE)) % 3
+        out.append(f'<g class="series" data-series="{escape(label)}">')
+        for category, triple in enumerate(list(values)[:n]):
+            value, low, high = (number(v) for v in triple)
+            if value is None:
+                continue
+            x = x_at(category, index)
+            tooltip = f"{label} — {categories[category]}: {value:.1f}"
+            if low is not None and high is not None:
+                tooltip += f" [{low:.1f}, {high:.1f}]"
+                out.append(
+                    f'<line class="whisker" x1="{_fmt(x)}" y1="{_fmt(y_at(low))}" x2="{_fmt(x)}" '
+                    f'y2="{_fmt(y_at(high))}" stroke="{stroke}" stroke-width="1.5"></line>'
+                )
+            out.append(_marker(shape, x, y_at(value), stroke, tooltip))
+        out.append("</g>")
+    legend_x = left + plot_w + 24
+    out.append('<g class="legend">')
+    for index, (label, _) in enumerate(series):
+        stroke = PALETTE[index % len(PALETTE)]
+        y = top + 6 + 18 * index
+        out.append(_marker((index // len(PALETTE)) % 3, legend_x + 11, y, stroke, label))
+        out.append(f'<text x="{_fmt(legend_x + 28)}" y="{_fmt(y + 4)}">{escape(label)}</text>')
+    y = top + 6 + 18 * len(series) + 6
+    out.append(
+        f'<line x1="{_fmt(legend_x + 11)}" y1="{_fmt(y - 7)}" x2="{_fmt(legend_x + 11)}" y2="{_fmt(y + 7)}" '
+        f'stroke="#555" stroke-width="1.5"></line>'
+        f'<text class="whisker-note" x="{_fmt(legend_x + 28)}" y="{_fmt(y + 4)}" font-size="11">'
+        f"{escape(whisker_note)}</text>"
+    )
     out.append("</g></svg>")
     return "".join(out)
