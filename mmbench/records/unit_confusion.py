@@ -33,6 +33,8 @@ from typing import Any
 
 import numpy as np
 
+from mmbench.errors import RecordError
+
 __all__ = [
     "ENCODING",
     "UNIT_KINDS",
@@ -48,8 +50,9 @@ UNIT_KINDS = ("tile", "area")
 _DTYPES = {"<u4": np.dtype("<u4"), "<u8": np.dtype("<u8")}
 
 
-class UnitConfusionError(ValueError):
-    """A `unit_confusion` entry that cannot be decoded, or that disagrees with its scenario."""
+class UnitConfusionError(RecordError):
+    """A `unit_confusion` entry that cannot be decoded (a user-fixable record problem: exit 2, one line; the
+    caller adds the record's path)."""
 
 
 def encode_unit_confusion(kind: str, names: Sequence[str], counts: Any) -> dict[str, Any]:
