@@ -58,7 +58,10 @@ def matrices(path: Path) -> list:
 
 
 def state(out: Path, job: str) -> dict:
-    return json.loads((out / f"{job}.state.json").read_text())
+    data = json.loads((out / f"{job}.state.json").read_text())
+    if data.get("record"):
+        data["record"] = str(out / data["record"])  # state files name records relative to the job folder
+    return data
 
 
 def test_a_failing_job_is_isolated_done_jobs_are_skipped_and_rejected_records_are_reported(
@@ -151,3 +154,22 @@ def test_the_submitit_path_runs_the_same_jobs(capsys, tmp_path, store, tiny_meth
     assert list((out / ".submitit").glob("*_result.pkl"))  # submitit ran them, in its own processes
     code, out_text, _ = sweep(capsys, suite, "--status")
     assert "2 done, 0 failed, 0 pending" in out_text
+
+
+def test_ctrl_c_interrupts_each_job_once_and_leaves_it_resumable(capsys, tmp_path, store, tiny_methods):
+    out = tmp_path / "out"
+    fields = {"evaluate": [], "set": ["run.device=cpu", "run.deterministic=true", "method.train.iterations=400"]}
+    suite = write_suite(tmp_path / "suite.yaml", store, out, **fields)
+    driver = subprocess.Popen([sys.executable, "-m", "mmbench", "sweep", str(suite)], stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while not list(out.rglob("last.ckpt")) and driver.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    driver.send_signal(signal.SIGINT)  # what Ctrl-C sends the sweep (its jobs are in sessions of their own)
+    _, err = driver.communicate(timeout=300)
+    assert driver.returncode == 130, err
+    assert "mmbench sweep: interrupted" in err and "Traceback" not in err
+    job = out / "tiny" / "ok" / "seed0"
+    assert state(job, "train-last1")["status"] == "interrupted" and not records(out)
+    assert "interrupted at step" in (job / "train-last1.log").read_text()  # the run saved its checkpoint
+    code, out_text, _ = sweep(capsys, suite, "--status")
+    assert code == 0 and "pending*" in out_text

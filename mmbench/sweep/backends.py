@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from mmbench.errors import UserError
-from mmbench.sweep.jobs import JobResult, JobSettings, run_job
+from mmbench.sweep.jobs import JobResult, JobSettings, interrupt_children, run_job
 from mmbench.sweep.planning import TRAIN, Job
 from mmbench.sweep.state import FAILED
 from mmbench.sweep.suite import ExecutorSettings
@@ -36,6 +36,8 @@ class Backend(Protocol):
     def submit(self, job: Job) -> Any: ...
 
     def result(self, job: Job, handle: Any) -> JobResult: ...
+
+    def interrupt(self) -> None: ...
 
     def close(self) -> None: ...
 
@@ -66,6 +68,10 @@ class LocalBackend:
             return handle.result()
         except Exception as exc:  # a bug in the job function: the job fails, the sweep goes on
             return JobResult(job.id, FAILED, None, f"{type(exc).__name__}: {exc}", str(job.log_path), 0.0)
+
+    def interrupt(self) -> None:
+        """Ctrl-C: each running job saves its checkpoint and stops; `close` then waits for them."""
+        interrupt_children()
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
@@ -110,6 +116,10 @@ class SubmititBackend:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             logs = f"{job.log_path} and {handle.paths.stderr}" if hasattr(handle, "paths") else str(job.log_path)
             return JobResult(job.id, FAILED, None, f"{type(exc).__name__}: {first}", logs, 0.0)
+
+    def interrupt(self) -> None:
+        """Ctrl-C: jobs submitted through submitit keep running (on Slurm, `scancel` stops them); their
+        states say running until they finish or their time limit passes."""
 
     def close(self) -> None:
         return None

@@ -20,8 +20,6 @@ from rich.console import Console
 from rich.table import Table
 
 from mmbench.console import stderr, stdout
-from mmbench.errors import UserError
-from mmbench.records import read_record
 from mmbench.sweep.driver import Reporter, SweepOutcome, summary_counts
 from mmbench.sweep.jobs import JobResult
 from mmbench.sweep.planning import TRAIN, Job, SweepPlan
@@ -38,17 +36,14 @@ def estimate_costs(plan: SweepPlan, statuses: dict[str, JobStatus]) -> dict[str,
     per_group: dict[tuple[str, str, str], list[float]] = defaultdict(list)
     for job in plan.jobs:
         status = statuses[job.id]
-        if status.state != DONE or status.record is None:
-            continue
-        try:
-            timing = read_record(status.record)["timing"]
-        except (UserError, KeyError):
+        timing = status.data.get("timing") or {}
+        if status.state != DONE or not timing:
             continue
         if job.kind == TRAIN:
             rate, train_s = timing.get("steps_per_s"), timing.get("train_s")
             if not rate or job.iterations is None:
                 continue
-            rest = max(0.0, float(timing.get("total_s", 0.0)) - float(train_s or 0.0))
+            rest = max(0.0, float(timing.get("total_s") or 0.0) - float(train_s or 0.0))
             per_group[(job.dataset, job.config_name, job.protocol)].append(1.0 / float(rate))
             per_group[(job.dataset, job.config_name, "rest:" + job.protocol)].append(rest)
         elif timing.get("total_s") is not None:

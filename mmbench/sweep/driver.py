@@ -118,6 +118,9 @@ def run_sweep(
                     else:
                         outcome.blocked.append(evaluation)
                         reporter.blocked(evaluation, f"its training {job.id} did not finish")
+    except KeyboardInterrupt:
+        backend.interrupt()
+        raise
     finally:
         backend.close()
     return outcome

@@ -17,18 +17,28 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from mmbench.atomic import write_text_atomic
 from mmbench.config import to_yaml
 from mmbench.errors import UserError
 from mmbench.records import read_record
 from mmbench.sweep.planning import EVAL, TRAIN, Job
-from mmbench.sweep.state import DONE, FAILED, RUNNING, search_records, unfinished_training, write_state
+from mmbench.sweep.state import (
+    DONE,
+    FAILED,
+    RUNNING,
+    record_facts,
+    search_records,
+    state_record_path,
+    unfinished_training,
+    write_state,
+)
 
 INTERRUPTED = "interrupted"
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
@@ -82,24 +92,18 @@ def run_job(job: Job, settings: JobSettings) -> JobResult:
     started = time.time()
     deadline = started + 60 * settings.timeout_min if settings.timeout_min else None
     write_state(job, status=RUNNING, pid=os.getpid(), host=socket.gethostname(), started=started, deadline=deadline)
-    resumed = False
     try:
         training = _training_record(job) if job.kind == EVAL else None
         command, resumed = _command(job, settings, training)
     except UserError as exc:
         return _finish(job, clock, FAILED, error=str(exc), started=started)
+    except Exception as exc:  # a bug while preparing the job: it fails, the sweep goes on
+        return _finish(job, clock, FAILED, error=f"internal error: {type(exc).__name__}: {exc}", started=started)
     with job.log_path.open("a", encoding="utf-8") as log:
         log.write(f"# {time.strftime('%Y-%m-%dT%H:%M:%S%z')} {socket.gethostname()}: {' '.join(command)}\n")
         log.flush()
         child_clock = time.perf_counter()
-        returncode = subprocess.call(
-            command,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=_environment(settings),
-            preexec_fn=_die_with_parent if _PRCTL is not None else None,
-        )
+        returncode = _run_child(command, log, settings)
     if returncode != 0:
         status = INTERRUPTED if returncode < 0 or returncode == 130 else FAILED
         reason = f"killed by signal {-returncode}" if returncode < 0 else f"exit code {returncode}"
@@ -107,12 +111,48 @@ def run_job(job: Job, settings: JobSettings) -> JobResult:
         return _finish(job, clock, status, error=error, started=started, child_s=time.perf_counter() - child_clock)
     child_s = time.perf_counter() - child_clock
     fingerprints = _fingerprints(job)
-    record, problems = search_records(job, fingerprints, training)
+    selected = ((training or {}).get("method") or {}).get("checkpoint") or {}
+    record, problems = search_records(job, fingerprints, selected.get("sha256"))
     if record is None:
         why = problems[0].removesuffix("; the job runs again") if problems else "it wrote none"
         error = f"it exited normally but left no record of the planned config: {why}"
         return _finish(job, clock, FAILED, error=error, started=started, child_s=child_s)
     return _finish(job, clock, DONE, record=record, started=started, resumed=resumed, child_s=child_s)
+
+
+_CHILDREN: set[subprocess.Popen[bytes]] = set()
+_CHILDREN_LOCK = threading.Lock()
+
+
+def _run_child(command: list[str], log: IO[str], settings: JobSettings) -> int:
+    """Run the job's process to its end. It gets a session of its own, so a Ctrl-C on the terminal reaches
+    the sweep only, which then interrupts each job exactly once (`interrupt_children`)."""
+    child = subprocess.Popen(
+        command,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        env=_environment(settings),
+        start_new_session=True,
+        preexec_fn=_die_with_parent if _PRCTL is not None else None,
+    )
+    with _CHILDREN_LOCK:
+        _CHILDREN.add(child)
+    try:
+        return child.wait()
+    finally:
+        with _CHILDREN_LOCK:
+            _CHILDREN.discard(child)
+
+
+def interrupt_children() -> None:
+    """Send SIGINT to every job process this process started: each saves its checkpoint and exits (130),
+    and its state says interrupted (it resumes on the next sweep)."""
+    with _CHILDREN_LOCK:
+        children = list(_CHILDREN)
+    for child in children:
+        with contextlib.suppress(ProcessLookupError):
+            child.send_signal(signal.SIGINT)
 
 
 def _command(job: Job, settings: JobSettings, training: dict[str, Any] | None) -> tuple[list[str], bool]:
@@ -141,11 +181,10 @@ def _command(job: Job, settings: JobSettings, training: dict[str, Any] | None) -
 
 def _training_record(job: Job) -> dict[str, Any]:
     """The record of the training an evaluation evaluates, from the training's state file."""
-    state_path = job.out_dir / f"{TRAIN}-{_train_protocol(job)}.state.json"
-    data = _read_json(state_path)
+    data = _read_json(job.out_dir / f"{TRAIN}-{_train_protocol(job)}.state.json")
     if not data or data.get("status") != DONE or not data.get("record"):
         raise UserError(f"training {job.train_id} is not done; its evaluation {job.id} cannot run")
-    return read_record(data["record"])
+    return read_record(state_record_path(job, data))
 
 
 def _train_protocol(job: Job) -> str:
@@ -247,23 +286,21 @@ def _finish(
     resumed: bool = False,
     child_s: float | None = None,
 ) -> JobResult:
-    record_s = None
-    if record is not None:
-        with contextlib.suppress(UserError, KeyError, TypeError):
-            record_s = float(read_record(record)["timing"]["total_s"])
+    facts = record_facts(record) if record is not None else {}
+    record_s = (facts.get("timing") or {}).get("total_s")
     wall = time.perf_counter() - clock
     write_state(
         job,
         status=status,
-        record=str(record) if record is not None else None,
+        record=os.path.relpath(record, job.out_dir) if record is not None else None,
         error=error,
         host=socket.gethostname(),
         started=started,
         finished=time.time(),
         wall_s=round(wall, 3),
         child_s=round(child_s, 3) if child_s is not None else None,
-        record_s=record_s,
         resumed=resumed,
+        **facts,
     )
     return JobResult(
         job_id=job.id,

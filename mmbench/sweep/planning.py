@@ -126,7 +126,9 @@ def plan_sweep(suite: Suite) -> SweepPlan:
             for m_index, config in enumerate(suite.methods):
                 out_dir = suite.out / safe_path_component(dataset.name) / folders[m_index] / f"seed{seed}"
                 dataset_arg = str(dataset.path) if dataset.path is not None else dataset.name
-                identity = f"{dataset_arg}@{dataset.spec.version}" if dataset.spec is not None else dataset_arg
+                # A store given by path is identified by its name here and by its sha256 when records are
+                # checked (mmbench.sweep.state), so moving the data folder does not invalidate a sweep.
+                identity = f"{dataset.name}@{dataset.spec.version}" if dataset.spec is not None else dataset.name
                 common = {
                     "dataset": dataset.name,
                     "dataset_arg": dataset_arg,

@@ -83,8 +83,9 @@ def unfinished_training(job: Job) -> bool:
     return job.kind == TRAIN and any(not (ckpt.parent / "result.json").exists() for ckpt in root.glob("*/last.ckpt"))
 
 
-def check_record(job: Job, path: Path, fingerprints: Mapping[str, str], training: dict[str, Any] | None) -> str | None:
-    """Why the record at `path` is not this job's result, or None when it is (rules 2-4 above)."""
+def check_record(job: Job, path: Path, fingerprints: Mapping[str, str], selected: str | None) -> str | None:
+    """Why the record at `path` is not this job's result, or None when it is (rules 2-4 above); `selected`
+    is, for an evaluation, the sha256 of the checkpoint its training selected."""
     try:
         record = read_record(path)
     except UserError as exc:
@@ -99,24 +100,23 @@ def check_record(job: Job, path: Path, fingerprints: Mapping[str, str], training
     if expected_fingerprint is not None and record["dataset"].get("fingerprint") != expected_fingerprint:
         return f"record {path} was made from another version of {job.dataset_arg}; the job runs again"
     if job.kind == EVAL:
-        selected = ((training or {}).get("method") or {}).get("checkpoint") or {}
         evaluated = (record["method"].get("checkpoint") or {}).get("sha256")
-        if not selected.get("sha256") or evaluated != selected.get("sha256"):
+        if not selected or evaluated != selected:
             return f"record {path} evaluated another checkpoint than its training selected; the job runs again"
     return None
 
 
-def job_status(job: Job, fingerprints: Mapping[str, str], training_record: dict[str, Any] | None = None) -> JobStatus:
-    """The job's status from its state file and outputs (`training_record`: for an evaluation, the record
-    of its training when that is done)."""
+def job_status(job: Job, fingerprints: Mapping[str, str], selected: str | None = None) -> JobStatus:
+    """The job's status from its state file and outputs (`selected`: for an evaluation, the sha256 of the
+    checkpoint its training selected, when that training is done)."""
     try:
         data = read_state(job)
     except UserError as exc:
         return JobStatus(PENDING, problem=str(exc), resumable=unfinished_training(job))
     if data is None:
-        adopted = _adoptable_record(job, fingerprints, training_record)
+        adopted = _adoptable_record(job, fingerprints, selected)
         if adopted is not None:
-            return JobStatus(DONE, record=adopted)
+            return JobStatus(DONE, record=adopted, data=record_facts(adopted))
         return JobStatus(PENDING, resumable=unfinished_training(job))
     status = data.get("status")
     if data.get("digest") != job.digest:
@@ -127,10 +127,12 @@ def job_status(job: Job, fingerprints: Mapping[str, str], training_record: dict[
             data=data,
         )
     if status == DONE:
-        path = Path(str(data.get("record")))
-        problem = check_record(job, path, fingerprints, training_record)
-        if problem is None:
+        path = state_record_path(job, data)
+        if _unchanged_since_checked(job, path, data, fingerprints, selected):
             return JobStatus(DONE, record=path, data=data)
+        problem = check_record(job, path, fingerprints, selected)
+        if problem is None:
+            return JobStatus(DONE, record=path, data={**data, **record_facts(path)})
         return JobStatus(PENDING, problem=problem, resumable=unfinished_training(job), data=data)
     if status == RUNNING and _alive(data):
         return JobStatus(RUNNING, data=data)
@@ -140,19 +142,57 @@ def job_status(job: Job, fingerprints: Mapping[str, str], training_record: dict[
 
 
 def plan_status(plan: SweepPlan) -> dict[str, JobStatus]:
-    """Every job's status, trainings first (an evaluation is checked against its training's record)."""
+    """Every job's status, trainings first (an evaluation is checked against its training's checkpoint)."""
     fingerprints = dataset_fingerprints(plan)
     statuses: dict[str, JobStatus] = {}
-    training_records: dict[str, dict[str, Any] | None] = {}
+    selected: dict[str, str | None] = {}
     for job in plan.jobs:
-        training = None
-        if job.kind == EVAL and job.train_id is not None:
-            training = training_records.get(job.train_id)
-        status = job_status(job, fingerprints, training)
+        status = job_status(job, fingerprints, selected.get(str(job.train_id)) if job.kind == EVAL else None)
         statuses[job.id] = status
         if job.kind == TRAIN:
-            training_records[job.id] = _read(status.record) if status.state == DONE else None
+            selected[job.id] = status.data.get("checkpoint_sha256") if status.state == DONE else None
     return statuses
+
+
+def record_facts(path: Path) -> dict[str, Any]:
+    """What a state file keeps of its record so that later checks need not read it again: the file's size
+    and mtime when it was checked, the dataset fingerprint, the checkpoint's sha256 (selected by a
+    training, evaluated by an evaluation) and the timings (cost estimates)."""
+    try:
+        record = read_record(path)
+    except UserError:
+        return {}
+    stat = path.stat()
+    timing = record.get("timing") or {}
+    return {
+        "record_stat": [stat.st_size, stat.st_mtime_ns],
+        "fingerprint": record["dataset"].get("fingerprint"),
+        "checkpoint_sha256": (record["method"].get("checkpoint") or {}).get("sha256"),
+        "timing": {key: timing.get(key) for key in ("total_s", "train_s", "steps_per_s", "eval_s")},
+    }
+
+
+def state_record_path(job: Job, data: Mapping[str, Any]) -> Path:
+    """State files name their record relative to the job folder (a moved output root stays valid)."""
+    path = Path(str(data.get("record")))
+    return path if path.is_absolute() else job.out_dir / path
+
+
+def _unchanged_since_checked(
+    job: Job, path: Path, data: Mapping[str, Any], fingerprints: Mapping[str, str], selected: str | None
+) -> bool:
+    """The record was fully checked when the job finished and its file has not changed since: same size and
+    mtime, the store's fingerprint and (evaluations) the training's checkpoint still those it recorded."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return False
+    if data.get("record_stat") != [stat.st_size, stat.st_mtime_ns]:
+        return False
+    expected = fingerprints.get(job.dataset_arg)
+    if expected is not None and data.get("fingerprint") != expected:
+        return False
+    return job.kind != EVAL or (selected is not None and data.get("checkpoint_sha256") == selected)
 
 
 def dataset_fingerprints(plan: SweepPlan) -> dict[str, str]:
@@ -163,37 +203,26 @@ def dataset_fingerprints(plan: SweepPlan) -> dict[str, str]:
     return {path: file_sha256(path) for path in sorted(paths) if os.path.isfile(path)}
 
 
-def find_record(job: Job, fingerprints: Mapping[str, str], training: dict[str, Any] | None) -> Path | None:
+def find_record(job: Job, fingerprints: Mapping[str, str], selected: str | None) -> Path | None:
     """The newest record under the job's record folder that is this job's result (run ids sort by time)."""
-    return search_records(job, fingerprints, training)[0]
+    return search_records(job, fingerprints, selected)[0]
 
 
-def search_records(
-    job: Job, fingerprints: Mapping[str, str], training: dict[str, Any] | None
-) -> tuple[Path | None, list[str]]:
+def search_records(job: Job, fingerprints: Mapping[str, str], selected: str | None) -> tuple[Path | None, list[str]]:
     """(`find_record`'s answer, why each newer record was not it)."""
     problems: list[str] = []
     for path in sorted(record_root(job).glob("*/result.json"), reverse=True):
-        problem = check_record(job, path, fingerprints, training)
+        problem = check_record(job, path, fingerprints, selected)
         if problem is None:
             return path, problems
         problems.append(problem)
     return None, problems
 
 
-def _adoptable_record(job: Job, fingerprints: Mapping[str, str], training: dict[str, Any] | None) -> Path | None:
+def _adoptable_record(job: Job, fingerprints: Mapping[str, str], selected: str | None) -> Path | None:
     if not record_root(job).is_dir():
         return None
-    return find_record(job, fingerprints, training)
-
-
-def _read(path: Path | None) -> dict[str, Any] | None:
-    if path is None:
-        return None
-    try:
-        return read_record(path)
-    except UserError:
-        return None
+    return find_record(job, fingerprints, selected)
 
 
 def _alive(data: Mapping[str, Any]) -> bool:
