@@ -272,9 +272,12 @@ def test_version_1_records_still_load_and_newer_ones_ask_for_an_upgrade(tmp_path
         validate_record(future)
 
 
-def test_the_board_still_renders_the_committed_version_1_records(capsys):
-    code = main(["leaderboard", str(REPO / "docs" / "results" / "records"), "--check", "--format", "json"])
-    assert code == 0, capsys.readouterr().err
+@pytest.mark.parametrize("fmt", ["json", "md", "html"])
+def test_the_board_still_renders_the_committed_version_1_records(capsys, fmt):
+    code = main(["leaderboard", str(REPO / "docs" / "results" / "records"), "--check", "--format", fmt])
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    assert "stars" in out.out and "check passed" in out.err
 
 
 def _record_with_units() -> dict:
