@@ -230,3 +230,23 @@ def test_the_stars_ablation_suite_matches_the_ablation_script():
 def test_list_suites(capsys):
     code, out, _ = sweep(capsys, "--list-suites")
     assert code == 0 and "synthetic-cpu" in out and "stars-ablations" in out
+
+
+def test_costs_are_estimated_from_recorded_seconds_per_step(tmp_path):
+    from mmbench.sweep.display import estimate_costs
+    from mmbench.sweep.state import DONE, PENDING, JobStatus
+
+    plan = plan_sweep(load_suite(write_suite(tmp_path, seeds=[0, 1], set={"method.train.iterations": 100})))
+    statuses = {job.id: JobStatus(PENDING) for job in plan.jobs}
+    train0, eval0 = (job for job in plan.jobs if job.seed == 0)
+    # seed 0's training ran 10 steps/s (train 10 s of 12 s); its process started in 3 s more
+    statuses[train0.id] = JobStatus(
+        DONE, data={"timing": {"steps_per_s": 10.0, "train_s": 10.0, "total_s": 12.0}, "child_s": 15.0}
+    )
+    statuses[eval0.id] = JobStatus(DONE, data={"timing": {"total_s": 4.0}, "child_s": 7.0})
+    costs = estimate_costs(plan, statuses)
+    train1, eval1 = (job for job in plan.jobs if job.seed == 1)
+    assert costs[train1.id] == pytest.approx(100 / 10.0 + 2.0 + 3.0)
+    assert costs[eval1.id] == pytest.approx(4.0 + 3.0)
+    other = plan_sweep(load_suite(write_suite(tmp_path, methods=["unimodal"])))
+    assert set(estimate_costs(other, {job.id: JobStatus(PENDING) for job in other.jobs}).values()) == {None}

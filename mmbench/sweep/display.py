@@ -25,6 +25,7 @@ from mmbench.sweep.jobs import JobResult
 from mmbench.sweep.planning import TRAIN, Job, SweepPlan
 from mmbench.sweep.state import DONE, FAILED, PENDING, RUNNING, JobStatus
 
+MAX_NOTES = 10
 STYLES = {DONE: "green", FAILED: "bold red", PENDING: "yellow", RUNNING: "cyan"}
 
 
@@ -48,6 +49,13 @@ def estimate_costs(plan: SweepPlan, statuses: dict[str, JobStatus]) -> dict[str,
             per_group[(job.dataset, job.config_name, "rest:" + job.protocol)].append(rest)
         elif timing.get("total_s") is not None:
             per_group[(job.dataset, job.config_name, job.protocol)].append(float(timing["total_s"]))
+    # Each job also starts a process (interpreter, imports) that its record does not time.
+    startups = [
+        float(status.data["child_s"]) - float(status.data["timing"]["total_s"])
+        for status in statuses.values()
+        if status.state == DONE and status.data.get("child_s") and (status.data.get("timing") or {}).get("total_s")
+    ]
+    startup = max(0.0, statistics.mean(startups)) if startups else 0.0
     costs: dict[str, float | None] = {}
     for job in plan.jobs:
         key = (job.dataset, job.config_name, job.protocol)
@@ -55,9 +63,9 @@ def estimate_costs(plan: SweepPlan, statuses: dict[str, JobStatus]) -> dict[str,
             costs[job.id] = None
         elif job.kind == TRAIN:
             rest = per_group.get((job.dataset, job.config_name, "rest:" + job.protocol), [0.0])
-            costs[job.id] = statistics.mean(per_group[key]) * (job.iterations or 0) + statistics.mean(rest)
+            costs[job.id] = statistics.mean(per_group[key]) * (job.iterations or 0) + statistics.mean(rest) + startup
         else:
-            costs[job.id] = statistics.mean(per_group[key])
+            costs[job.id] = statistics.mean(per_group[key]) + startup
     return costs
 
 
@@ -144,7 +152,10 @@ def show_status(plan: SweepPlan, statuses: dict[str, JobStatus]) -> None:
     rows: dict[tuple[str, str, int], dict[str, JobStatus]] = defaultdict(dict)
     for job in plan.jobs:
         rows[(job.dataset, job.config_name, job.seed)][job.protocol] = statuses[job.id]
-    for (dataset, name, seed), cells in sorted(rows.items(), key=lambda item: (item[0][0], item[0][2])):
+    order = {config.name: index for index, config in enumerate(plan.suite.methods)}
+    for (dataset, name, seed), cells in sorted(
+        rows.items(), key=lambda item: (item[0][0], order[item[0][1]], item[0][2])
+    ):
         labels = [_cell(cells[protocol]) for protocol in plan.protocols]
         table.add_row(*([dataset] if several else []), name, str(seed), *labels)
     console.print(table)
@@ -164,8 +175,12 @@ def _cell(status: JobStatus) -> str:
 
 def show_problems(statuses: dict[str, JobStatus]) -> None:
     problems = [status.problem for status in statuses.values() if status.problem]
-    for problem in problems:
-        stderr().print(f"[yellow]note:[/yellow] {problem}", highlight=False)
+    for problem in problems[:MAX_NOTES]:
+        stderr().print(f"[yellow]note:[/yellow] {problem}", highlight=False, soft_wrap=True)
+    if len(problems) > MAX_NOTES:
+        stderr().print(
+            f"[yellow]note:[/yellow] ... and {len(problems) - MAX_NOTES} more outputs not reused", highlight=False
+        )
     if any(status.resumable and status.state != DONE for status in statuses.values()):
         stdout().print("* resumes from its last checkpoint")
 

@@ -120,10 +120,15 @@ def job_status(job: Job, fingerprints: Mapping[str, str], selected: str | None =
         return JobStatus(PENDING, resumable=unfinished_training(job))
     status = data.get("status")
     if data.get("digest") != job.digest:
+        # The state was written for another plan of this job (the suite changed, or how digests are made);
+        # a record that passes every check is still this job's result.
+        adopted = _adoptable_record(job, fingerprints, selected)
+        if adopted is not None:
+            return JobStatus(DONE, record=adopted, data=record_facts(adopted))
         return JobStatus(
             PENDING,
             problem=f"{job.state_path} is from a different config of this job; it runs again",
-            resumable=False,
+            resumable=unfinished_training(job),
             data=data,
         )
     if status == DONE:
