@@ -7,6 +7,7 @@ import shlex
 import sys
 from pathlib import Path
 
+from rich.markup import escape
 from rich.table import Table
 
 from mmbench.atomic import write_text_atomic
@@ -15,14 +16,32 @@ from mmbench.errors import UserError
 from mmbench.leaderboard.board import build_board, relative_record_paths
 from mmbench.leaderboard.check import check_records
 from mmbench.leaderboard.collect import collect_records
+from mmbench.leaderboard.compare import compare_rows, comparison_cells, render_comparison_markdown
 from mmbench.leaderboard.references import load_references
-from mmbench.leaderboard.render_text import percent, render_csv, render_json, render_markdown, settings_line
+from mmbench.leaderboard.render_text import (
+    FEW_SEEDS,
+    label_text,
+    millions,
+    p_text,
+    rank_text,
+    render_csv,
+    render_json,
+    render_markdown,
+    settings_line,
+    statistics_line,
+    value_text,
+)
 
 DEFAULT_RUNS = "runs"
 
 
 def run(args: argparse.Namespace) -> int:
     roots = args.runs or [DEFAULT_RUNS]
+    n_boot = getattr(args, "bootstrap", 2000)
+    if n_boot < 1:
+        raise UserError(f"--bootstrap {n_boot}: the number of bootstrap replicates must be at least 1 (default 2000)")
+    if getattr(args, "compare", None) and args.format not in ("md", "json"):
+        raise UserError(f"--compare writes md (the terminal table) or json, not {args.format}; drop --format")
     records, skipped = collect_records(roots)
     errors = stderr()
     for item in skipped:
@@ -49,8 +68,16 @@ def run(args: argparse.Namespace) -> int:
             highlight=False,
             soft_wrap=True,
         )
+    if getattr(args, "compare", None):
+        return _compare(args, records, n_boot)
     board = build_board(
-        records, skipped, dataset=args.dataset, protocol=args.protocol, references=load_references(args.references)
+        records,
+        skipped,
+        dataset=args.dataset,
+        protocol=args.protocol,
+        references=load_references(args.references),
+        n_boot=n_boot,
+        bootstrap_seed=getattr(args, "bootstrap_seed", 0),
     )
     for item in board["skipped"][len(skipped) :]:  # skipped by the board itself (smoke runs)
         errors.print(f"[yellow]skipped[/yellow] {item['path']}: {item['reason']}", highlight=False, soft_wrap=True)
@@ -77,12 +104,61 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _compare(args: argparse.Namespace, records: list, n_boot: int) -> int:
+    """`--compare A B`: the paired comparison on every shared table (mmbench/leaderboard/compare.py)."""
+    a, b = args.compare
+    result = compare_rows(
+        records,
+        a,
+        b,
+        dataset=args.dataset,
+        protocol=args.protocol,
+        n_boot=n_boot,
+        rng_seed=getattr(args, "bootstrap_seed", 0),
+    )
+    if args.format == "json":
+        text = render_json(result)
+    elif args.out is None and sys.stdout.isatty():
+        _print_comparison(result)
+        return 0
+    else:
+        text = render_comparison_markdown(result)
+    if args.out is None:
+        sys.stdout.write(text)
+    else:
+        write_text_atomic(args.out, text)
+    return 0
+
+
+def _print_comparison(result: dict) -> None:
+    console = stdout()
+    for table in result["tables"]:
+        caption = f"seeds paired: {', '.join(map(str, table['seeds'])) or 'none'}"
+        if table["reason"]:
+            caption += f"; no interval: {table['reason']}"
+        view = Table(
+            title=escape(f"{result['a']} − {result['b']}: {table['dataset']} / {table['protocol']}"),
+            caption=escape(caption),
+            title_justify="left",
+            caption_justify="left",
+        )
+        for name in ("column", "A − B (pp)", f"{100 * result['level']:.0f} % CI", "p"):
+            view.add_column(name, justify="left" if name == "column" else "right")
+        for entry in table["columns"]:
+            view.add_row(escape(entry["label"]), *map(escape, comparison_cells(entry)))
+        console.print(view)
+
+
 def _command(args: argparse.Namespace, roots: list[str]) -> str:
     """The command that rebuilds this board (written into Markdown boards)."""
     parts = ["mmbench", "leaderboard", *map(str, roots)]
     for option in ("dataset", "protocol", "references"):
         if getattr(args, option):
             parts += [f"--{option}", str(getattr(args, option))]
+    if getattr(args, "bootstrap", 2000) != 2000:
+        parts += ["--bootstrap", str(args.bootstrap)]
+    if getattr(args, "bootstrap_seed", 0) != 0:
+        parts += ["--bootstrap-seed", str(args.bootstrap_seed)]
     parts += ["--format", args.format, "--out", str(args.out)]
     return " ".join(shlex.quote(part) for part in parts)
 
@@ -104,7 +180,7 @@ def _print_rich(board: dict) -> None:
     for table in board["tables"]:
         view = Table(
             title=f"{table['dataset']['name']} / {table['protocol']['name']} v{table['protocol']['version']}",
-            caption=settings_line(table),
+            caption=escape(settings_line(table) + (f"\n{statistics_line(table)}" if statistics_line(table) else "")),
             title_justify="left",
             caption_justify="left",
         )
@@ -113,29 +189,57 @@ def _print_rich(board: dict) -> None:
         view.add_column("n", justify="right")
         for column in table["columns"]:
             view.add_column(column["label"], justify="right")
+        for name in ("p vs best", "infer. params (M)", "s/step", "train s"):
+            view.add_column(name, justify="right")
         view.add_column("flags")
         for row in table["rows"]:
+            budget = row.get("budget") or {}
             view.add_row(
-                "–" if row["rank"] is None else f"{row['rank']:g}",
-                row["label"],
-                str(row["n"]),
-                *(percent(row["values"].get(column["key"])) for column in table["columns"]),
+                rank_text(row),
+                escape(label_text(row)),
+                str(row["n"]) + (f" [yellow]{FEW_SEEDS}[/yellow]" if row.get("few_seeds") else ""),
+                *(escape(value_text(row["values"].get(column["key"]))) for column in table["columns"]),
+                p_text(row),
+                millions(budget.get("params_inference")),
+                "–" if budget.get("step_s") is None else f"{budget['step_s']:.3f}",
+                "–" if budget.get("train_s") is None else f"{budget['train_s']:.0f}",
                 "[yellow]" + "; ".join(row["flags"]) + "[/yellow]" if row["flags"] else "clean",
+                style="green" if row.get("tied_with_best") else None,
             )
         for ref in table["references"]:
             view.add_row(
                 "ref",
                 f"{ref['method']} (published)",
                 "",
-                *([""] * len(table["columns"])),
+                *([""] * (len(table["columns"]) + 4)),
                 f"{ref['metric']} {ref['value']} — {ref['setting']} ({ref['provenance']})",
                 style="dim",
             )
         console.print(view)
+    across = board.get("across_tables") or {}
+    if across.get("available"):
+        view = Table(
+            title="Across tables: average ranks (Friedman test, Nemenyi CD, Holm-Wilcoxon vs best)",
+            caption=f"Friedman p = {across['friedman']['p_value']:.3g} over {len(across['blocks'])} blocks; "
+            f"Nemenyi CD = {across['nemenyi_cd']:.2f}",
+            title_justify="left",
+            caption_justify="left",
+        )
+        for name in ("average rank", "method", "p vs best (Holm-Wilcoxon)"):
+            view.add_column(name, justify="left" if name == "method" else "right")
+        holm = across["wilcoxon_holm"]
+        ranks = across["friedman"]["average_ranks"]
+        for i in sorted(range(len(ranks)), key=lambda i: ranks[i]):
+            name = across["methods"][i]
+            p = holm["p_values"].get(name)
+            view.add_row(f"{ranks[i]:.2f}", escape(name), "best" if name == holm["best"] else f"{p:.3g}")
+        console.print(view)
+    elif across:
+        console.print(f"Across tables: not computed ({across.get('reason')})", highlight=False, soft_wrap=True)
     if board["overall"]:
-        overall = Table(title="Overall (Borda count)", title_justify="left")
+        overall = Table(title="Overall (Borda count; descriptive)", title_justify="left")
         for name in ("rank", "method", "points", "tables"):
             overall.add_column(name, justify="left" if name == "method" else "right")
         for entry in board["overall"]:
-            overall.add_row(f"{entry['rank']:g}", entry["label"], f"{entry['points']:g}", str(entry["tables"]))
+            overall.add_row(f"{entry['rank']:g}", escape(entry["label"]), f"{entry['points']:g}", str(entry["tables"]))
         console.print(overall)

@@ -156,6 +156,9 @@ def build_parser() -> argparse.ArgumentParser:
     board.add_argument(
         "--references", metavar="FILE", help="published reference numbers (YAML; default: the packaged data file)"
     )
+    board.add_argument("--bootstrap", type=int, default=2000, metavar="N", help="bootstrap replicates (default 2000)")
+    board.add_argument("--bootstrap-seed", type=int, default=0, metavar="S", help="bootstrap RNG seed (default 0)")
+    board.add_argument("--compare", nargs=2, metavar=("A", "B"), help="compare two rows, paired by seed and unit")
     board.set_defaults(handler="mmbench.cli.leaderboard_command:run")
 
     bench = commands.add_parser("bench", help="benchmarks")
