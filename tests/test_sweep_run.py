@@ -97,6 +97,11 @@ def test_a_failing_job_is_isolated_done_jobs_are_skipped_and_rejected_records_ar
     assert code == 2 and "rerun with --retry-failed" in err.splitlines()[-1]
     assert "start " not in err and records(out) == before
 
+    # --retry-failed runs the failure again (it fails again: the override is still there), not the rest.
+    code, _, err = sweep(capsys, suite, "--retry-failed")
+    assert code == 2 and "[1/2] FAILED tiny/exploding/seed0/train-last1" in err
+    assert "not started tiny/exploding/seed0/eval-subsets" in err and records(out) == before
+
     # A record edited to another config, and a corrupt record, are reported and not reused.
     path = Path(state(ok, "eval-subsets")["record"])
     edited = json.loads(path.read_text())

@@ -250,3 +250,30 @@ def test_costs_are_estimated_from_recorded_seconds_per_step(tmp_path):
     assert costs[eval1.id] == pytest.approx(4.0 + 3.0)
     other = plan_sweep(load_suite(write_suite(tmp_path, methods=["unimodal"])))
     assert set(estimate_costs(other, {job.id: JobStatus(PENDING) for job in other.jobs}).values()) == {None}
+
+
+def test_one_sweep_per_output_root(capsys, tmp_path):
+    import fcntl
+
+    out = tmp_path / "out"
+    out.mkdir()
+    with (out / ".sweep.lock").open("a+") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        held.write("pid 1234 on elsewhere")
+        held.flush()
+        code, _, err = sweep(capsys, write_suite(tmp_path))
+    assert code == 2 and "another sweep (pid 1234 on elsewhere) is running on" in err
+    assert sorted(path.name for path in out.iterdir()) == [".sweep.lock"]  # nothing started
+
+
+def test_a_corrupt_state_file_is_reported_and_the_job_runs_again(capsys, tmp_path):
+    from mmbench.sweep.state import PENDING, plan_status
+
+    plan = plan_sweep(load_suite(write_suite(tmp_path)))
+    training = plan.trainings[0]
+    training.state_path.parent.mkdir(parents=True)
+    training.state_path.write_text('{"status": "do')
+    status = plan_status(plan)[training.id]
+    assert status.state == PENDING and "is corrupt" in status.problem
+    code, out, err = sweep(capsys, write_suite(tmp_path), "--status")
+    assert code == 0 and "is corrupt" in err and "0 done, 0 failed, 2 pending" in out

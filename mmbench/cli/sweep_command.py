@@ -8,7 +8,11 @@ failed says how many, where their logs are, and exits 2 after the other jobs fin
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
+import socket
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -16,7 +20,6 @@ from mmbench.errors import UserError
 
 if TYPE_CHECKING:
     from mmbench.sweep.planning import SweepPlan
-    from mmbench.sweep.state import JobStatus
 
 
 class SweepFailed(UserError):
@@ -83,17 +86,15 @@ def run(args: argparse.Namespace) -> int:
 
     suite = load_suite(find_suite(args.suite), out=args.out, extra_overrides=args.overrides)
     plan = plan_sweep(suite)
-    if not (args.dry_run or args.status):
-        check_executor(args.executor)
-    statuses = plan_status(plan)
     parallel = _parallel(args, plan)
     if args.dry_run:
-        show_plan(plan, statuses, args.executor, parallel)
+        show_plan(plan, plan_status(plan), args.executor, parallel)
         return 0
     if args.status:
-        show_status(plan, statuses)
+        show_status(plan, plan_status(plan))
         return 0
-    return _execute(args, plan, statuses, parallel)
+    check_executor(args.executor)
+    return _execute(args, plan, parallel)
 
 
 def _parallel(args: argparse.Namespace, plan: SweepPlan) -> int:
@@ -103,27 +104,32 @@ def _parallel(args: argparse.Namespace, plan: SweepPlan) -> int:
     return max(1, len(plan.jobs)) if args.executor == "slurm" else 1
 
 
-def _execute(args: argparse.Namespace, plan: SweepPlan, statuses: dict[str, JobStatus], parallel: int) -> int:
+def _execute(args: argparse.Namespace, plan: SweepPlan, parallel: int) -> int:
     from mmbench.sweep.backends import make_backend
     from mmbench.sweep.display import reporter, show_problems, show_summary
     from mmbench.sweep.driver import jobs_to_run, run_sweep
+    from mmbench.sweep.state import plan_status
 
     started = time.monotonic()
-    show_problems(statuses)
-    selected, _ = jobs_to_run(plan, statuses, args.retry_failed)
     plan.suite.out.mkdir(parents=True, exist_ok=True)
-    backend = make_backend(
-        args.executor, parallel, Path(plan.suite.out) / ".submitit", plan.suite.executor, plan.suite.name
-    )
-    with reporter(len(selected)) as report:
-        outcome = run_sweep(plan, statuses, backend, parallel=parallel, retry_failed=args.retry_failed, reporter=report)
+    with _locked_output_root(plan.suite.out):
+        statuses = plan_status(plan)  # under the lock: no other sweep changes states from here on
+        show_problems(statuses)
+        selected, _ = jobs_to_run(plan, statuses, args.retry_failed)
+        backend = make_backend(
+            args.executor, parallel, Path(plan.suite.out) / ".submitit", plan.suite.executor, plan.suite.name
+        )
+        with reporter(len(selected)) as report:
+            outcome = run_sweep(
+                plan, statuses, backend, parallel=parallel, retry_failed=args.retry_failed, reporter=report
+            )
     show_summary(outcome, plan, started)
     problems = len(outcome.failed) + len(outcome.blocked)
     if problems:
+        retry = "" if args.retry_failed else " with --retry-failed"
         raise SweepFailed(
-            f"{problems} of {len(selected)} jobs did not finish (each is listed above with its log); fix the cause and "
-            f"rerun the same command{' ' if args.retry_failed else ' with --retry-failed'} (finished jobs are skipped, "
-            "interrupted trainings resume)"
+            f"{problems} of {len(selected)} jobs did not finish (each is listed above with its log); fix the cause "
+            f"and rerun the same command{retry} (finished jobs are skipped, interrupted trainings resume)"
         )
     if outcome.skipped_failed:
         waiting = f" ({outcome.skipped_waiting} more wait on them)" if outcome.skipped_waiting else ""
@@ -132,3 +138,28 @@ def _execute(args: argparse.Namespace, plan: SweepPlan, statuses: dict[str, JobS
             "'mmbench sweep SUITE --status' for their logs, fix the cause and rerun with --retry-failed"
         )
     return 0
+
+
+@contextlib.contextmanager
+def _locked_output_root(root: Path) -> Iterator[None]:
+    """One sweep per output root at a time: two would start the same pending jobs. The lock (an flock on
+    `<out>/.sweep.lock`) goes with the process, also when it is killed."""
+    with (root / ".sweep.lock").open("a+", encoding="utf-8") as handle:
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - Windows: no lock
+            yield
+            return
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            owner = handle.read().strip() or "another process"
+            raise UserError(
+                f"another sweep ({owner}) is running on {root}; wait for it, or watch it with --status"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()} on {socket.gethostname()}")
+        handle.flush()
+        yield

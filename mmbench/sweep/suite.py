@@ -9,6 +9,7 @@ suite file, the key and the fix.
 
 from __future__ import annotations
 
+import difflib
 import importlib.resources
 import json
 import os
@@ -140,8 +141,6 @@ def load_suite(path: str | Path, *, out: str | Path | None = None, extra_overrid
 def _check_keys(data: Mapping[str, Any], allowed: Sequence[str], where: str, section: str) -> None:
     for key in data:
         if key not in allowed:
-            import difflib
-
             close = difflib.get_close_matches(str(key), allowed, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise ConfigError(f"{where}: unknown key {section}{key!r}{hint}; allowed: {', '.join(allowed)}")
