@@ -461,7 +461,8 @@ def _permutation_p(
     if not math.isfinite(observed):
         return None
     swaps = rng.integers(0, 2, size=(n_permutations, n_seeds, n_units)).astype(np.float64)
-    moved = np.einsum("pru,ruf->prf", swaps, delta)
+    # (R, P, U) @ (R, U, F): a batched BLAS product (einsum's own loop was ~half the board's time)
+    moved = np.matmul(swaps.transpose(1, 0, 2), delta).transpose(1, 0, 2)
     null = statistic_of(total_a[None] - moved, total_b[None] + moved)
     # Exactly-equal statistics (e.g. all swaps of identical units) must count as "as extreme": compare with
     # a relative tolerance so float summation order cannot decide it.
