@@ -226,11 +226,9 @@ def _resumable(job: Job) -> bool:
 
 
 def _fingerprints(job: Job) -> Mapping[str, str]:
-    if not os.path.isabs(job.dataset_arg) or not os.path.isfile(job.dataset_arg):
-        return {}
-    from mmbench.records.fingerprint import file_sha256
+    from mmbench.sweep.state import StoreFingerprints
 
-    return {job.dataset_arg: file_sha256(job.dataset_arg)}
+    return StoreFingerprints([job.dataset_arg])
 
 
 def _environment(settings: JobSettings) -> dict[str, str]:

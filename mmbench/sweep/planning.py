@@ -74,7 +74,7 @@ class Job:
 
 @dataclass
 class SweepPlan:
-    """The jobs of a suite, trainings first, each evaluation after the training it evaluates."""
+    """The jobs of a suite: each training followed by its evaluations, seed by seed (`plan_sweep`)."""
 
     suite: Suite
     jobs: list[Job]

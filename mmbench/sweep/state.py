@@ -25,7 +25,7 @@ import json
 import os
 import socket
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -200,12 +200,33 @@ def _unchanged_since_checked(
     return job.kind != EVAL or (selected is not None and data.get("checkpoint_sha256") == selected)
 
 
-def dataset_fingerprints(plan: SweepPlan) -> dict[str, str]:
-    """sha256 of every store given by path that exists (`file_sha256` caches it by size and mtime)."""
-    from mmbench.records.fingerprint import file_sha256
+class StoreFingerprints(Mapping[str, str]):
+    """sha256 of the stores given by path, each hashed the first time a check needs it (`file_sha256`
+    caches it by size and mtime): a plan with nothing done yet never reads a store."""
 
-    paths = {job.dataset_arg for job in plan.trainings if os.path.isabs(job.dataset_arg)}
-    return {path: file_sha256(path) for path in sorted(paths) if os.path.isfile(path)}
+    def __init__(self, paths: Iterable[str]) -> None:
+        self._paths = sorted({path for path in paths if os.path.isabs(path)})
+        self._known: dict[str, str] = {}
+
+    def __getitem__(self, path: str) -> str:
+        if path not in self._known:
+            if path not in self._paths or not os.path.isfile(path):
+                raise KeyError(path)
+            from mmbench.records.fingerprint import file_sha256
+
+            self._known[path] = file_sha256(path)
+        return self._known[path]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._paths)
+
+    def __len__(self) -> int:
+        return len(self._paths)
+
+
+def dataset_fingerprints(plan: SweepPlan) -> StoreFingerprints:
+    """The fingerprints of the plan's stores given by path (hashed when first needed)."""
+    return StoreFingerprints(job.dataset_arg for job in plan.trainings)
 
 
 def find_record(job: Job, fingerprints: Mapping[str, str], selected: str | None) -> Path | None:
