@@ -103,3 +103,22 @@ def test_local_jobs_split_the_cores():
         backend.close()
     env = _environment(JobSettings(threads=3))
     assert all(env[name] == "3" for name in THREAD_VARIABLES)
+
+
+def test_a_job_killed_under_submitit_is_marked_interrupted_for_the_next_sweep(plan, tmp_path):
+    from mmbench.sweep.state import PENDING, plan_status, read_state, write_state
+
+    training = plan.trainings[0]
+    write_state(training, status="running", host="node-7", started=0.0, deadline=1e12)
+    assert plan_status(plan)[training.id].state == "running"  # another host, before its time limit
+
+    class KilledJob:
+        def result(self):
+            raise RuntimeError("Job 4242 (task: 0) with path ... has not produced any output (state: TIMEOUT)")
+
+    backend = SubmititBackend.__new__(SubmititBackend)  # result() needs no executor
+    result = backend.result(training, KilledJob())
+    assert result.status == "failed" and "TIMEOUT" in result.error
+    state = read_state(training)
+    assert state["status"] == "interrupted" and state["host"] == "node-7" and "TIMEOUT" in state["error"]
+    assert plan_status(plan)[training.id].state == PENDING  # the next sweep runs (resumes) it

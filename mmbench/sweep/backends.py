@@ -8,6 +8,7 @@ after its training).
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import shutil
@@ -16,9 +17,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from mmbench.errors import UserError
-from mmbench.sweep.jobs import JobResult, JobSettings, interrupt_children, run_job
+from mmbench.sweep.jobs import INTERRUPTED, JobResult, JobSettings, interrupt_children, run_job
 from mmbench.sweep.planning import TRAIN, Job
-from mmbench.sweep.state import FAILED
+from mmbench.sweep.state import FAILED, RUNNING, read_state, write_state
 from mmbench.sweep.suite import ExecutorSettings
 
 EXECUTORS = ("local", "slurm", "submitit-local")
@@ -115,7 +116,9 @@ class SubmititBackend:
         except Exception as exc:  # the job process died or was cancelled: submitit's error, in one line
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             logs = f"{job.log_path} and {handle.paths.stderr}" if hasattr(handle, "paths") else str(job.log_path)
-            return JobResult(job.id, FAILED, None, f"{type(exc).__name__}: {first}", logs, 0.0)
+            error = f"{type(exc).__name__}: {first}"
+            _mark_interrupted(job, error)
+            return JobResult(job.id, FAILED, None, error, logs, 0.0)
 
     def interrupt(self) -> None:
         """Ctrl-C: jobs submitted through submitit keep running (on Slurm, `scancel` stops them); their
@@ -144,3 +147,13 @@ def make_backend(name: str, jobs: int, folder: Path, settings: ExecutorSettings,
     if name == "local":
         return LocalBackend(jobs, gpus=settings.gpus_per_node)
     return SubmititBackend("slurm" if name == "slurm" else "local", folder, settings, suite_name)
+
+
+def _mark_interrupted(job: Job, error: str) -> None:
+    """A job killed under submitit (time limit, preemption, scancel) left its state at running: say it
+    was interrupted, so the next sweep resumes it instead of waiting for its deadline."""
+    with contextlib.suppress(UserError, OSError):
+        data = read_state(job)
+        if data is not None and data.get("status") == RUNNING and data.get("digest") == job.digest:
+            kept = {key: value for key, value in data.items() if key not in ("job", "kind", "digest", "log")}
+            write_state(job, **{**kept, "status": INTERRUPTED, "error": error})
