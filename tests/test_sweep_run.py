@@ -159,6 +159,10 @@ def test_the_submitit_path_runs_the_same_jobs(capsys, tmp_path, store, tiny_meth
     assert list((out / ".submitit").glob("*_result.pkl"))  # submitit ran them, in its own processes
     code, out_text, _ = sweep(capsys, suite, "--status")
     assert "2 done, 0 failed, 0 pending" in out_text
+    moved = tmp_path / "moved"
+    out.rename(moved)  # state files name records relative to their job folder
+    code, out_text, err = sweep(capsys, suite, "--status", "--out", moved)
+    assert code == 0 and "2 done, 0 failed, 0 pending" in out_text, err
 
 
 def test_ctrl_c_interrupts_each_job_once_and_leaves_it_resumable(capsys, tmp_path, store, tiny_methods):

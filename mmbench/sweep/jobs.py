@@ -12,6 +12,7 @@ with `--resume` when the project's own `find_resumable_run` accepts it for this 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -172,19 +173,27 @@ def _command(job: Job, settings: JobSettings, training: dict[str, Any] | None) -
     checkpoint = ((training or {}).get("method") or {}).get("checkpoint") or {}
     if not checkpoint.get("path"):
         raise UserError(f"the record of training {job.train_id} names no checkpoint to evaluate")
+    # Records hold absolute paths; next to the record is where the checkpoint is if the output root moved.
+    beside = Path(str((training or {}).get(_RECORD_PATH_KEY, ""))).parent / Path(checkpoint["path"]).name
+    checkpoint_path = str(beside) if beside.is_file() else checkpoint["path"]
     config_path = job.out_dir / f"{job.kind}-{job.protocol}.config.yaml"
     sections = job.expected_config()
     write_text_atomic(config_path, to_yaml({key: sections[key] for key in ("run", "protocol", "dataset")}))
-    command = [*mmbench, "eval", checkpoint["path"], "--protocol", job.protocol, "--dataset", job.dataset_arg]
+    command = [*mmbench, "eval", checkpoint_path, "--protocol", job.protocol, "--dataset", job.dataset_arg]
     return [*command, "--config", str(config_path), "--out", str(job.out_dir)], False
 
 
+_RECORD_PATH_KEY = "__sweep_record_path__"
+
+
 def _training_record(job: Job) -> dict[str, Any]:
-    """The record of the training an evaluation evaluates, from the training's state file."""
+    """The record of the training an evaluation evaluates, from the training's state file (with where it
+    was read from under `_RECORD_PATH_KEY`)."""
     data = _read_json(job.out_dir / f"{TRAIN}-{_train_protocol(job)}.state.json")
     if not data or data.get("status") != DONE or not data.get("record"):
         raise UserError(f"training {job.train_id} is not done; its evaluation {job.id} cannot run")
-    return read_record(state_record_path(job, data))
+    path = state_record_path(job, data)
+    return {**read_record(path), _RECORD_PATH_KEY: str(path)}
 
 
 def _train_protocol(job: Job) -> str:
@@ -192,8 +201,6 @@ def _train_protocol(job: Job) -> str:
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
-    import json
-
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (FileNotFoundError, json.JSONDecodeError):
