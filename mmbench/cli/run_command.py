@@ -15,7 +15,7 @@ from mmbench.console import stdout
 from mmbench.context import RunOptions, RunPlan
 from mmbench.records import read_record
 from mmbench.runs.execution import execute_run
-from mmbench.runs.planning import RunRequest, plan_run
+from mmbench.runs.planning import RunRequest, changed_from_defaults, plan_run
 
 FLAG_KEYS = {"seed": "run.seed", "device": "run.device", "out": "run.out", "deterministic": "run.deterministic"}
 
@@ -87,7 +87,7 @@ def show_plan(plan: RunPlan) -> None:
     summary.add_row("seed", str(plan.seed))
     console.print(Panel(summary, title="dry run: nothing is computed or written", title_align="left"))
     console.print(Syntax(to_yaml(plan.config.data), "yaml", theme="ansi_dark", background_color="default"))
-    changed = {key: source for key, source in plan.config.sources.items() if source != "defaults"}
+    changed = changed_from_defaults(plan)
     if changed:
         table = Table(title="Changed from the defaults", title_justify="left")
         table.add_column("key", style="cyan", overflow="fold")

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mmbench.config import resolve_run_config
+from mmbench.config import ResolvedConfig, resolve_run_config
 from mmbench.context import DatasetRef, RunOptions, RunPlan
 from mmbench.errors import UserError
 from mmbench.registry import DATASETS, METHODS, PROTOCOLS
@@ -62,3 +62,27 @@ def plan_run(request: RunRequest) -> RunPlan:
         command=request.command,
         options=request.options,
     )
+
+
+def changed_from_defaults(plan: RunPlan) -> dict[str, str]:
+    """Dotted key -> the source that set it, for the keys whose value differs from the plugins' defaults.
+
+    A config layer that restates a default (a `--config result.json` re-run holds every key) does not
+    change it: `--dry-run` lists only what would make this run differ from a run with no file, `--set`
+    or flag. Keys the defaults lack (free-form mappings) count as changed.
+    """
+    defaults = resolve_run_config({"method": plan.method, "protocol": plan.protocol, "dataset": plan.dataset.spec})
+    return {
+        key: source
+        for key, source in plan.config.sources.items()
+        if source != "defaults" and not _same_value(plan.config, defaults, key)
+    }
+
+
+def _same_value(config: ResolvedConfig, defaults: ResolvedConfig, key: str) -> bool:
+    try:
+        default = defaults.get(key)
+    except (KeyError, TypeError):  # not in the defaults, or below a default that is not a mapping
+        return False
+    value = config.get(key)
+    return type(value) is type(default) and value == default
