@@ -281,3 +281,29 @@ def test_corrupt_per_unit_matrices_name_the_file(tmp_path, capsys):
 def test_bootstrap_options_must_be_positive(records_root, capsys):
     code, _, err = cli(capsys, "leaderboard", str(records_root), "--bootstrap", "0")
     assert code == 2 and "--bootstrap 0" in err
+
+
+def test_the_board_s_batched_statistics_equal_the_per_row_ones():
+    """statistics.bootstrap_table and permutation_p_values (one product per table) give exactly what
+    hierarchical_bootstrap_cis / table_replicates / paired_comparison give row by row."""
+    from board_records import unit_counts
+
+    from mmbench.leaderboard import statistics as st
+
+    rng = np.random.default_rng(3)
+    truth = ground_truth(9, rng)
+    methods = {
+        name: {seed: unit_counts(truth, np.array([q] * 3), rng) for seed in range(seeds)}
+        for name, q, seeds in (("a", 0.8, 3), ("b", 0.78, 3), ("c", 0.6, 3), ("d", 0.7, 2))
+    }
+    classes = np.ones(6, bool)
+    intervals, replicates = st.bootstrap_table(methods, classes, ["mean", 0, 2], n_boot=300, rng_seed=5)
+    for name, seeds in methods.items():
+        assert intervals[name] == st.hierarchical_bootstrap_cis(seeds, classes, ["mean", 0, 2], 300, 0.95, 5)
+    joint, _ = st.table_replicates({k: methods[k] for k in "abc"}, classes, n_boot=300, rng_seed=5)
+    for name in "abc":  # same seeds: the per-row replicates are the joint ones
+        np.testing.assert_allclose(replicates[name], joint[name])
+    others = {k: methods[k] for k in "bcd"}
+    batched = st.permutation_p_values(methods["a"], others, classes, n_permutations=300, rng_seed=5)
+    for name, seeds in others.items():
+        assert batched[name] == st.paired_comparison(methods["a"], seeds, classes, 1, 300, 0.95, 5).p_value

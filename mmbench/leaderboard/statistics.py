@@ -44,6 +44,7 @@ __all__ = [
     "Statistic",
     "average_ranks",
     "bootstrap_replicates",
+    "bootstrap_table",
     "draw_resampling",
     "friedman",
     "hierarchical_bootstrap_ci",
@@ -54,6 +55,7 @@ __all__ = [
     "nemenyi_critical_difference",
     "nemenyi_groups",
     "paired_comparison",
+    "permutation_p_values",
     "point_estimate",
     "rank_intervals",
     "render_friedman_markdown",
@@ -394,6 +396,60 @@ def hierarchical_bootstrap_cis(
     return out
 
 
+_CHUNK = 4_000_000  # floats per (B, methods, R, S, 3K) block: bounds memory when a table has many scenarios
+
+
+def bootstrap_table(
+    methods: Mapping[str, Seeds],
+    classes: np.ndarray | Sequence[bool],
+    statistics: Sequence[Statistic],
+    n_boot: int = 2000,
+    level: float = 0.95,
+    rng_seed: int = 0,
+) -> tuple[dict[str, list[BootstrapInterval]], dict[str, np.ndarray]]:
+    """`hierarchical_bootstrap_cis` for every method of a table at once: ({method: intervals, one per
+    statistic}, {method: (B,) replicates of the first statistic}).
+
+    Each method gets exactly the draws `hierarchical_bootstrap_ci` would give it (they depend only on the
+    number of seeds, the number of units and `rng_seed`), so methods with as many seeds share one
+    resampling and one matrix product. When every method has the same seed ids, the returned replicates
+    are therefore joint (the same seeds and units in each replicate) and `rank_intervals` can use them
+    as it would `table_replicates`'."""
+    level = _check_level(level)
+    stacks = {name: _stack(seeds)[1] for name, seeds in methods.items()}
+    by_shape: dict[tuple[int, ...], list[str]] = {}
+    for name, stack in stacks.items():
+        by_shape.setdefault(stack.shape, []).append(name)
+    intervals: dict[str, list[BootstrapInterval]] = {}
+    replicates: dict[str, np.ndarray] = {}
+    for (n_seeds, n_scen, n_units, k, _), names in by_shape.items():
+        scored = _scored_mask(classes, n_scen, k)
+        resampling = draw_resampling(n_seeds, n_units, n_boot, rng_seed, "shared")
+        counts = resampling.unit_counts[:, 0, :]
+        chunk = max(1, _CHUNK // (n_boot * n_seeds * n_scen * 3 * k))
+        for start in range(0, len(names), chunk):
+            part = names[start : start + chunk]
+            block = np.stack([stacks[name] for name in part])  # (M, R, S, U, K, K)
+            m = len(part)
+            features = np.ascontiguousarray(_features(block).transpose(3, 0, 1, 2, 4, 5)).reshape(n_units, -1)
+            summed = (counts @ features).reshape(n_boot, m, n_seeds, n_scen, 3, k)
+            per_scenario = _miou_from_features(summed, scored)  # (B, M, R, S)
+            point = _miou_from_features(_features(block.sum(axis=3)), scored)  # (M, R, S)
+            draws = resampling.seed_draws[:, None, :]
+            for number, statistic in enumerate(statistics):
+                values = _nanmean(np.take_along_axis(_reduce(per_scenario, statistic), draws, axis=2), axis=2)
+                means = _nanmean(_reduce(point, statistic), axis=1)  # (M,)
+                for i, name in enumerate(part):
+                    low, high = _percentiles(values[:, i], level)
+                    interval = BootstrapInterval(
+                        _none(float(means[i])), low, high, n_boot, rng_seed, level, n_seeds, n_units
+                    )
+                    intervals.setdefault(name, []).append(interval)
+                    if number == 0:
+                        replicates[name] = values[:, i]
+    return {name: intervals[name] for name in methods}, {name: replicates[name] for name in methods}
+
+
 # -------------------------------------------------------------------------------------- paired comparison
 @dataclass(frozen=True)
 class PairedComparison:
@@ -446,10 +502,26 @@ def _permutation_p(
 ) -> float | None:
     """Two-sided p = (1 + #{|T*| >= |T|}) / (1 + n_permutations), T = mean over seeds of the metric of a
     minus that of b, T* with a and b swapped at random within every (seed, unit) pair."""
+    return _permutation_ps(a, b[None], scored, statistic, n_permutations, rng)[0]
+
+
+def _permutation_ps(
+    a: np.ndarray,
+    bs: np.ndarray,
+    scored: np.ndarray,
+    statistic: Statistic,
+    n_permutations: int,
+    rng: np.random.Generator,
+) -> list[float | None]:
+    """`_permutation_p` of a against each of M methods bs (M, R, S, U, K, K) with ONE draw of the swaps,
+    which is the draw each single comparison makes (same generator state, same shape): the same p-values
+    for a fraction of the cost (one product per chunk of methods, not one per method)."""
     n_seeds, n_scen, n_units, k, _ = a.shape
-    fa = _features(a).transpose(0, 2, 1, 3, 4).reshape(n_seeds, n_units, -1)
-    fb = _features(b).transpose(0, 2, 1, 3, 4).reshape(n_seeds, n_units, -1)
-    total_a, total_b, delta = fa.sum(axis=1), fb.sum(axis=1), fa - fb  # swapping unit u moves delta[u] from a to b
+    m = bs.shape[0]
+    fa = _features(a).transpose(0, 2, 1, 3, 4).reshape(n_seeds, n_units, -1)  # (R, U, F)
+    fb = _features(bs).transpose(0, 1, 3, 2, 4, 5).reshape(m, n_seeds, n_units, -1)  # (M, R, U, F)
+    f = fa.shape[-1]
+    total_a, total_b = fa.sum(axis=1), fb.sum(axis=2)  # (R, F), (M, R, F)
 
     def statistic_of(sa: np.ndarray, sb: np.ndarray) -> np.ndarray:
         shape = (*sa.shape[:-1], n_scen, 3, k)
@@ -457,18 +529,61 @@ def _permutation_p(
         mb = _reduce(_miou_from_features(sb.reshape(shape), scored), statistic)
         return _nanmean(ma, axis=-1) - _nanmean(mb, axis=-1)
 
-    observed = float(statistic_of(total_a, total_b))
-    if not math.isfinite(observed):
-        return None
+    observed = statistic_of(np.broadcast_to(total_a, total_b.shape), total_b)  # (M,)
+    if not np.isfinite(observed).any():
+        return [None] * m
     swaps = rng.integers(0, 2, size=(n_permutations, n_seeds, n_units)).astype(np.float64)
-    # (R, P, U) @ (R, U, F): a batched BLAS product (einsum's own loop was ~half the board's time)
-    moved = np.matmul(swaps.transpose(1, 0, 2), delta).transpose(1, 0, 2)
-    null = statistic_of(total_a[None] - moved, total_b[None] + moved)
-    # Exactly-equal statistics (e.g. all swaps of identical units) must count as "as extreme": compare with
-    # a relative tolerance so float summation order cannot decide it.
-    extreme = np.abs(null) >= abs(observed) * (1 - 1e-12) - 1e-15
-    extreme &= np.isfinite(null)
-    return float((1 + extreme.sum()) / (1 + n_permutations))
+    swaps = np.ascontiguousarray(swaps.transpose(1, 0, 2))  # (R, P, U), contiguous for BLAS
+    null = np.empty((n_permutations, m))
+    chunk = max(1, _CHUNK // (n_permutations * n_seeds * f))
+    for start in range(0, m, chunk):
+        stop = min(m, start + chunk)
+        # swapping unit u moves delta[u] = fa[u] - fb[u] from a to b: (R, P, U) @ (R, U, m*F), batched BLAS
+        delta = np.ascontiguousarray((fa[None] - fb[start:stop]).transpose(1, 2, 0, 3))
+        moved = np.matmul(swaps, delta.reshape(n_seeds, n_units, -1))
+        moved = moved.reshape(n_seeds, n_permutations, stop - start, f).transpose(1, 2, 0, 3)  # (P, m, R, F)
+        null[:, start:stop] = statistic_of(total_a - moved, total_b[start:stop] + moved)
+    out: list[float | None] = []
+    for i in range(m):
+        if not math.isfinite(observed[i]):
+            out.append(None)
+            continue
+        # Exactly-equal statistics (e.g. all swaps of identical units) must count as "as extreme": compare
+        # with a relative tolerance so float summation order cannot decide it.
+        extreme = (np.abs(null[:, i]) >= abs(observed[i]) * (1 - 1e-12) - 1e-15) & np.isfinite(null[:, i])
+        out.append(float((1 + extreme.sum()) / (1 + n_permutations)))
+    return out
+
+
+def permutation_p_values(
+    a_seeds: Seeds,
+    others: Mapping[str, Seeds],
+    classes: np.ndarray | Sequence[bool],
+    n_permutations: int = 2000,
+    rng_seed: int = 0,
+    statistic: Statistic = "mean",
+) -> dict[str, float | None]:
+    """`paired_comparison(a_seeds, other, ..., rng_seed=rng_seed).p_value` for every other method, the same
+    values, computed together: methods paired with a on the same seeds share one draw of the swaps and one
+    product. None where the p-value is undefined or the pair cannot be formed (no seed in common, other
+    units): the board shows no mark then."""
+    _check_positive("n_permutations", n_permutations)
+    groups: dict[tuple, list[tuple[str, np.ndarray, np.ndarray]]] = {}
+    out: dict[str, float | None] = {}
+    for name, seeds in others.items():
+        try:
+            common, a, b, _, _ = _paired_stacks(a_seeds, seeds)
+        except RecordError:
+            out[name] = None
+            continue
+        groups.setdefault(tuple(common), []).append((name, a, b))
+    for members in groups.values():
+        a = members[0][1]
+        scored = _scored_mask(classes, a.shape[1], a.shape[-1])
+        bs = np.stack([b for _, _, b in members])
+        values = _permutation_ps(a, bs, scored, statistic, n_permutations, np.random.default_rng([rng_seed, 1]))
+        out.update((name, value) for (name, _, _), value in zip(members, values, strict=True))
+    return {name: out[name] for name in others}
 
 
 def paired_comparison(

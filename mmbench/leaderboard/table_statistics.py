@@ -160,16 +160,19 @@ def annotate_table(
     mask = _statistic_mask(units, primary)
     info.update(available=True, units=units.n_units, unit_kind=units.unit_kind)
     scenario_columns = [f"scenario:{name}" for name in table["scenarios"]]
+    methods = {row["config_id"]: units.rows[row["config_id"]] for row in rows}
+    # one resampling and one matrix product per table (statistics.bootstrap_table), not per row and column
+    intervals, replicates = st.bootstrap_table(
+        methods, units.scored, ["mean", *range(len(scenario_columns))], n_boot, LEVEL, rng_seed
+    )
+    if primary != "mean" and mask is not None:
+        primary_intervals, replicates = st.bootstrap_table(methods, mask, ["mean"], n_boot, LEVEL, rng_seed)
     for row in rows:
-        seeds = units.rows[row["config_id"]]
-        intervals = st.hierarchical_bootstrap_cis(
-            seeds, units.scored, ["mean", *range(len(scenario_columns))], n_boot, LEVEL, rng_seed
-        )
-        for key, interval in zip(["mean", *scenario_columns], intervals, strict=True):
+        for key, interval in zip(["mean", *scenario_columns], intervals[row["config_id"]], strict=True):
             if key in row["values"] and interval.low is not None:
                 row["values"][key]["ci"] = [interval.low, interval.high]
         if primary != "mean" and mask is not None and primary in row["values"]:
-            (interval,) = st.hierarchical_bootstrap_cis(seeds, mask, ["mean"], n_boot, LEVEL, rng_seed)
+            (interval,) = primary_intervals[row["config_id"]]
             if interval.low is not None:
                 row["values"][primary]["ci"] = [interval.low, interval.high]
     if mask is None:
@@ -179,7 +182,7 @@ def annotate_table(
     if len(ranked) < 2:
         return
     _versus_best(ranked, units, mask, n_boot, rng_seed, info)
-    _rank_intervals(ranked, units, mask, primary, n_boot, rng_seed, info)
+    _rank_intervals(ranked, units, mask, primary, n_boot, rng_seed, info, replicates)
 
 
 def _versus_best(
@@ -188,16 +191,14 @@ def _versus_best(
     """Each row vs the best (rows come sorted by rank): the paired permutation p-value, Holm-adjusted over
     the m - 1 comparisons, as statistics.tied_with_best does; a row without a common seed has none."""
     best, others = ranked[0], ranked[1:]
-    raw: list[float | None] = []
-    for row in others:
-        try:
-            raw.append(
-                st.paired_comparison(
-                    units.rows[best["config_id"]], units.rows[row["config_id"]], mask, 1, n_boot, LEVEL, rng_seed
-                ).p_value
-            )
-        except RecordError:  # no seed in common with the best: nothing to pair
-            raw.append(None)
+    p_values = st.permutation_p_values(
+        units.rows[best["config_id"]],
+        {row["config_id"]: units.rows[row["config_id"]] for row in others},
+        mask,
+        n_boot,
+        rng_seed,
+    )  # a row without a seed in common with the best has none
+    raw = [p_values[row["config_id"]] for row in others]
     best["tied_with_best"] = True
     for row, p in zip(others, st.holm(raw), strict=True):
         row["p_vs_best"] = p
@@ -213,15 +214,23 @@ def _rank_intervals(
     n_boot: int,
     rng_seed: int,
     info: dict,
+    replicates: dict[str, np.ndarray],
 ) -> None:
-    """Joint replicates on one resampling of the seeds every ranked row has; their rank percentiles."""
-    try:
-        replicates, common = st.table_replicates(
-            {row["config_id"]: units.rows[row["config_id"]] for row in ranked}, mask, n_boot, rng_seed
-        )
-    except RecordError as exc:
-        info["rank_intervals"] = f"none: {exc}"
-        return
+    """Joint replicates on one resampling of the seeds every ranked row has; their rank percentiles. When
+    every ranked row has the same seeds, the primary column's bootstrap replicates already are those
+    (same draws: statistics.bootstrap_table), so they are reused instead of drawn again."""
+    seed_lists = {tuple(units.rows[row["config_id"]]) for row in ranked}
+    if len(seed_lists) == 1:
+        replicates = {row["config_id"]: replicates[row["config_id"]] for row in ranked}
+        common: tuple = next(iter(seed_lists))
+    else:
+        try:
+            replicates, common = st.table_replicates(
+                {row["config_id"]: units.rows[row["config_id"]] for row in ranked}, mask, n_boot, rng_seed
+            )
+        except RecordError as exc:
+            info["rank_intervals"] = f"none: {exc}"
+            return
     estimates = {row["config_id"]: row["values"][primary]["mean"] for row in ranked}
     for interval in st.rank_intervals(replicates, estimates, LEVEL):
         row = next(row for row in ranked if row["config_id"] == interval.method)
