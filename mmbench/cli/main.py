@@ -199,11 +199,22 @@ def build_parser() -> argparse.ArgumentParser:
     _add_debug(kernels)
     bench.set_defaults(handler="mmbench.cli.bench_command:run")
 
+    new = commands.add_parser(
+        "new",
+        help="write an installable package for a new method, protocol or dataset plugin",
+        description="Write the package <dir>/NAME (pyproject.toml with the entry point, spec, code, defaults YAML, "
+        "a test) from mmbench's plugin template; an existing folder is never overwritten.",
+    )
+    new.add_argument("kind", choices=["method", "protocol", "dataset"], help="the kind of plugin")
+    new.add_argument("name", metavar="NAME", help="plugin name: lowercase letters, digits, '-', '_', '.'")
+    new.add_argument("--dir", metavar="PATH", help="folder to create the package in (default: the current folder)")
+    new.set_defaults(handler="mmbench.cli.new_command:run")
+
     from mmbench.cli.sweep_command import add_parser as add_sweep_parser  # argparse only: imports nothing heavy
 
     sweep = add_sweep_parser(commands)
 
-    for sub in (listing, run, evaluate, data, board, bench, sweep):
+    for sub in (listing, run, evaluate, data, board, bench, sweep, new):
         _add_debug(sub)
     return parser
 
