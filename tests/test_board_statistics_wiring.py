@@ -169,7 +169,11 @@ def test_the_friedman_section_is_in_json_markdown_and_html(board):
     assert section["nemenyi_cd"] > 0 and section["wilcoxon_holm"]["best"] in ("alpha", "beta")
     assert json.loads(render_json(board))["across_tables"]["methods"] == section["methods"]
     text = render_markdown(board)
-    assert "## Across tables" in text and "Friedman test over N = 3" in text and "Nemenyi critical difference" in text
+    assert (
+        "## Across tables" in text
+        and "Friedman test over N = 3 blocks" in text
+        and "Nemenyi critical difference" in text
+    )
     assert "Benavoli" in text and "descriptive" in text
     page = render_html(board)
     assert page.count('class="cd-diagram"') == 1 and 'id="across"' in page
@@ -307,3 +311,18 @@ def test_the_board_s_batched_statistics_equal_the_per_row_ones():
     batched = st.permutation_p_values(methods["a"], others, classes, n_permutations=300, rng_seed=5)
     for name, seeds in others.items():
         assert batched[name] == st.paired_comparison(methods["a"], seeds, classes, 1, 300, 0.95, 5).p_value
+
+
+def test_csv_carries_intervals_rank_intervals_and_p_values(board):
+    import csv
+    import io
+
+    from mmbench.leaderboard.render_text import render_csv
+
+    lines = list(csv.DictReader(io.StringIO(render_csv(board))))
+    mean = {line["label"]: line for line in lines if line["column"] == "mean"}
+    assert float(mean["gamma"]["ci_low"]) <= float(mean["gamma"]["mean"]) <= float(mean["gamma"]["ci_high"])
+    assert (mean["alpha"]["rank_low"], mean["alpha"]["rank_high"]) == ("1", "2")
+    assert float(mean["gamma"]["p_vs_best"]) < 0.05
+    worst = next(line for line in lines if line["column"] == "worst")
+    assert worst["ci_low"] == worst["ci_high"] == ""

@@ -110,7 +110,10 @@ def across_markdown(section: Mapping[str, Any] | None) -> list[str]:
         f"have a value ({section['left_out_blocks']} other blocks left out, {section['duplicate_blocks']} repeating "
         "another block's numbers counted once): " + "; ".join(section["blocks"]) + ".",
         "",
-        render_friedman_markdown(names, friedman_result(section), section["nemenyi_cd"], section["alpha"]),
+        # statistics.py words its blocks "tables"; here a block is a (dataset, protocol, scenario) cell
+        render_friedman_markdown(names, friedman_result(section), section["nemenyi_cd"], section["alpha"]).replace(
+            " tables, k = ", " blocks, k = ", 1
+        ),
     ]
     holm = section["wilcoxon_holm"]
     others = ", ".join(f"{_cell(name)} p = {p:.3g}" for name, p in holm["p_values"].items() if p is not None)
