@@ -53,3 +53,29 @@ def test_the_guide_documents_every_public_name():
     section = re.split(r"^## (?:\d+\. )?Building blocks", DOC.read_text(), flags=re.M)[1].split("\n## ", 1)[0]
     documented = set(re.findall(r"`(\w+)`", section))
     assert set(blocks.__all__) <= documented, sorted(set(blocks.__all__) - documented)
+
+
+PRETRAINED_DOC = DOC.parent / "pretrained.md"
+
+
+def pretrained_table() -> dict[str, str]:
+    """docs/pretrained.md, "What each built-in method loads today": method -> its `pretrained` key column."""
+    section = PRETRAINED_DOC.read_text().split("## What each built-in method loads today", 1)[1]
+    rows = re.findall(r"^\| (`[^|]+) \| (yes|no) \|", section, flags=re.M)
+    return {name: answer for methods, answer in rows for name in re.findall(r"`([\w.-]+)`", methods)}
+
+
+def test_the_pretrained_guide_says_for_every_builtin_method_whether_it_takes_pretrained():
+    from mmbench.config import load_defaults
+    from mmbench.registry import METHODS
+
+    table = pretrained_table()
+    builtin = [
+        r for r in METHODS.registrations() if r.spec and (r.sources[0].distribution or "").startswith("mmbench ")
+    ]
+    assert len(builtin) >= 12
+    for registration in builtin:
+        spec = registration.spec
+        assert spec.name in table, f"docs/pretrained.md does not say whether {spec.name} takes `pretrained`"
+        has_key = "pretrained" in load_defaults(spec.defaults, spec.name)
+        assert table[spec.name] == ("yes" if has_key else "no"), f"docs/pretrained.md is wrong about {spec.name}"
