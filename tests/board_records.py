@@ -21,11 +21,12 @@ from mmbench.leaderboard import statistics as st
 from mmbench.records.unit_confusion import encode_unit_confusion
 
 REPO = Path(__file__).resolve().parents[1]
-TEMPLATE = REPO / "docs" / "results" / "records" / "synthetic" / "stars-last1.json"
+RECORDS = REPO / "docs" / "results" / "records" / "synthetic"
 
 
-def template() -> dict[str, Any]:
-    return json.loads(TEMPLATE.read_text())
+def template(protocol: str = "last1") -> dict[str, Any]:
+    """A committed schema-1 record of stars (3 scenarios x 6 classes) under `protocol`."""
+    return json.loads((RECORDS / f"stars-{protocol}.json").read_text())
 
 
 def ground_truth(n_units: int, rng: np.random.Generator, n_scenarios: int = 3, k: int = 6) -> np.ndarray:
@@ -83,8 +84,14 @@ def schema2_record(
         scenario["confusion_matrix"] = counts[index].sum(axis=0).tolist()
         scenario["metrics"]["miou"] = mious[index]
     present = [value for value in mious if value is not None]
-    record["aggregate"]["mean"]["miou"] = sum(present) / len(present)
-    record["aggregate"]["worst"]["miou"] = min(present)
+    aggregate = record["aggregate"]
+    if "mean" in aggregate:
+        aggregate["mean"]["miou"] = sum(present) / len(present)
+        aggregate["worst"]["miou"] = min(present)
+    if "minority_miou" in aggregate:  # the `minority` protocol: mIoU over its minority classes only
+        mask = np.array([name in aggregate["minority_classes"] for name in classes])
+        minority = [value for value in st.miou_per_scenario(counts, mask) if value is not None]
+        aggregate["minority_miou"] = {"mean": sum(minority) / len(minority), "worst": min(minority)}
     if "per_scenario_miou" in record["aggregate"]:
         record["aggregate"]["per_scenario_miou"] = {s["name"]: m for s, m in zip(scenarios, mious, strict=True)}
     checkpoint = record["method"]["checkpoint"]

@@ -326,3 +326,22 @@ def test_csv_carries_intervals_rank_intervals_and_p_values(board):
     assert float(mean["gamma"]["p_vs_best"]) < 0.05
     worst = next(line for line in lines if line["column"] == "worst")
     assert worst["ci_low"] == worst["ci_high"] == ""
+
+
+def test_the_minority_table_s_primary_interval_uses_the_minority_classes(tmp_path):
+    rng = np.random.default_rng(11)
+    base, truth = template("minority"), ground_truth(12, rng)
+    for method, quality in (("alpha", 0.8), ("gamma", 0.5)):
+        for seed in range(3):
+            write(
+                tmp_path,
+                f"{method}-{seed}",
+                schema2_record(base, method=method, seed=seed, quality=quality, truth=truth, rng=rng),
+            )
+    (table,) = build_board(*collect_records([tmp_path]), n_boot=N_BOOT)["tables"]
+    assert table["primary"] == "minority mean" and table["statistics"]["available"]
+    for row in table["rows"]:
+        minority, mean = row["values"]["minority mean"], row["values"]["mean"]
+        assert minority["ci"][0] <= minority["mean"] <= minority["ci"][1]
+        assert minority["ci"] != mean["ci"]  # two classes of six: another statistic, another interval
+    assert [row["label"] for row in table["rows"]] == ["alpha", "gamma"] and table["rows"][1]["tied_with_best"] is False
