@@ -122,6 +122,7 @@ def test_rank_intervals_span_the_tied_rows_only(board):
     assert rows["delta"]["rank_interval"] == [3.0, 3.0] and rows["gamma"]["rank_interval"] == [4.0, 4.0]
     text = render_markdown(board)
     assert text.count("| 1–2 |") == 2 and "| 3 | delta" in text and "| 4 | gamma" in text
+    assert "Rank intervals use only the seeds every row has (0, 1)." in text  # delta ran seeds 0 and 1 only
 
 
 def test_rows_with_fewer_than_3_seeds_are_marked(board):

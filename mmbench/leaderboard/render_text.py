@@ -91,6 +91,9 @@ def statistics_line(table: Mapping[str, Any]) -> str:
         f"permutation test by seed and {info['unit_kind']} ({info['n_permutations']} permutations), Holm-adjusted; "
         f"{TIED} = not distinguishable from the best at α = {info['alpha']:g}. A rank range is the 95 % rank interval."
     )
+    if info.get("rank_interval_seed_subset"):
+        seeds = ", ".join(map(str, info.get("rank_interval_seeds") or []))
+        text += f" Rank intervals use only the seeds every row has ({seeds})."
     if info.get("reason"):
         text += f" {info['reason']}."
     return text

@@ -236,3 +236,4 @@ def _rank_intervals(
         row = next(row for row in ranked if row["config_id"] == interval.method)
         row["rank_interval"] = [interval.low, interval.high]
     info["rank_interval_seeds"] = list(common)
+    info["rank_interval_seed_subset"] = len(seed_lists) > 1  # some row has other seeds: only shared ones used
