@@ -152,3 +152,18 @@ def test_a_new_dataset_prepares_its_store(installed):
     info = mmbench("data", "info", str(path), "--json", cwd=installed)
     assert info.returncode == 0, info.stderr
     assert "optical" in info.stdout and "dsm" in info.stdout
+
+
+@pytest.mark.slow
+def test_the_new_packages_own_tests_pass(installed):
+    """What the author runs first (`pytest` in the new folder): the entry point, and mmbench.testing's checks
+    where this mmbench has them (the generated test skips them otherwise)."""
+    folders = [str(installed / name / "tests") for name in PLUGINS.values()]
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *folders],
+        capture_output=True,
+        text=True,
+        cwd=installed,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "6 passed" in result.stdout or "skipped" in result.stdout, result.stdout[-500:]
