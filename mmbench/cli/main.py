@@ -214,7 +214,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     sweep = add_sweep_parser(commands)
 
-    for sub in (listing, run, evaluate, data, board, bench, sweep, new):
+    from mmbench.cli.check_command import add_parser as add_check_parser  # argparse only: imports nothing heavy
+
+    check = add_check_parser(commands)
+
+    for sub in (listing, run, evaluate, data, board, bench, sweep, new, check):
         _add_debug(sub)
     return parser
 
