@@ -175,3 +175,42 @@ def test_a_block_naming_a_file_is_recognised():
     assert Block("python", "# my_plugins/specs.py\nx = 1\n", 1).file == "my_plugins/specs.py"
     assert Block("toml", "# pyproject.toml (excerpt)\n[project]\n", 1).file == "pyproject.toml"
     assert Block("python", "# a comment, not a file\nx = 1\n", 1).file is None
+
+
+def documented_batch() -> dict[str, str]:
+    """docs/plugins.md's table of the training `batch`: key -> its "type, shape, dtype" cell."""
+    section = (DOCS / "plugins.md").read_text().split("The `batch` holds", 1)[1].split("\n\n", 2)[1]
+    return dict(re.findall(r"^\| `(\w+)` \| ([^|]+) \|", section, flags=re.M))
+
+
+def test_the_documented_training_batch_is_the_batch_the_engine_builds(tmp_path):
+    import torch
+
+    from mmbench.config import load_defaults
+    from mmbench.datasets.synthetic import SyntheticConfig, write_synthetic
+    from mmbench.engine.batches import micro_batches, training_data
+    from mmbench.runtime.distributed import DistContext
+
+    store = write_synthetic(tmp_path / "s.h5", SyntheticConfig(tiles=6, size=96))
+    settings = {**load_defaults("mmbench.methods:_base_train_cpu.yaml", "test")["train"], "crop_size": 32}
+    settings.update(batch_size=3, iterations=1)
+    modalities = ["optical", "dsm", "sar"]
+    data = training_data(store, split=None, label_variant="full", modalities=modalities, settings=settings, seed=0)
+    batch = next(micro_batches(data, seed=0, settings=settings, start_step=0, dist=DistContext(), device="cpu"))
+
+    documented = documented_batch()
+    assert set(documented) == set(batch), "docs/plugins.md lists other training batch keys than the engine builds"
+    for key, value in batch.items():
+        cell = documented[key]
+        tensors = value.values() if isinstance(value, dict) else [value]
+        for tensor in tensors:
+            if isinstance(tensor, torch.Tensor):
+                dtype = str(tensor.dtype).removeprefix("torch.")
+                assert dtype in cell, f"batch[{key!r}] is {dtype}; docs/plugins.md says {cell.strip()!r}"
+                shape = [part.strip() for part in re.search(r"\(([^)]*)\)", cell).group(1).split(",") if part.strip()]
+                assert len(shape) == tensor.dim() and shape[0] == "B", f"batch[{key!r}] is {tuple(tensor.shape)}"
+                assert tensor.shape[0] == settings["batch_size"]
+                if shape[-2:] == ["S", "S"]:
+                    assert tuple(tensor.shape[-2:]) == (32, 32)
+            else:
+                assert isinstance(tensor, list) and "list" in cell, (key, type(tensor))
