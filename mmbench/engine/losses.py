@@ -82,7 +82,17 @@ class TrainingLoss:
                 label = name if phase == "main" else f"{phase} {name}"
                 raise TrainingDiverged(
                     f"loss term {label!r} is {float(value.detach())} at step {step + 1}; lower "
-                    "method.train.lr or check the data ('mmbench data verify'); the last good "
-                    f"checkpoint is {self.last_checkpoint}"
+                    "method.train.lr or check the data ('mmbench data verify'); "
+                    f"{self._last_checkpoint_note()}"
                 )
         return terms
+
+    def _last_checkpoint_note(self) -> str:
+        """Name the last checkpoint only if it really is on disk: a run diverging before its first
+        `val_every` steps has none, and a message pointing at a missing file sends users looking for it."""
+        if self.last_checkpoint.is_file():
+            return f"the last good checkpoint is {self.last_checkpoint}"
+        return (
+            f"no checkpoint was written before it diverged ({self.last_checkpoint.name} is first saved after "
+            "method.train.val_every steps)"
+        )

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from mmbench.errors import PluginContractError
 from mmbench.evaluation.tiling import window_starts
 from mmbench.method import Features, SegmentationMethod
 from mmbench.protocol import Scenario
@@ -123,12 +124,12 @@ class ScenarioRunner:
     def _checked(self, logits: torch.Tensor, scenario: Scenario, crop: torch.Tensor) -> torch.Tensor:
         expected = (crop.shape[0], self.method.num_classes, *crop.shape[-2:])
         if tuple(logits.shape) != expected:
-            raise RuntimeError(
+            raise PluginContractError(
                 f"method returned logits of shape {tuple(logits.shape)} for scenario "
                 f"{scenario.name!r}; expected {expected}"
             )
         if not bool(torch.isfinite(logits.sum())):  # one reduction: any NaN/inf makes the sum non-finite
-            raise RuntimeError(
+            raise PluginContractError(
                 f"method returned NaN/inf logits in scenario {scenario.name!r}: it reads a missing "
                 "modality or is numerically unstable"
             )

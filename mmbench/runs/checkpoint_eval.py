@@ -50,6 +50,9 @@ def evaluate_checkpoint(plan: RunPlan, payload: dict, checkpoint_path: str | Pat
     facts = started.facts
     if facts is None:
         raise ConfigError(f"dataset {plan.dataset.name!r} has no tile store to evaluate on")
+    from mmbench.runs.preflight import check_before_running
+
+    check_before_running(started.plan, facts, trainable=False)  # scenarios only: the model is the checkpoint's
     channels = facts.channels(protocol.select_modalities(facts.modality_names))
     check_dataset_fits(payload, list(facts.classes), channels, checkpoint_path)
     model = model_from_checkpoint(plan.method, payload, channels, len(facts.classes), checkpoint_path)

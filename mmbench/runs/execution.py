@@ -1,7 +1,9 @@
 """The path from `mmbench run METHOD --protocol P` to a written run record.
 
 1. `plan_run` resolves the plugins, the dataset and the config, and checks them, without computing
-   anything: this is all `--dry-run` does.
+   anything: this is all `--dry-run` does. Once the dataset is known, `mmbench.runs.preflight` checks the
+   protocol's scenarios against its modalities and the method's contract on one tiny batch, and
+   `mmbench.runs.blame` makes a third-party plugin's failures blame the plugin (exit 2), not mmbench.
 2. `execute_run` seeds every random source, reads the dataset's facts once (`DatasetFacts`: classes,
    ignore index, modalities, fingerprint), hands a `RunContext` to the method's executor, and turns the
    `RunOutcome` it returns into a validated record written atomically.
@@ -138,9 +140,19 @@ def finish_run(started: StartedRun, outcome: RunOutcome) -> Path:
 
 def execute_run(plan: RunPlan) -> Path:
     """Run the plan and write its record; returns the record's path."""
+    from mmbench.engine.trainer import TrainingExecutor
+    from mmbench.runs.blame import blame_plugins
+    from mmbench.runs.preflight import check_before_running
+
     executor = find_executor(plan)
     started = start_run(plan, dataset_facts=bool(getattr(executor, "needs_dataset_facts", False)))
-    outcome = executor.execute(started.context())
+    engine = isinstance(executor, TrainingExecutor)
+    check_before_running(started.plan, started.facts, trainable=engine)  # seconds; nothing trained yet
+    if not engine:  # a method's own execute() owns the run: its failures keep their own exit codes
+        outcome = executor.execute(started.context())
+    else:
+        with blame_plugins(started.plan):
+            outcome = executor.execute(started.context())
     return finish_run(started, with_most_fragile(started, outcome))
 
 

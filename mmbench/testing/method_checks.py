@@ -92,6 +92,8 @@ class MethodChecker:
         self.patterns = list(patterns) if patterns is not None else accepted_patterns(spec, self.names)
         self.generator = torch.Generator().manual_seed(0)
         self.model: SegmentationMethod | None = None
+        #: Exception types raised through instead of recorded: `mmbench run` lets a config error stay one.
+        self.propagate: tuple[type[BaseException], ...] = ()
 
     # -- helpers ---------------------------------------------------------------------------------------
     def _inputs(self, batch: int) -> dict[str, torch.Tensor]:
@@ -116,6 +118,8 @@ class MethodChecker:
         """Run plugin code; an exception it raises fails `rule` with its type and message."""
         try:
             return True, action()
+        except self.propagate:
+            raise
         except Exception as exc:  # any exception from plugin code is the plugin's failure
             message = " ".join(str(exc).split()) or "(no message)"
             self.report.add(
@@ -154,10 +158,14 @@ class MethodChecker:
         buffers = {name: buffer.detach().clone() for name, buffer in model.named_buffers()}
         if not self._output():
             return
-        if NO_LEAK in rules:
-            self._no_leak()
+        deterministic = True
         if DETERMINISM in rules:
-            self._determinism()
+            deterministic = self._determinism()
+        if NO_LEAK in rules:
+            if deterministic:
+                self._no_leak()
+            else:
+                self.report.add(NO_LEAK, SKIP, "needs a deterministic evaluation to compare outputs")
         if BUFFERS in rules:
             self._buffers(buffers)
         if SPLIT in rules:
@@ -232,36 +240,34 @@ class MethodChecker:
             ok, logits = self._guard(NO_LEAK, lambda i=inputs: _no_grad(model, i, available))
             if not ok:
                 return
-            rows = ~torch.isfinite(logits).flatten(1).all(1) if isinstance(logits, torch.Tensor) else None
-            same = isinstance(logits, torch.Tensor) and logits.shape == reference.shape
-            if same and rows is not None and not bool(rows.any()):
-                same = bool(torch.allclose(logits, reference, atol=1e-4, rtol=1e-4))
-                rows = (logits - reference).abs().flatten(1).amax(1) > 1e-4 + 1e-4 * reference.abs().flatten(1).amax(1)
-            if not same:
-                pattern = self.patterns[int(rows.nonzero()[0])] if rows is not None and bool(rows.any()) else None
-                where = (
-                    f" (e.g. with only {', '.join(n for n, a in zip(self.names, pattern, strict=True) if a)} available)"
-                    if pattern
-                    else ""
-                )
+            if not (isinstance(logits, torch.Tensor) and logits.shape == reference.shape):
+                self._contract(logits, len(self.patterns), f"missing inputs filled with {fill}")
+                return
+            tolerance = 1e-4 + 1e-4 * reference.abs().flatten(1).amax(1)
+            differs = ~torch.isfinite(logits).flatten(1).all(1) | (
+                (logits - reference).abs().flatten(1).amax(1) > tolerance
+            )
+            if bool(differs.any()):
+                pattern = self.patterns[int(differs.nonzero()[0])]
+                given = ", ".join(n for n, a in zip(self.names, pattern, strict=True) if a)
                 self.report.add(
                     NO_LEAK,
                     FAIL,
-                    f"filling a missing modality with {fill} instead of zeros changes the logits{where}: the method "
-                    "reads a missing input; mask it out with torch.where(available, x, 0), never x * mask (NaN * 0 "
-                    "is NaN)",
+                    f"filling a missing modality with {fill} instead of zeros changes the logits (e.g. with only "
+                    f"{given} available): the method reads a missing input; mask it out with "
+                    "torch.where(available, x, 0), never x * mask (NaN * 0 is NaN)",
                 )
                 return
         self.report.add(NO_LEAK, PASS, "zeros, noise and NaN in missing inputs give identical, finite logits")
 
-    def _determinism(self) -> None:
+    def _determinism(self) -> bool:
         """The mixed batch again, in eval mode: the same logits (evaluation must not sample)."""
         model = self.model
         available = torch.tensor(self.patterns, dtype=torch.bool)
         inputs = self._filled(self.mixed_inputs, available, "zeros")
         ok, second = self._guard(DETERMINISM, lambda: _no_grad(model, inputs, available))
         if not ok:
-            return
+            return False
         first = self.mixed_logits
         if not (isinstance(second, torch.Tensor) and second.shape == first.shape) or not bool(
             torch.allclose(first, second, atol=1e-6, rtol=1e-5)
@@ -273,8 +279,9 @@ class MethodChecker:
                 f"the same input twice in eval mode gives logits differing by up to {difference:.3g}; evaluation "
                 "must not sample: disable dropout and random draws when not self.training",
             )
-            return
+            return False
         self.report.add(DETERMINISM, PASS, "the same input twice gives the same logits")
+        return True
 
     def _buffers(self, before: Mapping[str, torch.Tensor]) -> None:
         changed = [
