@@ -285,3 +285,22 @@ def test_every_builtin_method_declares_its_training_regime():
         for name in builtin_methods()
     }
     assert {name for name, trained in regimes.items() if not trained} == {"early-fusion", "perceiver"}
+
+
+def test_rows_show_their_run_label_when_it_names_one_configuration(tmp_path):
+    """`run.label` (set by `mmbench sweep` from the suite's display names) replaces `method [config id]`;
+    a label two configurations share, or one the seeds disagree on, falls back to the config id."""
+    stars = real("stars-last1")
+    ablation = copy.deepcopy(stars)
+    ablation["config"]["method"]["translation"] = not ablation["config"]["method"].get("translation", True)
+    for record, label in ((stars, "STARS"), (ablation, "STARS no translation")):
+        record["config"].setdefault("run", {})["label"] = label
+    write(tmp_path / "one", "a", stars)
+    write(tmp_path / "one", "b", ablation)
+    labels = sorted(row["label"] for row in board_of(tmp_path / "one")["tables"][0]["rows"])
+    assert labels == ["STARS", "STARS no translation"]
+    ablation["config"]["run"]["label"] = "STARS"  # two configurations, one label: ambiguous
+    write(tmp_path / "two", "a", stars)
+    write(tmp_path / "two", "b", ablation)
+    labels = sorted(row["label"] for row in board_of(tmp_path / "two")["tables"][0]["rows"])
+    assert all(label.startswith("stars [") for label in labels) and len(set(labels)) == 2

@@ -277,3 +277,12 @@ def test_a_corrupt_state_file_is_reported_and_the_job_runs_again(capsys, tmp_pat
     assert status.state == PENDING and "is corrupt" in status.problem
     code, out, err = sweep(capsys, write_suite(tmp_path), "--status")
     assert code == 0 and "is corrupt" in err and "0 done, 0 failed, 2 pending" in out
+
+
+def test_every_job_carries_its_display_name_as_run_label(tmp_path):
+    """Boards label rows by `run.label` (mmbench/leaderboard/board.py), so a suite's STARS ablations show as
+    their names, not as `stars [config id]`; names that YAML would read as numbers stay strings."""
+    methods = [{"name": "no fusion", "method": "early-fusion"}, {"name": "1", "method": "early-fusion"}]
+    plan = plan_sweep(load_suite(write_suite(tmp_path, methods=methods, evaluate=["subsets"])))
+    labels = {job.config_name: job.config["run"]["label"] for job in plan.jobs}
+    assert labels == {"no fusion": "no fusion", "1": "1"}

@@ -202,14 +202,24 @@ def _column_order(records: Sequence[LoadedRecord]) -> list[str]:
 
 
 def _labels(records: Sequence[LoadedRecord]) -> dict[str, str]:
-    """Row labels: the method name, plus the config id when one method appears with several configs."""
+    """Row labels: the configuration's display name (`run.label`, which `mmbench sweep` sets from the suite)
+    when all its records agree on one and no other configuration uses it; otherwise the method name, plus
+    the config id when one method appears with several configs."""
     configs: dict[str, set[str]] = {}
+    names: dict[str, set[str]] = {}
     for item in records:
-        configs.setdefault(item.record["method"]["name"], set()).add(config_id(item.record))
+        identifier = config_id(item.record)
+        configs.setdefault(item.record["method"]["name"], set()).add(identifier)
+        names.setdefault(identifier, set()).add(str((item.record["config"].get("run") or {}).get("label") or ""))
+    chosen = {key: next(iter(given)) for key, given in names.items() if len(given) == 1 and "" not in given}
+    taken = list(chosen.values())
     labels = {}
     for method, ids in configs.items():
         for identifier in ids:
-            labels[identifier] = method if len(ids) == 1 else f"{method} [{identifier}]"
+            if identifier in chosen and taken.count(chosen[identifier]) == 1:
+                labels[identifier] = chosen[identifier]
+            else:
+                labels[identifier] = method if len(ids) == 1 else f"{method} [{identifier}]"
     return labels
 
 

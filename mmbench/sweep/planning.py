@@ -145,7 +145,7 @@ def plan_sweep(suite: Suite) -> SweepPlan:
                     digest=train_digest,
                     config=data,
                     config_file=config.config,
-                    overrides=(*suite.overrides, *config.overrides),
+                    overrides=method_overrides(suite, config),
                     **common,
                 )
                 jobs.append(training)
@@ -196,10 +196,16 @@ def _datasets(suite: Suite, where: str) -> list[DatasetRef]:
     return refs
 
 
+def method_overrides(suite: Suite, config: MethodConfig) -> tuple[str, ...]:
+    """The `--set` overrides of one method config: its display name as `run.label` (boards show it instead
+    of a config id; JSON quoting keeps it a string whatever it looks like), then the suite's, then its own."""
+    return (f"run.label={json.dumps(config.name)}", *suite.overrides, *config.overrides)
+
+
 def _resolve(
     suite: Suite, config: MethodConfig, method: MethodSpec, protocol: ProtocolSpec, dataset: DatasetRef, where: str
 ) -> dict[str, Any]:
-    overrides: Sequence[str] = (*suite.overrides, *config.overrides)
+    overrides: Sequence[str] = method_overrides(suite, config)
     try:
         resolved = resolve(
             {"method": method, "protocol": protocol, "dataset": dataset.spec},
