@@ -103,6 +103,37 @@ class RaisingInTraining(Keeper):
         return {"loss": batch["no such key"]}  # KeyError inside the plugin, after the contract check passed
 
 
+class UnusedBranch(Keeper):
+    """Keeps the contract, but one of its parameters never gets a gradient: a warning, not a failure."""
+
+    def __init__(self, modalities, num_classes, config):
+        super().__init__(modalities, num_classes, config)
+        self.unused = nn.Conv2d(4, 4, 1)
+
+
+class CountsCalls(Keeper):
+    """Changes a buffer on every forward, in eval mode too."""
+
+    def __init__(self, modalities, num_classes, config):
+        super().__init__(modalities, num_classes, config)
+        self.register_buffer("calls", torch.zeros(()))
+
+    def forward(self, inputs, available):
+        self.calls += 1
+        return super().forward(inputs, available)
+
+
+class UnsavedScale(Keeper):
+    """Uses a random tensor that is neither a parameter nor a buffer: a checkpoint does not restore it."""
+
+    def __init__(self, modalities, num_classes, config):
+        super().__init__(modalities, num_classes, config)
+        self.scale = torch.rand(()) + 0.5
+
+    def forward(self, inputs, available):
+        return super().forward(inputs, available) * self.scale
+
+
 def _spec(name: str, target: str) -> MethodSpec:
     return MethodSpec(
         name=name,
@@ -122,6 +153,9 @@ LEAKY = _spec("leaky", "Leaky")
 NOISY = _spec("noisy", "Noisy")
 RAISING = _spec("raising", "Raising")
 RAISING_IN_TRAINING = _spec("raising-in-training", "RaisingInTraining")
+UNUSED_BRANCH = _spec("unused-branch", "UnusedBranch")
+COUNTS_CALLS = _spec("counts-calls", "CountsCalls")
+UNSAVED_SCALE = _spec("unsaved-scale", "UnsavedScale")
 
 #: registered name -> (entry point value, the rule `mmbench check` must report broken)
 BROKEN = {
