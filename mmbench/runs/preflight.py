@@ -1,0 +1,94 @@
+"""What `mmbench run` checks after the dataset is known and before anything trains or evaluates.
+
+1. The protocol's scenarios against the dataset's modalities: a scenario naming a modality the store lacks
+   would feed the method no input at all and still be scored, a silent wrong result; it is refused (exit 2)
+   whatever the method.
+2. For methods the training engine runs (`SegmentationMethod`s), the cheap subset of the contract checks
+   (`mmbench.testing.RUN_RULES`): the model built at the run's config, modalities and classes, in eval mode on
+   one random 64-px batch (the size the run's parameter budget probes anyway) holding each availability
+   pattern of the protocol's fixed scenarios: float logits (B, K, H, W) at the input size with the dataset's
+   class count, finite, the same when missing inputs are zeros, noise or NaN, the same twice. A broken
+   contract stops the run in seconds instead of after training, blaming the plugin (exit 2); a built-in
+   method failing it is mmbench's bug (exit 1). It costs one extra model build and about four forward passes
+   on CPU (measured in docs/checking.md), and leaves every random state as it was.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from mmbench.context import DatasetFacts, RunPlan
+from mmbench.errors import ConfigError, PluginContractError, UserError
+from mmbench.protocol import Protocol
+from mmbench.registry import METHODS, PROTOCOLS
+from mmbench.testing.origin import describe_origin, is_builtin
+from mmbench.testing.scenarios import scenario_problem
+
+PREFLIGHT_SIZE = 64  # px, as mmbench.method.BUDGET_PROBE_SIZE: every run's model already handles it
+
+
+def check_before_running(plan: RunPlan, facts: DatasetFacts | None, *, trainable: bool) -> None:
+    """Raise a one-line `UserError` when the run cannot give honest numbers (see the module docstring)."""
+    if facts is None and plan.dataset.path is not None:
+        facts = DatasetFacts.from_store(plan.dataset.path, name=plan.dataset.name)
+    if facts is None:
+        return  # a dataset without a store: the method's own executor knows what it runs on
+    implementation = plan.protocol.load()
+    if not (isinstance(implementation, type) and issubclass(implementation, Protocol)):
+        return  # not a mmbench Protocol: only a method's own executor can use it, and it checks it
+    from mmbench.evaluation.engine import protocol_context
+    from mmbench.evaluation.protocols import load_protocol
+
+    protocol = load_protocol(plan)
+    modalities = protocol.select_modalities(facts.modality_names)
+    context = {**protocol_context(facts, protocol), "modalities": list(modalities)}
+    scenarios = protocol.scenarios(modalities, context)
+    problem = scenario_problem(list(scenarios), modalities)
+    if problem is not None:
+        raise ConfigError(
+            f"protocol {plan.protocol.name!r} ({describe_origin(PROTOCOLS, plan.protocol.name)}) on dataset "
+            f"{facts.name!r}: {problem}"
+        )
+    if trainable:
+        check_method_contract(plan, facts, modalities, scenarios)
+
+
+def availability_patterns(scenarios: Sequence[Any], modalities: Sequence[str]) -> list[tuple[bool, ...]]:
+    """The distinct availability patterns of the fixed scenarios, every modality first; all modalities only
+    when every scenario draws its availability per sample."""
+    patterns = [tuple(True for _ in modalities)]
+    for scenario in scenarios:
+        if scenario.per_sample:
+            continue
+        pattern = tuple(name in scenario.available for name in modalities)
+        if pattern not in patterns:
+            patterns.append(pattern)
+    return patterns
+
+
+def check_method_contract(plan: RunPlan, facts: DatasetFacts, modalities: Sequence[str], scenarios: Sequence) -> None:
+    """The cheap contract rules on the run's real modalities, classes and config (see the module docstring)."""
+    from mmbench.testing.method_checks import RUN_RULES, MethodChecker
+    from mmbench.testing.results import CheckReport
+
+    spec = plan.method
+    report = CheckReport("method", spec.name, describe_origin(METHODS, spec.name))
+    checker = MethodChecker(
+        spec,
+        report,
+        modalities=facts.channels(modalities),
+        num_classes=len(facts.classes),
+        config=plan.config.section("method"),
+        size=PREFLIGHT_SIZE,
+        patterns=availability_patterns(scenarios, modalities),
+    )
+    checker.propagate = (UserError,)  # a bad setting stays the config error it was before this check
+    checker.run(RUN_RULES)
+    if report.ok:
+        return
+    hint = f"found before training; 'mmbench check method {spec.name}' checks every rule"
+    line = f"{report.line(report.failures[0])} ({hint})"
+    if is_builtin(METHODS, spec.name):
+        raise RuntimeError(f"built-in {line}") from report.exception
+    raise PluginContractError(line) from report.exception
