@@ -35,11 +35,23 @@ def _add_debug(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks for errors")
 
 
-def _add_run_options(parser: argparse.ArgumentParser) -> None:
-    """Options shared by `run` and `eval`: what to evaluate on, and how the config is built."""
-    parser.add_argument(
-        "--protocol", "-p", required=True, metavar="P", help=f"missing-modality protocol, {PROTOCOL_HINT}"
-    )
+def _add_run_options(parser: argparse.ArgumentParser, several: bool = False) -> None:
+    """Options shared by `run` and `eval`: what to evaluate on, and how the config is built. `several`
+    (`eval`): --protocol and --config repeat, one record per protocol (mmbench/runs/checkpoint_eval.py)."""
+    if several:
+        parser.add_argument(
+            "--protocol",
+            "-p",
+            required=True,
+            action="append",
+            metavar="P[,P2...]",
+            help=f"missing-modality protocol, {PROTOCOL_HINT}; repeat it (or separate names by commas) to "
+            "evaluate under several protocols in one process: the model and the store are loaded once",
+        )
+    else:
+        parser.add_argument(
+            "--protocol", "-p", required=True, metavar="P", help=f"missing-modality protocol, {PROTOCOL_HINT}"
+        )
     parser.add_argument(
         "--dataset",
         "-d",
@@ -47,12 +59,22 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
         metavar="NAME|FILE.h5",
         help="registered dataset name or path to a tile store (default: synthetic)",
     )
-    parser.add_argument(
-        "--config",
-        "-c",
-        metavar="FILE.yaml",
-        help="YAML file with run/method/protocol/dataset sections, or a result.json to re-run",
-    )
+    if several:
+        parser.add_argument(
+            "--config",
+            "-c",
+            action="append",
+            metavar="[P=]FILE.yaml",
+            help="YAML file with run/protocol/dataset sections, or a result.json to re-run; P=FILE: this "
+            "protocol's own file, in place of a plain FILE (repeatable, one file per protocol)",
+        )
+    else:
+        parser.add_argument(
+            "--config",
+            "-c",
+            metavar="FILE.yaml",
+            help="YAML file with run/method/protocol/dataset sections, or a result.json to re-run",
+        )
     parser.add_argument(
         "--set",
         "-s",
@@ -112,9 +134,15 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--checkpoint", metavar="FILE", help="skip training: evaluate this checkpoint of METHOD")
     run.set_defaults(handler="mmbench.cli.run_command:run")
 
-    evaluate = commands.add_parser("eval", help="evaluate a trained checkpoint under a protocol")
+    evaluate = commands.add_parser(
+        "eval",
+        help="evaluate a trained checkpoint under one protocol or several",
+        description="Evaluate CHECKPOINT under each --protocol and write one run record per protocol. "
+        "Every protocol is planned before anything runs; the checkpoint, the model and the store are "
+        "loaded once. A failing protocol writes nothing; the others still run.",
+    )
     evaluate.add_argument("checkpoint", metavar="CHECKPOINT", help="checkpoint written by 'mmbench run'")
-    _add_run_options(evaluate)
+    _add_run_options(evaluate, several=True)
     evaluate.set_defaults(handler="mmbench.cli.run_command:evaluate")
 
     data = commands.add_parser("data", help="create, convert, inspect and verify HDF5 tile stores")

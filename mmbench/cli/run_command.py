@@ -11,8 +11,9 @@ from rich.syntax import Syntax
 from rich.table import Table
 
 from mmbench.config import to_yaml
-from mmbench.console import stdout
+from mmbench.console import stderr, stdout
 from mmbench.context import RunOptions, RunPlan
+from mmbench.errors import UserError
 from mmbench.records import read_record
 from mmbench.runs.execution import execute_run
 from mmbench.runs.planning import RunRequest, changed_from_defaults, plan_run
@@ -25,16 +26,20 @@ def flag_overrides(args: argparse.Namespace) -> dict[str, Any]:
     return {key: getattr(args, name) for name, key in FLAG_KEYS.items() if getattr(args, name) is not None}
 
 
-def make_request(args: argparse.Namespace, method: str) -> RunRequest:
+def make_request(
+    args: argparse.Namespace, method: str, protocol: str | None = None, config: str | None = None
+) -> RunRequest:
+    """`protocol` and `config`: one protocol of a `mmbench eval` of several, with its own config file."""
     # `mmbench eval` has neither flag; `mmbench run --checkpoint` has both.
     options = RunOptions(resume=bool(getattr(args, "resume", False)), smoke=bool(getattr(args, "smoke", False)))
+    config = config if protocol is not None else args.config
     return RunRequest(
         options=options,
         method=method,
-        protocol=args.protocol,
+        protocol=protocol if protocol is not None else args.protocol,
         dataset=args.dataset,
         command=args.command_line,
-        config_file=Path(args.config) if args.config else None,
+        config_file=Path(config) if config else None,
         overrides=tuple(args.overrides),
         flags=flag_overrides(args),
     )
@@ -65,14 +70,74 @@ def run(args: argparse.Namespace) -> int:
 
 
 def evaluate(args: argparse.Namespace) -> int:
-    from mmbench.runs.checkpoint_eval import evaluate_checkpoint, plan_checkpoint_evaluation
+    """`mmbench eval` (and `mmbench run --checkpoint`): every protocol planned, then evaluated in one process
+    (mmbench/runs/checkpoint_eval.py). One protocol behaves as it always did; with several, a failing
+    protocol's one-line error is printed as it happens, the others still run, and the exit code is the
+    first failure's."""
+    from mmbench.runs.checkpoint_eval import (
+        ProtocolResult,
+        evaluate_checkpoint,
+        evaluate_checkpoint_protocols,
+        plan_checkpoint_evaluations,
+    )
 
-    plan, payload = plan_checkpoint_evaluation(make_request(args, method=""), args.checkpoint)
+    protocols = protocol_names(args.protocol)
+    configs = protocol_configs(args.config, protocols)
+    requests = [make_request(args, "", protocol, configs.get(protocol)) for protocol in protocols]
+    plans, payload = plan_checkpoint_evaluations(requests, args.checkpoint)
     if args.dry_run:
-        show_plan(plan)
+        for plan in plans:
+            show_plan(plan)
         return 0
-    show_result(evaluate_checkpoint(plan, payload, args.checkpoint))
+    if len(plans) == 1:
+        show_result(evaluate_checkpoint(plans[0], payload, args.checkpoint))
+        return 0
+
+    def show(result: ProtocolResult) -> None:
+        if result.record is not None:
+            show_result(result.record)
+        else:
+            stderr().print(f"[red]protocol {result.protocol} failed[/red]: {' '.join(str(result.error).split())}")
+
+    results = evaluate_checkpoint_protocols(plans, payload, args.checkpoint, on_result=show)
+    failed = [result for result in results if result.error is not None]
+    if failed:
+        done = len(results) - len(failed)
+        stderr().print(f"{done} of {len(results)} protocols evaluated; failed: {', '.join(r.protocol for r in failed)}")
+        raise failed[0].error  # type: ignore[misc]  # the first failure's one line and exit code
     return 0
+
+
+def protocol_names(given: str | list[str]) -> list[str]:
+    """`--protocol a --protocol b,c` -> [a, b, c] (`mmbench run --checkpoint` gives one string)."""
+    values = [given] if isinstance(given, str) else given
+    names = [name.strip() for value in values for name in value.split(",")]
+    if not all(names):
+        raise UserError(f"--protocol {','.join(values)!r} names an empty protocol; give names like last1,subsets")
+    return names
+
+
+def protocol_configs(given: str | list[str] | None, protocols: list[str]) -> dict[str, str | None]:
+    """Each protocol's config file: `--config P=FILE` for protocol P, else the plain `--config FILE` (at most
+    one). A value counts as `P=FILE` only when P is one of the protocols evaluated."""
+    values = [given] if isinstance(given, str) else list(given or [])
+    common: list[str] = []
+    own: dict[str, str] = {}
+    for value in values:
+        name, equals, path = value.partition("=")
+        if equals and name in protocols:
+            if name in own:
+                raise UserError(f"--config gives protocol {name!r} two files; give one --config {name}=FILE")
+            own[name] = path
+        elif equals and "/" not in name and not Path(value).exists():
+            raise UserError(
+                f"--config {value!r}: {name!r} is not a protocol of this evaluation ({', '.join(protocols)})"
+            )
+        else:
+            common.append(value)
+    if len(common) > 1:
+        raise UserError("--config is given twice without a protocol; give one FILE for all, or P=FILE each")
+    return {protocol: own.get(protocol, common[0] if common else None) for protocol in protocols}
 
 
 def show_plan(plan: RunPlan) -> None:

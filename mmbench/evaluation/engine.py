@@ -13,6 +13,7 @@ leaderboard's unit-level resampling. Classes, ignore index and modalities come f
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -79,11 +80,14 @@ def evaluate(
     part: str | None = None,
     limit_tiles: int | None = None,
     dist: DistContext | None = None,
+    dataset: TileDataset | None = None,
 ) -> EvaluationResult:
     """Evaluate `method` on the protocol's split part of the store under every scenario of `protocol`.
 
     `data` is the run's `DatasetFacts` (read when the run started), or a tile-store path whose facts are
-    read here (a standalone evaluation)."""
+    read here (a standalone evaluation). `dataset`: a whole-tile `TileDataset` of exactly this split, part,
+    modalities and label variant, shared by several evaluations (`mmbench eval` of several protocols,
+    mmbench/runs/checkpoint_eval.py) so that its open store handle is reused; it is never narrowed in place."""
     from mmbench.data.loader import TileDataset
 
     started = time.perf_counter()
@@ -101,10 +105,18 @@ def evaluate(
     config = protocol.config
     part = part or config["part"]
     units = plan_units(facts.path, config, part, limit_tiles)
-    dataset = TileDataset(
-        facts.path, split=config["split"], part=part, modalities=modalities, label_variant=config["label_variant"]
-    )
+    shared = dataset is not None
+    if dataset is None:
+        dataset = TileDataset(
+            facts.path, split=config["split"], part=part, modalities=modalities, label_variant=config["label_variant"]
+        )
+    else:
+        wanted = (config["split"], part, tuple(modalities), config["label_variant"], None)
+        if (dataset.split, dataset.part, dataset.modalities, dataset.label_variant, dataset.crop_size) != wanted:
+            raise ValueError(f"the shared dataset does not hold {wanted}")  # a caller's bug
     dist = dist or DistContext()
+    if shared and (limit_tiles is not None or dist.enabled):
+        dataset = copy.copy(dataset)  # `select` below narrows the copy, never the shared dataset
     if units.kind == TILE:
         if limit_tiles is not None:
             dataset.select(slice(0, limit_tiles))

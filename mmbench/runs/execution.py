@@ -66,8 +66,10 @@ class StartedRun:
         )
 
 
-def start_run(plan: RunPlan, *, dataset_facts: bool) -> StartedRun:
-    """Set the run up; with `dataset_facts`, read the store's facts (a dataset without a store gets None)."""
+def start_run(plan: RunPlan, *, dataset_facts: bool, facts: DatasetFacts | None = None) -> StartedRun:
+    """Set the run up; with `dataset_facts`, read the store's facts (a dataset without a store gets None).
+    `facts` already read for this plan's materialised dataset (`mmbench eval` of several protocols,
+    mmbench/runs/checkpoint_eval.py) are reused: the store is neither opened nor fingerprinted again."""
     from mmbench.runtime.distributed import init_distributed
 
     run_settings = plan.run_settings
@@ -83,7 +85,8 @@ def start_run(plan: RunPlan, *, dataset_facts: bool) -> StartedRun:
     path = record_path(run_settings["out"], plan.dataset.name, plan.protocol.name, plan.method.name, run_id)
     seeds = seed_everything(plan.seed, deterministic=bool(run_settings["deterministic"]))
     plan = replace(plan, dataset=plan.dataset.materialize(plan.config.section("dataset")))
-    facts = read_dataset_facts(plan.dataset) if dataset_facts and plan.dataset.path is not None else None
+    if facts is None and dataset_facts and plan.dataset.path is not None:
+        facts = read_dataset_facts(plan.dataset)
     fingerprint = facts.fingerprint if facts is not None else plan.dataset.fingerprint()
     return StartedRun(plan, device, seeds, created, run_id, path, time.perf_counter(), facts, fingerprint)
 
