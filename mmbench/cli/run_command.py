@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -97,7 +98,11 @@ def evaluate(args: argparse.Namespace) -> int:
         if result.record is not None:
             show_result(result.record)
         else:
-            stderr().print(f"[red]protocol {result.protocol} failed[/red]: {' '.join(str(result.error).split())}")
+            # plain, unwrapped: `mmbench sweep` reads this line back from the log (mmbench/sweep/jobs.py)
+            sys.stderr.write(
+                f"mmbench eval: protocol {result.protocol} failed: {' '.join(str(result.error).split())}\n"
+            )
+            sys.stderr.flush()
 
     results = evaluate_checkpoint_protocols(plans, payload, args.checkpoint, on_result=show)
     failed = [result for result in results if result.error is not None]

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from mmbench.errors import UserError
-from mmbench.sweep.jobs import INTERRUPTED, JobResult, JobSettings, interrupt_children, run_job
+from mmbench.sweep.jobs import INTERRUPTED, JobResult, JobSettings, interrupt_children, run_evaluations, run_job
 from mmbench.sweep.planning import TRAIN, Job
 from mmbench.sweep.state import FAILED, RUNNING, read_state, write_state
 from mmbench.sweep.suite import ExecutorSettings
@@ -37,6 +37,10 @@ class Backend(Protocol):
     def submit(self, job: Job) -> Any: ...
 
     def result(self, job: Job, handle: Any) -> JobResult: ...
+
+    def submit_evaluations(self, jobs: list[Job]) -> Any: ...
+
+    def evaluation_results(self, jobs: list[Job], handle: Any) -> list[JobResult]: ...
 
     def interrupt(self) -> None: ...
 
@@ -69,6 +73,17 @@ class LocalBackend:
             return handle.result()
         except Exception as exc:  # a bug in the job function: the job fails, the sweep goes on
             return JobResult(job.id, FAILED, None, f"{type(exc).__name__}: {exc}", str(job.log_path), 0.0)
+
+    def submit_evaluations(self, jobs: list[Job]) -> Future[list[JobResult]]:
+        """Evaluations of one training, run as one `mmbench eval` process (`run_evaluations`)."""
+        return self._pool.submit(run_evaluations, jobs, self.settings)
+
+    def evaluation_results(self, jobs: list[Job], handle: Future[list[JobResult]]) -> list[JobResult]:
+        try:
+            return handle.result()
+        except Exception as exc:  # a bug in the job function: the jobs fail, the sweep goes on
+            error = f"{type(exc).__name__}: {exc}"
+            return [JobResult(job.id, FAILED, None, error, str(job.log_path), 0.0) for job in jobs]
 
     def interrupt(self) -> None:
         """Ctrl-C: each running job saves its checkpoint and stops; `close` then waits for them."""
@@ -120,6 +135,19 @@ class SubmititBackend:
             _mark_interrupted(job, error)
             return JobResult(job.id, FAILED, None, error, logs, 0.0)
 
+    def submit_evaluations(self, jobs: list[Job]) -> Any:
+        """Evaluations of one training: one submitted function (`run_evaluations`), one GPU at most."""
+        gpus = min(1, self.settings.gpus_per_node)
+        self._executor.update_parameters(**self._common, gpus_per_node=gpus, nodes=1, tasks_per_node=1)
+        settings = JobSettings(threads=None, gpus=gpus, timeout_min=self.settings.timeout_min)
+        return self._executor.submit(run_evaluations, jobs, settings)
+
+    def evaluation_results(self, jobs: list[Job], handle: Any) -> list[JobResult]:
+        try:
+            return handle.result()
+        except Exception as exc:  # the batch's process died or was cancelled: each job, as `result` says
+            return [self.result(job, _Failed(exc, handle)) for job in jobs]
+
     def interrupt(self) -> None:
         """Ctrl-C: jobs submitted through submitit keep running (on Slurm, `scancel` stops them); their
         states say running until they finish or their time limit passes."""
@@ -157,3 +185,15 @@ def _mark_interrupted(job: Job, error: str) -> None:
         if data is not None and data.get("status") == RUNNING and data.get("digest") == job.digest:
             kept = {key: value for key, value in data.items() if key not in ("job", "kind", "digest", "log")}
             write_state(job, **{**kept, "status": INTERRUPTED, "error": error})
+
+
+class _Failed:
+    """A failed submitit job seen as one of its batch's jobs: `result` raises its error again."""
+
+    def __init__(self, error: Exception, handle: Any) -> None:
+        self._error = error
+        if hasattr(handle, "paths"):
+            self.paths = handle.paths
+
+    def result(self) -> Any:
+        raise self._error

@@ -2,7 +2,9 @@
 
 Jobs already done are skipped; failed ones only with `retry_failed`; running ones (another sweep, a
 cluster job) are left alone. An evaluation starts once its training is done (or was already done);
-evaluations go before trainings still waiting, so finished work completes first. A failing job is
+evaluations go before trainings still waiting, so finished work completes first. The evaluations of one
+training that are ready together run as one batch (`next_batch`: one `mmbench eval` process, one slot of
+`--jobs`); each keeps its own state and result. A failing job is
 reported in one line with its log path and the others go on; evaluations of a failed training are not
 started. Nothing here schedules machines: the backend runs what it is given (`mmbench.sweep.backends`).
 """
@@ -94,36 +96,57 @@ def run_sweep(
             why = "is running elsewhere" if training_state.get(str(job.train_id)) == RUNNING else "did not finish"
             outcome.blocked.append(job)
             reporter.blocked(job, f"its training {job.train_id} {why}")
-    in_flight: dict[str, tuple[Job, Any]] = {}
+    in_flight: dict[str, tuple[list[Job], Any]] = {}
     try:
         while ready or in_flight:
             while ready and len(in_flight) < parallel:
-                job = ready.popleft()
-                in_flight[job.id] = (job, backend.submit(job))
-                reporter.started(job)
+                batch = next_batch(ready)
+                if len(batch) == 1:
+                    in_flight[batch[0].id] = (batch, backend.submit(batch[0]))
+                else:
+                    in_flight[batch[0].id] = (batch, backend.submit_evaluations(batch))
+                for job in batch:
+                    reporter.started(job)
             finished = [key for key, (_, handle) in in_flight.items() if handle.done()]
             if not finished:
                 time.sleep(POLL_S)
                 continue
             for key in finished:
-                job, handle = in_flight.pop(key)
-                result = backend.result(job, handle)
-                outcome.results.append(result)
-                reporter.finished(job, result)
-                if job.kind != TRAIN:
-                    continue
-                for evaluation in reversed(waiting.pop(job.id, [])):
-                    if result.status == DONE:
-                        ready.appendleft(evaluation)
-                    else:
-                        outcome.blocked.append(evaluation)
-                        reporter.blocked(evaluation, f"its training {job.id} did not finish")
+                batch, handle = in_flight.pop(key)
+                if len(batch) == 1:
+                    results = [backend.result(batch[0], handle)]
+                else:
+                    results = backend.evaluation_results(batch, handle)
+                for job, result in zip(batch, results, strict=True):
+                    outcome.results.append(result)
+                    reporter.finished(job, result)
+                    if job.kind != TRAIN:
+                        continue
+                    for evaluation in reversed(waiting.pop(job.id, [])):
+                        if result.status == DONE:
+                            ready.appendleft(evaluation)
+                        else:
+                            outcome.blocked.append(evaluation)
+                            reporter.blocked(evaluation, f"its training {job.id} did not finish")
     except KeyboardInterrupt:
         backend.interrupt()
         raise
     finally:
         backend.close()
     return outcome
+
+
+def next_batch(ready: deque[Job]) -> list[Job]:
+    """The next job to start, taken from `ready`, with every other ready evaluation of the same training
+    when it is an evaluation: they run as one `mmbench eval` process, which loads the checkpoint, the
+    model and the store once (`mmbench.sweep.jobs.run_evaluations`). A training runs alone."""
+    job = ready.popleft()
+    if job.kind == TRAIN:
+        return [job]
+    batch = [job, *(other for other in ready if other.kind != TRAIN and other.train_id == job.train_id)]
+    for other in batch[1:]:
+        ready.remove(other)
+    return batch
 
 
 def summary_counts(outcome: SweepOutcome) -> dict[str, int]:

@@ -170,17 +170,89 @@ def _command(job: Job, settings: JobSettings, training: dict[str, Any] | None) -
         for override in job.overrides:
             command += ["--set", override]
         return [*command, "--resume"] if resume else command, resume
+    return _eval_command(mmbench, [job], training), False
+
+
+def _eval_command(mmbench: list[str], jobs: list[Job], training: dict[str, Any] | None) -> list[str]:
+    """One `mmbench eval` of the training's checkpoint under every job's protocol; each job's run, protocol
+    and dataset sections go in its own config file (`--config FILE` for one job, `--config P=FILE` each for
+    several: docs/sweeps.md)."""
+    first = jobs[0]
     checkpoint = ((training or {}).get("method") or {}).get("checkpoint") or {}
     if not checkpoint.get("path"):
-        raise UserError(f"the record of training {job.train_id} names no checkpoint to evaluate")
+        raise UserError(f"the record of training {first.train_id} names no checkpoint to evaluate")
     # Records hold absolute paths; next to the record is where the checkpoint is if the output root moved.
     beside = Path(str((training or {}).get(_RECORD_PATH_KEY, ""))).parent / Path(checkpoint["path"]).name
     checkpoint_path = str(beside) if beside.is_file() else checkpoint["path"]
-    config_path = job.out_dir / f"{job.kind}-{job.protocol}.config.yaml"
-    sections = job.expected_config()
-    write_text_atomic(config_path, to_yaml({key: sections[key] for key in ("run", "protocol", "dataset")}))
-    command = [*mmbench, "eval", checkpoint_path, "--protocol", job.protocol, "--dataset", job.dataset_arg]
-    return [*command, "--config", str(config_path), "--out", str(job.out_dir)], False
+    command = [*mmbench, "eval", checkpoint_path]
+    for job in jobs:
+        command += ["--protocol", job.protocol]
+    command += ["--dataset", first.dataset_arg]
+    for job in jobs:
+        config_path = job.out_dir / f"{job.kind}-{job.protocol}.config.yaml"
+        sections = job.expected_config()
+        write_text_atomic(config_path, to_yaml({key: sections[key] for key in ("run", "protocol", "dataset")}))
+        command += ["--config", str(config_path) if len(jobs) == 1 else f"{job.protocol}={config_path}"]
+    return [*command, "--out", str(first.out_dir)]
+
+
+def run_evaluations(jobs: list[Job], settings: JobSettings) -> list[JobResult]:
+    """Run evaluations of one training as ONE `mmbench eval` process (the checkpoint, the model and the store
+    loaded once: mmbench/runs/checkpoint_eval.py); one job is `run_job` itself. Each job keeps its own state
+    file and outcome: done when its record is found, else failed (interrupted when the process was) with the
+    process's error and the shared log, `eval-P1+P2....log`; each job's own log points to it. Never raises."""
+    if len(jobs) == 1:
+        return [run_job(jobs[0], settings)]
+    clock = time.perf_counter()
+    first = jobs[0]
+    first.out_dir.mkdir(parents=True, exist_ok=True)
+    started = time.time()
+    deadline = started + 60 * settings.timeout_min if settings.timeout_min else None
+    log_path = first.out_dir / f"{EVAL}-{'+'.join(job.protocol for job in jobs)}.log"
+    for job in jobs:
+        write_state(
+            job, status=RUNNING, pid=os.getpid(), host=socket.gethostname(), started=started, deadline=deadline,
+            log=str(log_path),
+        )  # fmt: skip
+    try:
+        training = _training_record(first)
+        command = _eval_command([settings.python, "-m", "mmbench"], jobs, training)
+    except UserError as exc:
+        return [_finish(job, clock, FAILED, error=str(exc), started=started, log=log_path) for job in jobs]
+    except Exception as exc:  # a bug while preparing the jobs: they fail, the sweep goes on
+        error = f"internal error: {type(exc).__name__}: {exc}"
+        return [_finish(job, clock, FAILED, error=error, started=started, log=log_path) for job in jobs]
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    for job in jobs:
+        with job.log_path.open("a", encoding="utf-8") as own:
+            own.write(f"# {stamp}: evaluated with {len(jobs) - 1} other protocol(s) in one process; see {log_path}\n")
+    with log_path.open("a", encoding="utf-8") as log:
+        log.write(f"# {stamp} {socket.gethostname()}: {' '.join(command)}\n")
+        log.flush()
+        start = log.tell()
+        child_clock = time.perf_counter()
+        returncode = _run_child(command, log, settings)
+    child_s = time.perf_counter() - child_clock
+    fingerprints = _fingerprints(first)
+    selected = ((training or {}).get("method") or {}).get("checkpoint") or {}
+    if returncode == 0:
+        status, reason = FAILED, "it exited normally but left no record of the planned config"
+    else:
+        status = INTERRUPTED if returncode < 0 or returncode == 130 else FAILED
+        reason = f"killed by signal {-returncode}" if returncode < 0 else f"exit code {returncode}"
+    results = []
+    for job in jobs:
+        record, problems = search_records(job, fingerprints, selected.get("sha256"))
+        if record is not None:
+            result = _finish(job, clock, DONE, record=record, started=started, child_s=child_s, log=log_path)
+        else:
+            why = (
+                problems[0].removesuffix("; the job runs again") if problems else _protocol_error(log_path, job, start)
+            )
+            error = f"{reason}: {why}"
+            result = _finish(job, clock, status, error=error, started=started, child_s=child_s, log=log_path)
+        results.append(result)
+    return results
 
 
 _RECORD_PATH_KEY = "__sweep_record_path__"
@@ -268,6 +340,20 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child between 
     _PRCTL(_PR_SET_PDEATHSIG, int(signal.SIGKILL))
 
 
+def _protocol_error(log: Path, job: Job, start: int) -> str:
+    """The one-line error `mmbench eval` printed for this job's protocol (mmbench/cli/run_command.py) after
+    byte `start` of the log (this run's output), else the log's last line (the process stopped earlier)."""
+    marker = f"mmbench eval: protocol {job.protocol} failed: "
+    with contextlib.suppress(OSError):
+        with log.open("rb") as handle:
+            handle.seek(start)
+            text = handle.read().decode("utf-8", "replace")
+        found = [line.strip() for line in text.splitlines() if line.startswith(marker)]
+        if found:
+            return found[-1].removeprefix(marker)[:500]
+    return _last_line(log)
+
+
 def _last_line(log: Path) -> str:
     """The last non-empty line of the log: the one-line error every mmbench failure ends with."""
     with contextlib.suppress(OSError):
@@ -290,7 +376,11 @@ def _finish(
     error: str | None = None,
     resumed: bool = False,
     child_s: float | None = None,
+    log: Path | None = None,
 ) -> JobResult:
+    """Write the job's final state and return its result; `log`: the log its output went to when that is
+    not its own (several evaluations in one process)."""
+    log = log if log is not None else job.log_path
     facts = record_facts(record) if record is not None else {}
     record_s = (facts.get("timing") or {}).get("total_s")
     wall = time.perf_counter() - clock
@@ -305,6 +395,7 @@ def _finish(
         wall_s=round(wall, 3),
         child_s=round(child_s, 3) if child_s is not None else None,
         resumed=resumed,
+        log=str(log),
         **facts,
     )
     return JobResult(
@@ -312,7 +403,7 @@ def _finish(
         status=status,
         record=str(record) if record is not None else None,
         error=error,
-        log=str(job.log_path),
+        log=str(log),
         wall_s=wall,
         record_s=record_s,
         resumed=resumed,
