@@ -7,10 +7,10 @@
    (`mmbench.testing.RUN_RULES`): the model built at the run's config, modalities and classes, in eval mode on
    one random 64-px batch (the size the run's parameter budget probes anyway) holding each availability
    pattern of the protocol's fixed scenarios: float logits (B, K, H, W) at the input size with the dataset's
-   class count, finite, the same when missing inputs are zeros, noise or NaN, the same twice. A broken
+   class count, finite, the same when missing inputs are zeros or NaN, the same twice. A broken
    contract stops the run in seconds instead of after training, blaming the plugin (exit 2); a built-in
-   method failing it is mmbench's bug (exit 1). It costs one extra model build and about four forward passes
-   on CPU (measured in docs/checking.md), and leaves every random state as it was.
+   method failing it is mmbench's bug (exit 1). It costs one extra model build and three forward passes on
+   the run's device (measured in docs/checking.md), and leaves the random state as it was.
 """
 
 from __future__ import annotations
@@ -69,9 +69,15 @@ def availability_patterns(scenarios: Sequence[Any], modalities: Sequence[str]) -
 
 def check_method_contract(plan: RunPlan, facts: DatasetFacts, modalities: Sequence[str], scenarios: Sequence) -> None:
     """The cheap contract rules on the run's real modalities, classes and config (see the module docstring)."""
+    from mmbench.runtime.device import resolve_device
+    from mmbench.runtime.distributed import init_distributed
     from mmbench.testing.method_checks import RUN_RULES, MethodChecker
     from mmbench.testing.results import CheckReport
 
+    device = resolve_device(plan.run_settings["device"])
+    dist = init_distributed(device)
+    if dist.enabled and device.startswith("cuda"):
+        device = f"cuda:{dist.local_rank}"  # as the training engine places each rank
     spec = plan.method
     report = CheckReport("method", spec.name, describe_origin(METHODS, spec.name))
     checker = MethodChecker(
@@ -82,6 +88,8 @@ def check_method_contract(plan: RunPlan, facts: DatasetFacts, modalities: Sequen
         config=plan.config.section("method"),
         size=PREFLIGHT_SIZE,
         patterns=availability_patterns(scenarios, modalities),
+        device=device,
+        fills=("zeros", "nan"),  # NaN is what the engine's checks catch; noise would add a forward pass
     )
     checker.propagate = (UserError,)  # a bad setting stays the config error it was before this check
     checker.run(RUN_RULES)

@@ -85,8 +85,11 @@ class MethodChecker:
         config: Mapping[str, Any],
         size: int,
         patterns: Sequence[tuple[bool, ...]] | None = None,
+        device: str = "cpu",
+        fills: Sequence[str] = FILLS,
     ) -> None:
         self.spec, self.report = spec, report
+        self.device, self.fills = device, tuple(fills)
         self.modalities, self.names = dict(modalities), tuple(modalities)
         self.num_classes, self.config, self.size = num_classes, dict(config), size
         self.patterns = list(patterns) if patterns is not None else accepted_patterns(spec, self.names)
@@ -98,7 +101,7 @@ class MethodChecker:
     # -- helpers ---------------------------------------------------------------------------------------
     def _inputs(self, batch: int) -> dict[str, torch.Tensor]:
         return {
-            name: torch.randn(batch, count, self.size, self.size, generator=self.generator)
+            name: torch.randn(batch, count, self.size, self.size, generator=self.generator).to(self.device)
             for name, count in self.modalities.items()
         }
 
@@ -108,7 +111,7 @@ class MethodChecker:
             if fill == "nan":
                 value = torch.full_like(x, float("nan"))
             elif fill == "noise":
-                value = 10 * torch.randn(x.shape, generator=self.generator)
+                value = 10 * torch.randn(x.shape, generator=self.generator).to(self.device)
             else:
                 value = torch.zeros_like(x)
             filled[name] = torch.where(available[:, index].view(-1, 1, 1, 1), x, value)
@@ -140,11 +143,12 @@ class MethodChecker:
 
     def _build(self, seed: int) -> SegmentationMethod:
         torch.manual_seed(seed)
-        return build_method(self.spec, self.modalities, self.num_classes, self.config)
+        return build_method(self.spec, self.modalities, self.num_classes, self.config).to(self.device)
 
     # -- rules -----------------------------------------------------------------------------------------
     def run(self, rules: Sequence[str] = ALL_RULES) -> CheckReport:
-        with torch.random.fork_rng(devices=[]):
+        devices = [torch.device(self.device).index or 0] if self.device.startswith("cuda") else []
+        with torch.random.fork_rng(devices=devices):
             self._run(set(rules))
         return self.report
 
@@ -183,7 +187,7 @@ class MethodChecker:
         does. When it breaks a rule, a batch with every modality tells the output rules from the pattern
         rules, and each pattern alone names the one that breaks."""
         model, patterns = self.model, self.patterns
-        available = torch.tensor(patterns, dtype=torch.bool)
+        available = torch.tensor(patterns, dtype=torch.bool, device=self.device)
         self.mixed_inputs = self._inputs(len(patterns))
         inputs = self._filled(self.mixed_inputs, available, "zeros")
         ok, logits = self._guard(FORWARD, lambda: _no_grad(model, inputs, available))
@@ -193,14 +197,14 @@ class MethodChecker:
             return True
         if not ok:
             self.report.results.pop()
-        full = torch.ones(2, len(self.names), dtype=torch.bool)
+        full = torch.ones(2, len(self.names), dtype=torch.bool, device=self.device)
         full_inputs = self._inputs(2)
         ok, logits = self._guard(FORWARD, lambda: _no_grad(model, full_inputs, full))
         if not ok or not self._contract(logits, 2, "every modality available, eval mode"):
             return False
         self._output_passed(logits, every=False)
         for pattern in patterns:
-            one = torch.tensor([pattern], dtype=torch.bool)
+            one = torch.tensor([pattern], dtype=torch.bool, device=self.device)
             single = self._filled(self._inputs(1), one, "zeros")
             context = f"only {', '.join(n for n, a in zip(self.names, pattern, strict=True) if a)} available"
             ok, logits = self._guard(PATTERNS, lambda s=single, o=one: _no_grad(model, s, o))
@@ -230,12 +234,12 @@ class MethodChecker:
     def _no_leak(self) -> None:
         """A missing modality's input holds no information: zeros, noise and NaN there give the same logits."""
         model = self.model
-        available = torch.tensor(self.patterns, dtype=torch.bool)
+        available = torch.tensor(self.patterns, dtype=torch.bool, device=self.device)
         if bool(available.all()):
             self.report.add(NO_LEAK, SKIP, "the method accepts no pattern with a missing modality")
             return
         reference = self.mixed_logits
-        for fill in FILLS[1:]:
+        for fill in [fill for fill in self.fills if fill != "zeros"]:
             inputs = self._filled(self.mixed_inputs, available, fill)
             ok, logits = self._guard(NO_LEAK, lambda i=inputs: _no_grad(model, i, available))
             if not ok:
@@ -263,7 +267,7 @@ class MethodChecker:
     def _determinism(self) -> bool:
         """The mixed batch again, in eval mode: the same logits (evaluation must not sample)."""
         model = self.model
-        available = torch.tensor(self.patterns, dtype=torch.bool)
+        available = torch.tensor(self.patterns, dtype=torch.bool, device=self.device)
         inputs = self._filled(self.mixed_inputs, available, "zeros")
         ok, second = self._guard(DETERMINISM, lambda: _no_grad(model, inputs, available))
         if not ok:
@@ -305,7 +309,7 @@ class MethodChecker:
         if not model.has_split_interface:
             self.report.add(SPLIT, SKIP, "no encode/decode: the engine runs forward per scenario")
             return
-        available = torch.tensor(self.patterns, dtype=torch.bool)
+        available = torch.tensor(self.patterns, dtype=torch.bool, device=self.device)
         inputs = self._filled(self.mixed_inputs, available, "zeros")
 
         def split() -> torch.Tensor:
@@ -331,11 +335,12 @@ class MethodChecker:
         batch_size = 2
         inputs = self._inputs(batch_size)
         label = torch.randint(0, self.num_classes, (batch_size, self.size, self.size), generator=self.generator)
+        label = label.to(self.device)
         label[:, :2] = IGNORE_INDEX
         batch = {
             "inputs": inputs,
             "label": label,
-            "available": torch.ones(batch_size, len(self.names), dtype=torch.bool),
+            "available": torch.ones(batch_size, len(self.names), dtype=torch.bool, device=self.device),
         }
         info = TrainStep(step=0, micro=0, seed=0, ignore_index=IGNORE_INDEX, num_classes=self.num_classes)
         adversary = {id(p) for p in model.adversary_parameters()}
@@ -414,14 +419,14 @@ class MethodChecker:
         model = self.model
         model.eval()
         inputs = self._inputs(2)
-        available = torch.ones(2, len(self.names), dtype=torch.bool)
+        available = torch.ones(2, len(self.names), dtype=torch.bool, device=self.device)
         buffer = io.BytesIO()
 
         def round_trip() -> tuple[torch.Tensor, torch.Tensor]:
             torch.save(model.state_dict(), buffer)
             buffer.seek(0)
             restored = self._build(1234)
-            restored.load_state_dict(torch.load(buffer, weights_only=True))
+            restored.load_state_dict(torch.load(buffer, map_location=self.device, weights_only=True))
             restored.eval()
             return _no_grad(model, inputs, available), _no_grad(restored, inputs, available)
 
