@@ -150,19 +150,71 @@ def test_a_sweep_killed_mid_training_resumes_to_the_uninterrupted_numbers(capsys
 
 def test_the_submitit_path_runs_the_same_jobs(capsys, tmp_path, store, tiny_methods):
     out = tmp_path / "out"
-    suite = write_suite(tmp_path / "suite.yaml", store, out, executor={"timeout_min": 30})
+    suite = write_suite(tmp_path / "suite.yaml", store, out, evaluate=["subsets", "full"], executor={"timeout_min": 30})
     code, _, err = sweep(capsys, suite, "--executor", "submitit-local", "--jobs", "2")
     assert code == 0, err
     job = out / "tiny" / "ok" / "seed0"
     assert state(job, "train-last1")["status"] == "done" and state(job, "eval-subsets")["status"] == "done"
-    assert len(records(out)) == 2
-    assert list((out / ".submitit").glob("*_result.pkl"))  # submitit ran them, in its own processes
+    assert state(job, "eval-full")["log"] == str(job / "eval-subsets+full.log")  # one submitted batch
+    assert len(records(out)) == 3
+    assert len(list((out / ".submitit").glob("*_result.pkl"))) == 2  # submitit ran them, in its own processes
     code, out_text, _ = sweep(capsys, suite, "--status")
-    assert "2 done, 0 failed, 0 pending" in out_text
+    assert "3 done, 0 failed, 0 pending" in out_text
     moved = tmp_path / "moved"
     out.rename(moved)  # state files name records relative to their job folder
     code, out_text, err = sweep(capsys, suite, "--status", "--out", moved)
-    assert code == 0 and "2 done, 0 failed, 0 pending" in out_text, err
+    assert code == 0 and "3 done, 0 failed, 0 pending" in out_text, err
+
+
+def test_the_evaluations_of_one_training_run_as_one_eval_process(capsys, tmp_path, store, tiny_methods):
+    out = tmp_path / "out"
+    suite = write_suite(tmp_path / "suite.yaml", store, out, evaluate=["subsets", "full", "missing1"])
+    code, _, err = sweep(capsys, suite, "--jobs", "2")
+    assert code == 0, err
+    job = out / "tiny" / "ok" / "seed0"
+    shared = job / "eval-subsets+full+missing1.log"
+    commands = [line for line in shared.read_text().splitlines() if line.startswith("# ")]
+    assert len(commands) == 1 and " eval " in commands[0]
+    assert all(f"--protocol {name}" in commands[0] for name in ("subsets", "full", "missing1"))
+    for name in ("subsets", "full", "missing1"):  # state and done stay per (training, protocol) job
+        data = state(job, f"eval-{name}")
+        assert data["status"] == "done" and data["log"] == str(shared)
+        assert read_record(data["record"])["protocol"]["name"] == name
+        assert str(shared) in (job / f"eval-{name}.log").read_text()  # each job's own log points there
+    assert err.count("start tiny/ok/seed0/eval-") == 3 and err.count("done tiny/ok/seed0/eval-") == 3
+    code, out_text, err = sweep(capsys, suite, "--status")
+    assert code == 0 and "4 done, 0 failed, 0 pending" in out_text  # one state per job
+
+
+def test_a_batch_whose_process_fails_marks_each_job_without_a_record_failed(
+    capsys, tmp_path, store, tiny_methods, monkeypatch
+):
+    import mmbench.sweep.jobs as jobs
+
+    real = jobs._run_child
+
+    def full_fails(command, log, settings):
+        if "eval" not in command:
+            return real(command, log, settings)
+        at = command.index("full")  # evaluate the other protocols; say full failed, as mmbench eval does
+        config = next(i for i, part in enumerate(command) if part.startswith("full="))
+        kept = [part for i, part in enumerate(command) if i not in (at - 1, at, config - 1, config)]
+        assert real(kept, log, settings) == 0
+        log.write("mmbench eval: protocol full failed: boom in full\nmmbench eval: error: boom in full\n")
+        return 2
+
+    monkeypatch.setattr(jobs, "_run_child", full_fails)
+    out = tmp_path / "out"
+    suite = write_suite(tmp_path / "suite.yaml", store, out, evaluate=["subsets", "full", "missing1"])
+    code, _, err = sweep(capsys, suite)
+    assert code == 2
+    job = out / "tiny" / "ok" / "seed0"
+    failed = state(job, "eval-full")
+    assert failed["status"] == "failed" and failed["error"] == "exit code 2: boom in full"
+    assert failed["log"] == str(job / "eval-subsets+full+missing1.log")
+    assert state(job, "eval-subsets")["status"] == "done" and state(job, "eval-missing1")["status"] == "done"
+    assert "FAILED tiny/ok/seed0/eval-full" in err and "boom in full" in err
+    assert len(records(out)) == 3
 
 
 def test_ctrl_c_interrupts_each_job_once_and_leaves_it_resumable(capsys, tmp_path, store, tiny_methods):
