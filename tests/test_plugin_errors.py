@@ -112,3 +112,22 @@ def test_a_loss_diverging_later_names_the_checkpoint_on_disk(capsys, tmp_path, s
     assert code == 2
     (last,) = (tmp_path / "runs").rglob("last.ckpt")
     assert_one_line(err, "at step 6", f"the last good checkpoint is {last}")
+
+
+def test_a_method_shipped_with_mmbench_breaking_the_contract_is_mmbenchs_bug(
+    capsys, tmp_path, store, broken, monkeypatch
+):
+    import mmbench.runs.preflight as preflight
+
+    monkeypatch.setattr(preflight, "is_builtin", lambda registry, name: True)  # as if mmbench shipped it
+    code, _, err = cli(capsys, *run_args(store, tmp_path / "runs", "wrong-size"))
+    assert code == 1
+    assert "internal error" in err and "built-in method 'wrong-size'" in err and "please report it" in err
+
+
+def test_evaluating_a_checkpoint_refuses_a_missing_modality_too(capsys, tmp_path, store, broken):
+    assert cli(capsys, *run_args(store, tmp_path / "train", "keeper"))[0] == 0
+    (best,) = (tmp_path / "train").rglob("best.ckpt")
+    code, _, err = cli(capsys, *run_args(store, tmp_path / "eval", "keeper", "with-lidar", "--checkpoint", str(best)))
+    assert code == 2 and "needs modality 'lidar'" in err
+    assert list((tmp_path / "eval").rglob("result.json")) == []
