@@ -241,16 +241,17 @@ def run_evaluations(jobs: list[Job], settings: JobSettings) -> list[JobResult]:
         status = INTERRUPTED if returncode < 0 or returncode == 130 else FAILED
         reason = f"killed by signal {-returncode}" if returncode < 0 else f"exit code {returncode}"
     results = []
+    shared: dict[str, Any] = {"log": log_path, "share": len(jobs)}
     for job in jobs:
         record, problems = search_records(job, fingerprints, selected.get("sha256"))
         if record is not None:
-            result = _finish(job, clock, DONE, record=record, started=started, child_s=child_s, log=log_path)
+            result = _finish(job, clock, DONE, record=record, started=started, child_s=child_s, **shared)
         else:
             why = (
                 problems[0].removesuffix("; the job runs again") if problems else _protocol_error(log_path, job, start)
             )
             error = f"{reason}: {why}"
-            result = _finish(job, clock, status, error=error, started=started, child_s=child_s, log=log_path)
+            result = _finish(job, clock, status, error=error, started=started, child_s=child_s, **shared)
         results.append(result)
     return results
 
@@ -377,13 +378,16 @@ def _finish(
     resumed: bool = False,
     child_s: float | None = None,
     log: Path | None = None,
+    share: int = 1,
 ) -> JobResult:
     """Write the job's final state and return its result; `log`: the log its output went to when that is
-    not its own (several evaluations in one process)."""
+    not its own, `share`: how many jobs that process ran (several evaluations in one process: its wall and
+    child times are shared evenly, so that the per-job means of the sweep's closing line stay per job)."""
     log = log if log is not None else job.log_path
     facts = record_facts(record) if record is not None else {}
     record_s = (facts.get("timing") or {}).get("total_s")
-    wall = time.perf_counter() - clock
+    wall = (time.perf_counter() - clock) / share
+    child_s = child_s / share if child_s is not None else None
     write_state(
         job,
         status=status,
