@@ -7,8 +7,8 @@ discriminators (trained, never used at inference), and used at inference on the 
 modality left (the synthetic benchmark's three modalities; "one modality" is the mean over the three
 single-modality scenarios). Seconds per training step: the median of `--steps` steps of the method's own
 `training_loss` + backward at the CPU default batch and crop (8 x 96 px), one thread, after one warm-up
-step, in process CPU seconds; the adversarial update's discriminator step is not included. Paper-scale configs (`methods/*/paper*.yaml`)
-are counted, not timed: their steps need a GPU.
+step, in process CPU seconds; the adversarial update's discriminator step is not included. Paper-scale
+configs (`methods/*/paper*.yaml`) are counted, not timed: their steps need a GPU.
 """
 
 from __future__ import annotations
@@ -146,8 +146,10 @@ def main() -> None:
             else ["–", "–", "–"]
         )
         out.append(
-            f"| {name} | {METHODS.get(name).capacity} | {millions(cpu['trainable'])} | {millions(cpu['adversary'])} | {millions(cpu['full'])} | "
-            f"{millions(cpu['single'])} | {ratio} | {seconds:.2f} | " + " | ".join(paper_cells) + " |"
+            f"| {name} | {METHODS.get(name).capacity} | {millions(cpu['trainable'])} | {millions(cpu['adversary'])} | "
+            f"{millions(cpu['full'])} | {millions(cpu['single'])} | {ratio} | {seconds:.2f} | "
+            + " | ".join(paper_cells)
+            + " |"
         )
     Path(args.doc).write_text("\n".join(out) + "\n")
     print("\n".join(out))

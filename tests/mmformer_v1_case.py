@@ -7,10 +7,10 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from stars_v1_case import case_batch, case_info, grad_summary
 
 from mmbench.config import load_defaults
 from mmbench.registry import METHODS
-from stars_v1_case import case_batch, case_info, grad_summary
 
 __all__ = ["CASES", "V1_SWITCHES", "case_batch", "case_config", "case_info", "grad_summary", "pin_of"]
 

@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from mmformer_v1_case import CASES, V1_SWITCHES, case_config, pin_of
 from torch import nn
 
 from mmbench.errors import ConfigError
 from mmbench.method import TrainStep, build_method
 from mmbench.registry import METHODS
-from mmformer_v1_case import CASES, V1_SWITCHES, case_config, pin_of
 
 PIN = json.loads((Path(__file__).parent / "fixtures" / "mmformer_v1_pin.json").read_text())
 THREE = {"optical": 3, "dsm": 1, "sar": 1}

@@ -335,7 +335,9 @@ def probe_mmformer(record: Record) -> None:
         record("PreNormConv", seeded(lambda n=norm: mmformer.PreNormConv(3, 4, kernel=1, norm=n))(randn(2, 3, 8, 8)))
         record("PreNormFusion", seeded(lambda n=norm: mmformer.PreNormFusion(4, 2, n))(randn(2, 8, 6, 6)))
     record("JointNorm", seeded(mmformer.JointNorm)(randn(2, 4, 6, 6)))
-    record("EncoderStage", seeded(lambda: mmformer.EncoderStage(3, 4, 2, entry="prenorm", norm="joint"))(randn(2, 3, 8, 8)))
+    record(
+        "EncoderStage", seeded(lambda: mmformer.EncoderStage(3, 4, 2, entry="prenorm", norm="joint"))(randn(2, 3, 8, 8))
+    )
     for fused in (True, False):
         decoder = seeded(lambda f=fused: mmformer.AuthorsDecoder(dims, 3, fused=f, norm="instance"))
         record("AuthorsDecoder", decoder(skips, randn(2, 32, 2, 2, seed=9)))

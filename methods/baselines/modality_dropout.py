@@ -1,8 +1,9 @@
 """modality-dropout: per-modality ResNet encoders, late fusion, trained on random modality subsets.
 
 The simplest strong baseline of the missing-modality literature: any fusion network trained with
-modalities dropped at random (mmFormer's per-sample uniform subsets, one uniform subset per batch (ShaSpec draws per batch
-too, but the subset size first: a different distribution), or independent Bernoulli drops, all from `mmbench.sampling`). Missing modalities are excluded from
+modalities dropped at random (mmFormer's per-sample uniform subsets; one uniform subset per batch,
+which is not ShaSpec's per-batch distribution, since ShaSpec draws the subset size first; or
+independent Bernoulli drops, all from `mmbench.sampling`). Missing modalities are excluded from
 the fusion (`fusion: mean`, a masked mean) or zeroed (`fusion: concat`), never read.
 """
 

@@ -130,7 +130,9 @@ class ModalityEncoder(nn.Module):
         widths = [in_channels, *dims]
         self.stages = nn.ModuleList(
             [
-                EncoderStage(widths[i], widths[i + 1], 1 if i == 0 else 2, entry="plain" if i == 0 else entry, norm=norm)
+                EncoderStage(
+                    widths[i], widths[i + 1], 1 if i == 0 else 2, entry="plain" if i == 0 else entry, norm=norm
+                )
                 for i in range(STAGES)
             ]
         )
@@ -343,7 +345,9 @@ class MmFormer(SegmentationMethod):
     def _bottleneck(self, tokens: list[Tensor], grid: Sequence[int]) -> Tensor:
         """InterFormer over all modalities' (masked) tokens, back to one 1/16 map."""
         if self.config["inter_positions"]:  # the authors' Transformer adds `pos` before every layer
-            tokens = [t + self.tokens[name].positions(grid) for t, name in zip(tokens, self.modality_names, strict=True)]
+            tokens = [
+                t + self.tokens[name].positions(grid) for t, name in zip(tokens, self.modality_names, strict=True)
+            ]
         length, batch = tokens[0].shape[1], tokens[0].shape[0]
         mixed = self.inter(torch.cat(tokens, dim=1))  # inter-modal attention over M x L tokens
         if self.config["inter_layout"] == "authors":  # their `.view(B, p, p, T * M)` of the (B, M*L, T) tokens
@@ -398,7 +402,9 @@ class MmFormer(SegmentationMethod):
         grid = own["skips"][-1].shape[-2:]
         return self.sep_from_tokens(tokens.transpose(1, 2).reshape(tokens.shape[0], -1, *grid))
 
-    def separate_terms(self, features: Mapping[str, Any], available: Tensor, label: Tensor, ignore_index: int) -> Tensor:
+    def separate_terms(
+        self, features: Mapping[str, Any], available: Tensor, label: Tensor, ignore_index: int
+    ) -> Tensor:
         """Sum over modalities of the separate decoder's wCE + Dice on that modality's unmasked features:
         every sample of every modality in `features` (`sep_rows: all`, one batched decoder call), or only the
         samples that keep the modality (`available`, version 1)."""
