@@ -30,13 +30,16 @@ PREFLIGHT_SIZE = 64  # px, as mmbench.method.BUDGET_PROBE_SIZE: every run's mode
 
 def check_before_running(plan: RunPlan, facts: DatasetFacts | None, *, trainable: bool) -> None:
     """Raise a one-line `UserError` when the run cannot give honest numbers (see the module docstring)."""
-    if facts is None and plan.dataset.path is not None:
-        facts = DatasetFacts.from_store(plan.dataset.path, name=plan.dataset.name)
-    if facts is None:
-        return  # a dataset without a store: the method's own executor knows what it runs on
     implementation = plan.protocol.load()
     if not (isinstance(implementation, type) and issubclass(implementation, Protocol)):
         return  # not a mmbench Protocol: only a method's own executor can use it, and it checks it
+    if facts is None and plan.dataset.path is not None and not trainable:
+        try:  # a method's own executor may run on a file that is not a tile store: its business, not ours
+            facts = DatasetFacts.from_store(plan.dataset.path, name=plan.dataset.name)
+        except UserError:
+            return
+    if facts is None:
+        return  # a dataset without a store: the method's own executor knows what it runs on
     from mmbench.evaluation.engine import protocol_context
     from mmbench.evaluation.protocols import load_protocol
 
