@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from mmbench.cli.options import add_overrides
+
 KINDS = ("method", "protocol", "dataset")
 MARKS = {"pass": "[green]✓[/green]", "warn": "[yellow]![/yellow]", "skip": "[dim]–[/dim]", "fail": "[red]✗[/red]"}
 
@@ -32,15 +34,7 @@ def add_parser(commands: Any) -> argparse.ArgumentParser:
         metavar="NAME|FILE.h5",
         help="take modalities and classes from this dataset's store (default: the synthetic benchmark's)",
     )
-    check.add_argument(
-        "--set",
-        "-s",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override one config value of the checked plugin, e.g. --set method.width=16 (repeatable)",
-    )
+    add_overrides(check, "override one config value of the checked plugin, e.g. --set method.width=16 (repeatable)")
     check.add_argument(
         "--full-size", action="store_true", help="methods: build at the default config, not its tiny_config"
     )

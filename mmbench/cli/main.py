@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from mmbench._version import __version__
+from mmbench.cli.options import add_overrides
 
 CODEC_CHOICES = ("blosc-lz4", "blosc-zstd", "gzip", "lzf", "none")  # mirrors mmbench.data.store_format
 PROTOCOL_HINT = "e.g. full, missing1, last1, subsets (see 'mmbench list protocols')"
@@ -75,15 +76,7 @@ def _add_run_options(parser: argparse.ArgumentParser, several: bool = False) -> 
             metavar="FILE.yaml",
             help="YAML file with run/method/protocol/dataset sections, or a result.json to re-run",
         )
-    parser.add_argument(
-        "--set",
-        "-s",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override one config value, e.g. --set method.lr=3e-4 (repeatable; values are YAML scalars)",
-    )
+    add_overrides(parser, "override one config value, e.g. --set method.lr=3e-4 (repeatable; values are YAML scalars)")
     parser.add_argument("--seed", type=int, metavar="N", help="seed for every random source (run.seed)")
     parser.add_argument("--device", metavar="auto|cpu|cuda[:N]", help="compute device (run.device, default auto)")
     parser.add_argument("--out", metavar="DIR", help="root folder of run records (run.out, default ./runs)")

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from mmbench.cli.options import add_overrides
 from mmbench.errors import UserError
 
 if TYPE_CHECKING:
@@ -55,15 +56,7 @@ def add_parser(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
     )
     sweep.add_argument("--retry-failed", action="store_true", help="run failed jobs again")
     sweep.add_argument("--out", metavar="DIR", help="output root (replaces the suite's 'out:')")
-    sweep.add_argument(
-        "--set",
-        "-s",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override for every job, after the suite's own (repeatable)",
-    )
+    add_overrides(sweep, "override for every job, after the suite's own (repeatable)")
     sweep.set_defaults(handler="mmbench.cli.sweep_command:run")
     return sweep
 

@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.table import Table
 
 from mmbench.console import stderr, stdout
+from mmbench.progress import bar_columns
 from mmbench.sweep.driver import Reporter, SweepOutcome, summary_counts
 from mmbench.sweep.jobs import JobResult
 from mmbench.sweep.planning import TRAIN, Job, SweepPlan
@@ -256,22 +257,9 @@ def reporter(total: int) -> Iterator[Reporter]:
     if not console.is_terminal:
         yield LineReporter(total, console)
         return
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
+    from rich.progress import Progress
 
-    columns = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-    )
+    columns = bar_columns()
     with Progress(*columns, console=console, transient=False) as progress:
         yield ProgressReporter(total, progress)
 
