@@ -181,6 +181,7 @@ def test_a_dummy_run_writes_a_complete_valid_record(capsys, tmp_path, dummy_plug
         "checkpoint": None,
         "trained_for_missing": None,  # a method with its own execute declares no training regime
         "budget": None,  # and has no model to count
+        "trained_on": {"name": "toy", "fingerprint": None},  # mmbench run: the evaluated store (no file here)
     }
     assert record["protocol"]["settings"] == {"window": 64}
     assert record["dataset"]["name"] == "toy" and record["dataset"]["version"] == "0.1"

@@ -3,8 +3,14 @@
 Two records share a table only if every setting that can change a number is equal: dataset (name and
 fingerprint), protocol name and version, and the protocol's resolved settings (split, part, label
 variant, classes scored, window, stride, modalities, thresholds, probabilities...). Within a table,
-records of the same method, method version and configuration (the resolved config without the run
-section: seed, device and output folder do not define a method) are seeds of one row.
+records of the same method, method version, configuration (the resolved config without the run
+section: seed, device and output folder do not define a method) and training store are seeds of one row.
+
+The training store (issue 18): a checkpoint trained on one store and evaluated on another
+(`mmbench eval CHECKPOINT --dataset OTHER.h5`) is a transfer, never a seed of the model trained on the
+evaluated store; its row is labelled "(trained on NAME)" and flagged. Records name their training store in
+`method.trained_on` ({name, fingerprint}); older `mmbench eval` records in `method.checkpoint.trained_on`
+(name) and `trained_on_fingerprint`; records without either are taken to be trained on the evaluated store.
 """
 
 from __future__ import annotations
@@ -48,16 +54,60 @@ def table_key(record: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def config_id(record: Mapping[str, Any]) -> str:
-    """Which configuration of the method: its name, version and resolved method config (the seed, the
-    device and the protocol it is evaluated under do not define a method)."""
-    return _digest(
-        {
-            "method": record["method"]["name"],
-            "version": record["method"]["version"],
-            "config": record["config"].get("method"),
-        }
-    )
+def training_store(record: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The store the evaluated weights were trained on, {name, fingerprint}; None when the record does not
+    say (records written before issue 18 by `mmbench run`, or a checkpoint without dataset metadata)."""
+    method = record["method"]
+    trained = method.get("trained_on")
+    if isinstance(trained, Mapping) and trained.get("fingerprint"):
+        return {"name": trained.get("name"), "fingerprint": trained["fingerprint"]}
+    checkpoint = method.get("checkpoint")
+    if isinstance(checkpoint, Mapping) and checkpoint.get("trained_on_fingerprint"):
+        name = checkpoint.get("trained_on")
+        return {"name": name if isinstance(name, str) else None, "fingerprint": checkpoint["trained_on_fingerprint"]}
+    return None
+
+
+def transfer_source(record: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The training store when it is not the evaluated one (by fingerprint; by name when the evaluated store
+    has none), else None."""
+    trained = training_store(record)
+    if trained is None:
+        return None
+    evaluated = record["dataset"]
+    if evaluated.get("fingerprint"):
+        return trained if trained["fingerprint"] != evaluated["fingerprint"] else None
+    return trained if trained["name"] is not None and trained["name"] != evaluated.get("name") else None
+
+
+def config_id(record: Mapping[str, Any], *, training: bool = True) -> str:
+    """Which configuration of the method: its name, version, resolved method config and training store (the
+    seed, the device and the protocol it is evaluated under do not define a method).
+
+    The training store's fingerprint enters only for a transfer: otherwise it is the evaluated store's,
+    the same for every record of a table, so leaving it out keeps the identifiers of older records (and of
+    the committed boards) and still separates what must be separate. `training=False`: the configuration
+    alone (row labels name a transfer by its configuration)."""
+    identity: dict[str, Any] = {
+        "method": record["method"]["name"],
+        "version": record["method"]["version"],
+        "config": record["config"].get("method"),
+    }
+    transfer = transfer_source(record) if training else None
+    if transfer is not None:
+        identity["trained_on"] = transfer["fingerprint"]
+    return _digest(identity)
+
+
+def custom_aggregate(record: Mapping[str, Any]) -> float | None:
+    """The protocol's stored `aggregate.mean.miou` when it is not the plain mean over the record's scenarios
+    (a protocol with its own aggregate, e.g. weighted scenarios), else None."""
+    mean = (record.get("aggregate") or {}).get("mean")
+    stored = mean.get("miou") if isinstance(mean, Mapping) else None
+    plain = _mean_metric(s["metrics"]["miou"] for s in record["scenarios"])
+    if stored is None or plain is None or math.isclose(stored, plain, rel_tol=1e-9, abs_tol=1e-12):
+        return None
+    return float(stored)
 
 
 def _mean_metric(values: Iterable[float | None]) -> float | None:
@@ -66,7 +116,10 @@ def _mean_metric(values: Iterable[float | None]) -> float | None:
 
 
 def record_values(record: Mapping[str, Any]) -> dict[str, float | None]:
-    """The numbers of one record, by column key (fractions in [0, 1])."""
+    """The numbers of one record, by column key (fractions in [0, 1]). Where the protocol's own `aggregate`
+    has the number (its code computed it: docs/plugins.md), the board takes it from there: `mean.miou` (or
+    `miou.mean`, repeated draws), `worst.miou`, `expectation.NAME.miou`, `minority_miou.mean/worst`; only
+    when the protocol stores none is it computed here from the scenarios."""
     scenarios = record["scenarios"]
     aggregate = record.get("aggregate") or {}
     values: dict[str, float | None] = {}
@@ -75,11 +128,13 @@ def record_values(record: Mapping[str, Any]) -> dict[str, float | None]:
             values[f"scenario:{scenario['name']}"] = scenario["metrics"]["miou"]
     mean = aggregate.get("mean")
     worst = aggregate.get("worst")
-    values["mean"] = (
-        mean["miou"]
-        if isinstance(mean, Mapping) and "miou" in mean
-        else _mean_metric(s["metrics"]["miou"] for s in scenarios)
-    )
+    repeated = aggregate.get("miou")  # protocols of repeated random draws: {mean, std, n} per metric
+    if isinstance(mean, Mapping) and "miou" in mean:
+        values["mean"] = mean["miou"]
+    elif isinstance(repeated, Mapping) and "mean" in repeated:
+        values["mean"] = repeated["mean"]
+    else:
+        values["mean"] = _mean_metric(s["metrics"]["miou"] for s in scenarios)
     if isinstance(worst, Mapping) and "miou" in worst:
         values["worst"] = worst["miou"]
     else:
@@ -140,9 +195,15 @@ def _flags(records: Sequence[LoadedRecord]) -> list[str]:
         flags.append(
             FINAL_STEP if len(final) == len(records) else f"{FINAL_STEP} ({len(final)} of {len(records)} records)"
         )
+    transfer = transfer_source(records[0].record)
+    if transfer is not None:
+        digest = str(transfer["fingerprint"]).removeprefix("sha256:")[:12]
+        flags.append(f"transfer: trained on {transfer['name']} (sha256:{digest}…)")
     dirty = [item for item in records if item.record["git"]["dirty"]]
     if dirty:
-        flags.append(f"dirty git tree ({len(dirty)} of {len(records)} records)")
+        reasons = sorted({reason for item in dirty if (reason := dirty_reason(item.record["git"]))})
+        shown = f": {'; '.join(reasons[:2])}{' …' if len(reasons) > 2 else ''}" if reasons else ""
+        flags.append(f"dirty git tree ({len(dirty)} of {len(records)} records){shown}")
     if any(item.record["git"]["commit"] is None or item.record["git"]["dirty"] is None for item in records):
         flags.append("unknown git state")
     versions = sorted({str(item.record["env"].get("mmbench")) for item in records})
@@ -155,6 +216,17 @@ def _flags(records: Sequence[LoadedRecord]) -> list[str]:
     if len(set(seeds)) < len(seeds):
         flags.append("repeated seed")
     return flags
+
+
+def dirty_reason(git: Mapping[str, Any]) -> str | None:
+    """What made a record's tree dirty, from `git.dirty_paths` ({count, paths}: mmbench/records/environment.py);
+    None for records that do not say (written before issue 18)."""
+    reason = git.get("dirty_paths")
+    if not isinstance(reason, Mapping) or not reason.get("count"):
+        return None
+    count, paths = int(reason["count"]), [str(path) for path in reason.get("paths") or []]
+    listed = ", ".join(paths[:3]) + (", ..." if count > len(paths[:3]) else "")
+    return f"{count} changed file{'s' if count != 1 else ''} ({listed})"
 
 
 def _row(records: list[LoadedRecord], columns: list[str], labels: Mapping[str, str]) -> dict[str, Any]:
@@ -180,6 +252,7 @@ def _row(records: list[LoadedRecord], columns: list[str], labels: Mapping[str, s
         "params": first["method"].get("params"),
         "budget": row_budget(records),
         "trained_for_missing": _trained_for_missing(records),
+        "trained_on": transfer_source(first),
         "seeds": sorted(item.record["seed"] for item in records),
         "n": len(records),
         "values": values,
@@ -204,23 +277,29 @@ def _column_order(records: Sequence[LoadedRecord]) -> list[str]:
 def _labels(records: Sequence[LoadedRecord]) -> dict[str, str]:
     """Row labels: the configuration's display name (`run.label`, which `mmbench sweep` sets from the suite)
     when all its records agree on one and no other configuration uses it; otherwise the method name, plus
-    the config id when one method appears with several configs."""
+    the config id when one method appears with several configs. A transfer's row is its configuration's
+    label plus "(trained on NAME)"; the configuration is named as without the transfer."""
     configs: dict[str, set[str]] = {}
     names: dict[str, set[str]] = {}
+    rows: dict[str, tuple[str, str]] = {}  # row id -> (configuration id, transfer suffix)
     for item in records:
-        identifier = config_id(item.record)
+        identifier = config_id(item.record, training=False)
         configs.setdefault(item.record["method"]["name"], set()).add(identifier)
         names.setdefault(identifier, set()).add(str((item.record["config"].get("run") or {}).get("label") or ""))
+        source = transfer_source(item.record)
+        shown = None if source is None else source["name"] or str(source["fingerprint"]).removeprefix("sha256:")[:12]
+        suffix = "" if source is None else f" (trained on {shown})"
+        rows[config_id(item.record)] = (identifier, suffix)
     chosen = {key: next(iter(given)) for key, given in names.items() if len(given) == 1 and "" not in given}
     taken = list(chosen.values())
-    labels = {}
+    base = {}
     for method, ids in configs.items():
         for identifier in ids:
             if identifier in chosen and taken.count(chosen[identifier]) == 1:
-                labels[identifier] = chosen[identifier]
+                base[identifier] = chosen[identifier]
             else:
-                labels[identifier] = method if len(ids) == 1 else f"{method} [{identifier}]"
-    return labels
+                base[identifier] = method if len(ids) == 1 else f"{method} [{identifier}]"
+    return {row: base[identifier] + suffix for row, (identifier, suffix) in rows.items()}
 
 
 def _table(
@@ -247,6 +326,7 @@ def _table(
     scenario_names = [s["name"] for s in first["scenarios"]][:MAX_SCENARIO_COLUMNS]
     classes = list(first["scenarios"][0]["metrics"].get("per_class") or {}) if first["scenarios"] else []
     identifier = f"{key['dataset']['name']}/{key['protocol']['name']}/{_digest(key)}"
+    custom = [item for item in records if custom_aggregate(item.record) is not None]
     table = {
         "id": identifier,
         "dataset": key["dataset"],
@@ -269,6 +349,12 @@ def _table(
             for ref in references
             if ref["dataset"] == key["dataset"]["name"] and ref["protocol"] in (None, key["protocol"]["name"])
         ],
+        "custom_aggregate": (
+            f"the protocol's own mean ({len(custom)} of {len(records)} records) differs from the mean over its "
+            "scenarios: the mean column shows the protocol's value, without an interval"
+            if custom
+            else None
+        ),
     }
     annotate_table(table, groups, n_boot=n_boot, rng_seed=bootstrap_seed)
     return table

@@ -81,10 +81,11 @@ def seconds(value: Any, digits: int = 0) -> str:
 def statistics_line(table: Mapping[str, Any]) -> str:
     """One sentence: how the intervals and marks of this table were made, or why it has none."""
     info = table.get("statistics") or {}
+    custom = f" Custom aggregate: {table['custom_aggregate']}." if table.get("custom_aggregate") else ""
     if not info:
-        return ""
+        return custom.strip()
     if not info.get("available"):
-        return f"No confidence intervals or significance marks: {info.get('reason')}."
+        return f"No confidence intervals or significance marks: {info.get('reason')}.{custom}"
     text = (
         f"Brackets: {100 * info['level']:.0f} % hierarchical-bootstrap intervals (seeds, then {info['units']} "
         f"{info['unit_kind']}s; {info['n_boot']} replicates, RNG seed {info['rng_seed']}). p vs best: paired "
@@ -96,7 +97,7 @@ def statistics_line(table: Mapping[str, Any]) -> str:
         text += f" Rank intervals use only the seeds every row has ({seeds})."
     if info.get("reason"):
         text += f" {info['reason']}."
-    return text
+    return text + custom
 
 
 def across_markdown(section: Mapping[str, Any] | None) -> list[str]:

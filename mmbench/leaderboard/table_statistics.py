@@ -175,6 +175,15 @@ def annotate_table(
             (interval,) = primary_intervals[row["config_id"]]
             if interval.low is not None:
                 row["values"][primary]["ci"] = [interval.low, interval.high]
+    if table.get("custom_aggregate"):
+        # the bootstrap resamples the mean over scenarios as mmbench defines it; a protocol whose own mean is
+        # another statistic gets its value shown (board.record_values) and no interval that belongs to another
+        for row in rows:
+            if "mean" in row["values"]:
+                row["values"]["mean"]["ci"] = None
+        if primary == "mean":
+            info["reason"] = "the protocol computes its own mean: no interval or test for the mean column"
+            return
     if mask is None:
         info["reason"] = f"no interval for the primary column {primary!r}; the scenario columns have them"
         return

@@ -1,13 +1,12 @@
 """What a run record says about the software and hardware it ran on.
 
 "Results differ" in this field is often a version, a GPU or an uncommitted change: every record carries
-the library versions, the device, the CPU, the OS and the git commit (with a dirty flag) of the mmbench
-install that produced it.
+the library versions, the device, the CPU, the OS and the git commit (with a dirty flag and what made it
+dirty) of the mmbench install that produced it.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import platform
 import subprocess
@@ -17,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import mmbench
+from mmbench.records.provenance import checkout_state
 
 TRACKED_PACKAGES: tuple[str, ...] = ("torch", "triton", "kornia", "h5py", "numpy", "xformers", "pyyaml", "rich")
 
@@ -87,22 +87,26 @@ def collect_environment(device: str | None = None) -> dict[str, Any]:
 @lru_cache(maxsize=1)
 def git_state() -> dict[str, Any]:
     """Commit and dirty flag of the mmbench source tree this process imported, or nulls when installed
-    from a wheel. The tree must be mmbench's own: a venv inside some other repository does not count."""
+    from a wheel. The tree must be mmbench's own: a venv inside some other repository does not count.
+
+    Dirty means a change under mmbench's source paths (mmbench/records/provenance.py: the package folders
+    of pyproject.toml's package-dir, pyproject.toml and setup.py), and `dirty_paths` says which; stray
+    untracked files elsewhere in the checkout do not count."""
     package_dir = Path(mmbench.__file__).resolve().parent
-    unknown: dict[str, Any] = {"commit": None, "dirty": None, "diff_sha256": None, "source": str(package_dir)}
+    unknown: dict[str, Any] = {
+        "commit": None,
+        "dirty": None,
+        "dirty_paths": None,
+        "diff_sha256": None,
+        "source": str(package_dir),
+    }
     top = _git(package_dir, "rev-parse", "--show-toplevel")
     if top is None or Path(top).resolve() / "mmbench" != package_dir:
         return unknown
-    commit = _git(package_dir, "rev-parse", "HEAD")
-    status = _git(package_dir, "status", "--porcelain")
-    if commit is None or status is None:
+    state = checkout_state(Path(top))
+    if state["commit"] is None or state["dirty"] is None:
         return unknown
-    dirty = bool(status.strip())
-    diff_sha = None
-    if dirty:
-        diff = _git(package_dir, "diff", "HEAD") or ""
-        diff_sha = hashlib.sha256((diff + status).encode()).hexdigest()
-    return {"commit": commit, "dirty": dirty, "diff_sha256": diff_sha, "source": top}
+    return {**state, "source": top}
 
 
 def _git(cwd: Path, *args: str) -> str | None:

@@ -25,6 +25,7 @@ from mmbench.errors import NotAvailableError, UserError
 from mmbench.method import SegmentationMethod
 from mmbench.records import SCHEMA_VERSION, isoformat, new_run_id, record_path, utc_now, write_record
 from mmbench.records.environment import collect_environment, git_state
+from mmbench.records.provenance import plugins_provenance
 from mmbench.runtime.device import resolve_device
 from mmbench.runtime.seeding import seed_everything
 
@@ -197,6 +198,19 @@ def trained_for_missing(plan: RunPlan) -> bool | None:
     return None
 
 
+def trained_on(plan: RunPlan, checkpoint: Mapping[str, Any], fingerprint: str | None) -> dict[str, Any] | None:
+    """The store the evaluated weights were trained on, {name, fingerprint} (the leaderboard keeps a transfer
+    apart: mmbench/leaderboard/board.py). `mmbench eval` says what its checkpoint was trained on
+    (`method.checkpoint.trained_on*`, from the checkpoint's dataset entry: null when it has none);
+    `mmbench run` trained on the store it evaluates."""
+    if "trained_on" in checkpoint or "trained_on_fingerprint" in checkpoint:
+        name, trained_fingerprint = checkpoint.get("trained_on"), checkpoint.get("trained_on_fingerprint")
+        if name is None and trained_fingerprint is None:
+            return None
+        return {"name": name, "fingerprint": trained_fingerprint}
+    return {"name": plan.dataset.name, "fingerprint": fingerprint}
+
+
 def build_record(
     plan: RunPlan,
     run_id: str,
@@ -209,6 +223,7 @@ def build_record(
 ) -> dict[str, Any]:
     """`fingerprint`: the dataset's, taken once when the run started."""
     git = git_state()
+    checkpoint = outcome.checkpoint if isinstance(outcome.checkpoint, Mapping) else {}
     return {
         "schema_version": SCHEMA_VERSION,
         "run_id": run_id,
@@ -224,6 +239,7 @@ def build_record(
             "checkpoint": outcome.checkpoint,
             "trained_for_missing": trained_for_missing(plan),
             "budget": outcome.budget,
+            "trained_on": trained_on(plan, checkpoint, fingerprint),
         },
         "protocol": {
             "name": plan.protocol.name,
@@ -240,7 +256,19 @@ def build_record(
         "seeds": dict(seeds),
         "config": plan.config.data,
         "env": collect_environment(device),
-        "git": {"commit": git["commit"], "dirty": git["dirty"], "diff_sha256": git["diff_sha256"]},
+        "git": {
+            "commit": git["commit"],
+            "dirty": git["dirty"],
+            "diff_sha256": git["diff_sha256"],
+            "dirty_paths": git["dirty_paths"],
+        },
+        "plugins": plugins_provenance(
+            {
+                "method": plan.method.name,
+                "protocol": plan.protocol.name,
+                "dataset": plan.dataset.name if plan.dataset.spec is not None else None,  # a store file: no plugin
+            }
+        ),
         "scenarios": outcome.scenarios,
         "aggregate": outcome.aggregate,
         "timing": dict(timing),
