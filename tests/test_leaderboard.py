@@ -215,6 +215,12 @@ def test_empty_or_unmatched_inputs_give_clear_messages(tmp_path, capsys):
     write(tmp_path, "good", real("stars-last1"))
     code, _, err = cli(capsys, "leaderboard", str(tmp_path), "--protocol", "subsets")
     assert code == 2 and "no records for protocol 'subsets'" in err
+    only_smoke = tmp_path / "only-smoke"
+    smoke = real("stars-last1")
+    smoke["smoke"] = True
+    write(only_smoke, "a", smoke)
+    code, _, err = cli(capsys, "leaderboard", str(only_smoke))
+    assert code == 2 and "nothing to rank: all 1 records found were skipped" in err and "run without --smoke" in err
 
 
 def test_formats_and_relative_links(tmp_path, capsys):

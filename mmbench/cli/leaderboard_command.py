@@ -85,7 +85,12 @@ def run(args: argparse.Namespace) -> int:
         wanted = " and ".join(
             f"{kind} {value!r}" for kind, value in (("dataset", args.dataset), ("protocol", args.protocol)) if value
         )
-        raise UserError(f"no records for {wanted}; drop the filter or check the names with 'mmbench list'")
+        if wanted:
+            raise UserError(f"no records for {wanted}; drop the filter or check the names with 'mmbench list'")
+        raise UserError(
+            f"nothing to rank: all {len(board['skipped'])} records found were skipped (reasons above); "
+            "smoke runs never reach a board: run without --smoke"
+        )
     if args.out is None and args.format == "md" and sys.stdout.isatty():
         _print_rich(board)
         return 0

@@ -252,14 +252,19 @@ class MethodChecker:
                 (logits - reference).abs().flatten(1).amax(1) > tolerance
             )
             if bool(differs.any()):
-                pattern = self.patterns[int(differs.nonzero()[0])]
-                given = ", ".join(n for n, a in zip(self.names, pattern, strict=True) if a)
+                rows = [int(row) for row in differs.nonzero().flatten()]
+                partial = [row for row in rows if not all(self.patterns[row])]
+                if partial:
+                    given = ", ".join(n for n, a in zip(self.names, self.patterns[partial[0]], strict=True) if a)
+                    where = f"e.g. with only {given} available"
+                else:  # only complete samples changed: the missing inputs of *other* samples reached them
+                    where = "in samples that have every modality: the batch's missing inputs reach other samples"
                 self.report.add(
                     NO_LEAK,
                     FAIL,
-                    f"filling a missing modality with {fill} instead of zeros changes the logits (e.g. with only "
-                    f"{given} available): the method reads a missing input; mask it out with "
-                    "torch.where(available, x, 0), never x * mask (NaN * 0 is NaN)",
+                    f"filling a missing modality with {fill} instead of zeros changes the logits ({where}): the "
+                    "method reads a missing input; mask it out with torch.where(available, x, 0), never x * mask "
+                    "(NaN * 0 is NaN), and keep batch-wide statistics off the missing inputs",
                 )
                 return
         self.report.add(NO_LEAK, PASS, "zeros, noise and NaN in missing inputs give identical, finite logits")

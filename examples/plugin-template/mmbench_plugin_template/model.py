@@ -84,3 +84,9 @@ class TemplateFusion(SegmentationMethod):
         keep = available & drawn
         # A sample whose drawn subset misses all of its modalities keeps what it has.
         return torch.where(keep.any(dim=1, keepdim=True), keep, available)
+
+    @classmethod
+    def trains_for_missing(cls, config) -> bool:
+        """Records and boards say whether training showed the model missing modalities; mmbench reads a
+        `sampler` key by default, and this template's key is `modality_dropout`."""
+        return config["modality_dropout"] != "all"

@@ -65,3 +65,10 @@ def test_the_protocol_drops_the_first_modality_or_the_one_named():
     assert DropFirst({**defaults, "drop": "sar"}).scenarios(names, {})[1].name == "optical+dsm"
     with pytest.raises(ConfigError, match="not among"):
         DropFirst({**defaults, "drop": "lidar"}).scenarios(names, {})
+
+
+def test_records_say_the_method_trains_for_missing_modalities():
+    """Boards flag methods trained on complete data only; the template's sampler key is `modality_dropout`."""
+    defaults = load_defaults(METHOD.defaults, METHOD.name)
+    assert TemplateFusion.trains_for_missing(defaults) is True
+    assert TemplateFusion.trains_for_missing({**defaults, "modality_dropout": "all"}) is False
