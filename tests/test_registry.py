@@ -57,7 +57,10 @@ def test_discovers_plugins_of_every_kind_from_entry_points(dummy_plugin):
 
 
 def test_discovery_imports_no_plugin_module_and_get_imports_only_the_spec(dummy_plugin):
-    package = next(p.name for p in dummy_plugin.iterdir() if p.name.startswith("mmb_dummy_"))
+    # the package folder, not the distribution's mmb_dummy_plugin-*.dist-info beside it (iterdir order is arbitrary)
+    package = next(
+        p.name for p in dummy_plugin.iterdir() if p.name.startswith("mmb_dummy_") and not p.name.endswith(".dist-info")
+    )
     METHODS.names()
     assert package not in sys.modules
     METHODS.get("dummy")
