@@ -112,6 +112,11 @@ def schema2_record(
     return record
 
 
+def real(name: str) -> dict[str, Any]:
+    """A committed synthetic record (docs/results/records/synthetic/NAME.json)."""
+    return json.loads((RECORDS / f"{name}.json").read_text())
+
+
 def write(root: Path, name: str, record: dict[str, Any]) -> Path:
     path = root / name / "result.json"
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -14,31 +14,17 @@ schema-2 records.
 from __future__ import annotations
 
 import copy
-import json
 from pathlib import Path
 
 import numpy as np
 import pytest
-from board_records import ground_truth, schema2_record, template
-from board_records import write as write_record
+from board_records import ground_truth, real, schema2_record, template, write
 
 from mmbench.leaderboard.board import build_board, config_id, record_values, transfer_source
 from mmbench.leaderboard.collect import collect_records
 from mmbench.leaderboard.render_text import render_markdown
 
-RECORDS = Path(__file__).resolve().parents[1] / "docs" / "results" / "records" / "synthetic"
 OTHER_FINGERPRINT = "sha256:" + "ab" * 32
-
-
-def real(name: str) -> dict:
-    return json.loads((RECORDS / f"{name}.json").read_text())
-
-
-def write(root: Path, name: str, record: dict) -> Path:
-    path = root / name / "result.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(record))
-    return path
 
 
 def board_of(root: Path, **options) -> dict:
@@ -101,7 +87,7 @@ def _schema2_records(tmp_path: Path, *, custom: bool) -> None:
             record = schema2_record(base, method=method, seed=value, quality=quality, truth=truth, rng=rng)
             if custom and method == "good":
                 record["aggregate"]["mean"]["miou"] = 0.123  # e.g. a weighted mean the protocol defines
-            write_record(tmp_path, f"{method}-{value}", record)
+            write(tmp_path, f"{method}-{value}", record)
 
 
 def test_a_custom_protocol_mean_is_shown_without_a_mismatched_interval(tmp_path):

@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 import pytest
+from board_records import RECORDS, real, write
 
 from mmbench.cli.main import main
 from mmbench.errors import ConfigError
@@ -17,19 +18,6 @@ from mmbench.leaderboard.budget import FINAL_STEP
 from mmbench.leaderboard.collect import collect_records
 from mmbench.leaderboard.references import load_references
 from mmbench.records import SCHEMA_VERSION
-
-RECORDS = Path(__file__).resolve().parents[1] / "docs" / "results" / "records" / "synthetic"
-
-
-def real(name: str) -> dict:
-    return json.loads((RECORDS / f"{name}.json").read_text())
-
-
-def write(root: Path, name: str, record: dict) -> Path:
-    path = root / name / "result.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(record))
-    return path
 
 
 def cli(capsys, *argv):

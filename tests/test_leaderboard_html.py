@@ -16,7 +16,7 @@ from mmbench.leaderboard.board import build_board
 from mmbench.leaderboard.collect import collect_records
 from mmbench.leaderboard.references import load_references
 from mmbench.leaderboard.render_html import render_html
-from mmbench.leaderboard.svg import colour, heatmap, line_chart
+from mmbench.leaderboard.svg import colour, heatmap
 
 REPO = Path(__file__).resolve().parents[1]
 SYNTHETIC = REPO / "docs" / "results" / "records" / "synthetic"
@@ -384,23 +384,6 @@ def test_missing_optional_keys_do_not_break_the_page():
     tree = parse(render_html(board))
     assert len(with_class(tree, "table", "board")) == 2
     assert len(with_class(tree, "svg", "heatmap")) == 2
-
-
-def test_line_chart_breaks_lines_at_missing_values_and_has_a_legend():
-    svg = line_chart(
-        ["a", "b", "c", "d"],
-        [("one", [10.0, None, 30.0, 40.0]), ("two", [None, None, None, 5.0])],
-        title="t",
-        x_label="x",
-        y_label="y",
-    )
-    tree = parse(svg)
-    (root,) = with_class(tree, "svg", "robustness")
-    assert len(list(root.iter("polyline"))) == 1  # 'one' has one drawable segment (c-d), 'two' none
-    assert len(list(root.iter("circle"))) == 3 + 1 + 2  # markers, and a legend marker each
-    legend = with_class(tree, "g", "legend")[0]
-    assert [node.all_text() for node in legend.iter("text")] == ["one", "two"]
-    assert {"x", "y"} <= {node.all_text() for node in root.iter("text")}
 
 
 def test_heatmap_colour_scale():

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+from sweep_cli import sweep
 
-from mmbench.cli.main import main
 from mmbench.datasets.synthetic import SyntheticConfig, write_synthetic
 from mmbench.records import read_record
 
@@ -41,12 +41,6 @@ def write_suite(path: Path, store: Path, out: Path, **fields) -> Path:
     }
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
-
-
-def sweep(capsys, *argv):
-    code = main(["sweep", *map(str, argv)])
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def records(root: Path) -> list[Path]:

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+from sweep_cli import sweep
 
-from mmbench.cli.main import main
 from mmbench.sweep import load_suite, plan_sweep
 from mmbench.sweep.planning import EVAL, TRAIN
 
@@ -39,12 +39,6 @@ def write_suite(folder: Path, **fields) -> Path:
     path = folder / "suite.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
-
-
-def sweep(capsys, *argv):
-    code = main(["sweep", *map(str, argv)])
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def test_one_training_per_dataset_config_and_seed_and_one_evaluation_per_further_protocol(tmp_path, store):
