@@ -83,6 +83,8 @@ class SyntheticConfig:
             raise ValueError("the synthetic benchmark needs at least 5 tiles (train/val/test)")
         if self.size < 64:
             raise ValueError("synthetic tiles must be at least 64 px")
+        if self.seed < 0:
+            raise ValueError("the synthetic benchmark's seed must be 0 or more")
 
 
 def generate_tile(rng: np.random.Generator, size: int) -> dict[str, np.ndarray]:
@@ -273,6 +275,7 @@ def write_synthetic(
         palette=PALETTE,
         codec=config.codec,
         provenance=provenance,
+        expected_tiles=config.tiles,
     ) as writer:
         for index in range(config.tiles):
             scene = generate_tile(np.random.default_rng([config.seed, index]), config.size)

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
+import signal
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 from rich.table import Table
@@ -13,8 +18,58 @@ from mmbench.errors import ConfigError, UserError
 from mmbench.progress import progress_bar
 
 
+class Terminated(BaseException):
+    """SIGTERM, raised inside a command that writes a store so that the writer's cleanup runs (a BaseException,
+    like KeyboardInterrupt, so that no `except Exception` on the way swallows it)."""
+
+
+SIGTERM_EXIT = 128 + signal.SIGTERM
+
+
 def run(args: argparse.Namespace) -> int:
-    return {"synth": synth, "convert": convert, "info": info, "verify": verify}[args.data_command](args)
+    action = {"synth": synth, "convert": convert, "info": info, "verify": verify}[args.data_command]
+    try:
+        with sigterm_raises():
+            return action(args)
+    except UserError as exc:
+        from mmbench.data.store_writer import hdf5_left_broken
+
+        if not hdf5_left_broken():
+            raise
+        # A write failed inside HDF5 (a full disk), whose half-closed file would crash the interpreter's exit:
+        # the temporary is already removed, so report the one line and end the process now.
+        sys.stderr.write(f"mmbench data: error: {' '.join(str(exc).split())}\n")
+        sys.stderr.flush()
+        sys.stdout.flush()
+        os._exit(exc.exit_code)
+    except Terminated:
+        sys.stderr.write(f"mmbench data {args.data_command}: terminated (SIGTERM); no partial store was left behind\n")
+        return SIGTERM_EXIT
+
+
+@contextlib.contextmanager
+def sigterm_raises() -> Iterator[None]:
+    """Turn SIGTERM into `Terminated` while the command runs (main thread only; elsewhere nothing changes)."""
+
+    def handler(signum: int, frame: object) -> None:
+        raise Terminated()
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread: leave signals to whoever owns them
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+SYNTH_MINIMUM = {  # flag: (least value, why)
+    "seed": (0, "the seed must be 0 or more"),
+    "tiles": (5, "the synthetic benchmark needs at least 5 tiles (train/val/test)"),
+    "size": (64, "synthetic tiles must be at least 64 px"),
+}
 
 
 def synth(args: argparse.Namespace) -> int:
@@ -22,6 +77,10 @@ def synth(args: argparse.Namespace) -> int:
     from mmbench.config import load_defaults
     from mmbench.registry import DATASETS
 
+    for key, (minimum, why) in SYNTH_MINIMUM.items():
+        value = getattr(args, key)
+        if value is not None and value < minimum:
+            raise ConfigError(f"--{key} {value}: {why}")
     spec = DATASETS.get("synthetic")
     settings = load_defaults(spec.defaults, "dataset 'synthetic'")
     for key in ("seed", "tiles", "size", "codec"):
@@ -131,13 +190,17 @@ def verify(args: argparse.Namespace) -> int:
     with TileStore(args.file) as store:
         with progress_bar(f"verifying {Path(args.file).name}", total=store.num_tiles) as advance:
             for problem in store.verify(progress=advance):
-                raise StoreError(f"{args.file}: {problem}")
+                raise StoreError(f"{args.file}: {problem}; {VERIFY_FIX}")
         tiles, modalities, variants = store.num_tiles, len(store.modalities), len(store.label_variants)
     stdout().print(
         f"[green]ok[/green]: {args.file}: {tiles} tiles, {modalities} modalities and {variants} label "
-        "variants read back; checksums, shapes, label range, finiteness and splits are valid"
+        "variants read back; attributes, shapes, statistics, splits (non-empty, in range, disjoint), checksums, "
+        "label range and finiteness are valid"
     )
     return 0
+
+
+VERIFY_FIX = "re-create the store (convert or generate it again); this is the first problem found"
 
 
 def _summary(store) -> dict:

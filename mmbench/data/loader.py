@@ -17,6 +17,7 @@ import torch
 from torch.utils.data import Dataset
 
 from mmbench.data.augment import JointAugment
+from mmbench.data.store_checks import check_tile, label_problem, modality_problem
 from mmbench.data.store_format import StoreError
 from mmbench.data.store_reader import TileStore, Window
 
@@ -65,6 +66,11 @@ class TileDataset(Dataset):
             self._mean, self._std = {}, {}
             for name in self.modalities:
                 stats = store.modalities[name].stats
+                if not all(isinstance(stats.get(key), list) for key in ("mean", "std")):
+                    raise StoreError(
+                        f"{self.path}: modality {name!r} has no normalisation statistics (attribute 'stats'); "
+                        f"re-create the store ('mmbench data verify {self.path}' lists every problem)"
+                    )
                 self._mean[name] = torch.tensor(stats["mean"], dtype=torch.float32).view(-1, 1, 1)
                 self._std[name] = torch.tensor(stats["std"], dtype=torch.float32).clamp_min(1e-6).view(-1, 1, 1)
         if crop_size is not None and (crop_size > min(self.tile_size) or crop_size < 1):
@@ -111,11 +117,11 @@ class TileDataset(Dataset):
         store = self._open()
         index = int(self.indices[item])
         window = self._window(np.random.default_rng(list(key)))
-        inputs = {
-            name: torch.from_numpy(store.read_modality(name, index, window).astype(np.float32))
-            for name in self.modalities
-        }
-        label = torch.from_numpy(store.read_label(self.label_variant, index, window).astype(np.int64))
+        arrays = {name: store.read_modality(name, index, window) for name in self.modalities}
+        raw_label = store.read_label(self.label_variant, index, window)
+        self._check_values(index, self.tile_ids[item], arrays, raw_label)
+        inputs = {name: torch.from_numpy(array.astype(np.float32)) for name, array in arrays.items()}
+        label = torch.from_numpy(raw_label.astype(np.int64))
         if self.augment is not None:
             scaled = {
                 name: tensor / self._scale[name] if self._scale[name] else tensor for name, tensor in inputs.items()
@@ -135,6 +141,17 @@ class TileDataset(Dataset):
             "index": index,
             "window": torch.tensor([top, left, height, width], dtype=torch.int64),
         }
+
+    def _check_values(self, index: int, tile_id: str, arrays: dict[str, np.ndarray], label: np.ndarray) -> None:
+        """Stop at the first read of a bad tile (a label beyond the classes, NaN/inf in a modality), naming it,
+        before it reaches a model or a confusion matrix (mmbench/data/store_checks.py); two vectorised passes
+        over the pixels just read, small next to decoding them."""
+        check_tile(
+            self.path,
+            label_problem(self.label_variant, index, tile_id, label, len(self.classes), self.ignore_index),
+        )
+        for name, array in arrays.items():
+            check_tile(self.path, modality_problem(name, index, tile_id, array))
 
     def _window(self, rng: np.random.Generator) -> Window | None:
         if self.crop_size is None:

@@ -44,6 +44,8 @@ Window = tuple[int, int, int, int]  # top, left, height, width
 def open_h5(path: str | Path, chunk_cache_bytes: int | None = None) -> h5py.File:
     """Open read-only; a missing, truncated or non-HDF5 file becomes a one-line `StoreError`."""
     path = Path(path)
+    if path.is_dir():
+        raise StoreError(f"tile store {str(path)!r} is a directory; give the .h5 store file inside it")
     if not path.is_file():
         raise StoreError(f"tile store {str(path)!r} does not exist; check the path or run 'mmbench data synth'")
     try:
@@ -105,19 +107,52 @@ class TileStore:
         self.close()
 
     # -- metadata ------------------------------------------------------------------------------
-    def _json_attr(self, key: str) -> Any:
+    @property
+    def raw_file(self) -> h5py.File:
+        """The open HDF5 file, for the structural checks of mmbench/data/store_checks.py."""
+        return self._file
+
+    @property
+    def raw_attributes(self) -> h5py.AttributeManager:
+        return self._file.attrs
+
+    def _attr(self, key: str) -> Any:
         try:
-            return json.loads(self._file.attrs[key])
+            return self._file.attrs[key]
         except KeyError:
-            raise StoreError(f"{self.path}: attribute '{key}' is missing; the store is incomplete") from None
+            message = f"{self.path}: attribute '{key}' is missing; the store is incomplete: {self._fix}"
+            raise StoreError(message) from None
+
+    def _json_attr(self, key: str) -> Any:
+        value = self._attr(key)
+        try:
+            return json.loads(value)
+        except (TypeError, ValueError) as exc:
+            message = f"{self.path}: attribute '{key}' is not valid JSON ({exc}); the store is corrupt: {self._fix}"
+            raise StoreError(message) from None
+
+    def _modality_json_attr(self, name: str, dataset: h5py.Dataset, key: str, default: Any) -> Any:
+        if key not in dataset.attrs:
+            if default is not None:
+                return default
+            raise StoreError(f"{self.path}: modality {name!r}: attribute '{key}' is missing; {self._fix}")
+        try:
+            return json.loads(dataset.attrs[key])
+        except (TypeError, ValueError) as exc:
+            message = f"{self.path}: modality {name!r}: attribute '{key}' is not valid JSON ({exc}); {self._fix}"
+            raise StoreError(message) from None
+
+    @property
+    def _fix(self) -> str:
+        return f"re-create the store ('mmbench data verify {self.path}' lists every problem)"
 
     @cached_property
     def name(self) -> str:
-        return str(self._file.attrs["name"])
+        return str(self._attr("name"))
 
     @cached_property
     def format_version(self) -> int:
-        return int(self._file.attrs["format_version"])
+        return int(self._attr("format_version"))
 
     @cached_property
     def classes(self) -> tuple[str, ...]:
@@ -129,12 +164,15 @@ class TileStore:
 
     @cached_property
     def ignore_index(self) -> int:
-        return int(self._file.attrs["ignore_index"])
+        return int(self._attr("ignore_index"))
 
     @cached_property
     def tile_size(self) -> tuple[int, int]:
-        height, width = self._json_attr("tile_size")
-        return int(height), int(width)
+        try:
+            height, width = self._json_attr("tile_size")
+            return int(height), int(width)
+        except (TypeError, ValueError):
+            raise StoreError(f"{self.path}: attribute 'tile_size' is not [height, width]; {self._fix}") from None
 
     @cached_property
     def provenance(self) -> dict[str, Any]:
@@ -155,11 +193,11 @@ class TileStore:
             dataset = self._dataset(f"{MODALITIES_GROUP}/{name}")
             infos[name] = ModalityInfo(
                 name=name,
-                bands=tuple(json.loads(dataset.attrs["bands"])),
+                bands=tuple(self._modality_json_attr(name, dataset, "bands", None)),
                 dtype=dataset.dtype.name,
                 units=str(dataset.attrs.get("units", "")),
                 description=str(dataset.attrs.get("description", "")),
-                stats=json.loads(dataset.attrs["stats"]) if "stats" in dataset.attrs else {},
+                stats=self._modality_json_attr(name, dataset, "stats", {}),
             )
         return infos
 
@@ -180,7 +218,7 @@ class TileStore:
 
     @cached_property
     def default_split(self) -> str:
-        return str(self._file.attrs["default_split"])
+        return str(self._attr("default_split"))
 
     @cached_property
     def splits(self) -> dict[str, dict[str, np.ndarray]]:
@@ -254,7 +292,7 @@ class TileStore:
             try:
                 dataset = self._datasets[path] = self._file[path]
             except KeyError:
-                raise StoreError(f"{self.path}: dataset '{path}' is missing") from None
+                raise StoreError(f"{self.path}: dataset '{path}' is missing; {self._fix}") from None
         return dataset
 
     def read_modality(self, name: str, index: int, window: Window | None = None) -> np.ndarray:
@@ -287,44 +325,18 @@ class TileStore:
 
     # -- verification --------------------------------------------------------------------------
     def verify(self, progress: Callable[[int], None] | None = None) -> Iterator[str]:
-        """Read every chunk and yield each problem found (checksums, shapes, label range, NaN/inf, splits)."""
-        height, width = self.tile_size
-        count = self.num_tiles
-        for name, info in self.modalities.items():
-            shape = self._dataset(f"{MODALITIES_GROUP}/{name}").shape
-            if shape != (count, info.channels, height, width):
-                yield f"modality {name!r} has shape {shape}, expected {(count, info.channels, height, width)}"
-        for variant in self.label_variants:
-            shape = self._dataset(f"{LABELS_GROUP}/{variant}").shape
-            if shape != (count, height, width):
-                yield f"label {variant!r} has shape {shape}, expected {(count, height, width)}"
-        for name, parts in self.splits.items():
-            for part, indices in parts.items():
-                if indices.size and (indices.min() < 0 or indices.max() >= count):
-                    yield f"split {name}/{part} refers to tile indices outside 0..{count - 1}"
+        """Yield each problem found: the structural checks (attributes, shapes, statistics, splits, areas;
+        mmbench/data/store_checks.py), then every chunk read back (checksums, label range, NaN/inf)."""
+        from mmbench.data.store_checks import readable_datasets, structure_problems, tile_problems
+
+        structural = list(structure_problems(self))
+        yield from structural
+        modalities, variants = readable_datasets(self)
+        if modalities is None:
+            return  # attributes or tile ids unusable: nothing below could be trusted
         yield from self._verify_areas()
-        num_classes = len(self.classes)
-        for index in range(count):
-            for name in self.modalities:
-                try:
-                    tile = self.read_modality(name, index)
-                except StoreError as exc:
-                    yield str(exc).split(": ", 1)[1]
-                    continue
-                if tile.dtype.kind == "f" and not np.isfinite(tile).all():
-                    yield f"modality {name!r} tile {index} ({self.tile_ids[index]}) has NaN/inf values"
-            for variant in self.label_variants:
-                try:
-                    label = self.read_label(variant, index)
-                except StoreError as exc:
-                    yield str(exc).split(": ", 1)[1]
-                    continue
-                invalid = (label >= num_classes) & (label != self.ignore_index)
-                if invalid.any():
-                    yield (
-                        f"label {variant!r} tile {index} ({self.tile_ids[index]}) has values "
-                        f"{sorted(np.unique(label[invalid]).tolist())[:5]} outside the {num_classes} classes"
-                    )
+        for index in range(self.num_tiles):
+            yield from tile_problems(self, index, modalities, variants)
             if progress is not None:
                 progress(index + 1)
 

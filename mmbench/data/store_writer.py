@@ -4,6 +4,13 @@ Tiles are appended one at a time (one HDF5 chunk per tile and modality), so a co
 one source tile's modalities in memory. The file is written under a temporary name and renamed into
 place only when complete: a failed or interrupted conversion leaves no partial store behind.
 
+A failure of the filesystem (full disk, read-only or vanished folder) becomes one `StoreError` naming the file,
+raised only after the HDF5 file is closed and the temporary removed: HDF5 keeps unwritten chunks and metadata
+in memory, and a file it could not close would otherwise be torn down at interpreter exit, where a full disk
+made h5py segfault. A writer known to need `expected_tiles` tiles is refused at once when the folder's free
+space clearly cannot hold them. Each temporary is locked (`flock`) while written, so the next writer of the
+same target removes the temporaries whose writer died (a kill -9) and leaves a live one alone.
+
 Tiles given with the size of the source area they were cut from (`area_size`) make an *area store*
 (docs/data-format.md, `areas`): its statistics count each area pixel once and never padding, its label
 padding is ignore and its modality padding holds the per-band training mean, so that padding normalises
@@ -13,10 +20,15 @@ to 0 like a missing input. Stores written without areas are written exactly as b
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
+import glob
 import json
 import os
+import re
+import shutil
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -44,6 +56,11 @@ from mmbench.data.store_format import (
 from mmbench.data.store_stats import band_statistics
 
 _STRING = h5py.string_dtype()
+# Bytes a store takes at least per decoded byte: no codec the writer offers compresses imagery 4x on average.
+MIN_COMPRESSED_FRACTION = 0.25
+SPACE_MARGIN_BYTES = 256 * 1024
+_BROKEN: list[str] = []  # stores whose failed write left HDF5 in a state only process exit ends (hdf5_left_broken)
+WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EACCES, errno.EPERM, errno.EFBIG}
 
 
 class TileStoreWriter:
@@ -61,6 +78,7 @@ class TileStoreWriter:
         palette: Sequence[Sequence[int]] | None = None,
         codec: str = DEFAULT_CODEC,
         provenance: Mapping[str, Any] | None = None,
+        expected_tiles: int | None = None,
     ) -> None:
         if not modalities:
             raise StoreError(f"{path}: a store needs at least one modality")
@@ -87,16 +105,35 @@ class TileStoreWriter:
         self._cols: list[int] = []
         self._file: h5py.File | None = None
         self._tmp_path: Path | None = None
+        self._lock_fd: int | None = None
+        self.expected_tiles = expected_tiles
+        height, width = self.tile_size
+        tile_bytes = sum(spec.channels * np.dtype(spec.dtype).itemsize for spec in self.modalities.values())
+        tile_bytes = (tile_bytes + len(self.label_variants)) * height * width
+        # Free space kept for the next tile's chunks (a codec may grow them a little) and HDF5's metadata.
+        self._margin: int | None = 2 * tile_bytes + SPACE_MARGIN_BYTES
 
     # -- lifecycle -----------------------------------------------------------------------------
     def __enter__(self) -> TileStoreWriter:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
-        os.close(fd)
-        os.chmod(tmp, shared_file_mode())
-        self._tmp_path = Path(tmp)
-        self._file = h5py.File(self._tmp_path, "w")
-        self._create_layout()
+        if self.path.is_dir():
+            raise StoreError(
+                f"{self.path} is a directory; give a file name for the store, e.g. {self.path / 'store.h5'}"
+            )
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            remove_stale_temporaries(self.path)
+            self._check_space()
+            fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
+            self._lock_fd, self._tmp_path = fd, Path(tmp)
+            fcntl.flock(fd, fcntl.LOCK_EX)  # held until the temporary is renamed or removed
+            os.fchmod(fd, shared_file_mode())
+            self._file = h5py.File(self._tmp_path, "w", locking=False)  # our flock stands for HDF5's own lock
+            self._create_layout()
+        except BaseException as exc:
+            self._discard()
+            if isinstance(exc, OSError):
+                raise write_error(self.path, exc) from exc
+            raise
         return self
 
     def __exit__(
@@ -105,17 +142,88 @@ class TileStoreWriter:
         assert self._file is not None and self._tmp_path is not None
         try:
             if exc_type is None:
-                self._finalize()
-            self._file.close()
-            if exc_type is None:
-                os.replace(self._tmp_path, self.path)
+                try:
+                    self._finalize()
+                    self._file.close()
+                    os.replace(self._tmp_path, self.path)
+                except OSError as error:
+                    raise write_error(self.path, error) from error
+            elif isinstance(exc, OSError) and is_write_failure(exc):
+                raise write_error(self.path, exc) from exc
         finally:
-            if exc_type is not None or self._tmp_path.exists():
-                with contextlib.suppress(OSError):
-                    if self._file.id.valid:
-                        self._file.close()
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(self._tmp_path)
+            self._discard()
+
+    @contextlib.contextmanager
+    def _handle(self, path: str) -> Iterator[h5py.Dataset]:
+        """A dataset handle closed explicitly on leaving. Closing writes the chunks HDF5 cached for it; left to
+        the garbage collector, a failed write (a full disk) could only be printed as an "Exception ignored"
+        traceback. Here it raises; HDF5 is then left holding a half-closed dataset (`hdf5_left_broken`)."""
+        assert self._file is not None
+        self._check_margin()
+        dataset = self._file[path]
+        try:
+            yield dataset
+        finally:
+            try:
+                dataset.id.close()
+            except Exception as exc:
+                _BROKEN.append(str(self.path))  # closing it again would touch freed memory: never retried
+                self._free_temporary()
+                found = re.search(r"errno = (\d+)", str(exc))
+                raise OSError(int(found.group(1)) if found else errno.EIO, " ".join(str(exc).split())) from exc
+
+    def _check_margin(self) -> None:
+        """Stop before a write that would fill the disk: HDF5 cannot recover from a failed write (above)."""
+        if self._margin is None or os.environ.get("MMBENCH_TEST_NO_SPACE_MARGIN") == "1":
+            return
+        free = shutil.disk_usage(self.path.parent).free
+        if free < self._margin:
+            raise OSError(
+                errno.ENOSPC, f"{_megabytes(free)} free, under the {_megabytes(self._margin)} the next tile may take"
+            )
+
+    def _free_temporary(self) -> None:
+        if self._tmp_path is not None:
+            with contextlib.suppress(OSError):
+                os.truncate(self._tmp_path, 0)
+
+    def _discard(self) -> None:
+        """Close the HDF5 file and remove the temporary (a no-op for what is already closed or renamed)."""
+        if str(self.path) in _BROKEN:
+            self._file = None  # HDF5 holds a half-closed dataset: closing the file would crash; the CLI exits
+        if self._file is not None and self._file.id.valid:
+            try:
+                self._file.close()
+            except Exception:
+                # Closing flushes the chunks and metadata HDF5 still holds; on a full disk that fails and leaves
+                # a half-closed file whose teardown at exit segfaults. Free the temporary's space, close again.
+                self._free_temporary()
+                _BROKEN.append(str(self.path))
+                with contextlib.suppress(Exception):
+                    self._file.close()
+        if self._tmp_path is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self._tmp_path)
+        if self._lock_fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def _check_space(self) -> None:
+        """Refuse at once a store that clearly cannot fit (the codec can only shrink it so far)."""
+        if not self.expected_tiles:
+            return
+        height, width = self.tile_size
+        per_tile = sum(spec.channels * np.dtype(spec.dtype).itemsize for spec in self.modalities.values())
+        decoded = self.expected_tiles * (per_tile + len(self.label_variants)) * height * width
+        needed = int(decoded * MIN_COMPRESSED_FRACTION)
+        free = shutil.disk_usage(self.path.parent).free
+        if free < needed:
+            raise StoreError(
+                f"not enough free space for {self.path}: its {self.expected_tiles} tiles need at least "
+                f"{_megabytes(needed)} ({_megabytes(decoded)} before compression) and {self.path.parent} has "
+                f"{_megabytes(free)} free; free some space or write the store elsewhere"
+            )
 
     @property
     def tile_count(self) -> int:
@@ -292,10 +400,9 @@ class TileStoreWriter:
             self._file.create_dataset(f"{TILES_GROUP}/{key}", shape=(0,), maxshape=(None,), chunks=(1024,), dtype=dtype)
 
     def _append(self, path: str, value: Any) -> None:
-        assert self._file is not None
-        dataset = self._file[path]
-        dataset.resize(self._count, axis=0)
-        dataset[self._count - 1] = value
+        with self._handle(path) as dataset:
+            dataset.resize(self._count, axis=0)
+            dataset[self._count - 1] = value
 
     def _finalize(self) -> None:
         assert self._file is not None
@@ -316,14 +423,14 @@ class TileStoreWriter:
         else:
             stats_source = f"{self._default_split}/train"
         for name in self.modalities:
-            dataset = self._file[f"{MODALITIES_GROUP}/{name}"]
-            if self._areas:
-                stats = band_statistics(self._area_pixels(dataset, stats_indices))
-            else:
-                stats = band_statistics(dataset[int(i)] for i in stats_indices)
-            dataset.attrs["stats"] = json.dumps({"computed_on": stats_source, **stats})
-            if self._areas:
-                self._fill_padding(dataset, stats["mean"])
+            with self._handle(f"{MODALITIES_GROUP}/{name}") as dataset:
+                if self._areas:
+                    stats = band_statistics(self._area_pixels(dataset, stats_indices))
+                else:
+                    stats = band_statistics(dataset[int(i)] for i in stats_indices)
+                dataset.attrs["stats"] = json.dumps({"computed_on": stats_source, **stats})
+                if self._areas:
+                    self._fill_padding(dataset, stats["mean"])
         if self._areas:
             self._write_areas()
         attrs = self._file.attrs
@@ -375,3 +482,61 @@ class TileStoreWriter:
         group.create_dataset("ids", data=[area.name for area in areas], dtype=_STRING)
         group.create_dataset("height", data=[area.height for area in areas], dtype=np.int32)
         group.create_dataset("width", data=[area.width for area in areas], dtype=np.int32)
+
+
+def _megabytes(size: int) -> str:
+    return f"{size / 2**20:.1f} MB"
+
+
+def is_write_failure(exc: OSError) -> bool:
+    """An error of the filesystem being written (h5py names the errno in its message when it sets none)."""
+    return _errno(exc) in WRITE_ERRNOS or "file write failed" in str(exc)
+
+
+def _errno(exc: OSError) -> int | None:
+    if exc.errno:
+        return exc.errno
+    found = re.search(r"errno = (\d+)", str(exc))
+    return int(found.group(1)) if found else None
+
+
+def write_error(path: Path, exc: OSError) -> StoreError:
+    """One line for a failed write of the store at `path`: what the filesystem said and what to do."""
+    code = _errno(exc)
+    reason = os.strerror(code).lower() if code else " ".join(str(exc).split())
+    if code in (errno.ENOSPC, errno.EDQUOT):
+        with contextlib.suppress(OSError):
+            reason += f" ({_megabytes(shutil.disk_usage(path.parent).free)} free)"
+        advice = "free some space or write the store elsewhere"
+    elif code in (errno.EROFS, errno.EACCES, errno.EPERM):
+        advice = "write the store to a writable folder"
+    else:
+        advice = "check the disk and write the store again"
+    return StoreError(f"cannot write the store {path}: {reason}; {advice}; no partial store was left behind")
+
+
+def remove_stale_temporaries(path: Path) -> list[Path]:
+    """Remove the hidden temporaries of `path` whose writer died (no process holds their lock); returns them."""
+    removed = []
+    for name in glob.glob(os.path.join(glob.escape(str(path.parent)), f".{glob.escape(path.name)}.*.tmp")):
+        try:
+            fd = os.open(name, os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            continue  # its writer is alive
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(name)
+                removed.append(Path(name))
+        finally:
+            os.close(fd)
+    return removed
+
+
+def hdf5_left_broken() -> bool:
+    """True once a failed write left HDF5 holding a half-closed dataset of a removed temporary: the library
+    would crash at interpreter exit, so the command line reports the error and ends the process at once."""
+    return bool(_BROKEN)

@@ -23,6 +23,8 @@ def resolve_dataset(argument: str) -> DatasetRef:
     looks_like_path = argument.lower().endswith(DATASET_FILE_SUFFIXES) or "/" in argument or "\\" in argument
     if looks_like_path:
         path = Path(argument).expanduser()
+        if path.is_dir():
+            raise UserError(f"dataset {argument!r} is a directory; give the .h5 store file inside it")
         if not path.is_file():
             raise UserError(f"dataset file {argument!r} does not exist; give an existing .h5 store or a dataset name")
         return DatasetRef(name=path.stem, path=path.resolve())

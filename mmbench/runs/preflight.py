@@ -11,6 +11,12 @@
    contract stops the run in seconds instead of after training, blaming the plugin (exit 2); a built-in
    method failing it is mmbench's bug (exit 1). It costs one extra model build and three forward passes on
    the run's device (measured in docs/checking.md), and leaves the random state as it was.
+3. First of all, the tile store itself (`check_store`, mmbench/data/store_checks.py): its structure
+   (attributes, shapes, statistics, and the run's split: the parts it reads non-empty, in range, disjoint) in
+   milliseconds, then the values of the tiles the run reads (labels within the classes, finite inputs), once
+   per store fingerprint and only when they decode to at most `SCAN_LIMIT_BYTES`; beyond that the loader's
+   per-tile check stops the run at the first read of a bad tile. A bad store is refused (exit 2) naming the
+   split, part, tile or modality, with `mmbench data verify` as the way to see every problem.
 """
 
 from __future__ import annotations
@@ -44,6 +50,7 @@ def check_before_running(plan: RunPlan, facts: DatasetFacts | None, *, trainable
     from mmbench.evaluation.protocols import load_protocol
 
     protocol = load_protocol(plan)
+    check_store(facts, protocol, trainable=trainable)
     modalities = protocol.select_modalities(facts.modality_names)
     context = {**protocol_context(facts, protocol), "modalities": list(modalities)}
     scenarios = protocol.scenarios(modalities, context)
@@ -55,6 +62,36 @@ def check_before_running(plan: RunPlan, facts: DatasetFacts | None, *, trainable
         )
     if trainable:
         check_method_contract(plan, facts, modalities, scenarios)
+
+
+def check_store(facts: DatasetFacts, protocol: Protocol, *, trainable: bool) -> None:
+    """Refuse a store the run cannot give honest numbers on (item 3 of the module docstring): the parts a
+    training run reads (train, val and the protocol's evaluation part of its split), or the evaluation part
+    alone for a checkpoint's evaluation."""
+    from mmbench.data.store_checks import scan_values, structure_problems
+    from mmbench.data.store_format import StoreError
+    from mmbench.data.store_reader import TileStore
+    from mmbench.progress import progress_bar
+
+    config = protocol.config
+    split, variant = config.get("split"), config.get("label_variant", "full")
+    names = ["train", "val", config.get("part", "test")] if trainable else [config.get("part", "test")]
+    parts = [(split, name) for name in dict.fromkeys(names)]
+    hint = f"fix or re-create the store; 'mmbench data verify {facts.path}' lists every problem"
+    with TileStore(facts.path) as store:
+        for problem in structure_problems(store, parts):
+            raise StoreError(f"dataset {facts.path}: {problem}; {hint}")
+        if variant not in store.label_variants:
+            return  # the protocol's config error, reported with its fix where the labels are read
+        try:
+            indices = [int(index) for _, part in parts for index in store.split_indices(split, part)]
+        except StoreError:
+            return  # an unknown split: the run's config error, reported where it is read
+        modalities = [name for name in protocol.select_modalities(facts.modality_names) if name in facts.modalities]
+        with progress_bar(f"checking the values of {facts.path.name}", total=len(set(indices))) as advance:
+            problem = scan_values(store, indices, modalities, [variant], facts.fingerprint, progress=advance)
+    if problem:
+        raise StoreError(f"dataset {facts.path}: {problem}; no model was trained or scored on it: {hint}")
 
 
 def availability_patterns(scenarios: Sequence[Any], modalities: Sequence[str]) -> list[tuple[bool, ...]]:
