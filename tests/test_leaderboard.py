@@ -170,7 +170,7 @@ def test_check_recomputes_every_metric_from_the_confusion_matrices(tmp_path, cap
     code, out, err = cli(capsys, "leaderboard", str(tmp_path), "--check")
     assert code == 2 and out == ""
     assert f"{path}: scenario 'dsm only': per_class/car/f1: stored" in err
-    assert "1 stored metrics disagree with their confusion matrices in 1 records" in err
+    assert "1 stored numbers of 1 records disagree with what their confusion matrices and protocols give" in err
 
 
 def test_bad_records_are_skipped_one_line_each(tmp_path, capsys):

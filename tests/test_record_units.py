@@ -319,7 +319,7 @@ def test_leaderboard_check_catches_an_edited_unit_matrix(trained, tmp_path, caps
     code = main(["leaderboard", str(runs), "--check", "--format", "json"])
     err = capsys.readouterr().err
     assert code == 2
-    lines = [line for line in err.splitlines() if "unit_confusion" in line]
+    lines = [line for line in err.splitlines() if line.startswith("mismatch") and "unit_confusion" in line]
     assert len(lines) == 1 and str(bad) in lines[0] and "does not sum to confusion_matrix" in lines[0]
     assert str(good) not in err.replace(str(bad), "")
 

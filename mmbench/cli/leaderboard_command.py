@@ -10,7 +10,7 @@ from pathlib import Path
 from rich.markup import escape
 from rich.table import Table
 
-from mmbench.atomic import write_text_atomic
+from mmbench.atomic import existing_ancestor, write_failure_reason, write_text_atomic
 from mmbench.console import stderr, stdout
 from mmbench.errors import UserError
 from mmbench.leaderboard.board import build_board, relative_record_paths
@@ -40,8 +40,13 @@ def run(args: argparse.Namespace) -> int:
     n_boot = getattr(args, "bootstrap", 2000)
     if n_boot < 1:
         raise UserError(f"--bootstrap {n_boot}: the number of bootstrap replicates must be at least 1 (default 2000)")
+    seed = getattr(args, "bootstrap_seed", 0)
+    if seed < 0:
+        raise UserError(f"--bootstrap-seed {seed}: the bootstrap RNG seed must be 0 or more (default 0)")
     if getattr(args, "compare", None) and args.format not in ("md", "json"):
         raise UserError(f"--compare writes md (the terminal table) or json, not {args.format}; drop --format")
+    if args.out is not None:
+        _check_out(Path(args.out), args.format)
     records, skipped = collect_records(roots)
     errors = stderr()
     for item in skipped:
@@ -52,22 +57,7 @@ def run(args: argparse.Namespace) -> int:
             "above); re-run or re-evaluate those runs"
         )
     if args.check:
-        problems = check_records(records)
-        for line in problems:
-            errors.print(f"[red]mismatch[/red] {line}", highlight=False, soft_wrap=True)
-        if problems:
-            bad = len({line.split(": scenario", 1)[0] for line in problems})
-            raise UserError(
-                f"{len(problems)} stored metrics disagree with their confusion matrices in {bad} records; "
-                "those records were edited or corrupted: re-create them with 'mmbench eval CHECKPOINT'"
-            )
-        scenarios = sum(len(item.record["scenarios"]) for item in records)
-        errors.print(
-            f"check passed: every metric of {len(records)} records ({scenarios} scenarios) follows from "
-            "its confusion matrix",
-            highlight=False,
-            soft_wrap=True,
-        )
+        _check(records)
     if getattr(args, "compare", None):
         return _compare(args, records, n_boot)
     board = build_board(
@@ -100,13 +90,68 @@ def run(args: argparse.Namespace) -> int:
     if args.out is None:
         sys.stdout.write(text)
     else:
-        write_text_atomic(args.out, text)
+        _write(args.out, text)
         errors.print(
             f"wrote {args.out} ({len(board['tables'])} tables, {board['records']} records)",
             highlight=False,
             soft_wrap=True,
         )
     return 0
+
+
+def _check_out(out: Path, fmt: str) -> None:
+    """`--out` names a file to write: refuse a folder, or a path under a file, before any work is done."""
+    if out.is_dir():
+        raise UserError(
+            f"--out {out} is a folder; --out names the file to write, e.g. --out {out / ('leaderboard.' + fmt)}"
+        )
+    ancestor = existing_ancestor(out.parent)
+    if not ancestor.is_dir():
+        raise UserError(f"--out {out}: {ancestor} is a file, not a folder; pick another path for the board")
+
+
+def _write(out: str, text: str) -> None:
+    """Write the board (or comparison) atomically; a failed write is one line naming the path."""
+    try:
+        write_text_atomic(out, text)
+    except OSError as exc:
+        reason = write_failure_reason(exc) or type(exc).__name__
+        raise UserError(f"--out {out}: cannot write it ({reason}); pick another path or free space") from exc
+
+
+def _check(records: list) -> None:
+    """`--check`: one line per disagreement and per part that could not be recomputed, then the verdict."""
+    errors = stderr()
+    report = check_records(records)
+    for line in report.problems:
+        errors.print(f"[red]mismatch[/red] {escape(line)}", highlight=False, soft_wrap=True)
+    for line in report.unchecked:
+        errors.print(f"[yellow]unchecked[/yellow] {escape(line)}", highlight=False, soft_wrap=True)
+    if report.problems:
+        raise UserError(
+            f"{len(report.problems)} stored numbers of {len(report.bad_records)} records disagree with what their "
+            f"confusion matrices and protocols give (first: {report.problems[0]}); those records were edited or "
+            "corrupted: re-create them with 'mmbench eval CHECKPOINT'"
+        )
+    caveats = []
+    if report.unchecked:
+        caveats.append(f"{len(report.unchecked)} parts could not be recomputed (listed above as unchecked)")
+    if report.fragile_as_stored:
+        caveats.append(
+            f"most_fragile's test metrics of {report.fragile_as_stored} records are as stored (the record holds no "
+            "matrix of that scenario)"
+        )
+    head = (
+        "check passed: every scenario metric and aggregate"
+        if not report.unchecked
+        else ("check incomplete: every number that could be recomputed")
+    )
+    errors.print(
+        f"{head} of {len(records)} records ({report.scenarios} scenarios) follows from the confusion matrices and "
+        "the protocol's own code" + "".join(f"; {caveat}" for caveat in caveats),
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 def _compare(args: argparse.Namespace, records: list, n_boot: int) -> int:
@@ -131,7 +176,7 @@ def _compare(args: argparse.Namespace, records: list, n_boot: int) -> int:
     if args.out is None:
         sys.stdout.write(text)
     else:
-        write_text_atomic(args.out, text)
+        _write(args.out, text)
     return 0
 
 
