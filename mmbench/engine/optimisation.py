@@ -12,6 +12,7 @@ from typing import Any
 import torch
 
 from mmbench.engine.losses import TrainingLoss
+from mmbench.errors import ConfigError
 
 
 def lr_factor(step: int, settings: Mapping[str, Any]) -> float:
@@ -26,9 +27,17 @@ def lr_factor(step: int, settings: Mapping[str, Any]) -> float:
 
 
 def amp_dtype(device: str, amp: str) -> torch.dtype | None:
-    """The autocast dtype of `method.train.amp` on `device`; None: full precision (always on CPU)."""
-    if not device.startswith("cuda") or amp == "off":
+    """The autocast dtype of `method.train.amp` on `device`; None: full precision (`amp: off`).
+
+    Mixed precision is CUDA only (engine/losses.py autocasts on CUDA): on another device bf16 or fp16 would
+    train in full precision while the record's config said otherwise, so it is refused before training."""
+    if amp == "off":
         return None
+    if not device.startswith("cuda"):
+        raise ConfigError(
+            f"method.train.amp={amp!r}: mixed precision is CUDA only and this run is on {device}; set "
+            "method.train.amp=off, or run on a GPU (--device cuda)"
+        )
     return torch.bfloat16 if amp == "bf16" else torch.float16
 
 

@@ -1,12 +1,21 @@
 """`method.train` as the engine reads it: the keys every trained method defines, the smoke-run limits and
 the discriminators' optimiser section. One reading of the section, shared by set-up, optimisation and the loop.
+
+Every value is checked against the rule of `TRAIN_RULES` (the grammar of docs/configuration.md): built-in
+methods declare the same rules next to their defaults (methods/_base_train_cpu.yaml, checked when the config is
+resolved), but a third-party method's `train:` section may declare none, and a value that cannot mean what it
+says (`val_tiles: 0` validating on nothing, a negative clipping norm, `min_lr` above `lr`) must stop the run
+before training, not be recorded as if it had been used.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from mmbench.config import Check
+from mmbench.config.yaml_text import show
 from mmbench.data.augment import TRANSFORMS
 from mmbench.errors import ConfigError
 
@@ -32,6 +41,30 @@ TRAIN_KEYS = (
 )
 ADVERSARY_KEYS = ("lr", "betas", "weight_decay")
 SMOKE = {"iterations": 3, "val_every": 3, "val_tiles": 2, "log_every": 1}
+# What each key allows (the rules of methods/_base_train_cpu.yaml); `val_tiles` may also be null (every tile).
+TRAIN_RULES = {
+    "iterations": "int >= 1",
+    "batch_size": "int >= 1",
+    "crop_size": "int >= 1",
+    "lr": "number > 0",
+    "weight_decay": "number >= 0",
+    "betas": "length 2 number in [0, 1)",
+    "warmup_iterations": "int >= 0",
+    "warmup_start_factor": "number in [0, 1]",
+    "poly_power": "number > 0",
+    "min_lr": "number >= 0",
+    "grad_clip": "number >= 0",
+    "accumulate": "int >= 1",
+    "amp": "in {off, bf16, fp16}",
+    "val_every": "int >= 1",
+    "val_tiles": "int >= 1",
+    "num_workers": "int >= 0",
+    "augment": "bool",
+    "log_every": "int >= 1",
+}
+ADVERSARY_RULES = {"lr": "number > 0", "betas": "length 2 number in [0, 1)", "weight_decay": "number >= 0"}
+NULLABLE = ("val_tiles",)
+SOURCE = "rule of the training engine, docs/training.md"
 
 
 def train_settings(method_config: Mapping[str, Any], smoke: bool) -> dict[str, Any]:
@@ -45,14 +78,32 @@ def train_settings(method_config: Mapping[str, Any], smoke: bool) -> dict[str, A
     if missing:
         raise ConfigError(f"method.train lacks {missing[0]!r}; every key of {', '.join(TRAIN_KEYS)} is needed")
     settings = dict(settings)
+    check_values(settings, TRAIN_RULES, "method.train")
+    if settings["min_lr"] > settings["lr"]:
+        raise ConfigError(
+            f"method.train.min_lr={show(settings['min_lr'])} is above method.train.lr={show(settings['lr'])}: the "
+            "decay would raise the learning rate; set min_lr to at most lr"
+        )
     if smoke:
         settings.update(SMOKE)
-    if settings["amp"] not in ("off", "bf16", "fp16"):
-        raise ConfigError(f"method.train.amp={settings['amp']!r}: use off, bf16 or fp16")
-    for key in ("iterations", "batch_size", "crop_size", "accumulate", "val_every", "log_every"):
-        if settings[key] < 1:
-            raise ConfigError(f"method.train.{key}={settings[key]} must be at least 1")
     return settings
+
+
+def check_values(section: Mapping[str, Any], rules: Mapping[str, str], prefix: str) -> None:
+    """Each key of `rules` in `section` is allowed by its rule and, when a number, finite (one-line ConfigError)."""
+    for key, rule in rules.items():
+        if key not in section:
+            continue
+        value = section[key]
+        if value is None and key in NULLABLE:
+            continue
+        check = Check.parse(rule)
+        problem = "value" if value is None else check.violation(value)
+        if problem:
+            raise ConfigError(check.message(f"{prefix}.{key}", value, problem, SOURCE, nullable=key in NULLABLE))
+        numbers = value if isinstance(value, list) else [value]
+        if any(isinstance(item, float) and not math.isfinite(item) for item in numbers):
+            raise ConfigError(f"{prefix}.{key}={show(value)} is not finite ({SOURCE}): must be {check.describe()}")
 
 
 def adversary_settings(settings: Mapping[str, Any], method: str) -> dict[str, Any]:
@@ -68,8 +119,7 @@ def adversary_settings(settings: Mapping[str, Any], method: str) -> dict[str, An
         raise ConfigError(
             f"method.train.adversary lacks {missing[0]!r}; every key of {', '.join(ADVERSARY_KEYS)} is needed"
         )
-    if not section["lr"] > 0:
-        raise ConfigError(f"method.train.adversary.lr={section['lr']} must be positive")
+    check_values(section, ADVERSARY_RULES, "method.train.adversary")
     return dict(section)
 
 
