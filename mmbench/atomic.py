@@ -1,7 +1,9 @@
 """Write-then-rename file output, so that no reader ever sees a half-written record or checkpoint.
 
 A crash, Ctrl-C or full disk while writing leaves at most a hidden temporary file beside the target
-(removed when the failure is seen); the target is either the old complete file or the new one.
+(removed when the failure is seen; a kill -9 leaves it, and the next run in that folder removes it:
+mmbench/runs/run_dir.py); the target is either the old complete file or the new one. `write_failure_reason`
+tells a failed write (OSError, or torch.save's RuntimeError over one) from other errors.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -64,3 +67,45 @@ def _fsync_directory(directory: Path) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+def write_failure_reason(error: BaseException) -> str | None:
+    """Why a write failed ("No space left on device"), or None when `error` is not a write failure.
+
+    An `OSError` is one. `torch.save` reports a full disk as a `RuntimeError` ("[enforce fail at
+    inline_container.cc:672] . unexpected pos ...") raised while handling the `OSError` of the failed write
+    (its `__context__`), so the chain is searched; a RuntimeError naming torch's archive writer without one
+    counts too."""
+    seen: BaseException | None = error
+    for _ in range(8):
+        if seen is None:
+            break
+        if isinstance(seen, OSError):
+            return seen.strerror or str(seen) or type(seen).__name__
+        seen = seen.__cause__ or seen.__context__
+    text = str(error)
+    if isinstance(error, RuntimeError) and ("inline_container" in text or "PytorchStreamWriter" in text):
+        return " ".join(text.split())
+    return None
+
+
+def free_bytes(path: str | Path) -> int:
+    """Free space (bytes) for an unprivileged writer on the filesystem holding `path` or, when it does not
+    exist yet, its nearest existing folder."""
+    return shutil.disk_usage(existing_ancestor(Path(path))).free
+
+
+def existing_ancestor(path: Path) -> Path:
+    """`path` itself when it exists, else its nearest existing parent."""
+    path = Path(os.path.abspath(path))
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def human_bytes(count: float) -> str:
+    for unit in ("B", "kB", "MB", "GB"):
+        if count < 1000:
+            return f"{count:.0f} {unit}"
+        count /= 1000
+    return f"{count:.1f} TB"

@@ -54,7 +54,13 @@ def test_training_selects_on_validation_and_writes_a_record(capsys, tmp_path, st
     assert "validation" in checkpoint["selection"] and checkpoint["effective_batch_size"] == 4
     assert record["timing"]["train_s"] > 0 and record["smoke"] is False
     run_dir = path.parent
-    assert {p.name for p in run_dir.iterdir()} == {"result.json", "best.ckpt", "last.ckpt", "train_log.jsonl"}
+    assert {p.name for p in run_dir.iterdir()} == {
+        "result.json",
+        "best.ckpt",
+        "last.ckpt",
+        "train_log.jsonl",
+        "status.json",
+    }
     events = [json.loads(line) for line in (run_dir / "train_log.jsonl").read_text().splitlines()]
     assert [e["step"] for e in events if e["event"] == "val"] == [4, 8, 12]
     assert [e["step"] for e in events if e["event"] == "train"] == [2, 4, 6, 8, 10, 12]
@@ -266,4 +272,4 @@ def test_two_process_ddp_on_cpu_matches_one_process(tmp_path, store, tiny_method
     # Same data, same global batch; only floating-point summation order differs (no BatchNorm in this model).
     for mine, theirs in zip(distributed["scenarios"], reference["scenarios"], strict=True):
         assert mine["metrics"]["miou"] == pytest.approx(theirs["metrics"]["miou"], abs=0.02)
-    assert len(list(path.parent.iterdir())) == 4  # rank 1 wrote nothing extra
+    assert len(list(path.parent.iterdir())) == 5  # rank 1 wrote nothing extra (status.json is rank 0's)

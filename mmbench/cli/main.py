@@ -271,7 +271,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt as exc:
         detail = f": {exc}" if str(exc) else ""
         sys.stderr.write(f"mmbench {args.command}: interrupted{detail}\n")
-        return 130
+        return int(getattr(exc, "exit_code", 130))  # SIGTERM: 143 (mmbench/engine/loop.py `Terminated`)
     except Exception as exc:  # the internal-error contract: one line, exit 1, traceback on --debug
         if debug:
             raise

@@ -26,6 +26,14 @@ class CheckpointError(UserError):
     """A checkpoint is missing, unreadable, of another format, or does not fit the dataset."""
 
 
+class WriteFailed(UserError):
+    """A file of a run could not be written (full disk, quota, read-only folder): the user frees space or picks
+    another folder. `resumable`: the run's folder keeps what it had (mmbench/runs/run_dir.py marks it
+    interrupted, not failed), so `--resume` continues it."""
+
+    resumable = True
+
+
 def save_checkpoint(
     path: str | Path,
     *,
@@ -83,6 +91,10 @@ def training_facts(payload: Mapping[str, Any]) -> dict[str, Any]:
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     path = Path(path)
+    if path.is_dir():
+        inside = [name for name in ("best.ckpt", "last.ckpt") if (path / name).is_file()]
+        example = f" such as {path / inside[0]}" if inside else ""
+        raise CheckpointError(f"checkpoint {str(path)!r} is a directory; give a .ckpt file{example}")
     if not path.is_file():
         raise CheckpointError(f"checkpoint {str(path)!r} does not exist; give a file written by 'mmbench run'")
     try:
@@ -107,19 +119,42 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
 
 
 def check_dataset_fits(
-    checkpoint: Mapping[str, Any], classes: list[str], modalities: Mapping[str, int], path: str | Path
+    checkpoint: Mapping[str, Any],
+    classes: list[str],
+    modalities: Mapping[str, int],
+    path: str | Path,
+    available: Mapping[str, int] | None = None,
 ) -> None:
-    """Refuse a dataset whose classes or modalities differ from the ones the model was trained on."""
+    """Refuse a dataset whose classes or modalities differ from the ones the model was trained on.
+
+    `modalities`: those the protocol selected, with their channel counts; `available`: all of the store's. The
+    message says what can fix it: `protocol.modalities` only when the store has every trained modality with
+    the trained channel count (selecting them then fits), else a store like the one the model was trained on."""
     trained = checkpoint["dataset"]
     if list(trained["classes"]) != list(classes):
         raise CheckpointError(
             f"{path} was trained on {trained['name']!r} with {len(trained['classes'])} classes "
             f"({', '.join(trained['classes'])}); this dataset has {len(classes)} ({', '.join(classes)})"
         )
-    if dict(trained["modalities"]) != dict(modalities):
-        shown = ", ".join(f"{name}:{channels}" for name, channels in trained["modalities"].items())
+    wanted = {str(name): int(channels) for name, channels in dict(trained["modalities"]).items()}
+    if wanted != dict(modalities):
+        shown = ", ".join(f"{name}:{channels}" for name, channels in wanted.items())
         given = ", ".join(f"{name}:{channels}" for name, channels in modalities.items())
+        store = dict(available if available is not None else modalities)
+        lacking = [name for name in wanted if name not in store]
+        other = [name for name in wanted if name in store and store[name] != wanted[name]]
+        if lacking:
+            fix = (
+                f"this store lacks {', '.join(lacking)}, which no protocol setting can add; evaluate on a store "
+                f"with {', '.join(wanted)}, like the one it was trained on ({trained['name']!r})"
+            )
+        elif other:
+            fix = (
+                f"{other[0]} has {store[other[0]]} channels in this store, {wanted[other[0]]} in training; evaluate "
+                f"on a store like the one it was trained on ({trained['name']!r})"
+            )
+        else:
+            fix = f"select them with --set protocol.modalities=[{','.join(wanted)}]"
         raise CheckpointError(
-            f"{path} was trained on modalities {shown} (name:channels); the evaluation gives "
-            f"{given}; use the same dataset or set protocol.modalities"
+            f"{path} was trained on modalities {shown} (name:channels); the evaluation gives {given}; {fix}"
         )

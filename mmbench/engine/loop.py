@@ -1,13 +1,15 @@
 """The step loop: one update per step until `iterations`, a log entry every `log_every` steps, validation and
-`last.ckpt` every `val_every`, and a clean stop between steps on Ctrl-C.
+`last.ckpt` every `val_every`, and a clean stop between steps on Ctrl-C or SIGTERM.
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any
 
@@ -18,26 +20,52 @@ from mmbench.engine.update import UpdateRule
 from mmbench.progress import progress_bar
 from mmbench.runtime.distributed import DistContext
 
+SIGTERM_EXIT = 128 + signal.SIGTERM
+
+
+class Terminated(KeyboardInterrupt):
+    """The run was stopped by SIGTERM (a scheduler's cancel, `kill`): handled like Ctrl-C (checkpoint saved,
+    temporaries removed, the run stays resumable), but the command exits with 143 as a terminated process does
+    (mmbench/cli/main.py reads `exit_code`)."""
+
+    exit_code = SIGTERM_EXIT
+
 
 class Interruption:
-    """While entered, SIGINT (Ctrl-C) only sets `requested`; the loop stops after the step in progress."""
+    """While entered, SIGINT (Ctrl-C) and SIGTERM only set `requested` (and `signum`); the loop stops after the
+    step in progress and the trainer saves `last.ckpt`."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self) -> None:
         self.requested = False
-        self._previous: Any = None
+        self.signum: int | None = None
+        self._previous: dict[int, Any] = {}
 
     def __enter__(self) -> Interruption:
-        self._previous = signal.getsignal(signal.SIGINT)
-        signal.signal(signal.SIGINT, self._on_interrupt)
+        if threading.current_thread() is threading.main_thread():  # signal handlers live in the main thread
+            for signum in self.SIGNALS:
+                self._previous[signum] = signal.getsignal(signum)
+                signal.signal(signum, self._on_interrupt)
         return self
 
     def __exit__(
         self, kind: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None
     ) -> None:
-        signal.signal(signal.SIGINT, self._previous)
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)
+        self._previous = {}
 
     def _on_interrupt(self, signum: int, frame: FrameType | None) -> None:
         self.requested = True
+        self.signum = signum
+
+    def stop(self, step: int) -> KeyboardInterrupt:
+        """The exception that ends the command once `last.ckpt` is saved: one line with the resume hint."""
+        hint = "continue with the same command and --resume"
+        if self.signum == signal.SIGTERM:
+            return Terminated(f"terminated (SIGTERM) at step {step}; {hint}")
+        return KeyboardInterrupt(f"interrupted at step {step}; {hint}")
 
 
 def run_steps(
@@ -91,11 +119,21 @@ def run_steps(
 
 
 def _inject_fault(step: int) -> None:
-    """Test hooks (environment variables, never set in normal use): a real SIGKILL or SIGINT of this
-    process right after `step`, to test resuming and Ctrl-C handling end to end."""
+    """Test hooks (environment variables, never set in normal use): a real SIGKILL, SIGINT or SIGTERM of this
+    process right after `step`, to test resuming and signal handling end to end; or, with
+    MMBENCH_TEST_HOLD_AT_STEP and MMBENCH_TEST_HOLD_FILE, create FILE.held and wait until FILE exists (a second
+    process can then be started while this one holds its run folder: tests/test_faults_runs.py)."""
     for variable, signum in (
         ("MMBENCH_TEST_KILL_AT_STEP", signal.SIGKILL),
         ("MMBENCH_TEST_INTERRUPT_AT_STEP", signal.SIGINT),
+        ("MMBENCH_TEST_TERMINATE_AT_STEP", signal.SIGTERM),
     ):
         if os.environ.get(variable) == str(step):
             os.kill(os.getpid(), signum)
+    hold = os.environ.get("MMBENCH_TEST_HOLD_FILE")
+    if hold and os.environ.get("MMBENCH_TEST_HOLD_AT_STEP") == str(step):
+        Path(f"{hold}.held").touch()
+        for _ in range(6000):  # at most 10 minutes
+            if Path(hold).exists():
+                break
+            time.sleep(0.1)

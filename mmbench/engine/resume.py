@@ -1,6 +1,8 @@
 """Training checkpoints and resume: what `last.ckpt`/`best.ckpt` hold beyond the model (optimiser states,
 step, best validation score, every RNG state), written by rank 0 only, and restored for `--resume` so that
 a resumed run continues exactly where the uninterrupted one would be. The file format is engine/checkpoint.py.
+A failed write (full disk: an OSError, or torch.save's RuntimeError over one) is one line (`WriteFailed`) that
+names the checkpoint still on disk, or says there is none yet.
 """
 
 from __future__ import annotations
@@ -14,9 +16,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from mmbench.engine.checkpoint import load_checkpoint, save_checkpoint
+from mmbench.atomic import write_failure_reason
+from mmbench.engine.checkpoint import WriteFailed, annotate_checkpoint, load_checkpoint, save_checkpoint
 from mmbench.engine.update import UpdateRule
-from mmbench.errors import UserError
 from mmbench.method import SegmentationMethod
 from mmbench.runtime.distributed import DistContext
 
@@ -45,10 +47,13 @@ class TrainingCheckpoints:
         model: SegmentationMethod,
         update: UpdateRule,
         dist: DistContext,
+        protocol: Mapping[str, Any] | None = None,
     ) -> None:
-        """`method`, `config` and `dataset` are the checkpoint's descriptive entries (engine/checkpoint.py)."""
+        """`method`, `config` and `dataset` are the checkpoint's descriptive entries (engine/checkpoint.py);
+        `protocol` ({name, version}) is saved too, so that `--resume` can check it (mmbench/runs/resume_search.py)."""
         self.run_dir = run_dir
         self.method, self.config, self.dataset = method, config, dataset
+        self.protocol = dict(protocol) if protocol is not None else None
         self.model, self.update, self.dist = model, update, dist
 
     def save(self, name: str, state: TrainState) -> Path | None:
@@ -65,12 +70,30 @@ class TrainingCheckpoints:
                 model=self.model,
                 extra=self._payload(state),
             )
-        except OSError as exc:
-            raise UserError(
-                f"cannot write checkpoint {path} ({exc.strerror or exc}); free disk space and resume with "
-                "--resume: the previous checkpoint is intact"
-            ) from exc
+        except (OSError, RuntimeError) as exc:
+            reason = write_failure_reason(exc)
+            if reason is None:
+                raise
+            raise WriteFailed(f"cannot write checkpoint {path} ({reason}); {self.after_write_failure()}") from exc
         return path
+
+    def after_write_failure(self) -> str:
+        """What to do after a failed write: resume from the checkpoint still on disk, or (none written yet)
+        run again. Never names a file that is not there."""
+        intact = [name for name in ("last.ckpt", "best.ckpt") if (self.run_dir / name).is_file()]
+        if intact:
+            return f"free disk space, then continue with the same command and --resume ({intact[0]} is intact)"
+        return "no checkpoint was written yet: free disk space and run the same command again"
+
+    def annotate(self, path: Path, key: str, value: Any) -> None:
+        """`annotate_checkpoint` with a failed write reported as one line (the checkpoint itself is intact)."""
+        try:
+            annotate_checkpoint(path, key, value)
+        except (OSError, RuntimeError) as exc:
+            reason = write_failure_reason(exc)
+            if reason is None:
+                raise
+            raise WriteFailed(f"cannot write checkpoint {path} ({reason}); {self.after_write_failure()}") from exc
 
     def restore(self, path: Path) -> TrainState:
         """Model, optimisers, RNG states and training state from `path`."""
@@ -85,7 +108,10 @@ class TrainingCheckpoints:
         self.model.load_state_dict(load_checkpoint(path)["model"])
 
     def _payload(self, state: TrainState) -> dict[str, Any]:
-        return {**self.update.state_dict(), "state": vars(state).copy(), "rng": rng_state()}
+        payload = {**self.update.state_dict(), "state": vars(state).copy(), "rng": rng_state()}
+        if self.protocol is not None:
+            payload["protocol"] = self.protocol
+        return payload
 
 
 def rng_state() -> dict[str, Any]:

@@ -1,5 +1,7 @@
 """The JSON-lines training log beside the record (`train_log.jsonl`, written by rank 0 only): one entry per
-logged step, validation and final test; a resumed run drops the entries after its checkpoint first.
+logged step, validation and final test; a resumed run drops the entries after its checkpoint first (and the
+final test entry of a run whose record could not be written, and a line cut short by a kill), so the log
+never repeats a step. A failed write is one line with the resume hint (`WriteFailed`).
 """
 
 from __future__ import annotations
@@ -10,6 +12,9 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+from mmbench.atomic import write_text_atomic
+from mmbench.engine.checkpoint import WriteFailed
 
 
 class TrainLog:
@@ -23,14 +28,37 @@ class TrainLog:
         kept = ""
         if resume_step is not None and path.exists():
             # Entries written after the checkpoint we resume from will be written again: drop them.
-            lines = path.read_text().splitlines()
-            kept = "".join(line + "\n" for line in lines if json.loads(line).get("step", 0) <= resume_step)
-        path.write_text(kept)
+            lines = path.read_text(encoding="utf-8").splitlines()
+            kept = "".join(line + "\n" for line in lines if _step(line) is not None and _step(line) <= resume_step)
+        self._guarded(lambda: write_text_atomic(path, kept))
 
     def write(self, entry: Mapping[str, Any]) -> None:
         if self.enabled:
-            with open(self.path, "a", encoding="utf-8") as handle:
-                handle.write(json.dumps({"time": round(time.time(), 3), **entry}, default=_jsonable) + "\n")
+            line = json.dumps({"time": round(time.time(), 3), **entry}, default=_jsonable) + "\n"
+            self._guarded(lambda: self._append(line))
+
+    def _append(self, line: str) -> None:
+        with open(self.path, "a", encoding="utf-8") as handle:
+            handle.write(line)
+
+    def _guarded(self, write: Any) -> None:
+        try:
+            write()
+        except OSError as exc:
+            raise WriteFailed(
+                f"cannot write the training log {self.path} ({exc.strerror or exc}); free disk space, then continue "
+                "with the same command and --resume"
+            ) from exc
+
+
+def _step(line: str) -> int | None:
+    """The step of a logged entry; None for the final test entry and for a line cut short by a kill."""
+    try:
+        entry = json.loads(line)
+    except json.JSONDecodeError:
+        return None
+    step = entry.get("step") if isinstance(entry, dict) else None
+    return step if isinstance(step, int) else None
 
 
 def _jsonable(value: Any) -> Any:

@@ -14,9 +14,10 @@ from typing import Any
 
 import torch
 
+from mmbench.atomic import existing_ancestor, free_bytes, human_bytes
 from mmbench.context import DatasetFacts, RunContext, RunOptions, RunOutcome
 from mmbench.engine.batches import micro_batches, training_data
-from mmbench.engine.checkpoint import annotate_checkpoint
+from mmbench.engine.checkpoint import WriteFailed
 from mmbench.engine.loop import Interruption, run_steps
 from mmbench.engine.losses import TrainingDiverged, TrainingLoss
 from mmbench.engine.optimisation import amp_dtype, lr_factor
@@ -109,7 +110,29 @@ class Trainer:
             model=self.model,
             update=self.update,
             dist=self.dist,
+            protocol={"name": self.plan.protocol.name, "version": self.plan.protocol.version},
         )
+
+    def _check_disk_space(self) -> None:
+        """Refuse, before the first step, a run folder whose filesystem clearly cannot hold the run's two
+        checkpoints (`last.ckpt`, `best.ckpt`; what is already there is replaced), so a full disk is found in
+        seconds rather than at the first `val_every` steps."""
+        if not self.dist.is_main:
+            return
+        per_checkpoint = estimate_checkpoint_bytes(self.model)
+        existing = sum(
+            (self.run_dir / name).stat().st_size
+            for name in ("last.ckpt", "best.ckpt")
+            if (self.run_dir / name).is_file()
+        )
+        needed = 2 * per_checkpoint - existing
+        free = free_bytes(self.run_dir)
+        if needed > free:
+            raise WriteFailed(
+                f"not enough disk space under {existing_ancestor(self.run_dir)} for the run's checkpoints: about "
+                f"{human_bytes(needed)} needed (two of about {human_bytes(per_checkpoint)}), {human_bytes(free)} "
+                "free; free space there or give another --out"
+            )
 
     def _dataset_facts(self) -> DatasetFacts:
         """The facts the run read when it started (`RunContext.dataset_facts`)."""
@@ -125,10 +148,13 @@ class Trainer:
 
     def execute(self) -> RunOutcome:
         self._build()
+        self._check_disk_space()
         state = TrainState()
         resume_from = self.options.resume_from
         if resume_from is not None:
-            state = self.checkpoints.restore(resume_from / "last.ckpt")
+            # the checkpoint `--resume` chose (mmbench/runs/resume_search.py), or a run folder's last.ckpt
+            checkpoint = resume_from if resume_from.suffix == ".ckpt" else resume_from / "last.ckpt"
+            state = self.checkpoints.restore(checkpoint)
         if self.dist.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
         log = TrainLog(
@@ -174,7 +200,7 @@ class Trainer:
         if interruption.requested:
             self.checkpoints.save("last.ckpt", state)
             self.dist.barrier()
-            raise KeyboardInterrupt(f"interrupted at step {state.step}; continue with the same command and --resume")
+            raise interruption.stop(state.step)
 
         # Evaluate the checkpoint chosen on validation (the last one if validation never ran).
         best = self.run_dir / ("best.ckpt" if state.best_step is not None else "last.ckpt")
@@ -185,7 +211,7 @@ class Trainer:
             "validation_curve": [dict(point) for point in state.curve],
         }
         if self.dist.is_main:  # before its sha256 is taken: `mmbench eval` of this file copies these facts
-            annotate_checkpoint(best, "training", training)
+            self.checkpoints.annotate(best, "training", training)
         self.dist.barrier()
         self.checkpoints.load_weights(best)
         limit = 2 if self.smoke else None
@@ -215,6 +241,15 @@ class Trainer:
                 "effective_batch_size": self.settings["batch_size"] * self.settings["accumulate"],
             },
         )
+
+
+def estimate_checkpoint_bytes(model: torch.nn.Module) -> int:
+    """About the size of one training checkpoint: the model's state, AdamW's two moments per trainable
+    parameter (the optimiser state is empty until the first step, so it is estimated, not measured) and the
+    RNG states and container overhead."""
+    state = sum(t.numel() * t.element_size() for t in model.state_dict().values() if isinstance(t, torch.Tensor))
+    trainable = sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
+    return state + 2 * trainable + 16_000
 
 
 class TrainingExecutor:

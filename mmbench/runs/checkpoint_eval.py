@@ -45,6 +45,7 @@ from mmbench.records.fingerprint import file_sha256
 from mmbench.runs.execution import finish_run, start_run
 from mmbench.runs.fragile import FIGURE, model_from_checkpoint, most_fragile, reports_most_fragile
 from mmbench.runs.planning import RunRequest, plan_run
+from mmbench.runs.run_dir import check_out_folder
 
 
 def plan_checkpoint_evaluation(
@@ -81,6 +82,7 @@ def plan_checkpoint_evaluations(
     plans = [plan_checkpoint_evaluation(request, checkpoint_path, payload)[0] for request in requests]
     for plan in plans:
         load_protocol(plan)
+        check_out_folder(plan.run_settings["out"])  # a file or a read-only folder: refused before evaluating
     return plans, payload
 
 
@@ -130,7 +132,8 @@ def evaluate_checkpoint(
     check_before_running(started.plan, facts, trainable=False)  # scenarios only: the model is the checkpoint's
     modalities = protocol.select_modalities(facts.modality_names)
     channels = facts.channels(modalities)
-    check_dataset_fits(payload, list(facts.classes), channels, checkpoint_path)
+    available = facts.channels(facts.modality_names)
+    check_dataset_fits(payload, list(facts.classes), channels, checkpoint_path, available)
     model = _model(plan, shared, channels, len(facts.classes), started.device, started.plan.seed)
     result = evaluate(
         model, facts, protocol, device=started.device, dataset=_tiles(shared, facts, protocol, modalities)

@@ -14,18 +14,26 @@ engine (`mmbench.engine.trainer`) for `SegmentationMethod` plugins.
 
 from __future__ import annotations
 
+import contextlib
+import signal
+import sys
+import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from mmbench.context import DatasetFacts, Executor, RunContext, RunOutcome, RunPlan, read_dataset_facts
-from mmbench.errors import NotAvailableError, UserError
+from mmbench.engine.checkpoint import WriteFailed
+from mmbench.engine.loop import Terminated
+from mmbench.errors import NotAvailableError
 from mmbench.method import SegmentationMethod
 from mmbench.records import SCHEMA_VERSION, isoformat, new_run_id, record_path, utc_now, write_record
 from mmbench.records.environment import collect_environment, git_state
 from mmbench.records.provenance import plugins_provenance
+from mmbench.runs.resume_search import find_resume_point
+from mmbench.runs.run_dir import RunFolder, check_out_folder
 from mmbench.runtime.device import resolve_device
 from mmbench.runtime.seeding import seed_everything
 
@@ -77,44 +85,34 @@ def start_run(plan: RunPlan, *, dataset_facts: bool, facts: DatasetFacts | None 
     device = resolve_device(run_settings["device"])
     dist = init_distributed(device)
     created = utc_now()
-    if plan.options.resume:
-        previous = find_resumable_run(plan)
-        run_id = previous.name
-        plan = replace(plan, options=replace(plan.options, resume_from=previous))
-    else:
+    if not plan.options.resume:
         run_id = dist.broadcast(new_run_id(created, plan.seed))  # one run directory for all ranks
-    path = record_path(run_settings["out"], plan.dataset.name, plan.protocol.name, plan.method.name, run_id)
     seeds = seed_everything(plan.seed, deterministic=bool(run_settings["deterministic"]))
     plan = replace(plan, dataset=plan.dataset.materialize(plan.config.section("dataset")))
     if facts is None and dataset_facts and plan.dataset.path is not None:
         facts = read_dataset_facts(plan.dataset)
     fingerprint = facts.fingerprint if facts is not None else plan.dataset.fingerprint()
+    if plan.options.resume:  # the store's fingerprint is part of what must match
+        point = find_resume_point(plan, fingerprint)
+        if point.note and dist.is_main:
+            sys.stderr.write(f"mmbench run: note: {point.note}\n")
+            sys.stderr.flush()
+        run_id = point.run_dir.name
+        plan = replace(plan, options=replace(plan.options, resume_from=point.checkpoint))
+    path = record_path(run_settings["out"], plan.dataset.name, plan.protocol.name, plan.method.name, run_id)
     return StartedRun(plan, device, seeds, created, run_id, path, time.perf_counter(), facts, fingerprint)
 
 
 def find_resumable_run(plan: RunPlan) -> Path:
-    """The newest unfinished run of the same method, protocol, dataset and resolved config."""
-    run_settings = plan.run_settings
-    root = record_path(run_settings["out"], plan.dataset.name, plan.protocol.name, plan.method.name, "x").parent.parent
-    candidates = sorted((path.parent for path in root.glob("*/last.ckpt")), reverse=True)
-    from mmbench.engine.checkpoint import load_checkpoint
-
-    for candidate in candidates:
-        if (candidate / "result.json").exists():
-            continue
-        if _comparable(load_checkpoint(candidate / "last.ckpt")["config"]) == _comparable(plan.config.data):
-            return candidate
-    raise UserError(f"nothing to resume under {root}: no unfinished run with this exact config; run without --resume")
+    """The newest unfinished run of the same method, protocol, dataset and resolved config (the store's
+    fingerprint is not checked here: `mmbench sweep` asks before any store is read); raises `UserError`
+    naming what differs when there is none (mmbench/runs/resume_search.py)."""
+    return find_resume_point(plan, None).run_dir
 
 
-def _comparable(config: Mapping[str, Any]) -> dict[str, Any]:
-    return {section: values for section, values in config.items() if section != "run"} | {
-        "seed": config.get("run", {}).get("seed")
-    }
-
-
-def finish_run(started: StartedRun, outcome: RunOutcome) -> Path:
-    """Turn an outcome into a validated record, written atomically; returns its path."""
+def finish_run(started: StartedRun, outcome: RunOutcome, *, resumable: bool = False) -> Path:
+    """Turn an outcome into a validated record, written atomically; returns its path. A failed write is one
+    line (`WriteFailed`); `resumable`: the run's checkpoints let `--resume` write it later (`mmbench run`)."""
     if not isinstance(outcome, RunOutcome):
         raise TypeError(
             f"method {started.plan.method.name!r}: execute() returned {type(outcome).__name__}, expected a RunOutcome"
@@ -139,7 +137,17 @@ def finish_run(started: StartedRun, outcome: RunOutcome) -> Path:
         timing,
         started.fingerprint,
     )
-    return write_record(record, started.path)
+    try:
+        return write_record(record, started.path)
+    except OSError as exc:
+        again = (
+            "then continue with the same command and --resume (training is done: only the evaluation runs again)"
+            if resumable
+            else "then run the same command again"
+        )
+        raise WriteFailed(
+            f"cannot write the run record {started.path} ({exc.strerror or exc}); free disk space, {again}"
+        ) from exc
 
 
 def execute_run(plan: RunPlan) -> Path:
@@ -147,17 +155,43 @@ def execute_run(plan: RunPlan) -> Path:
     from mmbench.engine.trainer import TrainingExecutor
     from mmbench.runs.blame import blame_plugins
     from mmbench.runs.preflight import check_before_running
+    from mmbench.runtime.distributed import init_distributed
 
     executor = find_executor(plan)
-    started = start_run(plan, dataset_facts=bool(getattr(executor, "needs_dataset_facts", False)))
-    engine = isinstance(executor, TrainingExecutor)
-    check_before_running(started.plan, started.facts, trainable=engine)  # seconds; nothing trained yet
-    if not engine:  # a method's own execute() owns the run: its failures keep their own exit codes
-        outcome = executor.execute(started.context())
-    else:
-        with blame_plugins(started.plan):
-            outcome = executor.execute(started.context())
-    return finish_run(started, with_most_fragile(started, outcome))
+    check_out_folder(plan.run_settings["out"])
+    with terminate_as_interrupt():
+        started = start_run(plan, dataset_facts=bool(getattr(executor, "needs_dataset_facts", False)))
+        engine = isinstance(executor, TrainingExecutor)
+        check_before_running(started.plan, started.facts, trainable=engine)  # seconds; nothing trained yet
+        main = init_distributed(started.device).is_main
+        with RunFolder(started.path.parent, resumed=started.plan.options.resume, enabled=main) as folder:
+            if not engine:  # a method's own execute() owns the run: its failures keep their own exit codes
+                outcome = executor.execute(started.context())
+            else:
+                with blame_plugins(started.plan):
+                    outcome = executor.execute(started.context())
+            path = finish_run(started, with_most_fragile(started, outcome), resumable=engine)
+            folder.finish()
+    return path
+
+
+@contextlib.contextmanager
+def terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM raises `Terminated` (a KeyboardInterrupt: exit 143) while a run is set up, evaluated or written,
+    so temporaries are removed and the run folder is marked; the training loop handles it between steps
+    itself (mmbench/engine/loop.py). Main thread only; elsewhere nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def terminate(signum: int, frame: Any) -> None:
+        raise Terminated("terminated (SIGTERM); continue with the same command and --resume if a checkpoint was saved")
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def with_most_fragile(started: StartedRun, outcome: RunOutcome) -> RunOutcome:
