@@ -15,6 +15,7 @@ import torch
 from mmbench.errors import UserError
 from mmbench.method import SegmentationMethod, TrainStep
 from mmbench.runtime.distributed import DistContext
+from mmbench.runtime.global_norm import use_global_batch_norm
 
 
 class TrainingDiverged(UserError):
@@ -49,6 +50,7 @@ class TrainingLoss:
         ignore_index: int,
         num_classes: int,
         last_checkpoint: Path,
+        sync_batch_norm: bool = False,
     ) -> None:
         self.dist = dist
         self.amp_dtype = amp_dtype
@@ -57,6 +59,8 @@ class TrainingLoss:
         # DDP must see the whole training computation in its forward: wrap the loss, not the network.
         self.module: torch.nn.Module = LossModule(model)
         if dist.enabled:
+            if sync_batch_norm:  # statistics over the global batch, as in one process (docs/distributed.md)
+                use_global_batch_norm(model)
             device_ids = [dist.local_rank] if device.startswith("cuda") else None
             self.module = torch.nn.parallel.DistributedDataParallel(
                 self.module, device_ids=device_ids, find_unused_parameters=True

@@ -101,6 +101,7 @@ class Trainer:
             ignore_index=self.facts.ignore_index,
             num_classes=len(self.facts.classes),
             last_checkpoint=self.run_dir / "last.ckpt",
+            sync_batch_norm=bool(self.settings.get("sync_batch_norm", False)),
         )
         self.checkpoints = TrainingCheckpoints(
             self.run_dir,

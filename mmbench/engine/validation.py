@@ -40,7 +40,11 @@ class Validator:
         self.log, self.checkpoints = log, checkpoints
 
     def __call__(self, state: TrainState) -> None:
-        """Score the model at `state.step`; on a new best, record it in `state` and write `best.ckpt`."""
+        """Score the model at `state.step`; on a new best, record it in `state` and write `best.ckpt`.
+
+        Under DDP every rank scores its shard with rank 0's running statistics (`broadcast_buffers`): the
+        score is then that of the model `best.ckpt` holds, not of a mix of the ranks' statistics."""
+        self.dist.broadcast_buffers(self.model)
         self.model.eval()
         result = evaluate(
             self.model,

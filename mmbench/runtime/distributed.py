@@ -37,6 +37,17 @@ class DistContext:
             torch.distributed.all_reduce(tensor, op=torch.distributed.ReduceOp.SUM)
         return tensor
 
+    def broadcast_buffers(self, module: torch.nn.Module) -> None:
+        """Give every rank rank 0's buffers of `module` (BatchNorm running statistics, ...).
+
+        DDP keeps parameters equal across ranks, but each rank's training forward updates its running
+        statistics from its own share of the batch (DDP copies rank 0's in only at the start of the next
+        training forward). A model evaluated between steps must be the one rank 0 checkpoints, on every rank.
+        """
+        if self.enabled:
+            for buffer in module.buffers():
+                torch.distributed.broadcast(buffer, src=0)
+
     def broadcast(self, value: Any) -> Any:
         """rank 0's value on every rank (any picklable object)."""
         if not self.enabled:
