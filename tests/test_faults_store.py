@@ -235,6 +235,12 @@ def test_a_directory_given_as_store_is_named_as_such(capsys, tmp_path, tiny_meth
     expect_clean(f"directory/{command}", AREA, result, names=["store.h5", "is a directory", "the .h5 store file"])
 
 
+def test_data_info_on_a_split_listing_a_tile_beyond_the_store(capsys, tmp_path, good_store):
+    store = bad_store(good_store, tmp_path, "index_out_of_range")
+    result = run_in_process(capsys, "data", "info", store)
+    expect_clean("info/index_out_of_range", AREA, result, names=[store.name, "tile 99", VERIFY_HINT])
+
+
 def test_a_foreign_hdf5_file_is_not_an_mmbench_store(capsys, tmp_path, tiny_methods):
     foreign = tmp_path / "foreign.h5"
     with h5py.File(foreign, "w") as handle:

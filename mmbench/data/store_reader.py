@@ -364,6 +364,12 @@ class TileStore:
         """Pixel count per class (last entry: ignore) over the given tiles; in an area store each area pixel
         is counted once (overlapping tiles share pixels) and padding is not counted."""
         counts = np.zeros(len(self.classes) + 1, dtype=np.int64)
+        indices = np.asarray(indices)
+        outside = indices[(indices < 0) | (indices >= self.num_tiles)]
+        if outside.size:
+            raise StoreError(
+                f"{self.path}: a split lists tile {int(outside[0])}, outside 0..{self.num_tiles - 1}; {self._fix}"
+            )
         if self.areas is not None:
             rows, cols = self.tile_offsets
             for area, placements in group_by_area(indices, self.tile_sources, rows, cols, self.areas):

@@ -14,9 +14,10 @@
 3. First of all, the tile store itself (`check_store`, mmbench/data/store_checks.py): its structure
    (attributes, shapes, statistics, and the run's split: the parts it reads non-empty, in range, disjoint) in
    milliseconds, then the values of the tiles the run reads (labels within the classes, finite inputs), once
-   per store fingerprint and only when they decode to at most `SCAN_LIMIT_BYTES`; beyond that the loader's
-   per-tile check stops the run at the first read of a bad tile. A bad store is refused (exit 2) naming the
-   split, part, tile or modality, with `mmbench data verify` as the way to see every problem.
+   per store fingerprint, only when they decode to at most `SCAN_LIMIT_BYTES` and not for a smoke run; beyond
+   that the loader's per-tile check stops the run at the first read of a bad tile. A bad store is refused
+   (exit 2) naming the split, part, tile or modality, with `mmbench data verify` as the way to see every
+   problem.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ def check_before_running(plan: RunPlan, facts: DatasetFacts | None, *, trainable
     from mmbench.evaluation.protocols import load_protocol
 
     protocol = load_protocol(plan)
-    check_store(facts, protocol, trainable=trainable)
+    check_store(facts, protocol, trainable=trainable, scan=not plan.options.smoke)
     modalities = protocol.select_modalities(facts.modality_names)
     context = {**protocol_context(facts, protocol), "modalities": list(modalities)}
     scenarios = protocol.scenarios(modalities, context)
@@ -64,10 +65,11 @@ def check_before_running(plan: RunPlan, facts: DatasetFacts | None, *, trainable
         check_method_contract(plan, facts, modalities, scenarios)
 
 
-def check_store(facts: DatasetFacts, protocol: Protocol, *, trainable: bool) -> None:
+def check_store(facts: DatasetFacts, protocol: Protocol, *, trainable: bool, scan: bool = True) -> None:
     """Refuse a store the run cannot give honest numbers on (item 3 of the module docstring): the parts a
     training run reads (train, val and the protocol's evaluation part of its split), or the evaluation part
-    alone for a checkpoint's evaluation."""
+    alone for a checkpoint's evaluation. `scan=False` (a smoke run, which reads a few tiles) leaves the
+    values to the loader's check of the tiles actually read."""
     from mmbench.data.store_checks import scan_values, structure_problems
     from mmbench.data.store_format import StoreError
     from mmbench.data.store_reader import TileStore
@@ -87,6 +89,8 @@ def check_store(facts: DatasetFacts, protocol: Protocol, *, trainable: bool) -> 
             indices = [int(index) for _, part in parts for index in store.split_indices(split, part)]
         except StoreError:
             return  # an unknown split: the run's config error, reported where it is read
+        if not scan:
+            return
         modalities = [name for name in protocol.select_modalities(facts.modality_names) if name in facts.modalities]
         with progress_bar(f"checking the values of {facts.path.name}", total=len(set(indices))) as advance:
             problem = scan_values(store, indices, modalities, [variant], facts.fingerprint, progress=advance)
