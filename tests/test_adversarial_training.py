@@ -63,7 +63,7 @@ def test_bad_discriminator_optimizer_settings_are_config_errors(capsys, tmp_path
     code, _, err = cli(
         capsys, *run_args(store, tmp_path / "runs", "--set", "method.train.adversary.lr=0", method="tiny-adversarial")
     )
-    assert code == 2 and "method.train.adversary.lr=0.0 must be positive" in err
+    assert code == 2 and "method.train.adversary.lr=0.0 is out of range" in err and "must be a number > 0" in err
     assert records(tmp_path / "runs") == []
     with pytest.raises(ConfigError, match="'train.adversary' section with lr, betas, weight_decay"):
         adversary_settings({"lr": 0.1}, "gan")

@@ -357,3 +357,52 @@ def test_the_check_reports_an_edited_record_copied_out_of_a_runs_tree(capsys, tm
     expect_clean(
         "edited record under another name", AREA, result, expect_code=2, names=[str(path), "aggregate.mean.miou"]
     )
+
+
+def _numeric_leaves(node: Any, path: tuple = ()) -> list[tuple]:
+    if isinstance(node, dict):
+        return [leaf for key, value in node.items() for leaf in _numeric_leaves(value, (*path, key))]
+    if isinstance(node, (int, float)) and not isinstance(node, bool):
+        return [path]
+    return []
+
+
+BUILTIN_PROTOCOLS = ("full", "missing1", "last1", "subsets", "random-drop", "pixel-drop", "minority")
+
+
+def test_every_builtin_protocols_aggregate_is_recomputed_leaf_by_leaf(capsys, tmp_path, tiny_methods):
+    """Fresh records of every built-in protocol (one checkpoint, `mmbench eval`) pass; editing any one numeric
+    leaf of any of their aggregates fails, naming that key."""
+    from mmbench.datasets.synthetic import SyntheticConfig, write_synthetic
+
+    store = write_synthetic(tmp_path / "s.h5", SyntheticConfig(tiles=8, size=64))
+    train = ["--set", "method.train.iterations=1", "--set", "method.train.val_every=1"]
+    result = run_in_process(
+        capsys, "run", "tiny-trainable", "-p", "last1", "-d", store, "--out", tmp_path / "t", *train
+    )
+    assert result.code == 0, result.err
+    (checkpoint,) = (tmp_path / "t").rglob("best.ckpt")
+    protocols = ",".join(BUILTIN_PROTOCOLS)
+    result = run_in_process(capsys, "eval", checkpoint, "-p", protocols, "-d", store, "--out", tmp_path / "e")
+    assert result.code == 0, result.err
+    paths = sorted((tmp_path / "e").rglob("result.json"))
+    records = {json.loads(path.read_text())["protocol"]["name"]: path for path in paths}
+    assert sorted(records) == sorted(BUILTIN_PROTOCOLS)
+    result = run_in_process(capsys, "leaderboard", tmp_path / "e", "--check", "--format", "json")
+    assert result.code == 0 and "check passed: every scenario metric and aggregate of 7 records" in result.err
+    for name, path in records.items():
+        original = path.read_text()
+        record = json.loads(original)
+        leaves = _numeric_leaves({k: v for k, v in record["aggregate"].items() if k != "most_fragile"})
+        assert leaves, name
+        for leaf in leaves[-1:]:
+            edited = copy.deepcopy(record)
+            node = edited["aggregate"]
+            for key in leaf[:-1]:
+                node = node[key]
+            node[leaf[-1]] += 1
+            path.write_text(json.dumps(edited))
+            result = run_in_process(capsys, "leaderboard", tmp_path / "e", "--check", "--format", "json")
+            key = "aggregate." + ".".join(map(str, leaf))
+            expect_clean(f"{name}: {key} edited", AREA, result, expect_code=2, names=[str(path), key])
+        path.write_text(original)

@@ -96,3 +96,25 @@ def test_a_builtin_methods_rules_refuse_before_anything_runs(capsys, case, overr
     sets = [part for override in overrides for part in ("--set", override)]
     result = run_in_process(capsys, "run", "unimodal", "-p", "last1", *sets, "--dry-run")
     expect_clean(case, AREA, result, expect_code=2, names=names)
+
+
+def test_a_window_larger_than_the_tiles_is_refused_by_eval_too(capsys, tmp_path, store, tiny_methods):
+    """`mmbench eval` of a checkpoint with a window the store's 64 px tiles cannot hold: refused before scoring,
+    no record written."""
+    one = ["--set", "method.train.iterations=1", "--set", "method.train.val_every=1"]
+    result = run_in_process(capsys, "run", "tiny-trainable", "-p", "last1", "-d", store, "--out", tmp_path / "t", *one)
+    assert result.code == 0, result.err
+    (checkpoint,) = (tmp_path / "t").rglob("best.ckpt")
+    out = tmp_path / "e"
+    result = run_in_process(
+        capsys, "eval", checkpoint, "-p", "last1", "-d", store, "--out", out, "--set", "protocol.window=1000"
+    )
+    written = sorted(out.rglob("result.json")) + hidden_temporaries(out)
+    expect_clean(
+        "eval with protocol.window=1000",
+        AREA,
+        result,
+        expect_code=2,
+        names=["protocol.window=1000", "64x64"],
+        leftovers=written,
+    )

@@ -141,11 +141,9 @@ def _check(records: list) -> None:
             f"most_fragile's test metrics of {report.fragile_as_stored} records are as stored (the record holds no "
             "matrix of that scenario)"
         )
-    head = (
-        "check passed: every scenario metric and aggregate"
-        if not report.unchecked
-        else ("check incomplete: every number that could be recomputed")
-    )
+    head = "check passed: every scenario metric and aggregate"
+    if report.unchecked:
+        head = "check incomplete: every number that could be recomputed"
     errors.print(
         f"{head} of {len(records)} records ({report.scenarios} scenarios) follows from the confusion matrices and "
         "the protocol's own code" + "".join(f"; {caveat}" for caveat in caveats),
