@@ -294,17 +294,23 @@ def small_tmpfs(folder: Path, options: str = "size=1m") -> Iterator[Path]:
 
 # tiles/size chosen so that the space pre-check lets the 30-tile store start (it cannot know the compressed
 # size), and the disk fills while it is written; the 48-tile default is refused by the pre-check at once.
+# "write_fails": without the writer's free-space margin, so that HDF5's own write fails (where h5py segfaulted).
 FULL_DISK_CASES = {
-    "fills_while_writing": (["--tiles", "30", "--size", "64"], ["s.h5", "no space left"]),
-    "refused_by_precheck": ([], ["s.h5", "free", "MB"]),
+    "fills_while_writing": (["--tiles", "30", "--size", "64"], ["s.h5", "no space left"], {}),
+    "write_fails": (
+        ["--tiles", "30", "--size", "64"],
+        ["s.h5", "no space left"],
+        {"MMBENCH_TEST_NO_SPACE_MARGIN": "1"},
+    ),
+    "refused_by_precheck": ([], ["s.h5", "free", "MB"], {}),
 }
 
 
 @pytest.mark.parametrize("case", list(FULL_DISK_CASES))
 def test_synth_on_a_full_filesystem_is_one_line_and_leaves_nothing(tmp_path, case):
-    extra, names = FULL_DISK_CASES[case]
+    extra, names, env = FULL_DISK_CASES[case]
     with small_tmpfs(tmp_path / "full") as folder:
-        result = run_subprocess(["data", "synth", "--out", folder / "s.h5", *extra])
+        result = run_subprocess(["data", "synth", "--out", folder / "s.h5", *extra], env=env)
         expect_clean(f"synth/full_disk_{case}", AREA, result, names=names, leftovers=[*hidden_temporaries(folder)])
         assert not (folder / "s.h5").exists()
 
@@ -342,6 +348,21 @@ def test_synth_write_failures_injected(capsys, tmp_path, monkeypatch, case):
         leftovers=hidden_temporaries(tmp_path),
     )
     assert not (tmp_path / "s.h5").exists()
+
+
+def test_convert_shares_the_writers_one_line_on_a_full_disk(capsys, tmp_path, monkeypatch):
+    from converter_fixtures import make_vaihingen
+
+    from mmbench.data import store_writer
+
+    monkeypatch.setattr(store_writer, "SPACE_MARGIN_BYTES", 2**50)  # as if the disk were nearly full
+    source = make_vaihingen(tmp_path / "src").root
+    out = tmp_path / "out" / "v.h5"
+    result = run_in_process(capsys, "data", "convert", "isprs-vaihingen", source, out, "--tile-size", "16")
+    expect_clean(
+        "convert/full_disk", AREA, result, names=["v.h5", "no space left"], leftovers=hidden_temporaries(out.parent)
+    )
+    assert not out.exists()
 
 
 # -- data synth: signals and what a kill -9 leaves behind -------------------------------------------------------

@@ -43,7 +43,6 @@ TileStore = Any
 SCAN_LIMIT_BYTES = 8 * 2**30
 REQUIRED_ATTRIBUTES = ("name", "classes", "ignore_index", "tile_size", "modalities", "label_variants", "default_split")
 JSON_ATTRIBUTES = ("classes", "palette", "tile_size", "modalities", "label_variants", "provenance")
-FIX = "re-create the store, or run 'mmbench data verify FILE' for every problem"
 
 
 class BadTileError(StoreError):

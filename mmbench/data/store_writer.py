@@ -125,7 +125,8 @@ class TileStoreWriter:
             self._check_space()
             fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
             self._lock_fd, self._tmp_path = fd, Path(tmp)
-            fcntl.flock(fd, fcntl.LOCK_EX)  # held until the temporary is renamed or removed
+            with contextlib.suppress(OSError):  # a filesystem without locks: the next writer leaves it alone
+                fcntl.flock(fd, fcntl.LOCK_EX)  # held until the temporary is renamed or removed
             os.fchmod(fd, shared_file_mode())
             self._file = h5py.File(self._tmp_path, "w", locking=False)  # our flock stands for HDF5's own lock
             self._create_layout()
@@ -144,7 +145,7 @@ class TileStoreWriter:
             if exc_type is None:
                 try:
                     self._finalize()
-                    self._file.close()
+                    self._close_file()
                     os.replace(self._tmp_path, self.path)
                 except OSError as error:
                     raise write_error(self.path, error) from error
@@ -169,8 +170,7 @@ class TileStoreWriter:
             except Exception as exc:
                 _BROKEN.append(str(self.path))  # closing it again would touch freed memory: never retried
                 self._free_temporary()
-                found = re.search(r"errno = (\d+)", str(exc))
-                raise OSError(int(found.group(1)) if found else errno.EIO, " ".join(str(exc).split())) from exc
+                raise _as_os_error(exc) from exc
 
     def _check_margin(self) -> None:
         """Stop before a write that would fill the disk: HDF5 cannot recover from a failed write (above)."""
@@ -187,20 +187,26 @@ class TileStoreWriter:
             with contextlib.suppress(OSError):
                 os.truncate(self._tmp_path, 0)
 
+    def _close_file(self) -> None:
+        """Close the HDF5 file. Closing flushes the chunks and metadata HDF5 still holds; when that fails (a full
+        disk) HDF5 keeps a half-closed file whose teardown at exit segfaults: free the temporary's space so that
+        a second close can write, and raise the failure."""
+        if self._file is None or not self._file.id.valid:
+            return
+        try:
+            self._file.close()
+        except Exception as exc:
+            _BROKEN.append(str(self.path))
+            self._free_temporary()
+            with contextlib.suppress(Exception):
+                self._file.close()
+            raise _as_os_error(exc) from exc
+
     def _discard(self) -> None:
         """Close the HDF5 file and remove the temporary (a no-op for what is already closed or renamed)."""
-        if str(self.path) in _BROKEN:
-            self._file = None  # HDF5 holds a half-closed dataset: closing the file would crash; the CLI exits
-        if self._file is not None and self._file.id.valid:
-            try:
-                self._file.close()
-            except Exception:
-                # Closing flushes the chunks and metadata HDF5 still holds; on a full disk that fails and leaves
-                # a half-closed file whose teardown at exit segfaults. Free the temporary's space, close again.
-                self._free_temporary()
-                _BROKEN.append(str(self.path))
-                with contextlib.suppress(Exception):
-                    self._file.close()
+        if str(self.path) not in _BROKEN:  # else closing would touch a half-closed dataset: the CLI exits at once
+            with contextlib.suppress(OSError):
+                self._close_file()
         if self._tmp_path is not None:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self._tmp_path)
@@ -491,6 +497,15 @@ def _megabytes(size: int) -> str:
 def is_write_failure(exc: OSError) -> bool:
     """An error of the filesystem being written (h5py names the errno in its message when it sets none)."""
     return _errno(exc) in WRITE_ERRNOS or "file write failed" in str(exc)
+
+
+def _as_os_error(exc: BaseException) -> OSError:
+    """HDF5 reports a failed write inside a RuntimeError or OSError whose message names the errno."""
+    code = _errno(exc) if isinstance(exc, OSError) else None
+    if code is None:
+        found = re.search(r"errno = (\d+)", str(exc))
+        code = int(found.group(1)) if found else errno.EIO
+    return OSError(code, " ".join(str(exc).split()))
 
 
 def _errno(exc: OSError) -> int | None:
