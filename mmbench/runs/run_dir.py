@@ -179,6 +179,11 @@ class RunFolder:
             self._unlock()
         if error is not None and not self.resumed and not any((self.run_dir / n).is_file() for n in CHECKPOINTS):
             shutil.rmtree(self.run_dir, ignore_errors=True)  # nothing to keep or resume: leave nothing behind
+            for parent in self.run_dir.parents[:3]:  # <dataset>/<protocol>/<method>, when nothing else is there
+                try:
+                    parent.rmdir()
+                except OSError:
+                    break
 
     def _mark(self, error: BaseException) -> None:
         message = " ".join(str(error).split()) or type(error).__name__
