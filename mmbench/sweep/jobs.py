@@ -106,7 +106,7 @@ def run_job(job: Job, settings: JobSettings) -> JobResult:
         child_clock = time.perf_counter()
         returncode = _run_child(command, log, settings)
     if returncode != 0:
-        status = INTERRUPTED if returncode < 0 or returncode == 130 else FAILED
+        status = INTERRUPTED if returncode < 0 or returncode in (130, 143) else FAILED  # 143: SIGTERM, handled
         reason = f"killed by signal {-returncode}" if returncode < 0 else f"exit code {returncode}"
         error = f"{reason}: {_last_line(job.log_path)}"
         return _finish(job, clock, status, error=error, started=started, child_s=time.perf_counter() - child_clock)
@@ -238,7 +238,7 @@ def run_evaluations(jobs: list[Job], settings: JobSettings) -> list[JobResult]:
     if returncode == 0:
         status, reason = FAILED, "it exited normally but left no record of the planned config"
     else:
-        status = INTERRUPTED if returncode < 0 or returncode == 130 else FAILED
+        status = INTERRUPTED if returncode < 0 or returncode in (130, 143) else FAILED  # 143: SIGTERM, handled
         reason = f"killed by signal {-returncode}" if returncode < 0 else f"exit code {returncode}"
     results = []
     shared: dict[str, Any] = {"log": log_path, "share": len(jobs)}
