@@ -13,12 +13,30 @@ therefore also reduces the layer's position in the model, and a mismatch stops t
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.distributed
-import torch.distributed.nn.functional as distributed_functional
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from mmbench.errors import UserError
+
+
+class _SumOverRanks(torch.autograd.Function):
+    """All-reduce (sum) whose gradient is the all-reduced gradient: every rank's loss depends on every rank's
+    input through the global statistics (torch.distributed.nn.functional.all_reduce, which is deprecated)."""
+
+    @staticmethod
+    def forward(ctx: Any, tensor: torch.Tensor) -> torch.Tensor:
+        total = tensor.clone(memory_format=torch.contiguous_format)
+        torch.distributed.all_reduce(total)
+        return total
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        total = grad.clone(memory_format=torch.contiguous_format)
+        torch.distributed.all_reduce(total)
+        return total
 
 
 class UnevenNormalisation(UserError):
@@ -65,7 +83,7 @@ class GlobalBatchNorm(_BatchNorm):
         # float64 sums: the global variance is E[x^2] - E[x]^2, exact enough only in double precision.
         wide = input.double()
         count = torch.tensor([input.numel() // channels], dtype=torch.float64, device=input.device)
-        total = distributed_functional.all_reduce(torch.cat([wide.sum(dims), (wide * wide).sum(dims), count]))
+        total = _SumOverRanks.apply(torch.cat([wide.sum(dims), (wide * wide).sum(dims), count]))
         total_count = float(total[-1].detach())
         mean = total[:channels] / total_count
         variance = (total[channels : 2 * channels] / total_count - mean * mean).clamp_min(0.0)
