@@ -3,8 +3,8 @@
 Under DDP each rank normalises its share of the step's batch with the statistics of that share alone, so a
 BatchNorm network trained by N processes is a different computation from the same network trained by one
 process on the same global batch. `torch.nn.SyncBatchNorm` computes the statistics over the global batch but
-only on GPUs; `GlobalBatchNorm` does the same with one differentiable all-reduce per call on any backend
-(gloo on CPU included), so that the two kinds of run agree.
+only on GPUs; `GlobalBatchNorm` does the same on any backend (gloo on CPU included), with two all-reduces per
+training call (a layer check, then the differentiable sums), so that the two kinds of run agree.
 
 Every rank must call the same normalisation layers in the same order: a layer skipped on one rank only (a
 branch taken or not depending on the rank's samples) would pair different layers' statistics. Each call
