@@ -28,12 +28,18 @@ from mmbench.datasets.synthetic import SyntheticConfig, write_synthetic
 from mmbench.records import read_record
 
 AREA = "runs"
-ITERATIONS = "method.train.iterations=8"
+SMALL = (
+    "method.train.iterations=8",
+    "method.train.crop_size=16",
+    "method.train.batch_size=2",
+    "method.train.val_tiles=1",
+)
 
 
 # ---------------------------------------------------------------------------------------------- helpers
 def run_args(store: Path, out: Path, *extra: str, method: str = "tiny-trainable") -> list[str]:
-    return ["run", method, "-p", "last1", "-d", str(store), "--out", str(out), "--deterministic", "--set", ITERATIONS]
+    settings = [item for setting in SMALL for item in ("--set", setting)]
+    return ["run", method, "-p", "last1", "-d", str(store), "--out", str(out), "--deterministic", *settings]
 
 
 def run_args_extra(store: Path, out: Path, *extra: str, method: str = "tiny-trainable") -> list[str]:
@@ -243,7 +249,7 @@ def test_divergence_before_any_checkpoint_names_none(capsys, tmp_path, registere
     assert "last good checkpoint" not in result.err
 
 
-# ------------------------------------ case 3: a corrupt checkpoint neither blocks other runs nor stops its own run
+# ------------------ case 3 (and 4): a corrupt checkpoint neither blocks other runs nor stops its own; stale .tmp
 def test_corrupt_last_checkpoint_falls_back_to_best(capsys, tmp_path, registered, store, interrupted, straight):
     out, run_dir = copy_of(interrupted, tmp_path)
     truncate(run_dir / "last.ckpt")
@@ -256,22 +262,17 @@ def test_corrupt_last_checkpoint_falls_back_to_best(capsys, tmp_path, registered
 
 
 def test_a_corrupt_run_of_another_config_does_not_block_resume(capsys, tmp_path, registered, store, interrupted):
+    """Also case 4: a checkpoint temporary a kill left in the resumed folder is gone afterwards."""
     out, run_dir = copy_of(interrupted, tmp_path)
     corrupt = run_dir.parent / "29991231T000000Z-s0-ffffff"  # sorts newest
     shutil.copytree(run_dir, corrupt)
     for name in ("last.ckpt", "best.ckpt"):
         truncate(corrupt / name)
+    (run_dir / ".last.ckpt.k1ll3d.tmp").write_bytes(b"half a checkpoint")
     result = run_in_process(capsys, *run_args_extra(store, out, "--resume"))
     expect_clean("corrupt-other-run-does-not-block", AREA, result, expect_code=0)
     assert (run_dir / "result.json").exists() and not (corrupt / "result.json").exists()
-
-
-# ------------------------------------------------------------------- case 4: stale temporaries, SIGTERM (case 9)
-def test_a_stale_checkpoint_temporary_is_removed_by_resume(capsys, tmp_path, registered, store, interrupted):
-    out, run_dir = copy_of(interrupted, tmp_path)
-    (run_dir / ".last.ckpt.k1ll3d.tmp").write_bytes(b"half a checkpoint")
-    result = run_in_process(capsys, *run_args_extra(store, out, "--resume"))
-    expect_clean("stale-tmp-removed", AREA, result, expect_code=0, leftovers=hidden_temporaries(out))
+    expect_clean("stale-tmp-removed", AREA, result, expect_code=0, leftovers=hidden_temporaries(run_dir))
 
 
 # ------------------------------------------------------------- case 5/10: one process per run folder (a lock)

@@ -136,11 +136,13 @@ class RunFolder:
         self.run_dir, self.resumed, self.enabled = run_dir, resumed, enabled
         self._fd: int | None = None
         self._finished = False
+        self._existed = run_dir
 
     def __enter__(self) -> RunFolder:
         if not self.enabled:
             return self
         created = not self.run_dir.exists()
+        self._existed = existing_ancestor(self.run_dir)  # the folders below it are this run's to remove
         try:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             self._lock()
@@ -149,14 +151,14 @@ class RunFolder:
         except OSError as exc:
             self._unlock()
             if created:
-                shutil.rmtree(self.run_dir, ignore_errors=True)
+                self._remove_created()
             raise WriteFailed(
                 f"cannot write in run folder {self.run_dir} ({exc.strerror or exc}); free disk space or give "
                 "another --out"
             ) from exc
         except BaseException:
             if created:
-                shutil.rmtree(self.run_dir, ignore_errors=True)
+                self._remove_created()
             raise
         return self
 
@@ -178,12 +180,18 @@ class RunFolder:
         finally:
             self._unlock()
         if error is not None and not self.resumed and not any((self.run_dir / n).is_file() for n in CHECKPOINTS):
-            shutil.rmtree(self.run_dir, ignore_errors=True)  # nothing to keep or resume: leave nothing behind
-            for parent in self.run_dir.parents[:3]:  # <dataset>/<protocol>/<method>, when nothing else is there
-                try:
-                    parent.rmdir()
-                except OSError:
-                    break
+            self._remove_created()  # nothing to keep or resume: leave nothing behind
+
+    def _remove_created(self) -> None:
+        """The run folder, and the empty folders above it that this run created (`--out` included)."""
+        shutil.rmtree(self.run_dir, ignore_errors=True)
+        for parent in Path(os.path.abspath(self.run_dir)).parents:
+            if parent == self._existed or not parent.is_relative_to(self._existed):
+                break
+            try:
+                parent.rmdir()
+            except OSError:  # not empty: another run is there
+                break
 
     def _mark(self, error: BaseException) -> None:
         message = " ".join(str(error).split()) or type(error).__name__
