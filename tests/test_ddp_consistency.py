@@ -91,19 +91,8 @@ def runs(store, tmp_path_factory):
 
     def args(out, *extra):
         sets = [part for setting in SETTINGS for part in ("--set", setting)]
-        return [
-            "run",
-            "ddp-tiny-bn",
-            "-p",
-            "full",
-            "-d",
-            str(store),
-            "--out",
-            str(root / out),
-            "--deterministic",
-            *sets,
-            *extra,
-        ]
+        where = ["-p", "full", "-d", str(store), "--out", str(root / out)]
+        return ["run", "ddp-tiny-bn", *where, "--deterministic", *sets, *extra]
 
     launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "mmbench"]
     results = {}
@@ -129,11 +118,8 @@ def mious(run):
 
 
 def test_the_runs_are_what_they_claim(runs):
-    assert [runs[name]["record"]["method"]["checkpoint"]["world_size"] for name in ("one", "per_rank", "global")] == [
-        1,
-        2,
-        2,
-    ]
+    sizes = {name: run["record"]["method"]["checkpoint"]["world_size"] for name, run in runs.items()}
+    assert sizes == {"one": 1, "per_rank": 2, "global": 2}
     assert all(len(losses(run)) == ITERATIONS for run in runs.values())
 
 
