@@ -343,12 +343,14 @@ def test_a_full_disk_during_training_is_one_line(capsys, tmp_path, monkeypatch, 
         assert "intact" not in result.err and not any(out.rglob("*")), "no checkpoint yet: nothing to keep or resume"
 
 
-def test_a_real_full_disk_then_resume_after_freeing_space(capsys, tmp_path, registered, store, straight):
-    """A tmpfs that holds the set-up and both step-4 checkpoints (about 60 kB each) but not a third: the
-    step-8 write fails for real (torch.save's RuntimeError over ENOSPC); grown, the run resumes to the
-    uninterrupted result."""
+def test_a_real_full_disk_then_resume_after_freeing_space(capsys, tmp_path, registered, store, straight, interrupted):
+    """A tmpfs that holds the set-up (status, lock, log: a page each) and both step-4 checkpoints but not a
+    third: the step-8 write fails for real (torch.save's RuntimeError over ENOSPC); grown, the run resumes to
+    the uninterrupted result."""
+    checkpoint = (run_dirs(interrupted)[0] / "last.ckpt").stat().st_size
+    size = 4096 * -(-(16_384 + 5 * checkpoint // 2) // 4096)
     folder = tmp_path / "full"
-    with tmpfs(folder, "size=160k") as mounted:
+    with tmpfs(folder, f"size={size}") as mounted:
         if not mounted:
             pytest.skip("mounting a tmpfs is not permitted here; the injected full-disk cases cover this")
         out = folder / "runs"
