@@ -55,7 +55,7 @@ def find_resume_point(plan: RunPlan, fingerprint: str | None) -> ResumePoint:
         status = read_status(folder) or {}
         if status.get("state") in ("failed", "finished"):
             if status.get("state") == "failed":
-                failed.append(f"{folder.name}: {status.get('error') or 'failed'}")
+                failed.append(f"{folder.name}: {str(status.get('error') or 'failed').split(';')[0]}")
             continue
         loaded = _readable_checkpoint(folder)
         if isinstance(loaded, str):
@@ -123,7 +123,7 @@ def differences_from(plan: RunPlan, payload: Mapping[str, Any], fingerprint: str
     if fingerprint is not None and trained is not None and trained != fingerprint:
         where = plan.dataset.path if plan.dataset.path is not None else plan.dataset.name
         found.append(
-            f"the store: it was trained on fingerprint {str(trained)[:12]}, {where} has {fingerprint[:12]} "
+            f"the store: it was trained on fingerprint {_short(trained)}, {where} has {_short(fingerprint)} "
             "(another store under the same name)"
         )
     then, now = _flat(comparable(payload.get("config") or {})), _flat(comparable(plan.config.data))
@@ -136,6 +136,12 @@ def differences_from(plan: RunPlan, payload: Mapping[str, Any], fingerprint: str
 
 
 _MISSING = object()
+
+
+def _short(fingerprint: Any) -> str:
+    """`sha256:0123456789ab` of a long fingerprint: enough to tell two stores apart."""
+    algorithm, _, digest = str(fingerprint).rpartition(":")
+    return f"{algorithm}:{digest[:12]}" if algorithm else digest[:12]
 
 
 def _show(value: Any) -> str:
