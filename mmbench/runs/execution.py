@@ -163,8 +163,9 @@ def execute_run(plan: RunPlan) -> Path:
         started = start_run(plan, dataset_facts=bool(getattr(executor, "needs_dataset_facts", False)))
         engine = isinstance(executor, TrainingExecutor)
         check_before_running(started.plan, started.facts, trainable=engine)  # seconds; nothing trained yet
-        main = init_distributed(started.device).is_main
-        with RunFolder(started.path.parent, resumed=started.plan.options.resume, enabled=main) as folder:
+        dist = init_distributed(started.device)
+        run_dir, resumed = started.path.parent, started.plan.options.resume
+        with RunFolder(run_dir, resumed=resumed, enabled=dist.is_main, dist=dist) as folder:
             if not engine:  # a method's own execute() owns the run: its failures keep their own exit codes
                 outcome = executor.execute(started.context())
             else:

@@ -132,15 +132,30 @@ class RunFolder:
     on leaving, mark it by how the run ended (`finish()` marks it `finished`), and unlock. `enabled=False`
     (DDP ranks other than 0) does nothing."""
 
-    def __init__(self, run_dir: Path, *, resumed: bool, enabled: bool = True) -> None:
-        self.run_dir, self.resumed, self.enabled = run_dir, resumed, enabled
+    def __init__(self, run_dir: Path, *, resumed: bool, enabled: bool = True, dist: Any = None) -> None:
+        """`dist` (mmbench.runtime.distributed.DistContext): under DDP, every rank learns whether rank 0 took
+        the folder, so that the others stop too (exit 2) instead of waiting for it at the first collective."""
+        self.run_dir, self.resumed, self.enabled, self.dist = run_dir, resumed, enabled, dist
         self._fd: int | None = None
         self._finished = False
         self._existed = run_dir
 
     def __enter__(self) -> RunFolder:
-        if not self.enabled:
-            return self
+        refusal: BaseException | None = None
+        if self.enabled:
+            try:
+                self._take()
+            except BaseException as exc:
+                refusal = exc
+        if self.dist is not None and getattr(self.dist, "enabled", False):
+            message = self.dist.broadcast(None if refusal is None else " ".join(str(refusal).split()) or "failed")
+            if refusal is None and message is not None:  # rank 0 could not take the folder: stop here too
+                raise UserError(message)
+        if refusal is not None:
+            raise refusal
+        return self
+
+    def _take(self) -> None:
         created = not self.run_dir.exists()
         self._existed = existing_ancestor(self.run_dir)  # the folders below it are this run's to remove
         try:
@@ -157,10 +172,10 @@ class RunFolder:
                 "another --out"
             ) from exc
         except BaseException:
+            self._unlock()
             if created:
                 self._remove_created()
             raise
-        return self
 
     def finish(self) -> None:
         """The record is written: the run is complete."""
