@@ -65,8 +65,22 @@ def test_a_setting_that_cannot_mean_what_it_says_is_refused(
     out = tmp_path / "runs"
     sets = [part for override in overrides for part in ("--set", override)]
     result = run_in_process(capsys, "run", "tiny-trainable", "-p", "last1", "-d", store, "--out", out, *SHORT, *sets)
-    written = sorted(out.rglob("result.json")) + hidden_temporaries(out)
+    written = sorted(out.rglob("result.json")) + hidden_temporaries(out) + ([out] if out.exists() else [])
     expect_clean(case, AREA, result, expect_code=2, names=names, leftovers=written)
+
+
+DRY_RUN = [case for case in CASES if case[1][0].startswith("method.train.") and "amp=" not in case[0]]
+
+
+@pytest.mark.parametrize(("case", "overrides", "names"), DRY_RUN, ids=[case for case, _, _ in DRY_RUN])
+def test_a_dry_run_refuses_what_the_engine_would_refuse(capsys, tmp_path, store, tiny_methods, case, overrides, names):
+    """--dry-run reads no store and trains nothing, but it says which value the training engine would refuse
+    (mmbench/runs/preflight.py `check_training_settings`) instead of printing a plan that cannot run."""
+    out = tmp_path / "runs"
+    sets = [part for override in overrides for part in ("--set", override)]
+    argv = ("run", "tiny-trainable", "-p", "last1", "-d", store, "--out", out, "--dry-run", *SHORT, *sets)
+    result = run_in_process(capsys, *argv)
+    expect_clean(f"dry-run {case}", AREA, result, expect_code=2, names=names, leftovers=[out] if out.exists() else [])
 
 
 ADVERSARY = [

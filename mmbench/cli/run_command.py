@@ -57,7 +57,10 @@ def run(args: argparse.Namespace) -> int:
         return evaluate(args)
     plan = plan_run(make_request(args, args.method))
     if args.dry_run:
+        from mmbench.runs.preflight import check_training_settings
+
         show_plan(plan)
+        check_training_settings(plan)  # a dry run says what the engine would refuse
         return 0
     from mmbench.runtime.distributed import is_main_process, shutdown_distributed
 

@@ -154,10 +154,11 @@ def execute_run(plan: RunPlan) -> Path:
     """Run the plan and write its record; returns the record's path."""
     from mmbench.engine.trainer import TrainingExecutor
     from mmbench.runs.blame import blame_plugins
-    from mmbench.runs.preflight import check_before_running
+    from mmbench.runs.preflight import check_before_running, check_training_settings
     from mmbench.runtime.distributed import init_distributed
 
     executor = find_executor(plan)
+    check_training_settings(plan)  # before any folder is made or any store is read
     check_out_folder(plan.run_settings["out"])
     with terminate_as_interrupt():
         started = start_run(plan, dataset_facts=bool(getattr(executor, "needs_dataset_facts", False)))

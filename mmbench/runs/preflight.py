@@ -35,6 +35,23 @@ from mmbench.testing.scenarios import scenario_problem
 PREFLIGHT_SIZE = 64  # px, as mmbench.method.BUDGET_PROBE_SIZE: every run's model already handles it
 
 
+def check_training_settings(plan: RunPlan) -> None:
+    """The training engine's own rules on `method.train` (and `train.adversary`), checked before a run folder
+    exists or a store is read, and by `--dry-run`: the engine checks them again when it starts
+    (mmbench/engine/settings.py), but a bad value found there would have cost the store scan first. Methods
+    with their own `execute()` are not trained by the engine: their settings are theirs."""
+    from mmbench.engine.settings import adversary_settings, train_settings
+    from mmbench.engine.trainer import is_trainable
+
+    implementation = plan.method.load()
+    if callable(getattr(implementation, "execute", None)) or not is_trainable(implementation):
+        return
+    method_config = plan.config.section("method")
+    settings = train_settings(method_config, plan.options.smoke)
+    if "adversary" in settings:
+        adversary_settings(settings, plan.method.name)
+
+
 def check_before_running(plan: RunPlan, facts: DatasetFacts | None, *, trainable: bool) -> None:
     """Raise a one-line `UserError` when the run cannot give honest numbers (see the module docstring)."""
     implementation = plan.protocol.load()
