@@ -99,8 +99,10 @@ def read_dataset_facts(dataset: DatasetRef) -> DatasetFacts:
 
 @dataclass(frozen=True)
 class RunOptions:
-    """How the command line asked for the run beyond its config: `--resume`, `--smoke`, and the run directory
-    a resumed run continues in (found by `mmbench.runs.execution.start_run`, never given by the user)."""
+    """How the command line asked for the run beyond its config: `--resume`, `--smoke`, and what a resumed run
+    continues from (found by `mmbench.runs.execution.start_run` through mmbench/runs/resume_search.py, never
+    given by the user): the run folder, or the checkpoint file in it when `last.ckpt` is unreadable and the
+    run falls back to the newest intact one."""
 
     resume: bool = False
     smoke: bool = False

@@ -9,6 +9,7 @@ answer at once; each command's module (and torch) is imported only when that com
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import os
 import shlex
@@ -20,6 +21,7 @@ from mmbench._version import __version__
 from mmbench.cli.options import add_overrides
 
 CODEC_CHOICES = ("blosc-lz4", "blosc-zstd", "gzip", "lzf", "none")  # mirrors mmbench.data.store_format
+USER_FIXABLE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
 PROTOCOL_HINT = "e.g. full, missing1, last1, subsets (see 'mmbench list protocols')"
 
 
@@ -272,14 +274,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         detail = f": {exc}" if str(exc) else ""
         sys.stderr.write(f"mmbench {args.command}: interrupted{detail}\n")
         return int(getattr(exc, "exit_code", 130))  # SIGTERM: 143 (mmbench/engine/loop.py `Terminated`)
+    except OSError as exc:  # a full disk or read-only target no check caught first: the user's to fix
+        if debug:
+            raise
+        if exc.errno not in USER_FIXABLE_ERRNOS:
+            return _internal_error(args.command, exc)
+        where = f" {exc.filename}" if exc.filename else ""
+        sys.stderr.write(
+            f"mmbench {args.command}: error: cannot write{where}: {exc.strerror or exc}; free space or give a "
+            "writable location, then run the command again (with --resume for a run)\n"
+        )
+        return 2
     except Exception as exc:  # the internal-error contract: one line, exit 1, traceback on --debug
         if debug:
             raise
-        sys.stderr.write(
-            f"mmbench {args.command}: internal error: {type(exc).__name__}: {_one_line(exc)} "
-            "(rerun with --debug for the traceback, and please report it)\n"
-        )
-        return 1
+        return _internal_error(args.command, exc)
+
+
+def _internal_error(command: str, exc: BaseException) -> int:
+    sys.stderr.write(
+        f"mmbench {command}: internal error: {type(exc).__name__}: {_one_line(exc)} "
+        "(rerun with --debug for the traceback, and please report it)\n"
+    )
+    return 1
 
 
 def _and(names: list[str]) -> str:
