@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Iterable, Sequence
@@ -50,6 +51,15 @@ def run_in_process(capsys, *argv: str) -> Result:
     code = main([str(arg) for arg in argv])
     captured = capsys.readouterr()
     return Result(code, captured.out, captured.err)
+
+
+def terminal_sigint() -> None:
+    """`preexec_fn` of a child that must get SIGINT as a terminal's foreground job does (default action, not
+    blocked). A child inherits ignored dispositions and the blocked-signal mask across exec: a test session
+    started in the background (`cmd &` in a non-interactive shell ignores SIGINT), or a test before it in the
+    same session, would otherwise make a Ctrl-C case pass or fail by where it ran."""
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def run_subprocess(

@@ -26,7 +26,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from faults import Result, expect_clean, hidden_temporaries, run_in_process, run_subprocess
+from faults import Result, expect_clean, hidden_temporaries, run_in_process, run_subprocess, terminal_sigint
 
 from mmbench.datasets.synthetic import SyntheticConfig, write_synthetic
 
@@ -378,6 +378,7 @@ def test_a_signal_during_synth_leaves_no_temporary(tmp_path, case):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=terminal_sigint,
     )
     try:
         while not hidden_temporaries(tmp_path) and process.poll() is None:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from faults import terminal_sigint
 from sweep_cli import sweep
 
 from mmbench.datasets.synthetic import SyntheticConfig, write_synthetic
@@ -211,14 +212,6 @@ def test_a_batch_whose_process_fails_marks_each_job_without_a_record_failed(
     assert len(records(out)) == 3
 
 
-def _terminal_sigint() -> None:
-    """In the sweep's process: SIGINT as a terminal's foreground job gets it (default action, not blocked).
-    A child inherits ignored dispositions and the blocked-signal mask across exec, and the test process may
-    carry either from whatever ran before it in the same pytest session (seen in the full suite only)."""
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
 def test_ctrl_c_interrupts_each_job_once_and_leaves_it_resumable(capsys, tmp_path, store, tiny_methods):
     out = tmp_path / "out"
     fields = {"evaluate": [], "set": ["run.device=cpu", "run.deterministic=true", "method.train.iterations=400"]}
@@ -228,7 +221,7 @@ def test_ctrl_c_interrupts_each_job_once_and_leaves_it_resumable(capsys, tmp_pat
         [sys.executable, "-m", "mmbench", "sweep", str(suite)],
         stderr=subprocess.PIPE,
         text=True,
-        preexec_fn=_terminal_sigint,
+        preexec_fn=terminal_sigint,
     )
     deadline = time.monotonic() + 300
     while not list(out.rglob("last.ckpt")) and driver.poll() is None and time.monotonic() < deadline:
