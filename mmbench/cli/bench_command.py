@@ -85,6 +85,14 @@ def targets_table(targets: list[dict[str, Any]]) -> Table:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.bench_command == "step":
+        from mmbench.errors import NotAvailableError
+
+        raise NotAvailableError("mmbench bench step is not built yet (issue 20); use 'mmbench bench kernels'")
+    return kernels(args)
+
+
+def kernels(args: argparse.Namespace) -> int:
     from mmbench.atomic import write_json_atomic
     from mmbench.bench.kernel_cases import available_providers, select_problems
     from mmbench.bench.kernels import copy_bandwidth, measure, result_document

@@ -36,6 +36,9 @@ class OneLineArgumentParser(argparse.ArgumentParser):
 def _add_debug(parser: argparse.ArgumentParser) -> None:
     # SUPPRESS keeps a subcommand's absent flag from overwriting a `mmbench --debug ...` given earlier.
     parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks for errors")
+    parser.add_argument(
+        "--quiet", "-q", action="store_true", default=argparse.SUPPRESS, help="no progress bars or progress lines"
+    )
 
 
 def _add_run_options(parser: argparse.ArgumentParser, several: bool = False) -> None:
@@ -99,6 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"mmbench {__version__}")
     parser.add_argument("--debug", action="store_true", default=False, help="show tracebacks for errors")
+    parser.add_argument("--quiet", "-q", action="store_true", default=False, help="no progress bars or progress lines")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineArgumentParser)
 
     from mmbench.registry import REGISTRIES  # entry-point groups only: reads no plugin metadata
@@ -219,7 +223,22 @@ def build_parser() -> argparse.ArgumentParser:
     kernels.add_argument(
         "--out", metavar="FILE.json", help="JSON results (default: bench/kernels-<device>-<time>.json)"
     )
-    _add_debug(kernels)
+    step = bench_commands.add_parser(
+        "step",
+        help="profile one training step of each method: time per part (data, encoders, decoders, losses, ...), "
+        "peak memory, threads",
+    )
+    step.add_argument("methods", nargs="*", metavar="METHOD", help="registered methods (default: all)")
+    step.add_argument("--batch-size", type=int, default=8, metavar="N", help="samples per step (default 8)")
+    step.add_argument("--size", type=int, default=96, metavar="PX", help="crop side in pixels (default 96)")
+    step.add_argument("--steps", type=int, default=5, metavar="N", help="profiled steps per method (default 5)")
+    step.add_argument("--warmup", type=int, default=2, metavar="N", help="untimed steps first (default 2)")
+    step.add_argument("--threads", type=int, metavar="N", help="torch intra-op threads (default: torch's)")
+    step.add_argument("--device", default=None, help="cpu or cuda[:N] (default: cuda if available)")
+    step.add_argument("--out", metavar="FILE.json", help="JSON results (default: bench/step-<device>-<time>.json)")
+    step.add_argument("--markdown", metavar="FILE.md", help="also write the table as Markdown")
+    for bench_parser in (kernels, step):
+        _add_debug(bench_parser)
     bench.set_defaults(handler="mmbench.cli.bench_command:run")
 
     new = commands.add_parser(
