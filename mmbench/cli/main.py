@@ -280,10 +280,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     module_name, _, function_name = args.handler.partition(":")
 
     from mmbench.errors import UserError
+    from mmbench.progress import check_environment, quieted
 
     try:
+        check_environment()  # a malformed MMBENCH_PROGRESS_* is refused before any work starts
         handler = getattr(importlib.import_module(module_name), function_name)
-        return int(handler(args) or 0)
+        with quieted(bool(getattr(args, "quiet", False))):  # --quiet: no bars or progress lines, also in children
+            return int(handler(args) or 0)
     except UserError as exc:
         if debug:
             raise

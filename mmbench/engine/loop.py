@@ -17,7 +17,7 @@ from mmbench.engine.losses import TrainingLoss
 from mmbench.engine.resume import TrainingCheckpoints, TrainState
 from mmbench.engine.train_log import TrainLog
 from mmbench.engine.update import UpdateRule
-from mmbench.progress import progress_bar
+from mmbench.progress import TrainingProgress
 from mmbench.runtime.distributed import DistContext
 
 SIGTERM_EXIT = 128 + signal.SIGTERM
@@ -87,7 +87,8 @@ def run_steps(
     `batches` yields the micro-batches of every step from `state.step` on, `accumulate` per step."""
     total = settings["iterations"]
     window_start, window_steps = time.perf_counter(), 0
-    with progress_bar(f"training {name}", total=total) as advance:
+    best = (state.best_score, state.best_step) if state.best_score is not None and state.best_step is not None else None
+    with TrainingProgress(name, total, start_step=state.step, best=best, enabled=dist.is_main) as progress:
         while state.step < total and not interruption.requested:
             step_batches = [next(batches) for _ in range(settings["accumulate"])]
             terms = update.step(state.step, step_batches, loss)
@@ -105,15 +106,13 @@ def run_steps(
                 }
                 log.write(entry)
                 window_start, window_steps = time.perf_counter(), 0
-                if dist.is_main:
-                    advance(
-                        state.step,
-                        description=f"training {name} loss {terms['loss']:.4f} "
-                        f"{rate * settings['batch_size']:.1f} samples/s",
-                    )
+            progress.step(state.step, terms["loss"])
             if state.step % settings["val_every"] == 0 or state.step == total:
-                validate(state)
-                checkpoints.save("last.ckpt", state)
+                with progress.paused():
+                    validate(state)
+                    checkpoints.save("last.ckpt", state)
+                score = state.curve[-1]["score"] if state.curve else None
+                progress.validated(state.step, score, state.best_score, state.best_step)
             _inject_fault(state.step)
     return state
 

@@ -161,6 +161,8 @@ def evaluate(
         if scenario.per_sample:
             entry["patterns"] = dict(sorted(realised.items()))
         entries.append(entry)
+    if show_progress:
+        _report_scenarios(protocol.name, part, entries)
     aggregate = protocol.aggregate(entries, modalities, context)
     settings = {**protocol.settings(context), **units.settings()}
     return EvaluationResult(entries, aggregate, settings, time.perf_counter() - started, total_tiles)
@@ -188,7 +190,7 @@ def _score_tiles(
     loader = torch.utils.data.DataLoader(dataset, batch_size=config["batch_size"], shuffle=False, num_workers=0)
     modalities = runner.modalities
     done = 0
-    with progress_bar(f"evaluating {name}", total=len(dataset)) as advance:
+    with progress_bar(f"evaluating {name}", total=len(dataset), enabled=show_progress) as advance:
         for batch in loader:
             tiles = [int(i) for i in batch["index"]]
             availability = [runner.availability(scenario, tiles) for scenario in runner.scenarios]
@@ -223,8 +225,16 @@ def _score_areas(
     from mmbench.progress import progress_bar
 
     scorer = AreaScorer(runner, dataset, units, runner.scenarios, matrices, patterns, config["batch_size"])
-    with progress_bar(f"evaluating {name} by area", total=count_windows(units)) as advance:
+    with progress_bar(f"evaluating {name} by area", total=count_windows(units), enabled=show_progress) as advance:
         scorer.run(advance if show_progress else None)
+
+
+def _report_scenarios(name: str, part: str, entries: Sequence[Mapping[str, Any]]) -> None:
+    """One progress line per evaluated scenario (mmbench/progress.py: on stderr, nothing under --quiet)."""
+    from mmbench.progress import note, percent
+
+    for entry in entries:
+        note(f"eval {name} ({part}): {entry['name']} mIoU {percent(entry['metrics']['miou'])}")
 
 
 def _merge_counts(parts: Sequence[Mapping[str, int]]) -> dict[str, int]:

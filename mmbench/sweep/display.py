@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.table import Table
 
 from mmbench.console import stderr, stdout
-from mmbench.progress import bar_columns
+from mmbench.progress import bar_columns, quiet
 from mmbench.sweep.driver import Reporter, SweepOutcome, summary_counts
 from mmbench.sweep.jobs import JobResult
 from mmbench.sweep.planning import TRAIN, Job, SweepPlan
@@ -250,10 +250,28 @@ class ProgressReporter(LineReporter):
         self._update()
 
 
+class QuietReporter(LineReporter):
+    """`--quiet`: only the jobs that failed or were not started, each a line with its log (errors still
+    print); the jobs inherit the quiet setting (mmbench/progress.py `quieted`), so their logs hold no
+    progress lines either."""
+
+    def started(self, job: Job) -> None:
+        pass
+
+    def finished(self, job: Job, result: JobResult) -> None:
+        if result.status != DONE:
+            super().finished(job, result)
+        else:
+            self.count += 1
+
+
 @contextmanager
 def reporter(total: int) -> Iterator[Reporter]:
-    """A progress bar on a terminal, plain lines otherwise."""
+    """A progress bar on a terminal, plain lines otherwise, failures only under --quiet."""
     console = stderr()
+    if quiet():
+        yield QuietReporter(total, console)
+        return
     if not console.is_terminal:
         yield LineReporter(total, console)
         return
