@@ -1,4 +1,5 @@
-"""`mmbench bench kernels`: the providers of every kernel problem, timed side by side, as a table and JSON."""
+"""`mmbench bench kernels`: the providers of every kernel problem, timed side by side, as a table and JSON;
+`mmbench bench step`: one training step of each method, split into its parts (mmbench/bench/step.py)."""
 
 from __future__ import annotations
 
@@ -86,10 +87,65 @@ def targets_table(targets: list[dict[str, Any]]) -> Table:
 
 def run(args: argparse.Namespace) -> int:
     if args.bench_command == "step":
-        from mmbench.errors import NotAvailableError
-
-        raise NotAvailableError("mmbench bench step is not built yet (issue 20); use 'mmbench bench kernels'")
+        return step(args)
     return kernels(args)
+
+
+def step(args: argparse.Namespace) -> int:
+    """Profile each named method's training step (default: every trainable registered method)."""
+    import torch
+
+    from mmbench.atomic import write_json_atomic, write_text_atomic
+    from mmbench.bench.step import check_counts, profile_method, result_document
+    from mmbench.bench.step_report import markdown_table, modules_table, step_table
+    from mmbench.bench.step_setup import NotTrainable, check_trainable, resolve_store
+    from mmbench.progress import progress_bar
+    from mmbench.records import utc_now
+    from mmbench.registry import METHODS
+
+    check_counts(batch_size=args.batch_size, size=args.size, steps=args.steps, warmup=args.warmup, threads=args.threads)
+    device = _device(args.device)
+    methods = list(args.methods)
+    if methods:
+        for name in methods:
+            check_trainable(name)  # an unknown name is the registry's one-line error; before any store is made
+    else:
+        for name in METHODS.names():
+            try:
+                check_trainable(name)
+            except NotTrainable:
+                continue
+            methods.append(name)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    out = Path(args.out) if args.out else Path("bench") / f"step-{device.type}-{utc_now():%Y%m%d-%H%M%S}.json"
+    store = resolve_store(getattr(args, "dataset", None))
+    profiles = []
+    with progress_bar("profiling training steps", len(methods)) as advance_to:
+        for index, name in enumerate(methods):
+            advance_to(index, description=f"profiling {name}")
+            profiles.append(
+                profile_method(
+                    name,
+                    store=store,
+                    batch_size=args.batch_size,
+                    size=args.size,
+                    steps=args.steps,
+                    warmup=args.warmup,
+                    device=str(device),
+                )
+            )
+        advance_to(len(methods), description="profiled")
+    document = result_document(profiles, device=str(device), command=args.command_line, store=store[1])
+    console = stdout()
+    console.print(step_table(profiles))
+    console.print(modules_table(profiles))
+    write_json_atomic(out, document)
+    console.print(f"results: {out}")
+    if args.markdown:
+        write_text_atomic(args.markdown, markdown_table(profiles))
+        console.print(f"table: {args.markdown}")
+    return 0
 
 
 def kernels(args: argparse.Namespace) -> int:
