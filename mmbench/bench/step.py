@@ -290,12 +290,13 @@ class PeakMemory:
         return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
 
 
-def backward_by_module(events: Any, children: list[str]) -> dict[str, float]:
+def backward_by_module(events: Any, children: list[str], device_time: bool = False) -> dict[str, float]:
     """Microseconds of each top-level autograd node, charged to the label of the forward op that created it.
 
     Forward ops carry the autograd sequence number of the node they recorded; the backward's
     `evaluate_function` events carry the same number. Nodes of ops outside every labelled module call go to
-    `loss & glue`, gradient accumulation into the parameters (no sequence number) to its own entry."""
+    `loss & glue`, gradient accumulation into the parameters (no sequence number) to its own entry.
+    `device_time`: charge the CUDA kernel time under each node (`device_time_total`) instead of its CPU span."""
     label_of_sequence: dict[int, str] = {}
     backward: list[Any] = []
     for event in events:
@@ -318,7 +319,7 @@ def backward_by_module(events: Any, children: list[str]) -> dict[str, float]:
             label = ACCUMULATE_LABEL
         else:
             label = label_of_sequence.get(event.sequence_nr, LOSS_LABEL)
-        totals[label] += event.time_range.elapsed_us()
+        totals[label] += event.device_time_total if device_time else event.time_range.elapsed_us()
     return dict(totals)
 
 
@@ -342,7 +343,10 @@ def _quiet_stderr() -> Iterator[None]:
 def _profiled_step(
     parts: StepParts, instruments: StepInstruments, batches: Iterator[dict[str, Any]], step: int, clock: Clock
 ) -> dict[str, float]:
-    profiler = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU])
+    activities = [torch.profiler.ProfilerActivity.CPU]
+    if clock.cuda:
+        activities.append(torch.profiler.ProfilerActivity.CUDA)
+    profiler = torch.profiler.profile(activities=activities)
     instruments.profiling = True
     try:
         with _quiet_stderr():
@@ -354,7 +358,7 @@ def _profiled_step(
                 profiler.__exit__(None, None, None)
     finally:
         instruments.profiling = False
-    return backward_by_module(profiler.events(), instruments.children)
+    return backward_by_module(profiler.events(), instruments.children, device_time=clock.cuda)
 
 
 def _mean(values: dict[str, float], count: int) -> dict[str, float]:

@@ -23,6 +23,7 @@ COLUMNS = (
     "cpu s/step",
     "steps/s",
     "peak MB",
+    "step +MB",
     "threads",
 )
 
@@ -36,7 +37,8 @@ def _megabytes(value: int | None) -> str:
 
 
 def row(profile: StepProfile) -> list[str]:
-    """One method's cells: mean wall seconds per part and in total, process CPU, rate, memory, threads."""
+    """One method's cells: mean wall seconds per part and in total, process CPU, rate, memory (the peak, and
+    how far the timed steps raised it above the memory held before them), threads."""
     return [
         profile.method,
         *(_seconds(profile.wall[part]) for part in PARTS),
@@ -44,6 +46,11 @@ def row(profile: StepProfile) -> list[str]:
         _seconds(profile.cpu["total"]),
         f"{profile.steps_per_second:.2f}",
         _megabytes(profile.peak_memory_bytes),
+        _megabytes(
+            profile.peak_memory_bytes - profile.baseline_memory_bytes
+            if profile.peak_memory_bytes is not None and profile.baseline_memory_bytes is not None
+            else None
+        ),
         f"{profile.threads}/{profile.interop_threads}",
     ]
 
@@ -87,6 +94,27 @@ def markdown_table(profiles: Sequence[StepProfile]) -> str:
         "|" + "|".join("---" if c == "method" else "---:" for c in COLUMNS) + "|",
     ]
     lines += ["| " + " | ".join(row(profile)) + " |" for profile in profiles]
+    cpu_columns = ("method", *HEADERS.values(), "total cpu s/step", "cpu/wall")
+    lines += [
+        "",
+        "Process CPU seconds per step (all threads of the process), by part:",
+        "",
+        "| " + " | ".join(cpu_columns) + " |",
+        "|" + "|".join("---" if c == "method" else "---:" for c in cpu_columns) + "|",
+    ]
+    lines += [
+        "| "
+        + " | ".join(
+            [
+                p.method,
+                *(_seconds(p.cpu[part]) for part in PARTS),
+                _seconds(p.cpu["total"]),
+                f"{p.cpu['total'] / p.wall['total']:.2f}" if p.wall["total"] > 0 else "-",
+            ]
+        )
+        + " |"
+        for p in profiles
+    ]
     lines += [
         "",
         "| method | forward by module (s/step) | backward by module (share of backward) |",
