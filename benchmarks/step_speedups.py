@@ -11,8 +11,10 @@ CPU (`time.process_time`) per step, with the load average before and after. Vari
 - threads2: `torch.set_num_threads(2)`
 - channels_last: threads1, the model and every input batch in `torch.channels_last`
 - workers1: threads1, `num_workers: 1` (data loaded by one DataLoader worker process, overlapped)
-- compile: threads1, `model.compile()` (inductor on CPU); the first step's time (compilation) is reported
-  apart, and a failure is reported, not raised
+- compile: threads1, `compile()` (inductor on CPU) on every direct child of the model and every member of a
+  container child (`ModuleDict`, `ModuleList`): compiling the model itself would not help methods whose
+  `training_loss` calls `encode`/`decode` rather than `forward` (STARS does); the first step's time
+  (compilation) is reported apart, and a failure is reported, not raised
 
 Variants are interleaved over `rounds` (compile once) so a change in the machine's load hits all of them.
 Each variant also reports the loss of its last step: same seed, same batches, so a variant that changes the
@@ -53,7 +55,10 @@ def measure(variant: str, method: str, steps: int, warmup: int) -> dict:
     if variant == "channels_last":
         parts.model.to(memory_format=torch.channels_last)
     if variant == "compile":
-        parts.model.compile()
+        for child in parts.model.children():
+            members = child.values() if isinstance(child, torch.nn.ModuleDict) else child
+            for module in members if isinstance(child, (torch.nn.ModuleDict, torch.nn.ModuleList)) else [child]:
+                module.compile()
     batches = parts.batches(warmup + steps)
 
     def next_batch() -> dict:
@@ -96,10 +101,17 @@ def child(variant: str, method: str, steps: int, warmup: int, timeout: int) -> d
 
 def summary(results: list[dict]) -> list[str]:
     rows = [
-        "| variant | steps timed | median wall s/step | min wall | median cpu s/step | vs threads1 (cpu) | "
+        "| round | variant | steps timed | median wall s/step | min wall | median cpu s/step | vs threads1 (cpu) | "
         "first step wall | last loss | load before → after |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---|",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
+    for round_index in sorted({result.get("round", 1) for result in results}):
+        rows += summary_rows([result for result in results if result.get("round", 1) == round_index], round_index)
+    return rows
+
+
+def summary_rows(results: list[dict], round_index: int) -> list[str]:
+    rows = []
     by_variant: dict[str, list[dict]] = {}
     for result in results:
         by_variant.setdefault(result["variant"], []).append(result)
@@ -108,7 +120,7 @@ def summary(results: list[dict]) -> list[str]:
         runs = by_variant.get(variant, [])
         good = [run for run in runs if "error" not in run]
         if runs and not good:
-            rows.append(f"| {variant} | failed: {runs[0]['error']} | | | | | | | |")
+            rows.append(f"| {round_index} | {variant} | failed: {runs[0]['error']} | | | | | | | |")
             continue
         if not good:
             continue
@@ -120,7 +132,8 @@ def summary(results: list[dict]) -> list[str]:
         loads = f"{good[0]['load_before'][0]:.2f} → {good[-1]['load_after'][0]:.2f}"
         loss = good[-1]["last_loss"]
         rows.append(
-            f"| {variant} | {len(wall)} | {statistics.median(wall):.3f} | {min(wall):.3f} | {median_cpu:.3f} | "
+            f"| {round_index} | {variant} | {len(wall)} | {statistics.median(wall):.3f} | {min(wall):.3f} | "
+            f"{median_cpu:.3f} | "
             f"{ratio} | {statistics.median(run['first_step_wall'] for run in good):.1f} | "
             f"{loss:.6f} | {loads} |"
         )
@@ -136,7 +149,13 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--no-compile", action="store_true")
     parser.add_argument("--compile-timeout", type=int, default=900)
+    parser.add_argument("--variants", nargs="*", choices=VARIANTS, default=list(VARIANTS))
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "step-speedups.json")
+    parser.add_argument("--summary", type=Path, help="print the table of a saved --out JSON; measure nothing")
     args = parser.parse_args()
+    if args.summary:
+        print("\n".join(summary(json.loads(args.summary.read_text())["results"])))
+        return
     if args.child:
         try:
             print(json.dumps(measure(args.child, args.method, args.steps, args.warmup)))
@@ -146,14 +165,14 @@ def main() -> None:
         return
     results = []
     for round_index in range(args.rounds):
-        for variant in VARIANTS:
+        for variant in args.variants:
             if variant == "compile" and (args.no_compile or round_index > 0):
                 continue
             timeout = args.compile_timeout if variant == "compile" else 600
-            results.append(child(variant, args.method, args.steps, args.warmup, timeout))
+            results.append({**child(variant, args.method, args.steps, args.warmup, timeout), "round": round_index + 1})
             print(f"round {round_index + 1} {variant}: {json.dumps(results[-1])[:300]}", flush=True)
-    out = ROOT / "bench" / "step-speedups.json"
-    out.parent.mkdir(exist_ok=True)
+    out = args.out
+    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"method": args.method, "cpu_count": os.cpu_count(), "results": results}, indent=1))
     print("\n".join(summary(results)))
 
