@@ -86,8 +86,8 @@ def test_quiet_silences_every_progress_line_but_not_errors(capsys, tmp_path, sto
     assert code == 0, captured.err
     assert progress_lines(captured.err) == [] and "done in" not in captured.err, captured.err
     assert os.environ.get(progress.QUIET_VARIABLE) is None, "--quiet is undone when the command returns"
-    # -q after the command too; an error still prints its one line
-    code = main([*run_args(store, tmp_path / "bad"), "-q", "--set", "method.train.crop_size=640"])
+    # -q before the command too; an error still prints its one line
+    code = main(["-q", *run_args(store, tmp_path / "bad"), "--set", "method.train.crop_size=640"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and err[0].startswith("mmbench run: error:"), err
 
