@@ -24,7 +24,7 @@ Backward by module needs the autograd graph, which hooks cannot see robustly; on
 `torch.profiler` with a `record_function` label per outermost module call, and each backward node is
 charged to the label of the forward op that created it (the autograd sequence number links them). Its
 shares of the profiled step's backward time are applied to the measured backward time (the profiled step
-itself is not counted in the timings).
+itself is not counted in the timings). On CUDA the shares are of the kernels' device time under each node.
 
 Each part has wall time (`time.perf_counter`) and process CPU time (`time.process_time`, all threads of
 this process; DataLoader worker processes are not in it). On CUDA every boundary synchronises first.
@@ -463,10 +463,7 @@ def profile_method(
     with tempfile.TemporaryDirectory(prefix="mmbench-step-") as folder:
         torch.manual_seed(0)
         parts = build_step(method, store=store, batch_size=batch_size, size=size, device=device, run_dir=Path(folder))
-        try:
-            return profile_parts(parts, steps=steps, warmup=warmup, batch_size=batch_size, size=size)
-        finally:
-            del parts
+        return profile_parts(parts, steps=steps, warmup=warmup, batch_size=batch_size, size=size)
 
 
 def check_counts(*, batch_size: int, size: int, steps: int, warmup: int, threads: int | None) -> None:
