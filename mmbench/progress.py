@@ -37,6 +37,7 @@ STEPS_VARIABLE = "MMBENCH_PROGRESS_STEPS"
 SECONDS_VARIABLE = "MMBENCH_PROGRESS_SECONDS"
 DEFAULT_STEPS = 50
 DEFAULT_SECONDS = 30.0
+WIDE_TERMINAL = 100  # columns from which the training bar draws a bar beside its count and fields
 BAR_REFRESH_SECONDS = 1.0  # how often a terminal bar's loss, rate and ETA change (its count moves every step)
 
 Clock = Callable[[], float]
@@ -274,6 +275,7 @@ class TrainingProgress:
         self.every = every or (cadence() if self.mode == "lines" else Cadence(steps=0, seconds=BAR_REFRESH_SECONDS))
         self._progress: Any = None
         self._task: Any = None
+        self._stats: dict[str, str] = {}
         self._reset(clock(), start_step)
 
     def _reset(self, now: float, step: int) -> None:
@@ -297,30 +299,31 @@ class TrainingProgress:
             self._progress = None
 
     def _start_bar(self) -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+        """Count first, then one text of fields: on a narrow terminal rich cuts the text's tail (the best
+        score), never the count or the loss; the bar itself only where there is room for it."""
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
+        bar = (BarColumn(bar_width=20),) if self.console.width >= WIDE_TERMINAL else ()
         self._progress = Progress(
             TextColumn("{task.description}"),
-            BarColumn(),
+            *bar,
             MofNCompleteColumn(),
-            TextColumn("loss {task.fields[loss]}"),
-            TextColumn("{task.fields[rate]} steps/s"),
-            TextColumn("eta {task.fields[eta]}"),
-            TextColumn("{task.fields[best]}"),
-            TimeElapsedColumn(),
+            TextColumn("{task.fields[stats]}"),
             console=self.console,
             transient=False,
         )
         self._progress.start()
+        self._stats = {"loss": "-", "rate": "-", "eta": "-"}
         self._task = self._progress.add_task(
-            f"training {self.name}",
-            total=self.total,
-            completed=self.start_step,
-            loss="-",
-            rate="-",
-            eta="-",
-            best=self._best_text(),
+            f"train {self.name}", total=self.total, completed=self.start_step, stats=self._bar_stats()
         )
+
+    def _bar_stats(self) -> str:
+        text = f"loss {self._stats['loss']} {self._stats['rate']} steps/s eta {self._stats['eta']}"
+        if self.best is not None:
+            score, step = self.best
+            text += f" best val {percent(score)} @{step}"
+        return text
 
     # -- events
 
@@ -342,7 +345,8 @@ class TrainingProgress:
         loss_mean = self._loss_sum / max(self._losses, 1)
         eta = duration((self.total - step) / rate) if rate > 0 else "?"
         if self._progress is not None:
-            self._progress.update(self._task, completed=step, loss=f"{loss_mean:.4f}", rate=f"{rate:.2f}", eta=eta)
+            self._stats = {"loss": f"{loss_mean:.4f}", "rate": f"{rate:.2f}", "eta": eta}
+            self._progress.update(self._task, completed=step, stats=self._bar_stats())
         else:
             line = f"train {self.name} step {step}/{self.total} loss {loss_mean:.4f} {rate:.2f} steps/s eta {eta}"
             if self.best is not None:
@@ -373,7 +377,7 @@ class TrainingProgress:
             verdict = f"score {percent(score)}" + (f" (best {self._best_text(short=True)})" if self.best else "")
         note(f"val step {step}: {verdict}", console=self.console)
         if self._progress is not None:
-            self._progress.update(self._task, best=self._best_text())
+            self._progress.update(self._task, stats=self._bar_stats())
 
     def _best_text(self, short: bool = False) -> str:
         if self.best is None:

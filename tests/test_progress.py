@@ -221,9 +221,27 @@ def test_the_bar_on_a_terminal_shows_step_loss_rate_eta_and_best(monkeypatch):
                 bar.validated(4, 0.412, 0.412, 4)
     shown = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", screen.getvalue())
     final = shown.splitlines()[-1]
-    for field in ("training stars", "10/10", "loss 0.8123", "2.00 steps/s", "eta 0.0s", "best val 41.2% (step 4)"):
+    for field in ("train stars", "━", "10/10", "loss 0.8123", "2.00 steps/s", "eta 0.0s", "best val 41.2% @4"):
         assert field in final, final
     assert "val step 4: score 41.2% (best)" in shown  # printed above the bar
+
+
+def test_a_narrow_terminal_keeps_the_count_and_the_loss(monkeypatch):
+    monkeypatch.delenv(progress.QUIET_VARIABLE, raising=False)
+    screen = io.StringIO()
+    clock = FakeClock()
+    with TrainingProgress(
+        "stars", 1500, console=Console(force_terminal=True, file=screen, width=80), clock=clock
+    ) as bar:
+        for step in range(1, 301):
+            clock.now += 0.5
+            bar.step(step, loss=0.8123)
+        bar.validated(250, 0.412, 0.412, 250)
+    final = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", screen.getvalue()).splitlines()[-1]
+    assert len(final.rstrip()) <= 80 and "━" not in final, final
+    assert final.startswith("train stars"), final
+    for field in ("300/1500", "loss 0.8123", "2.00 steps/s", "eta 10m00s", "best val 41.2% @250"):
+        assert field in final, final
 
 
 def test_other_bars_print_every_m_seconds_and_once_at_the_end(capsys, monkeypatch):
