@@ -106,13 +106,15 @@ def test_the_command_writes_valid_json_and_markdown(tmp_path, store, tiny_method
     monkeypatch.setattr(step_setup, "resolve_store", lambda dataset: store)
     out, markdown = tmp_path / "step.json", tmp_path / "step.md"
     argv = ["bench", "step", "tiny-trainable", "--batch-size", "2", "--size", "32", "--steps", "1", "--warmup", "0"]
-    code = main([*argv, "--threads", "1", "--out", str(out), "--markdown", str(markdown)])
+    threads = torch.get_num_threads()
+    code = main([*argv, "--threads", str(threads + 1), "--out", str(out), "--markdown", str(markdown)])
     printed = capsys.readouterr().out
     assert code == 0
+    assert torch.get_num_threads() == threads, "--threads must not outlive the command (tests run in process)"
     document = json.loads(out.read_text())
     assert document["schema"] == "mmbench.step-bench/1"
     (result,) = document["results"]
-    assert result["method"] == "tiny-trainable" and result["threads"] == 1
+    assert result["method"] == "tiny-trainable" and result["threads"] == threads + 1
     assert len(document["load_average"]) == 3
     assert "| tiny-trainable |" in markdown.read_text()
     assert "tiny-trainable" in printed

@@ -95,12 +95,8 @@ def step(args: argparse.Namespace) -> int:
     """Profile each named method's training step (default: every trainable registered method)."""
     import torch
 
-    from mmbench.atomic import write_json_atomic, write_text_atomic
-    from mmbench.bench.step import check_counts, profile_method, result_document
-    from mmbench.bench.step_report import markdown_table, modules_table, step_table
-    from mmbench.bench.step_setup import NotTrainable, check_trainable, resolve_store
-    from mmbench.progress import progress_bar
-    from mmbench.records import utc_now
+    from mmbench.bench.step import check_counts
+    from mmbench.bench.step_setup import NotTrainable, check_trainable
     from mmbench.registry import METHODS
 
     check_counts(batch_size=args.batch_size, size=args.size, steps=args.steps, warmup=args.warmup, threads=args.threads)
@@ -116,8 +112,23 @@ def step(args: argparse.Namespace) -> int:
             except NotTrainable:
                 continue
             methods.append(name)
+    threads_before = torch.get_num_threads()
     if args.threads is not None:
         torch.set_num_threads(args.threads)
+    try:
+        return _profile_steps(args, methods, device)
+    finally:
+        torch.set_num_threads(threads_before)  # the process's setting, not the benchmark's (tests run in process)
+
+
+def _profile_steps(args: argparse.Namespace, methods: list[str], device: Any) -> int:
+    from mmbench.atomic import write_json_atomic, write_text_atomic
+    from mmbench.bench.step import profile_method, result_document
+    from mmbench.bench.step_report import markdown_table, modules_table, step_table
+    from mmbench.bench.step_setup import resolve_store
+    from mmbench.progress import progress_bar
+    from mmbench.records import utc_now
+
     out = Path(args.out) if args.out else Path("bench") / f"step-{device.type}-{utc_now():%Y%m%d-%H%M%S}.json"
     store = resolve_store(getattr(args, "dataset", None))
     profiles = []

@@ -8,8 +8,9 @@ import json
 import os
 import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 from rich.table import Table
 
@@ -28,8 +29,9 @@ SIGTERM_EXIT = 128 + signal.SIGTERM
 
 def run(args: argparse.Namespace) -> int:
     action = {"synth": synth, "convert": convert, "info": info, "verify": verify}[args.data_command]
+    writes = args.data_command in ("synth", "convert")
     try:
-        with sigterm_raises():
+        with sigterm_raises() if writes else contextlib.nullcontext():
             return action(args)
     except UserError as exc:
         from mmbench.data.store_writer import hdf5_left_broken
@@ -47,22 +49,55 @@ def run(args: argparse.Namespace) -> int:
         return SIGTERM_EXIT
 
 
-@contextlib.contextmanager
-def sigterm_raises() -> Iterator[None]:
-    """Turn SIGTERM into `Terminated` while the command runs (main thread only; elsewhere nothing changes)."""
+_PENDING: list[int] = []  # signals received while a store is written (see `sigterm_raises`)
 
-    def handler(signum: int, frame: object) -> None:
+
+def raise_pending() -> None:
+    """Raise for a signal received since the last call: `Terminated` for SIGTERM, KeyboardInterrupt for SIGINT."""
+    if _PENDING:
+        signum = _PENDING[-1]
+        _PENDING.clear()
+        if signum == signal.SIGINT:
+            raise KeyboardInterrupt
         raise Terminated()
 
+
+@contextlib.contextmanager
+def sigterm_raises() -> Iterator[None]:
+    """While a command that writes a store runs, SIGTERM and SIGINT are noted and raised between tiles
+    (`checked`), where the writer's cleanup runs. Raised from the signal handler itself, an exception can land
+    in code that swallows it (an import's lock callback, an HDF5 callback: "Exception ignored in ..."), and the
+    write would run to its end. A signal after the last tile lets the complete store be renamed into place.
+    Main thread only; a SIGINT the launcher ignores (a background job) stays ignored."""
+
+    def handler(signum: int, frame: object) -> None:
+        _PENDING.append(signum)
+
+    wanted = [signal.SIGTERM]
+    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+        wanted.append(signal.SIGINT)
     try:
-        previous = signal.signal(signal.SIGTERM, handler)
+        previous = {signum: signal.signal(signum, handler) for signum in wanted}
     except ValueError:  # not the main thread: leave signals to whoever owns them
         yield
         return
+    _PENDING.clear()
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        _PENDING.clear()
+        for signum, action in previous.items():
+            signal.signal(signum, action)
+
+
+def checked(advance: Callable[..., None]) -> Callable[..., None]:
+    """`advance` (a progress callback, called once per tile) that first raises for a signal already received."""
+
+    def tick(*args: Any, **kwargs: Any) -> None:
+        raise_pending()
+        advance(*args, **kwargs)
+
+    return tick
 
 
 SYNTH_MINIMUM = {  # flag: (least value, why)
@@ -90,7 +125,7 @@ def synth(args: argparse.Namespace) -> int:
     config = dataset.config_from(settings)
     path = Path(args.out) if args.out else dataset.store_path(config)
     with progress_bar(f"generating {path.name}", total=config.tiles) as advance:
-        dataset.write(path, config, progress=advance)
+        dataset.write(path, config, progress=checked(advance))
     stdout().print(f"synthetic store: [bold]{path}[/bold]")
     return 0
 
@@ -116,7 +151,7 @@ def convert(args: argparse.Namespace) -> int:
             tile_size=args.tile_size,
             stride=args.stride,
             codec=args.codec,
-            progress=lambda description, done, total: advance(done, total, description),
+            progress=checked(lambda description, done, total: advance(done, total, description)),
         )
     console = stdout()
     console.print(f"wrote [bold]{report.output}[/bold]: {report.tiles} tiles")
