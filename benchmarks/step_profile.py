@@ -29,23 +29,11 @@ import torch
 from mmbench.atomic import write_json_atomic, write_text_atomic
 from mmbench.bench.step import StepProfile
 from mmbench.bench.step_report import markdown_table
-from mmbench.bench.step_setup import NotTrainable, check_trainable, resolve_store
-from mmbench.registry import METHODS
+from mmbench.bench.step_setup import resolve_store, trainable_methods
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "results" / "step-profile.md"
 BEGIN, END = "<!-- step-profile:begin -->", "<!-- step-profile:end -->"
-
-
-def trainable_methods() -> list[str]:
-    names = []
-    for name in METHODS.names():
-        try:
-            check_trainable(name)
-        except NotTrainable:
-            continue
-        names.append(name)
-    return names
 
 
 def cpu_model() -> str:

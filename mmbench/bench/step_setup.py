@@ -99,6 +99,18 @@ def check_trainable(method: str) -> None:
         raise NotTrainable(f"method {spec.name!r} has no method.train section; profile a trainable method")
 
 
+def trainable_methods() -> list[str]:
+    """Every registered method the training engine trains (what `mmbench bench step` profiles by default)."""
+    names = []
+    for name in METHODS.names():
+        try:
+            check_trainable(name)
+        except NotTrainable:
+            continue
+        names.append(name)
+    return names
+
+
 def build_step(
     method: str,
     *,

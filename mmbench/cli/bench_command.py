@@ -96,22 +96,13 @@ def step(args: argparse.Namespace) -> int:
     import torch
 
     from mmbench.bench.step import check_counts
-    from mmbench.bench.step_setup import NotTrainable, check_trainable
-    from mmbench.registry import METHODS
+    from mmbench.bench.step_setup import check_trainable, trainable_methods
 
     check_counts(batch_size=args.batch_size, size=args.size, steps=args.steps, warmup=args.warmup, threads=args.threads)
     device = _device(args.device)
-    methods = list(args.methods)
-    if methods:
-        for name in methods:
-            check_trainable(name)  # an unknown name is the registry's one-line error; before any store is made
-    else:
-        for name in METHODS.names():
-            try:
-                check_trainable(name)
-            except NotTrainable:
-                continue
-            methods.append(name)
+    methods = list(args.methods) or trainable_methods()
+    for name in args.methods:
+        check_trainable(name)  # an unknown name is the registry's one-line error; before any store is made
     threads_before = torch.get_num_threads()
     if args.threads is not None:
         torch.set_num_threads(args.threads)
