@@ -9,9 +9,10 @@ from mmbench.config import load_defaults
 from mmbench.method import TrainStep
 from mmbench.registry import METHODS
 
-# Version 2's switches that restore version 1's computation.
+# The switches that restore version 1's computation (version 3 added `reuse_across_branches`).
 V1_SWITCHES = {
     "shared_norm": "per_call",
+    "reuse_across_branches": False,
     "psa": {"branch": "v1", "uniform_count": "max_samples", "backend": "torch"},  # version 1 ran the reference
 }
 

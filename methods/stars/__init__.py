@@ -10,7 +10,7 @@ from mmbench.plugins import MethodSpec
 SPEC = MethodSpec(
     name="stars",
     summary="Shared/specific encoders, stop-gradient bidirectional translation, class-balanced PSA alignment.",
-    version="2",
+    version="3",
     target="mmbench.methods.stars.model:Stars",
     paper="https://arxiv.org/abs/2601.17342",
     modalities=(),

@@ -34,6 +34,7 @@ from mmbench.methods.blocks.shared_encoder import (
     build_shared_specific,
     encode_shared_specific,
 )
+from mmbench.methods.stars.reuse import StepReuse
 from mmbench.sampling import sample_availability
 
 PSA_BRANCHES = ("both", "full", "missing", "v1")
@@ -182,7 +183,13 @@ class Stars(SegmentationMethod):
 
     # -- the network ---------------------------------------------------------------------------
     def _translate(
-        self, features: Mapping[str, Any], available: torch.Tensor, target: str, level: int, reference: torch.Tensor
+        self,
+        features: Mapping[str, Any],
+        available: torch.Tensor,
+        target: str,
+        level: int,
+        reference: torch.Tensor,
+        reuse: StepReuse | None = None,
     ) -> torch.Tensor:
         """Mean over the available sources a of T_{a->target}(S_a) (or of S_a without translation)."""
         total = torch.zeros_like(reference)
@@ -191,14 +198,29 @@ class Stars(SegmentationMethod):
             if source == target or source not in features:
                 continue
             mask = available[:, index].view(-1, 1, 1, 1)
-            shared = features[source]["shared"][level]
-            shared = self.translators[f"{source}__{target}"][level](shared)  # Identity: translator "copy"
+            shared = self._translation(features, source, target, level, reuse)  # Identity: translator "copy"
             total = total + torch.where(mask, shared, 0.0)
             count = count + mask.to(reference.dtype)
         return total / count.clamp_min(1)
 
-    def _decode(self, features: Mapping[str, Any], available: torch.Tensor):
-        """Logits, per-modality stride-4 fused features (for PSA) and the merged pyramid."""
+    def _translation(
+        self, features: Mapping[str, Any], source: str, target: str, level: int, reuse: StepReuse | None
+    ) -> torch.Tensor:
+        """T_{source->target}(S_source) at `level`, computed once per step when `reuse` is given."""
+        translator = self.translators[f"{source}__{target}"][level]
+        if reuse is None:
+            return translator(features[source]["shared"][level])
+        return reuse.translation(translator, (source, target, level), features[source]["shared"][level])
+
+    def _decode(
+        self,
+        features: Mapping[str, Any],
+        available: torch.Tensor,
+        reuse: StepReuse | None = None,
+    ):
+        """Logits, per-modality stride-4 fused features (for PSA) and the merged pyramid; with `reuse` (a
+        training step's, `reuse_across_branches`) compositions and translations already computed this step are
+        read back instead of recomputed."""
         present = next(iter(features.values()))["shared"]
         merged, per_modality_c2 = [], {}
         for level in range(self.levels):
@@ -207,14 +229,18 @@ class Stars(SegmentationMethod):
             for index, name in enumerate(self.modality_names):
                 present_rows = available[:, index]
                 if name in features:
-                    shared = features[name]["shared"][level]
-                    specific = features[name]["specific"][level]
-                    value = shared + self.compose[name][level](torch.cat([shared, specific], dim=1))
+                    value = reuse.compositions.get((name, level)) if reuse is not None else None
+                    if value is None:
+                        shared = features[name]["shared"][level]
+                        specific = features[name]["specific"][level]
+                        value = shared + self.compose[name][level](torch.cat([shared, specific], dim=1))
+                        if reuse is not None:
+                            reuse.compositions[(name, level)] = value
                     if not bool(present_rows.all()):  # translate only for the samples that lack the modality
-                        translated = self._translate(features, available, name, level, reference)
+                        translated = self._translate(features, available, name, level, reference, reuse)
                         value = torch.where(present_rows.view(-1, 1, 1, 1), value, translated)
                 else:
-                    value = self._translate(features, available, name, level, reference)
+                    value = self._translate(features, available, name, level, reference, reuse)
                 value = self.modality_attention[name][level](value)
                 fused.append(value)
                 if level == 0:
@@ -247,7 +273,9 @@ class Stars(SegmentationMethod):
         everything = torch.ones(label.shape[0], len(self.modality_names), dtype=torch.bool, device=label.device)
         features = self.encode_available(inputs, everything)
         weights = self.config["loss"]
-        full_logits, full_embeddings, _ = self._decode(features, everything)
+        # Version 2 (reuse_across_branches: false) computed these twice per step (methods/stars/reuse.py).
+        reuse = StepReuse() if self.config.get("reuse_across_branches", False) else None
+        full_logits, full_embeddings, _ = self._decode(features, everything, reuse)
         ce_full = F.cross_entropy(full_logits, label, ignore_index=info.ignore_index)
         slots = batch["slots"].tolist() if "slots" in batch else range(label.shape[0])
         missing = sample_availability(
@@ -258,12 +286,12 @@ class Stars(SegmentationMethod):
             include_full=False,
             device=label.device,
         )
-        missing_logits, missing_embeddings, _ = self._decode(features, missing)
+        missing_logits, missing_embeddings, _ = self._decode(features, missing, reuse)
         ce_missing = F.cross_entropy(missing_logits, label, ignore_index=info.ignore_index)
         terms = {"ce_full": ce_full, "ce_missing": ce_missing}
         total = weights["ce_full"] * ce_full + weights["ce_missing"] * ce_missing
         if weights["translation"] > 0:
-            terms["translation"] = self._translation_loss(features)
+            terms["translation"] = self._translation_loss(features, reuse)
             total = total + weights["translation"] * terms["translation"]
         if weights["shared_alignment"] > 0:
             terms["shared_l1"] = self._shared_alignment(features)
@@ -279,7 +307,7 @@ class Stars(SegmentationMethod):
             terms["shared_std"] = self.collapse_indicator(features)
         return {"loss": total, **terms}
 
-    def _translation_loss(self, features: Mapping[str, Any]) -> torch.Tensor:
+    def _translation_loss(self, features: Mapping[str, Any], reuse: StepReuse | None = None) -> torch.Tensor:
         """Mean over levels and ordered pairs of D(T_{a->b}(S_a), sg(S_b)) (no sg if stop_gradient is off).
 
         With `translator: copy` T is the identity, so the term aligns the shared features themselves
@@ -288,7 +316,7 @@ class Stars(SegmentationMethod):
         losses = []
         for level in self.translated_levels:
             for source, target in self.pairs:
-                predicted = self.translators[f"{source}__{target}"][level](features[source]["shared"][level])
+                predicted = self._translation(features, source, target, level, reuse)
                 goal = features[target]["shared"][level]
                 if self.config["stop_gradient"]:
                     goal = goal.detach()

@@ -119,8 +119,10 @@ def build_step(
     size: int,
     device: str,
     run_dir: Path,
+    overrides: tuple[str, ...] = (),
 ) -> StepParts:
-    """The engine's model, data, update rule and loss for `method` at its resolved default config."""
+    """The engine's model, data, update rule and loss for `method` at its resolved default config (with
+    `overrides`, `--set`'s KEY=VALUE strings, on top)."""
     from mmbench.engine.trainer import Trainer
 
     check_trainable(method)
@@ -130,7 +132,7 @@ def build_step(
     dataset = DatasetRef(name=dataset_name, path=store_path)
     config = resolve_run_config(
         {"method": spec, "protocol": protocol, "dataset": None},
-        overrides=(f"method.train.batch_size={batch_size}", f"method.train.crop_size={size}"),
+        overrides=(f"method.train.batch_size={batch_size}", f"method.train.crop_size={size}", *overrides),
         flags={"run.device": device},
     )
     plan = RunPlan(method=spec, protocol=protocol, dataset=dataset, config=config, command="mmbench bench step")

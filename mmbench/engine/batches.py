@@ -15,6 +15,7 @@ from mmbench.data.augment import JointAugment, modality_augment
 from mmbench.data.loader import TileDataset
 from mmbench.data.store_reader import TileStore
 from mmbench.engine.settings import augment_overrides
+from mmbench.engine.speed import lay_out_inputs, memory_format
 from mmbench.errors import ConfigError
 from mmbench.registry import DATASETS
 from mmbench.runtime.distributed import DistContext
@@ -89,14 +90,17 @@ def micro_batches(
     device: str,
 ) -> Iterator[dict[str, Any]]:
     """Micro-batches from `start_step` on, on `device`, loaded by `num_workers` DataLoader workers (0: in this
-    process). A generator: nothing is loaded (and no random state is drawn) before the first `next`."""
+    process), their input maps in the recipe's `memory_format`. A generator: nothing is loaded (and no random
+    state is drawn) before the first `next`."""
+    fmt = memory_format(settings)
     samples = StepSamples(data, seed, settings["batch_size"])
     order = StepOrder(start_step, settings["iterations"], settings["accumulate"], settings["batch_size"], dist)
     loader = torch.utils.data.DataLoader(
         samples, batch_sampler=order, num_workers=settings["num_workers"], pin_memory=device.startswith("cuda")
     )
     for batch in loader:
-        batch["inputs"] = {name: t.to(device, non_blocking=True) for name, t in batch["inputs"].items()}
+        inputs = {name: t.to(device, non_blocking=True) for name, t in batch["inputs"].items()}
+        batch["inputs"] = lay_out_inputs(inputs, fmt)
         batch["label"] = batch["label"].to(device, non_blocking=True)
         batch["available"] = batch["available"].to(device)
         yield batch

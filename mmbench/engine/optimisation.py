@@ -12,6 +12,7 @@ from typing import Any
 import torch
 
 from mmbench.engine.losses import TrainingLoss
+from mmbench.engine.speed import fused_optimizer
 from mmbench.errors import ConfigError
 
 
@@ -104,7 +105,8 @@ def build_optimisation(
     amp: torch.dtype | None,
 ) -> Optimisation:
     """AdamW over `named` with `settings`' lr, betas and weight decay; the schedule's shape (warm-up, decay,
-    length) and the clipping norm come from `schedule`, the main `method.train` section, whatever the phase."""
+    length), the clipping norm and the AdamW kernel (`fused_optimizer`) come from `schedule`, the main
+    `method.train` section, whatever the phase."""
     decay, no_decay = [], []
     for name, parameter in named:
         (no_decay if parameter.ndim <= 1 or name.endswith(".bias") else decay).append(parameter)
@@ -112,7 +114,9 @@ def build_optimisation(
         {"params": decay, "weight_decay": settings["weight_decay"]},
         {"params": no_decay, "weight_decay": 0.0},
     ]
-    optimizer = torch.optim.AdamW(groups, lr=settings["lr"], betas=tuple(settings["betas"]))
+    optimizer = torch.optim.AdamW(
+        groups, lr=settings["lr"], betas=tuple(settings["betas"]), fused=fused_optimizer(schedule)
+    )
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, schedule))
     scaler = torch.amp.GradScaler("cuda", enabled=amp is torch.float16)
     parameters = [parameter for _, parameter in named]

@@ -17,6 +17,7 @@ from typing import Any
 from mmbench.config import Check
 from mmbench.config.yaml_text import show
 from mmbench.data.augment import TRANSFORMS
+from mmbench.engine.speed import SPEED_RULES
 from mmbench.errors import ConfigError
 
 TRAIN_KEYS = (
@@ -61,6 +62,7 @@ TRAIN_RULES = {
     "num_workers": "int >= 0",
     "augment": "bool",
     "log_every": "int >= 1",
+    **SPEED_RULES,
 }
 ADVERSARY_RULES = {"lr": "number > 0", "betas": "length 2 number in [0, 1)", "weight_decay": "number >= 0"}
 NULLABLE = ("val_tiles",)

@@ -23,6 +23,7 @@ from mmbench.engine.losses import TrainingDiverged, TrainingLoss
 from mmbench.engine.optimisation import amp_dtype, lr_factor
 from mmbench.engine.resume import TrainingCheckpoints, TrainState
 from mmbench.engine.settings import adversary_settings, train_settings
+from mmbench.engine.speed import check_compile, compile_model, lay_out_model
 from mmbench.engine.train_log import TrainLog
 from mmbench.engine.update import build_update_rule, frozen_running_stats
 from mmbench.engine.validation import SELECTION, Validator
@@ -82,6 +83,10 @@ class Trainer:
         torch.manual_seed(self.seed)
         self.model = build_method(self.plan.method, channels, len(self.facts.classes), self.method_config)
         self.model.to(self.device)
+        lay_out_model(self.model, self.settings)
+        if self.plan.config.section("run").get("compile", False):
+            check_compile(self.device)
+            compile_model(self.model)
         self.train_data = training_data(
             self.facts.path,
             split=self.protocol.config["split"],

@@ -36,6 +36,7 @@ from mmbench.runs.resume_search import find_resume_point
 from mmbench.runs.run_dir import RunFolder, check_out_folder
 from mmbench.runtime.device import resolve_device
 from mmbench.runtime.seeding import seed_everything
+from mmbench.runtime.threads import run_threads
 
 
 def find_executor(plan: RunPlan) -> Executor:
@@ -160,7 +161,7 @@ def execute_run(plan: RunPlan) -> Path:
     executor = find_executor(plan)
     check_training_settings(plan)  # before any folder is made or any store is read
     check_out_folder(plan.run_settings["out"])
-    with terminate_as_interrupt():
+    with terminate_as_interrupt(), run_threads(int(plan.run_settings.get("threads", 0))):
         started = start_run(plan, dataset_facts=bool(getattr(executor, "needs_dataset_facts", False)))
         engine = isinstance(executor, TrainingExecutor)
         check_before_running(started.plan, started.facts, trainable=engine)  # seconds; nothing trained yet

@@ -50,6 +50,11 @@ def check_training_settings(plan: RunPlan) -> None:
     settings = train_settings(method_config, plan.options.smoke)
     if "adversary" in settings:
         adversary_settings(settings, plan.method.name)
+    if plan.config.section("run").get("compile", False):
+        from mmbench.engine.speed import check_compile
+        from mmbench.runtime.device import resolve_device
+
+        check_compile(resolve_device(str(plan.config.section("run")["device"])))
 
 
 def check_before_running(plan: RunPlan, facts: DatasetFacts | None, *, trainable: bool) -> None:
