@@ -1,25 +1,27 @@
-"""What the obvious speed-ups would give a default CPU STARS training step, measured, nothing committed.
+"""What each speed-up gives a method's CPU training step, measured against the step before issue 20.
 
     python benchmarks/step_speedups.py [--method stars] [--steps 6] [--warmup 2] [--rounds 2] [--no-compile]
 
 Each variant runs in its own Python process (threads and inductor state cannot be undone in-process), on
 the engine's own step (mmbench/bench/step_setup.py: the model, update rule, loss and loader `mmbench run`
 builds), batch 8, 96 px, and times `steps` steps after `warmup`: wall (`time.perf_counter`) and process
-CPU (`time.process_time`) per step, with the load average before and after. Variants:
+CPU (`time.process_time`) per step, with the load average before and after. Read the CPU column when the
+machine is shared: it moves much less with other processes than the wall time. Variants:
 
-- threads1: `torch.set_num_threads(1)` (the baseline of the others)
-- threads2: `torch.set_num_threads(2)`
-- channels_last: threads1, the model and every input batch in `torch.channels_last`
-- workers1: threads1, `num_workers: 1` (data loaded by one DataLoader worker process, overlapped)
-- compile: threads1, `compile()` (inductor on CPU) on every direct child of the model and every member of a
-  container child (`ModuleDict`, `ModuleList`): compiling the model itself would not help methods whose
-  `training_loss` calls `encode`/`decode` rather than `forward` (STARS does); the first step's time
-  (compilation) is reported apart, and a failure is reported, not raised
+- threads1: one intra-op thread and the step as it was before issue 20 (`memory_format: contiguous`,
+  `fused_optimizer: false`, STARS' `reuse_across_branches: false`): the baseline of the others
+- threads2: the baseline with two intra-op threads
+- channels_last, fused, reuse: the baseline with that one setting switched on (reuse: STARS only)
+- defaults: one thread and the method's shipped defaults (what `mmbench run` now takes on a 2-core machine)
+- workers1: the baseline with `num_workers: 1` (data loaded by one DataLoader worker process, overlapped)
+- compile: the baseline with `run.compile`'s `compile_model` (inductor on CPU; mmbench/engine/speed.py); the
+  first step's time (compilation) is reported apart, and a failure is reported, not raised
 
 Variants are interleaved over `rounds` (compile once) so a change in the machine's load hits all of them.
 Each variant also reports the loss of its last step: same seed, same batches, so a variant that changes the
-numerics shows a different loss (a hint for item 2 of issue 20, not a test). Results: JSON to
-bench/step-speedups.json and a Markdown table on stdout (docs/results/step-profile.md quotes it).
+numerics shows a different loss (the tests that bound the difference: tests/test_speed_settings.py).
+Results: JSON to bench/step-speedups.json and a Markdown table on stdout (docs/results/step-profile.md
+quotes it).
 """
 
 from __future__ import annotations
@@ -36,42 +38,67 @@ import traceback
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-VARIANTS = ("threads1", "threads2", "channels_last", "workers1", "compile")
+VARIANTS = ("threads1", "threads2", "channels_last", "fused", "reuse", "defaults", "workers1", "compile")
+BEFORE = {"method.train.memory_format": "contiguous", "method.train.fused_optimizer": "false"}
+SWITCH = {
+    "channels_last": ("method.train.memory_format", "channels_last"),
+    "fused": ("method.train.fused_optimizer", "true"),
+    "reuse": ("method.reuse_across_branches", "true"),
+}
+
+
+def has_reuse(method: str) -> bool:
+    from mmbench.config import load_defaults
+    from mmbench.registry import METHODS
+
+    return "reuse_across_branches" in load_defaults(METHODS.get(method).defaults, method)
+
+
+def overrides(variant: str, method: str) -> tuple[str, ...]:
+    """--set strings of `variant`: the pre-issue-20 step, with the variant's one setting switched on."""
+    if variant == "defaults":
+        return ()
+    before = dict(BEFORE)
+    if has_reuse(method):
+        before["method.reuse_across_branches"] = "false"
+    elif variant == "reuse":
+        raise SystemExit(f"{method} has no reuse_across_branches switch")
+    if variant in SWITCH:
+        key, value = SWITCH[variant]
+        before[key] = value
+    return tuple(f"{key}={value}" for key, value in before.items())
 
 
 def measure(variant: str, method: str, steps: int, warmup: int) -> dict:
-    """Run in the child: build the engine's step, apply `variant`, time it."""
+    """Run in the child: build the engine's step with the variant's settings, time it."""
     import torch
 
     torch.set_num_threads(2 if variant == "threads2" else 1)
     from mmbench.bench.step_setup import build_step, resolve_store
+    from mmbench.engine.speed import compile_model
 
     store = resolve_store(None)
     folder = tempfile.mkdtemp(prefix="mmbench-speedup-")
     torch.manual_seed(0)
-    parts = build_step(method, store=store, batch_size=8, size=96, device="cpu", run_dir=Path(folder))
+    parts = build_step(
+        method,
+        store=store,
+        batch_size=8,
+        size=96,
+        device="cpu",
+        run_dir=Path(folder),
+        overrides=overrides(variant, method),
+    )
     if variant == "workers1":
         parts.settings["num_workers"] = 1
-    if variant == "channels_last":
-        parts.model.to(memory_format=torch.channels_last)
     if variant == "compile":
-        for child in parts.model.children():
-            members = child.values() if isinstance(child, torch.nn.ModuleDict) else child
-            for module in members if isinstance(child, (torch.nn.ModuleDict, torch.nn.ModuleList)) else [child]:
-                module.compile()
+        compile_model(parts.model)
     batches = parts.batches(warmup + steps)
-
-    def next_batch() -> dict:
-        batch = next(batches)
-        if variant == "channels_last":
-            batch["inputs"] = {k: v.contiguous(memory_format=torch.channels_last) for k, v in batch["inputs"].items()}
-        return batch
-
     result: dict = {"variant": variant, "threads": torch.get_num_threads(), "load_before": os.getloadavg()}
     wall, cpu, terms = [], [], {}
     for step in range(warmup + steps):
         start, start_cpu = time.perf_counter(), time.process_time()
-        terms = parts.update.step(step, [next_batch() for _ in range(parts.settings["accumulate"])], parts.loss)
+        terms = parts.update.step(step, [next(batches) for _ in range(parts.settings["accumulate"])], parts.loss)
         wall.append(time.perf_counter() - start)
         cpu.append(time.process_time() - start_cpu)
     result.update(
@@ -167,6 +194,8 @@ def main() -> None:
     for round_index in range(args.rounds):
         for variant in args.variants:
             if variant == "compile" and (args.no_compile or round_index > 0):
+                continue
+            if variant == "reuse" and not has_reuse(args.method):
                 continue
             timeout = args.compile_timeout if variant == "compile" else 600
             results.append({**child(variant, args.method, args.steps, args.warmup, timeout), "round": round_index + 1})

@@ -38,11 +38,17 @@ def fused_optimizer(settings: Mapping[str, Any]) -> bool | None:
 def lay_out_model(model: nn.Module, settings: Mapping[str, Any]) -> None:
     """Put every 4-D parameter and buffer in the recipe's memory format (in place; a no-op for contiguous).
 
-    Checkpoints keep the keys and values; a state dict loaded later is copied into these tensors, which keep
-    their layout."""
+    Only 4-D tensors: `Module.to(memory_format=channels_last)` refuses a model with 5-D weights (a Conv3d,
+    as in the Perceiver's local attention), which keeps its own layout here. Checkpoints keep the keys and
+    values; a state dict loaded later is copied into these tensors, which keep their layout."""
     fmt = memory_format(settings)
-    if fmt is not torch.contiguous_format:
-        model.to(memory_format=fmt)
+    if fmt is torch.contiguous_format:
+        return
+    for module in model.modules():
+        for tensors in (module._parameters, module._buffers):
+            for tensor in tensors.values():
+                if tensor is not None and tensor.dim() == 4:
+                    tensor.data = tensor.data.contiguous(memory_format=fmt)
 
 
 def lay_out_inputs(inputs: Mapping[str, torch.Tensor], fmt: torch.memory_format) -> dict[str, torch.Tensor]:
