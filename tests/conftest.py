@@ -98,3 +98,15 @@ def _put_on_path(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     existing = os.environ.get("PYTHONPATH")
     monkeypatch.setenv("PYTHONPATH", str(root) + (os.pathsep + existing if existing else ""))
     refresh_all()
+
+
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """One intra-op thread for the test (pins are computed with one; other counts may reorder float sums),
+    the process's count back afterwards."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

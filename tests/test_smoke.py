@@ -9,7 +9,6 @@ import math
 from pathlib import Path
 
 import pytest
-import torch
 from behaviour_pins import pinned_store, smoke_losses
 from builtin_plugins import builtin_methods
 
@@ -21,15 +20,6 @@ PINS = json.loads((Path(__file__).parent / "fixtures" / "behaviour_pins.json").r
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
     return pinned_store(tmp_path_factory.mktemp("smoke") / "s.h5")
-
-
-@pytest.fixture
-def one_thread():
-    """The pins were computed with one thread; other counts may reorder float sums."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def test_every_pinned_method_is_still_registered():

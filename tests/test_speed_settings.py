@@ -23,7 +23,13 @@ from stars_v1_case import CASES, case_batch, case_config, case_info
 from mmbench.cli.main import main
 from mmbench.config import load_defaults
 from mmbench.engine.batches import micro_batches
-from mmbench.engine.speed import compile_model, lay_out_inputs, memory_format
+from mmbench.engine.speed import (
+    NARROWEST_CHANNELS_LAST,
+    compile_model,
+    lay_out_inputs,
+    lay_out_model,
+    memory_format,
+)
 from mmbench.method import build_method
 from mmbench.registry import METHODS
 from mmbench.runtime.threads import default_threads, run_threads
@@ -36,14 +42,6 @@ PINS = json.loads((Path(__file__).parent / "fixtures" / "behaviour_pins.json").r
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
     return pinned_store(tmp_path_factory.mktemp("speed") / "s.h5")
-
-
-@pytest.fixture
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _train_defaults(method: str) -> dict:
@@ -95,7 +93,11 @@ def test_channels_last_reaches_the_parameters_and_the_batches(tmp_path, store):
         run_dir=tmp_path,
         overrides=("method.train.memory_format=channels_last",),
     )
-    convolutions = [m.weight for m in parts.model.modules() if isinstance(m, torch.nn.Conv2d) and m.kernel_size[0] > 1]
+    convolutions = [
+        m.weight
+        for m in parts.model.modules()
+        if isinstance(m, torch.nn.Conv2d) and m.kernel_size[0] > 1 and m.in_channels >= NARROWEST_CHANNELS_LAST
+    ]
     assert convolutions and all(w.is_contiguous(memory_format=torch.channels_last) for w in convolutions)
     assert not all(w.is_contiguous() for w in convolutions)
     batch = next(parts.batches(1))
@@ -237,3 +239,17 @@ def test_a_run_records_its_threads_and_gives_the_caller_its_own_back(tmp_path, s
     with run_threads(0) as threads:
         assert threads == (default_threads() or before)
     assert torch.get_num_threads() == before
+
+
+def test_narrow_convolutions_stay_contiguous_under_channels_last():
+    """oneDNN's channels-last kernel crashed on a 1x1 stride-2 convolution with 4 input channels (STARS at
+    width 4 segfaulted or hung in its ResNet shortcuts): such convolutions keep the contiguous layout."""
+    torch.manual_seed(0)
+    reference = torch.nn.Sequential(torch.nn.Conv2d(4, 8, 1, stride=2), torch.nn.Conv2d(8, 8, 3, padding=1))
+    laid_out = torch.nn.Sequential(torch.nn.Conv2d(4, 8, 1, stride=2), torch.nn.Conv2d(8, 8, 3, padding=1))
+    laid_out.load_state_dict(reference.state_dict())
+    lay_out_model(laid_out, {"memory_format": "channels_last"})
+    assert laid_out[0].weight.is_contiguous() and not laid_out[1].weight.is_contiguous()
+    x = torch.randn(2, 4, 64, 64)
+    for _ in range(5):
+        torch.testing.assert_close(laid_out(x.contiguous(memory_format=torch.channels_last)), reference(x))

@@ -35,20 +35,36 @@ def fused_optimizer(settings: Mapping[str, Any]) -> bool | None:
     return True if settings.get("fused_optimizer", False) else None
 
 
+# oneDNN's channels-last convolution on CPU (torch 2.13) crashes or hangs on narrow convolutions: a 1x1
+# stride-2 convolution with 2-4 input channels (a ResNet shortcut at width 4) segfaulted, corrupted the heap or
+# never returned in 1 of 1-30 steps. Convolutions narrower than this run contiguous (their weight and input).
+NARROWEST_CHANNELS_LAST = 8
+
+
 def lay_out_model(model: nn.Module, settings: Mapping[str, Any]) -> None:
-    """Put every 4-D parameter and buffer in the recipe's memory format (in place; a no-op for contiguous).
+    """Put the model's 4-D parameters and buffers in the recipe's memory format (in place; a no-op for
+    contiguous).
 
     Only 4-D tensors: `Module.to(memory_format=channels_last)` refuses a model with 5-D weights (a Conv3d,
-    as in the Perceiver's local attention), which keeps its own layout here. Checkpoints keep the keys and
+    as in the Perceiver's local attention), which keeps its own layout here. A convolution with fewer than
+    `NARROWEST_CHANNELS_LAST` input channels keeps a contiguous weight and gets its input made contiguous
+    (a forward pre-hook), so it never runs oneDNN's channels-last kernel. Checkpoints keep the keys and
     values; a state dict loaded later is copied into these tensors, which keep their layout."""
     fmt = memory_format(settings)
     if fmt is torch.contiguous_format:
         return
     for module in model.modules():
+        if isinstance(module, nn.Conv2d) and module.in_channels < NARROWEST_CHANNELS_LAST:
+            module.register_forward_pre_hook(_contiguous_input)
+            continue
         for tensors in (module._parameters, module._buffers):
             for tensor in tensors.values():
                 if tensor is not None and tensor.dim() == 4:
                     tensor.data = tensor.data.contiguous(memory_format=fmt)
+
+
+def _contiguous_input(module: nn.Module, args: tuple[Any, ...]) -> tuple[Any, ...]:
+    return (args[0].contiguous(), *args[1:])
 
 
 def lay_out_inputs(inputs: Mapping[str, torch.Tensor], fmt: torch.memory_format) -> dict[str, torch.Tensor]:
