@@ -241,15 +241,21 @@ def test_a_run_records_its_threads_and_gives_the_caller_its_own_back(tmp_path, s
     assert torch.get_num_threads() == before
 
 
-def test_narrow_convolutions_stay_contiguous_under_channels_last():
+def test_narrow_strided_convolutions_stay_contiguous_under_channels_last():
     """oneDNN's channels-last kernel crashed on a 1x1 stride-2 convolution with 4 input channels (STARS at
     width 4 segfaulted or hung in its ResNet shortcuts): such convolutions keep the contiguous layout."""
     torch.manual_seed(0)
-    reference = torch.nn.Sequential(torch.nn.Conv2d(4, 8, 1, stride=2), torch.nn.Conv2d(8, 8, 3, padding=1))
-    laid_out = torch.nn.Sequential(torch.nn.Conv2d(4, 8, 1, stride=2), torch.nn.Conv2d(8, 8, 3, padding=1))
+
+    def network():
+        return torch.nn.Sequential(
+            torch.nn.Conv2d(4, 8, 1, stride=2), torch.nn.Conv2d(8, 4, 3, padding=1), torch.nn.Conv2d(4, 8, 3, padding=1)
+        )
+
+    reference, laid_out = network(), network()
     laid_out.load_state_dict(reference.state_dict())
     lay_out_model(laid_out, {"memory_format": "channels_last"})
-    assert laid_out[0].weight.is_contiguous() and not laid_out[1].weight.is_contiguous()
+    assert laid_out[0].weight.is_contiguous()  # narrow and strided: contiguous
+    assert not laid_out[1].weight.is_contiguous() and not laid_out[2].weight.is_contiguous()
     x = torch.randn(2, 4, 64, 64)
     for _ in range(5):
         torch.testing.assert_close(laid_out(x.contiguous(memory_format=torch.channels_last)), reference(x))

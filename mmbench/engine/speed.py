@@ -35,9 +35,11 @@ def fused_optimizer(settings: Mapping[str, Any]) -> bool | None:
     return True if settings.get("fused_optimizer", False) else None
 
 
-# oneDNN's channels-last convolution on CPU (torch 2.13) crashes or hangs on narrow convolutions: a 1x1
+# oneDNN's channels-last convolution on CPU (torch 2.13) crashes or hangs on narrow strided convolutions: a 1x1
 # stride-2 convolution with 2-4 input channels (a ResNet shortcut at width 4) segfaulted, corrupted the heap or
-# never returned in 1 of 1-30 steps. Convolutions narrower than this run contiguous (their weight and input).
+# never returned within 1-30 steps; the same widths at stride 1 ran clean. Strided convolutions narrower than
+# this run contiguous (their weight and input); keeping every narrow one contiguous cost STARS its layout gain
+# (its 4-channel translator and scSE layers then converted layouts back and forth: 0.83x).
 NARROWEST_CHANNELS_LAST = 8
 
 
@@ -46,15 +48,19 @@ def lay_out_model(model: nn.Module, settings: Mapping[str, Any]) -> None:
     contiguous).
 
     Only 4-D tensors: `Module.to(memory_format=channels_last)` refuses a model with 5-D weights (a Conv3d,
-    as in the Perceiver's local attention), which keeps its own layout here. A convolution with fewer than
-    `NARROWEST_CHANNELS_LAST` input channels keeps a contiguous weight and gets its input made contiguous
+    as in the Perceiver's local attention), which keeps its own layout here. A strided convolution with fewer
+    than `NARROWEST_CHANNELS_LAST` input channels keeps a contiguous weight and gets its input made contiguous
     (a forward pre-hook), so it never runs oneDNN's channels-last kernel. Checkpoints keep the keys and
     values; a state dict loaded later is copied into these tensors, which keep their layout."""
     fmt = memory_format(settings)
     if fmt is torch.contiguous_format:
         return
     for module in model.modules():
-        if isinstance(module, nn.Conv2d) and module.in_channels < NARROWEST_CHANNELS_LAST:
+        if (
+            isinstance(module, nn.Conv2d)
+            and module.in_channels < NARROWEST_CHANNELS_LAST
+            and tuple(module.stride) != (1, 1)
+        ):
             module.register_forward_pre_hook(_contiguous_input)
             continue
         for tensors in (module._parameters, module._buffers):
