@@ -47,7 +47,15 @@ def write(tmp_path: Path, text: str) -> Path:
 
 def test_defaults_cover_every_section_and_record_their_source():
     config = resolve()
-    assert config.data["run"] == {"seed": 0, "deterministic": False, "device": "auto", "out": "runs", "label": ""}
+    assert config.data["run"] == {
+        "seed": 0,
+        "threads": 0,
+        "deterministic": False,
+        "device": "auto",
+        "out": "runs",
+        "label": "",
+        "compile": False,
+    }
     assert config.data["method"]["schedule"] == {"warmup": 10, "kind": "poly"}
     assert config.data["dataset"] == {}
     assert config.sources["method.schedule.warmup"] == "defaults"
