@@ -10,8 +10,11 @@ from mmbench.plugins import ConverterSpec, DatasetSpec
 
 SYNTHETIC = DatasetSpec(
     name="synthetic",
-    summary="Seeded synthetic urban scenes (optical IRRG, DSM, SAR; six ISPRS classes) where each modality matters.",
-    version="2",  # 2: declares augmentation limits (its SAR looks from the left; docs/synthetic.md)
+    summary=(
+        "Seeded synthetic urban scenes (optical IRRG, DSM, SAR; six ISPRS classes) where each modality matters"
+        " and a redundancy knob sets how much the others can recover."
+    ),
+    version="3",  # 2: declares augmentation limits (its SAR looks from the left); 3: generator version 2 by default
     target="mmbench.datasets.synthetic:SyntheticDataset",
     paper=None,
     modalities=("optical", "dsm", "sar"),

@@ -32,10 +32,14 @@ from mmbench.data.store_format import DEFAULT_CODEC, ModalitySpec
 from mmbench.data.store_writer import TileStoreWriter
 from mmbench.paths import cache_dir
 
+from .synthetic_couplings import draw_couplings
+from .synthetic_scene import Scene
+
 CLASSES = ("impervious_surface", "building", "low_vegetation", "tree", "car", "clutter")
 PALETTE = ((255, 255, 255), (0, 0, 255), (0, 255, 255), (0, 255, 0), (255, 255, 0), (255, 0, 0))
 IMPERVIOUS, BUILDING, LOW_VEGETATION, TREE, CAR, CLUTTER = range(6)
-GENERATOR_VERSION = "1"
+GENERATOR_VERSION = "1"  # version 1's provenance value (its bytes never change)
+GENERATOR_VERSIONS = (1, 2)
 SURFACE_KINDS = ("grass", "pavement_or_roof", "tree", "car", "visible_clutter", "hidden_clutter")
 
 MODALITIES = (
@@ -72,11 +76,18 @@ AUGMENT_GEOMETRY = {"sar": ("vflip", "zoom")}
 
 @dataclass(frozen=True)
 class SyntheticConfig:
+    """One synthetic store. The Python defaults are generator version 1 (48 tiles split 32/8/8), so code that
+    builds stores this way keeps its bytes; the dataset's config defaults (datasets/synthetic.yaml) choose
+    version 2 with a larger test part, which is what `mmbench run` uses."""
+
     tiles: int = 48
     size: int = 192
     seed: int = 0
     codec: str = DEFAULT_CODEC
     eroded_radius: int = 1  # ISPRS erodes 3 px at 9 cm; synthetic objects are ~3x smaller
+    version: int = 1  # 1: non-redundant modalities; 2: the couplings of datasets/synthetic_couplings.py
+    redundancy: float = 0.0  # version 2's coupling strength in [0, 1]
+    test_share: float | None = None  # share of the tiles in the test part; None: tiles // 6 (version 1's split)
 
     def __post_init__(self) -> None:
         if self.tiles < 5:
@@ -85,11 +96,59 @@ class SyntheticConfig:
             raise ValueError("synthetic tiles must be at least 64 px")
         if self.seed < 0:
             raise ValueError("the synthetic benchmark's seed must be 0 or more")
+        if self.version not in GENERATOR_VERSIONS:
+            raise ValueError(f"generator version {self.version} is unknown; use one of {GENERATOR_VERSIONS}")
+        if not 0.0 <= self.redundancy <= 1.0:
+            raise ValueError(f"redundancy {self.redundancy} is outside [0, 1]")
+        if self.version == 1 and self.redundancy != 0.0:
+            raise ValueError("redundancy needs generator version 2 (version 1 has no couplings); set version: 2")
+        if self.test_share is not None and not 0.0 < self.test_share < 1.0:
+            raise ValueError(f"test_share {self.test_share} is outside (0, 1)")
+        parts = self.parts
+        if not all(parts.values()):
+            sizes = ", ".join(f"{name} {len(tiles)}" for name, tiles in parts.items())
+            raise ValueError(f"{self.tiles} tiles split into {sizes}: every part needs a tile; lower test_share")
+
+    @property
+    def parts(self) -> dict[str, list[int]]:
+        return split_parts(self.tiles, self.test_share)
 
 
-def generate_tile(rng: np.random.Generator, size: int) -> dict[str, np.ndarray]:
-    """One scene: labels (H, W) uint8, the three modalities (C, H, W), and the surface kind per pixel
-    (not stored; tests use it to check each modality's cues): SURFACE_KINDS indexes it."""
+def generate_tile(
+    rng: np.random.Generator,
+    size: int,
+    redundancy: float = 0.0,
+    coupling_rng: np.random.Generator | None = None,
+) -> dict[str, np.ndarray]:
+    """One scene: labels (H, W) uint8, the three modalities (C, H, W), and, not stored (tests use them to
+    check each modality's cues), the surface kind per pixel (SURFACE_KINDS indexes it) and the noise-free
+    ground height under the objects (`ground`, metres).
+
+    Without `coupling_rng` this is generator version 1, byte for byte. With it (version 2), the cross-modal
+    couplings of `datasets/synthetic_couplings.py` are drawn from `coupling_rng` and applied at strength
+    `redundancy`; the scene's own draws come from `rng` in version 1's order, so version 2 shows the same
+    scenes, and at `redundancy` 0 every array equals version 1's.
+    """
+    scene = _draw_scene(rng, size)
+    couplings = None if coupling_rng is None else draw_couplings(coupling_rng, scene, redundancy)
+    optical = _render_optical(
+        rng, scene.surface, scene.optical_offset, None if couplings is None else couplings.optical
+    )
+    dsm = scene.terrain + scene.objects + rng.normal(0, 0.08, (size, size))
+    if couplings is not None:
+        dsm = dsm + couplings.dsm_add
+    sar = _render_sar(rng, scene.surface, scene.walls, size, None if couplings is None else couplings.sar_gain)
+    return {
+        "label": scene.label,
+        "optical": optical,
+        "dsm": dsm.astype(np.float32)[None],
+        "sar": sar[None],
+        "surface": scene.surface,
+        "ground": scene.terrain,
+    }
+
+
+def _draw_scene(rng: np.random.Generator, size: int) -> Scene:
     label = np.full((size, size), LOW_VEGETATION, dtype=np.uint8)
     height = _terrain(rng, size)
     objects = np.zeros((size, size), dtype=np.float32)  # height above terrain
@@ -171,10 +230,7 @@ def generate_tile(rng: np.random.Generator, size: int) -> dict[str, np.ndarray]:
             label[blob] = CLUTTER
             surface[blob] = kind
 
-    optical = _render_optical(rng, surface, optical_offset)
-    dsm = (height + objects + rng.normal(0, 0.08, (size, size))).astype(np.float32)
-    sar = _render_sar(rng, surface, building_walls, size)
-    return {"label": label, "optical": optical, "dsm": dsm[None], "sar": sar[None], "surface": surface}
+    return Scene(label, height, objects, surface, optical_offset, building_walls)
 
 
 def _terrain(rng: np.random.Generator, size: int) -> np.ndarray:
@@ -195,7 +251,10 @@ def _rectangle(rng: np.random.Generator, size: int, low: int, high: int) -> tupl
     return slice(top, top + h), slice(left, left + w)
 
 
-def _render_optical(rng: np.random.Generator, surface: np.ndarray, offset: np.ndarray) -> np.ndarray:
+def _render_optical(
+    rng: np.random.Generator, surface: np.ndarray, offset: np.ndarray, coupling: tuple | None = None
+) -> np.ndarray:
+    """IRRG uint8; `coupling` (version 2): a per-pixel gain (H, W) and offset (H, W, 3) applied before rounding."""
     base = np.where(
         (surface == 0)[..., None] | (surface == 2)[..., None] | (surface == 5)[..., None],
         _VEGETATION_RGB,
@@ -203,10 +262,16 @@ def _render_optical(rng: np.random.Generator, surface: np.ndarray, offset: np.nd
     )
     base = np.where((surface == 4)[..., None], _VISIBLE_CLUTTER_RGB, base)
     image = base + offset + rng.normal(0, 9, surface.shape + (3,))
+    if coupling is not None:
+        gain, add = coupling
+        image = image * gain[..., None] + add
     return np.clip(np.rint(image), 0, 255).astype(np.uint8).transpose(2, 0, 1)
 
 
-def _render_sar(rng: np.random.Generator, surface: np.ndarray, walls: list, size: int) -> np.ndarray:
+def _render_sar(
+    rng: np.random.Generator, surface: np.ndarray, walls: list, size: int, gain: np.ndarray | None = None
+) -> np.ndarray:
+    """sigma0 in dB; `gain` (version 2): a per-pixel factor on the linear reflectivity before speckle."""
     lookup = np.array(
         [_SAR["grass"], _SAR["pavement"], _SAR["tree"], _SAR["car"], _SAR["visible_clutter"], _SAR["hidden_clutter"]]
     )
@@ -218,6 +283,8 @@ def _render_sar(rng: np.random.Generator, surface: np.ndarray, walls: list, size
         shadow = max(1, int(roof_height / 4))
         reflectivity[rows, cols.stop : min(cols.stop + shadow, size)] = _SAR["shadow"]
         reflectivity[rows, max(cols.start - 2, 0) : cols.start + 1] = _SAR["double_bounce"]
+    if gain is not None:
+        reflectivity = reflectivity * gain
     speckle = rng.gamma(_LOOKS, 1.0 / _LOOKS, (size, size))
     return (10.0 * np.log10(reflectivity * speckle + 1e-6)).astype(np.float32)
 
@@ -242,10 +309,16 @@ def erode_labels(label: np.ndarray, radius: int, ignore_index: int = 255) -> np.
     return eroded
 
 
-def split_parts(tiles: int) -> dict[str, list[int]]:
-    """A fixed 4:1:1-ish split by tile index (tiles are independent scenes, so no leakage)."""
-    test = max(1, tiles // 6)
-    val = max(1, tiles // 6)
+def split_parts(tiles: int, test_share: float | None = None) -> dict[str, list[int]]:
+    """A fixed split by tile index (tiles are independent scenes, so no leakage). Without `test_share`, version
+    1's 4:1:1-ish split (tiles // 6 each for validation and test). With it, the last floor(tiles x test_share)
+    tiles (at least one) for test and 1/5 of the rest (at least one) for validation: a larger share enlarges
+    the test part without touching the training scenes, which keep their tile indices."""
+    if test_share is None:
+        test = val = max(1, tiles // 6)
+    else:
+        test = max(1, int(tiles * test_share))
+        val = max(1, (tiles - test) // 5)
     return {
         "train": list(range(tiles - val - test)),
         "val": list(range(tiles - val - test, tiles - test)),
@@ -265,6 +338,12 @@ def write_synthetic(
         "size": config.size,
         "eroded_radius": config.eroded_radius,
     }
+    if config.version != 1:  # version 1's provenance stays as it was, byte for byte
+        provenance |= {
+            "generator_version": str(config.version),
+            "redundancy": config.redundancy,
+            "test_share": config.test_share,
+        }
     with TileStoreWriter(
         path,
         name="synthetic",
@@ -278,7 +357,10 @@ def write_synthetic(
         expected_tiles=config.tiles,
     ) as writer:
         for index in range(config.tiles):
-            scene = generate_tile(np.random.default_rng([config.seed, index]), config.size)
+            coupling_rng = np.random.default_rng([config.seed, index, 2]) if config.version == 2 else None
+            scene = generate_tile(
+                np.random.default_rng([config.seed, index]), config.size, config.redundancy, coupling_rng
+            )
             writer.add_tile(
                 f"synthetic_{index:04d}",
                 {"optical": scene["optical"], "dsm": scene["dsm"], "sar": scene["sar"]},
@@ -287,12 +369,19 @@ def write_synthetic(
             )
             if progress is not None:
                 progress(index + 1)
-        writer.set_split("default", split_parts(config.tiles), default=True)
+        writer.set_split("default", config.parts, default=True)
     return Path(path)
 
 
 def cached_store_path(config: SyntheticConfig) -> Path:
-    name = f"synthetic-v{GENERATOR_VERSION}-s{config.seed}-n{config.tiles}-px{config.size}-{config.codec}.h5"
+    if config.version == 1 and config.test_share is None:
+        name = f"synthetic-v1-s{config.seed}-n{config.tiles}-px{config.size}-{config.codec}.h5"
+    else:
+        test = len(config.parts["test"])
+        name = (
+            f"synthetic-v{config.version}-r{config.redundancy:g}-s{config.seed}-n{config.tiles}-t{test}"
+            f"-px{config.size}-{config.codec}.h5"
+        )
     return cache_dir() / name
 
 
@@ -320,7 +409,13 @@ class SyntheticDataset:
     def config_from(settings: dict) -> SyntheticConfig:
         try:
             return SyntheticConfig(
-                tiles=settings["tiles"], size=settings["size"], seed=settings["seed"], codec=settings["codec"]
+                tiles=settings["tiles"],
+                size=settings["size"],
+                seed=settings["seed"],
+                codec=settings["codec"],
+                version=settings.get("version", 1),
+                redundancy=float(settings.get("redundancy", 0.0)),
+                test_share=settings.get("test_share") or None,
             )
         except ValueError as exc:
             from mmbench.errors import ConfigError

@@ -31,10 +31,10 @@ def test_synth_info_verify(capsys, tmp_path):
         assert fragment in out
     code, out, _ = cli(capsys, "data", "info", str(store), "--json")
     summary = json.loads(out)
-    assert summary["tiles"] == 6 and summary["splits"]["default"] == {"train": 4, "val": 1, "test": 1}
+    assert summary["tiles"] == 6 and summary["splits"]["default"] == {"train": 3, "val": 1, "test": 2}
     assert summary["provenance"]["seed"] == 2
     pixels = summary["class_histograms"]["full"]["default/train"]["pixels"]
-    assert sum(pixels) == 4 * 64 * 64
+    assert sum(pixels) == 3 * 64 * 64
 
     code, out, _ = cli(capsys, "data", "verify", str(store))
     assert code == 0 and "ok" in out
@@ -89,11 +89,19 @@ def test_run_materialises_the_synthetic_dataset_and_fingerprints_it(capsys, tmp_
     assert code == 0, err
     record = json.loads(next((tmp_path / "runs").rglob("result.json")).read_text())
     path = record["dataset"]["path"]
-    assert path.startswith(str(session_cache)) and path.endswith("-n6-px64-blosc-lz4.h5")
+    assert path.startswith(str(session_cache)) and path.endswith("-n6-t2-px64-blosc-lz4.h5")
     with open(path, "rb") as handle:
         assert record["dataset"]["fingerprint"] == "sha256:" + hashlib.sha256(handle.read()).hexdigest()
-    assert record["config"]["dataset"] == {"tiles": 6, "size": 64, "seed": 0, "codec": "blosc-lz4"}
-    assert record["dataset"]["name"] == "synthetic" and record["dataset"]["version"] == "2"
+    assert record["config"]["dataset"] == {
+        "version": 2,
+        "redundancy": 0.5,
+        "tiles": 6,
+        "test_share": 0.45,
+        "size": 64,
+        "seed": 0,
+        "codec": "blosc-lz4",
+    }
+    assert record["dataset"]["name"] == "synthetic" and record["dataset"]["version"] == "3"
     code, _, err = cli(
         capsys, "run", "dummy", "-p", "dummy-protocol", "--set", "dataset.codec=zip", "--out", str(tmp_path / "runs2")
     )

@@ -23,6 +23,7 @@ from mmbench.datasets.synthetic import (
     generate_tile,
     write_synthetic,
 )
+from mmbench.datasets.synthetic_probes import class_f1
 
 SMALL = SyntheticConfig(tiles=18, size=128)
 
@@ -84,55 +85,14 @@ def test_physics_of_each_modality():
     assert np.median(sar[label == CAR]) - np.median(sar[label == IMPERVIOUS]) > 6
 
 
-def _features(store: TileStore, index: int, modalities: tuple[str, ...]) -> np.ndarray:
-    """Per-pixel features a simple classifier can use: bands, height above the tile's ground, and
-    5x5 box-filtered SAR (speckle averaged out)."""
-    columns = []
-    if "optical" in modalities:
-        columns.extend(store.read_modality("optical", index).astype(float))
-    if "dsm" in modalities:
-        dsm = store.read_modality("dsm", index)[0].astype(float)
-        columns.append(dsm - np.percentile(dsm, 5))
-    if "sar" in modalities:
-        sar = store.read_modality("sar", index)[0].astype(float)
-        padded = np.pad(sar, 2, mode="edge")
-        windows = (padded[dy : dy + sar.shape[0], dx : dx + sar.shape[1]] for dy in range(5) for dx in range(5))
-        columns.append(sum(windows) / 25)
-    return np.stack(columns, axis=-1).reshape(-1, len(columns))
-
-
-def _class_f1(store: TileStore, modalities: tuple[str, ...]) -> np.ndarray:
-    """Per-class F1 of a Gaussian naive Bayes pixel classifier fit on train, scored on test."""
-
-    def data(part: str):
-        indices = store.split_indices(None, part)
-        features = np.concatenate([_features(store, int(i), modalities) for i in indices])
-        labels = np.concatenate([store.read_label("full", int(i)).ravel() for i in indices])
-        return features, labels
-
-    x_train, y_train = data("train")
-    x_test, y_test = data("test")
-    classes = len(CLASSES)
-    means = np.stack([x_train[y_train == c].mean(0) for c in range(classes)])
-    variances = np.stack([x_train[y_train == c].var(0) + 1e-3 for c in range(classes)])
-    log_prior = np.log(np.bincount(y_train, minlength=classes) / len(y_train))
-    scores = -0.5 * (((x_test[:, None, :] - means) ** 2 / variances) + np.log(variances)).sum(-1) + log_prior
-    predicted = scores.argmax(1)
-    f1 = []
-    for c in range(classes):
-        tp = np.sum((predicted == c) & (y_test == c))
-        f1.append(2 * tp / max(np.sum(predicted == c) + np.sum(y_test == c), 1))
-    return np.array(f1)
-
-
 def test_losing_each_modality_costs_the_classes_it_alone_explains(small_store):
     """The generator's contract, checked with a classifier that cannot cheat by learning shapes.
     (SAR's unique class, hidden clutter, is checked directly in the next test: one Gaussian per class
     cannot model clutter's two modes, dark visible blobs and SAR-bright hidden ones.)"""
     with TileStore(small_store) as store:
-        full = _class_f1(store, ("optical", "dsm", "sar"))
-        no_optical = _class_f1(store, ("dsm", "sar"))
-        no_dsm = _class_f1(store, ("optical", "sar"))
+        full = class_f1(store, ("optical", "dsm", "sar"))
+        no_optical = class_f1(store, ("dsm", "sar"))
+        no_dsm = class_f1(store, ("optical", "sar"))
     # Without optical, grass and pavement blur together.
     assert full[LOW_VEGETATION] - no_optical[LOW_VEGETATION] > 0.1
     assert full[IMPERVIOUS] - no_optical[IMPERVIOUS] > 0.1

@@ -118,7 +118,7 @@ def synth(args: argparse.Namespace) -> int:
             raise ConfigError(f"--{key} {value}: {why}")
     spec = DATASETS.get("synthetic")
     settings = load_defaults(spec.defaults, "dataset 'synthetic'")
-    for key in ("seed", "tiles", "size", "codec"):
+    for key in ("seed", "tiles", "size", "codec", "version", "redundancy", "test_share"):
         if getattr(args, key) is not None:
             settings[key] = getattr(args, key)
     dataset = spec.load()

@@ -150,7 +150,19 @@ def build_parser() -> argparse.ArgumentParser:
     synth = data_commands.add_parser("synth", help="generate the built-in synthetic benchmark store")
     synth.add_argument("--out", metavar="FILE.h5", help="output file (default: the user cache)")
     synth.add_argument("--seed", type=int, metavar="N", help="generator seed (default 0)")
-    synth.add_argument("--tiles", type=int, metavar="N", help="number of tiles (default 48)")
+    synth.add_argument("--tiles", type=int, metavar="N", help="number of tiles (default 72)")
+    synth.add_argument(
+        "--generator-version", type=int, choices=(1, 2), dest="version", help="generator version (default 2)"
+    )
+    synth.add_argument(
+        "--redundancy", type=float, metavar="R", help="version 2's cross-modal coupling strength, 0-1 (default 0.5)"
+    )
+    synth.add_argument(
+        "--test-share",
+        type=float,
+        metavar="S",
+        help="share of the tiles in the test part (default 0.45: 32 of 72; 0: tiles // 6, as version 1)",
+    )
     synth.add_argument("--size", type=int, metavar="PX", help="tile side in pixels (default 192)")
     synth.add_argument("--codec", choices=CODEC_CHOICES, help="HDF5 chunk codec (default blosc-lz4)")
     convert = data_commands.add_parser("convert", help="convert an official dataset layout to a tile store")
