@@ -206,6 +206,26 @@ def test_the_shipped_suites_are_the_published_ones():
 
     assert sorted(m.method for m in board.methods) == sorted(METHODS.names())  # every built-in method
     assert board.train == "last1" and board.evaluate == ("subsets", "minority") and len(board.seeds) == 3
+    assert board.overrides[:4] == (
+        "dataset.version=1",
+        "dataset.redundancy=0",
+        "dataset.tiles=48",
+        "dataset.test_share=0",
+    )
+    board_v2 = load_suite(REPO / "suites" / "synthetic-v2.yaml")
+    assert sorted(m.method for m in board_v2.methods) == sorted(METHODS.names())
+    assert board_v2.evaluate == ("subsets", "minority", "random-drop") and len(board_v2.seeds) == 3
+
+
+def test_the_redundancy_study_crosses_six_methods_with_three_levels():
+    study = load_suite(REPO / "suites" / "redundancy-study.yaml")
+    levels = {}
+    for config in study.methods:
+        (level,) = [o.split("=")[1] for o in config.overrides if o.startswith("dataset.redundancy=")]
+        levels.setdefault(config.name.rsplit("-r", 1)[0], set()).add(float(level))
+    assert set(levels) == {"stars", "stars-translator-copy", "modality-dropout", "cgan", "gemmnet", "mmformer"}
+    assert all(found == {0.0, 0.5, 1.0} for found in levels.values()), levels
+    assert len(study.seeds) >= 3
 
 
 def test_the_stars_ablation_suite_matches_the_ablation_script():
