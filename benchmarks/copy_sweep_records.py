@@ -28,7 +28,7 @@ def finished_records(sweep_out: Path) -> list[tuple[str, Path]]:
         record = state.get("record")
         if not record:
             raise SystemExit(f"{state_path}: a done job without a record path; re-run the sweep with --status")
-        found.append((f"{config_name}-{seed}-{protocol}.json", Path(record)))
+        found.append((f"{config_name}-{seed}-{protocol}.json", seed_dir / record))  # relative to the seed folder
     return found
 
 

@@ -18,6 +18,10 @@ turns hidden clutter into low vegetation. docs/synthetic.md documents the model 
 
 Generation is seeded per tile (`numpy.random.default_rng([seed, tile])`), so the store is
 byte-identical for a given seed and size, whatever order tiles are made in.
+
+That is generator version 1. Version 2 renders the same scenes with the cross-modal couplings of
+datasets/synthetic_couplings.py at strength `redundancy`, so that each modality's class evidence becomes partly
+recoverable from the others (redundancy 0 gives version 1's arrays); docs/synthetic.md measures each level.
 """
 
 from __future__ import annotations
@@ -149,6 +153,7 @@ def generate_tile(
 
 
 def _draw_scene(rng: np.random.Generator, size: int) -> Scene:
+    """Every draw that fixes the scene, in version 1's order (the renderers then draw the sensor noise)."""
     label = np.full((size, size), LOW_VEGETATION, dtype=np.uint8)
     height = _terrain(rng, size)
     objects = np.zeros((size, size), dtype=np.float32)  # height above terrain
