@@ -239,6 +239,9 @@ def test_the_stars_ablation_suite_matches_the_ablation_script():
     expected = {(method, tuple(sorted(overrides))) for method, overrides in module.VARIANTS.values()}
     assert variants == expected
     assert suite.train == "last1" and suite.evaluate == ("minority",)
+    on_v2 = load_suite(REPO / "suites" / "stars-ablations-v2.yaml")
+    assert {(config.method, tuple(sorted(config.overrides))) for config in on_v2.methods} == expected
+    assert not any(o.startswith("dataset.") for o in on_v2.overrides) and len(on_v2.seeds) >= 3
 
 
 def test_list_suites(capsys):
