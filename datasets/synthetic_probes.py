@@ -4,7 +4,7 @@
 - `class_f1`: a per-pixel Gaussian naive-Bayes classifier (it cannot learn shapes, so it shows what each
   pixel's values alone say about its class), fit on the train part and scored on the test part.
 - `recoverability_r2`: how well a small convolutional regressor, trained on the train part, predicts one
-  modality from the others on the test part (R^2 over test pixels). It sees a 31 px neighbourhood, enough for
+  modality from the others on the test part (R^2 over test pixels). It sees a 33 px neighbourhood, enough for
   the shadows and wall lines of datasets/synthetic_couplings.py, so it measures cross-modal redundancy that
   needs context, which the per-pixel classifier cannot.
 """
@@ -92,7 +92,7 @@ def _stack(store: TileStore, part: str, modalities: Sequence[str]) -> torch.Tens
 
 
 class _Regressor(nn.Module):
-    """Five 3x3 convolutions with dilations 1, 2, 4, 8, 1: a 31 px receptive field in 10k parameters."""
+    """Five 3x3 convolutions with dilations 1, 2, 4, 8, 1: a 33 px receptive field in 10k parameters."""
 
     def __init__(self, inputs: int, outputs: int, width: int = 16) -> None:
         super().__init__()
