@@ -133,6 +133,8 @@ def generate_tile(
     `redundancy`; the scene's own draws come from `rng` in version 1's order, so version 2 shows the same
     scenes, and at `redundancy` 0 every array equals version 1's.
     """
+    if coupling_rng is None and redundancy != 0.0:
+        raise ValueError("a redundancy needs version 2's coupling_rng (version 1 has no couplings)")
     scene = _draw_scene(rng, size)
     couplings = None if coupling_rng is None else draw_couplings(coupling_rng, scene, redundancy)
     optical = _render_optical(

@@ -106,6 +106,11 @@ def test_bad_settings_are_refused(settings, message):
         SyntheticConfig(**settings)
 
 
+def test_a_redundancy_without_the_coupling_stream_is_refused_not_ignored():
+    with pytest.raises(ValueError, match="needs version 2's coupling_rng"):
+        generate_tile(np.random.default_rng(0), 64, 0.5)
+
+
 def _separability(a: np.ndarray, b: np.ndarray) -> float:
     return abs(a.mean() - b.mean()) / np.sqrt((a.var() + b.var()) / 2)
 
