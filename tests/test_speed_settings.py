@@ -48,12 +48,12 @@ def _train_defaults(method: str) -> dict:
     return load_defaults(METHODS.get(method).defaults, method).get("train", {})
 
 
-def _flipped(method: str) -> list[str]:
-    """--set options that flip both speed settings away from the method's defaults."""
+def _flipped(method: str) -> dict[str, str]:
+    """Both speed settings flipped away from the method's defaults: {config key: value as --set writes it}."""
     train = _train_defaults(method)
     layout = "contiguous" if train.get("memory_format", "contiguous") == "channels_last" else "channels_last"
     fused = "false" if train.get("fused_optimizer", False) else "true"
-    return ["--set", f"method.train.memory_format={layout}", "--set", f"method.train.fused_optimizer={fused}"]
+    return {"method.train.memory_format": layout, "method.train.fused_optimizer": fused}
 
 
 @pytest.mark.parametrize("method", [m for m in builtin_methods() if m in PINS["smoke_losses"]])
@@ -61,7 +61,9 @@ def test_flipping_the_speed_settings_keeps_the_pinned_losses(tmp_path, store, me
     if "train" not in load_defaults(METHODS.get(method).defaults, method):
         pytest.skip(f"{method} is not trained by the engine")
     command = ["run", method, "--protocol", "last1", "--dataset", str(store), "--smoke", "--out", str(tmp_path)]
-    assert main([*command, *_flipped(method)]) == 0
+    flipped = _flipped(method)
+    options = [part for key, value in flipped.items() for part in ("--set", f"{key}={value}")]
+    assert main([*command, *options]) == 0
     (log,) = tmp_path.rglob("train_log.jsonl")
     rows = [json.loads(line) for line in log.read_text().splitlines()]
     losses = [row for row in rows if row["event"] == "train"]
@@ -77,8 +79,8 @@ def test_flipping_the_speed_settings_keeps_the_pinned_losses(tmp_path, store, me
             assert math.isclose(got[term], value, rel_tol=rel_tol, abs_tol=1e-5), (method, got["step"], term)
     (record,) = tmp_path.rglob("result.json")
     train = json.loads(record.read_text())["config"]["method"]["train"]
-    assert f"method.train.memory_format={train['memory_format']}" == _flipped(method)[1]
-    assert f"method.train.fused_optimizer={str(train['fused_optimizer']).lower()}" == _flipped(method)[3]
+    assert train["memory_format"] == flipped["method.train.memory_format"]
+    assert str(train["fused_optimizer"]).lower() == flipped["method.train.fused_optimizer"]
 
 
 def test_channels_last_reaches_the_parameters_and_the_batches(tmp_path, store):
