@@ -60,6 +60,13 @@ def _seeds(records: dict[int, LoadedRecord]) -> tuple[dict[int, object], object]
     return matrices, _mask(first.record, None, k)
 
 
+def _p(value: float | None) -> str:
+    """A permutation p-value; its smallest possible value is 1 / 2001, so below 0.001 it reads "< 0.001"."""
+    if value is None:
+        return "–"
+    return "< 0.001" if value < 0.001 else f"{value:.3f}"
+
+
 def _pp(value: float | None) -> str:
     return "–" if value is None else f"{100 * value:.1f}"
 
@@ -79,6 +86,7 @@ def cell_row(config: str, level: str, records: dict[int, LoadedRecord]) -> str:
 
 
 def comparison_row(a: str, b: str, what: str, level: str, found: dict) -> str | None:
+    """One paired comparison at one level: the last1 mean, then each scenario (which modality was left)."""
     if (a, level) not in found or (b, level) not in found:
         return None
     a_seeds, scored = _seeds(found[(a, level)])
@@ -88,10 +96,20 @@ def comparison_row(a: str, b: str, what: str, level: str, found: dict) -> str | 
     result = st.paired_comparison(a_seeds, b_seeds, scored)
     n = len(result.seeds)
     flag = "" if n >= MIN_SEEDS else " ⚠ fewer than 3 paired seeds"
+    scenarios = next(iter(a_seeds.values())).shape[0]
+    per_scenario = []
+    for index in range(scenarios):
+        one = st.paired_comparison(a_seeds, b_seeds, scored, statistic=index)
+        per_scenario.append(f"{_pp(one.difference)} [{_pp(one.low)}, {_pp(one.high)}]")
     return (
         f"| {what} | {level} | {n} | {_pp(result.difference)} [{_pp(result.low)}, {_pp(result.high)}] | "
-        f"{result.p_value:.3f}{flag} |"
+        f"{_p(result.p_value)}{flag} | " + " | ".join(per_scenario) + " |"
     )
+
+
+def _scenario_names(found: dict) -> list[str]:
+    first = next(iter(next(iter(found.values())).values()))
+    return [scenario["name"] for scenario in first.record["scenarios"]]
 
 
 def report(folder: Path) -> str:
@@ -115,11 +133,13 @@ def report(folder: Path) -> str:
     if rows:
         lines += [
             "",
-            "Paired differences, a − b in points of last1 mean mIoU (paired by seed and tile; interval: paired",
-            "bootstrap; p: paired permutation test, 2,000 permutations):",
+            "Paired differences, a − b in points of last1 mean mIoU and of each scenario's mIoU (paired by seed and",
+            "tile; interval: paired bootstrap, 95 %; p: paired permutation test of the mean, 2,000 permutations):",
             "",
-            "| comparison | redundancy | paired seeds | a − b [95 % interval] | p |",
-            "|---|---|---:|---|---:|",
+            "| comparison | redundancy | paired seeds | a − b [95 % interval] | p | "
+            + " | ".join(f"{name}: a − b" for name in _scenario_names(found))
+            + " |",
+            "|---|---|---:|---|---:|" + "---|" * len(_scenario_names(found)),
             *rows,
         ]
     return "\n".join(lines)
