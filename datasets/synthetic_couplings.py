@@ -54,6 +54,8 @@ CANOPY_IR_PER_M = 3.0
 VOLUME_SCATTER = 0.8  # log-gain of vegetation backscatter per unit density
 CANOPY_SCATTER_PER_M = 0.08
 ROOF_SAR_GAIN = 1.5
+ROOF_HEIGHTS_M = (6.0, 20.0)  # datasets/synthetic.py draws roof heights from this range
+DOUBLE_BOUNCE_GAIN = 0.5  # at redundancy 1: +50 % for the tallest walls, -50 % for the lowest
 GRASS_ROUGHNESS_M = 0.35
 HIDDEN_CLUTTER_HEIGHT_M = 1.2
 HIDDEN_CLUTTER_STRESS = np.array([-55.0, 15.0, 0.0])
@@ -89,7 +91,8 @@ def draw_couplings(rng: np.random.Generator, scene: Scene, redundancy: float) ->
     add = np.zeros((size, size, 3))
     add[..., 0] += r * VIGOUR_IR * density * vegetation + r * CANOPY_IR_PER_M * objects * tree
     for rows, cols, roof_height in scene.walls:
-        tall = np.clip((roof_height - 6.0) / 14.0, 0.0, 1.0)
+        low, high = ROOF_HEIGHTS_M
+        tall = np.clip((roof_height - low) / (high - low), 0.0, 1.0)
         add[rows, cols] += r * (tall * ROOF_TALL_TONE + (1.0 - tall) * ROOF_LOW_TONE)
     add[surface == HIDDEN_CLUTTER] += r * HIDDEN_CLUTTER_STRESS
 
@@ -108,7 +111,9 @@ def draw_couplings(rng: np.random.Generator, scene: Scene, redundancy: float) ->
     for rows, cols, roof_height in scene.walls:
         shadow_px = max(1, int(roof_height / 4))
         sar_gain[rows, cols.stop : min(cols.stop + shadow_px, size)] = 1.0
-        sar_gain[rows, max(cols.start - 2, 0) : cols.start + 1] = 1.0 + r * 0.5 * (roof_height - 13.0) / 7.0
+        middle, half_range = sum(ROOF_HEIGHTS_M) / 2, (ROOF_HEIGHTS_M[1] - ROOF_HEIGHTS_M[0]) / 2
+        wall = 1.0 + r * DOUBLE_BOUNCE_GAIN * (roof_height - middle) / half_range
+        sar_gain[rows, max(cols.start - 2, 0) : cols.start + 1] = wall
     return Couplings((gain, add), dsm_add, sar_gain)
 
 

@@ -30,11 +30,16 @@ def pixel_features(store: TileStore, index: int, modalities: Sequence[str]) -> n
     if "dsm" in modalities:
         columns.append(_height_above_ground(store.read_modality("dsm", index)[0]))
     if "sar" in modalities:
-        sar = store.read_modality("sar", index)[0].astype(float)
-        padded = np.pad(sar, 2, mode="edge")
-        windows = (padded[dy : dy + sar.shape[0], dx : dx + sar.shape[1]] for dy in range(5) for dx in range(5))
-        columns.append(sum(windows) / 25)
+        columns.append(box_mean(store.read_modality("sar", index)[0].astype(float), 5))
     return np.stack(columns, axis=-1).reshape(-1, len(columns))
+
+
+def box_mean(array: np.ndarray, size: int) -> np.ndarray:
+    """The mean over a `size` x `size` window (odd `size`; edges padded with the border values)."""
+    padded = np.pad(array, size // 2, mode="edge")
+    height, width = array.shape
+    windows = (padded[dy : dy + height, dx : dx + width] for dy in range(size) for dx in range(size))
+    return sum(windows) / size**2
 
 
 def class_f1(store: TileStore, modalities: Sequence[str]) -> np.ndarray:

@@ -21,6 +21,7 @@ from mmbench.datasets.synthetic import (
     generate_tile,
     write_synthetic,
 )
+from mmbench.datasets.synthetic_probes import box_mean
 from mmbench.records.fingerprint import file_sha256
 
 RECORDS = Path(__file__).resolve().parents[1] / "docs" / "results" / "records"
@@ -115,11 +116,6 @@ def _separability(a: np.ndarray, b: np.ndarray) -> float:
     return abs(a.mean() - b.mean()) / np.sqrt((a.var() + b.var()) / 2)
 
 
-def _box(array: np.ndarray, k: int = 5) -> np.ndarray:
-    padded = np.pad(array, k // 2, mode="edge")
-    return sum(padded[dy : dy + array.shape[0], dx : dx + array.shape[1]] for dy in range(k) for dx in range(k)) / k**2
-
-
 def _cues(redundancy: float) -> dict[str, float]:
     """d' of cues version 1 gives to one modality only, measured in another, on six 128 px tiles."""
     pairs: dict[str, tuple[list, list]] = {}
@@ -129,10 +125,10 @@ def _cues(redundancy: float) -> dict[str, float]:
         scene = generate_tile(np.random.default_rng([3, tile]), 128, redundancy, np.random.default_rng([3, tile, 2]))
         surface, label = scene["surface"], scene["label"]
         raw = scene["optical"].astype(float)
-        optical = np.stack([_box(band) for band in raw])  # 5x5 means
-        texture = np.sqrt(np.maximum(_box(raw[0] ** 2) - optical[0] ** 2, 0))  # 5x5 IR standard deviation
+        optical = np.stack([box_mean(band, 5) for band in raw])  # 5x5 means
+        texture = np.sqrt(np.maximum(box_mean(raw[0] ** 2, 5) - optical[0] ** 2, 0))  # 5x5 IR standard deviation
         dsm = scene["dsm"][0].astype(float) - scene["ground"]  # height above the ground
-        sar = _box(scene["sar"][0].astype(float))
+        sar = box_mean(scene["sar"][0].astype(float), 5)
         ground = (surface == grass) | (label == IMPERVIOUS)
         for name, a, b in (
             ("tree vs grass, optical IR texture", texture[surface == tree], texture[surface == grass]),
