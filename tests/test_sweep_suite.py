@@ -215,6 +215,7 @@ def test_the_shipped_suites_are_the_published_ones():
     board_v2 = load_suite(REPO / "suites" / "synthetic-v2.yaml")
     assert sorted(m.method for m in board_v2.methods) == sorted(METHODS.names())
     assert board_v2.evaluate == ("subsets", "minority", "random-drop") and len(board_v2.seeds) == 3
+    assert "method.train.iterations=3000" in board_v2.overrides  # one matched budget for every method
 
 
 def test_the_redundancy_study_crosses_six_methods_with_three_levels():
