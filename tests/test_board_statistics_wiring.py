@@ -142,10 +142,12 @@ def test_budget_columns_and_the_final_step_flag(board):
         "params_inference_scenario": "sar only",
         "step_s": 0.25,
         "train_s": 375.0,
+        "steps": 1500,
+        "selected_steps": [1000, 1000, 1000],
     }
     assert FINAL_STEP in rows["gamma"]["flags"] and FINAL_STEP not in rows["alpha"]["flags"]
     text = render_markdown(board)
-    assert "| 1.00 | 0.250 | 375 |" in text
+    assert "| 1.00 | 0.250 | 375 | 1500 | 1000, 1000, 1000 |" in text
 
 
 def test_inference_params_prefer_the_scenario_with_every_modality():

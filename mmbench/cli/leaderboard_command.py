@@ -27,6 +27,8 @@ from mmbench.leaderboard.render_text import (
     render_csv,
     render_json,
     render_markdown,
+    seconds,
+    selected_text,
     settings_line,
     statistics_line,
     value_text,
@@ -237,7 +239,7 @@ def _print_rich(board: dict) -> None:
         view.add_column("n", justify="right")
         for column in table["columns"]:
             view.add_column(column["label"], justify="right")
-        for name in ("p vs best", "infer. params (M)", "s/step", "train s"):
+        for name in ("p vs best", "infer. params (M)", "s/step", "train s", "steps", "selected at"):
             view.add_column(name, justify="right")
         view.add_column("flags")
         for row in table["rows"]:
@@ -251,6 +253,8 @@ def _print_rich(board: dict) -> None:
                 millions(budget.get("params_inference")),
                 "–" if budget.get("step_s") is None else f"{budget['step_s']:.3f}",
                 "–" if budget.get("train_s") is None else f"{budget['train_s']:.0f}",
+                seconds(budget.get("steps")),
+                selected_text(budget),
                 "[yellow]" + "; ".join(row["flags"]) + "[/yellow]" if row["flags"] else "clean",
                 style="green" if row.get("tied_with_best") else None,
             )
@@ -259,7 +263,7 @@ def _print_rich(board: dict) -> None:
                 "ref",
                 f"{ref['method']} (published)",
                 "",
-                *([""] * (len(table["columns"]) + 4)),
+                *([""] * (len(table["columns"]) + 6)),
                 f"{ref['metric']} {ref['value']} — {ref['setting']} ({ref['provenance']})",
                 style="dim",
             )

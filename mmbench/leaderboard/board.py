@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from mmbench.leaderboard.across_tables import across_tables
-from mmbench.leaderboard.budget import FINAL_STEP, row_budget, selected_final_step
+from mmbench.leaderboard.budget import FINAL_STEP, row_budget, selected_final_step, validation_curves
 from mmbench.leaderboard.collect import LoadedRecord, Skipped
 from mmbench.leaderboard.table_statistics import annotate_table
 
@@ -251,6 +251,7 @@ def _row(records: list[LoadedRecord], columns: list[str], labels: Mapping[str, s
         "paper": first["method"].get("paper"),
         "params": first["method"].get("params"),
         "budget": row_budget(records),
+        "validation_curves": validation_curves(records),
         "trained_for_missing": _trained_for_missing(records),
         "trained_on": transfer_source(first),
         "seeds": sorted(item.record["seed"] for item in records),

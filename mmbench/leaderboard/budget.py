@@ -39,9 +39,19 @@ def _median(values: Sequence[float | None]) -> float | None:
     return statistics.median(present) if present else None
 
 
+def _checkpoint(record: Mapping[str, Any]) -> Mapping[str, Any]:
+    return record["method"].get("checkpoint") or {}
+
+
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
 def row_budget(records: Sequence[LoadedRecord]) -> dict[str, Any]:
-    """Parameters used at inference on the full set, seconds per training step and total training time
-    (medians over the row's records; None when no record says)."""
+    """Parameters used at inference on the full set, seconds per training step, total training time and
+    training steps (medians over the row's records; None when no record says), and the step each seed's
+    evaluated checkpoint was selected at (in seed order), so a matched budget and an under-trained row
+    are both visible beside the numbers."""
     params = [inference_params(item.record) for item in records]
     per_step = []
     for item in records:
@@ -49,7 +59,11 @@ def row_budget(records: Sequence[LoadedRecord]) -> dict[str, Any]:
         per_step.append(1.0 / rate if rate else None)
     train = [_number((item.record.get("timing") or {}).get("train_s")) for item in records]
     known = [value for value, _ in params if value is not None]
+    steps = [value for item in records if (value := _int(_checkpoint(item.record).get("total_steps"))) is not None]
+    ordered = sorted(records, key=lambda item: item.record["seed"])
     return {
+        "steps": int(statistics.median(steps)) if steps else None,
+        "selected_steps": [_int(_checkpoint(item.record).get("selected_step")) for item in ordered],
         "params_inference": int(statistics.median(known)) if known else None,
         "params_inference_scenario": next((name for value, name in params if value is not None), None),
         "step_s": _median(per_step),
@@ -70,3 +84,26 @@ def selected_final_step(record: Mapping[str, Any]) -> bool:
         train = (config.get("method") or {}).get("train") or {}
         total = train.get("iterations", (config.get("run") or {}).get("iterations"))
     return isinstance(total, int) and selected == total
+
+
+def validation_curves(records: Sequence[LoadedRecord]) -> list[dict[str, Any]]:
+    """Each training record's validation curve ({seed, selected_step, points: [[step, score], ...]}, in seed
+    order). Only records that trained (`timing.train_s`) count: an evaluation record repeats the curve of
+    the checkpoint it loaded, which the training table already shows."""
+    curves = []
+    for item in sorted(records, key=lambda item: item.record["seed"]):
+        if _number((item.record.get("timing") or {}).get("train_s")) is None:
+            continue
+        checkpoint = _checkpoint(item.record)
+        points = [
+            [step, score]
+            for point in checkpoint.get("validation_curve") or []
+            if isinstance(point, Mapping)
+            and (step := _int(point.get("step"))) is not None
+            and (score := _number(point.get("score"))) is not None
+        ]
+        if points:
+            curves.append(
+                {"seed": item.record["seed"], "selected_step": _int(checkpoint.get("selected_step")), "points": points}
+            )
+    return curves

@@ -16,6 +16,7 @@ from html import escape
 from typing import Any
 
 from mmbench.leaderboard.cd_diagram import cd_diagram
+from mmbench.leaderboard.curves_svg import validation_curves_chart
 from mmbench.leaderboard.render_text import (
     FEW_SEEDS,
     TIED,
@@ -25,6 +26,7 @@ from mmbench.leaderboard.render_text import (
     percent,
     rank_text,
     seconds,
+    selected_text,
     statistics_line,
 )
 from mmbench.leaderboard.svg import dot_plot, heatmap, number
@@ -253,6 +255,9 @@ def _board_table(table: Mapping[str, Any], index: int) -> str:
         "inference params (M)</th>",
         '<th scope="col" data-first="asc" title="seconds per training step">s / step</th>',
         '<th scope="col" data-first="asc" title="training time in seconds">train s</th>',
+        '<th scope="col" data-first="asc" title="training steps">steps</th>',
+        '<th scope="col" data-first="asc" title="the step each seed\'s checkpoint was selected at on validation, '
+        'in seed order">selected at</th>',
         '<th scope="col" data-first="asc">reproducibility</th>',
     ]
     body = []
@@ -282,6 +287,8 @@ def _board_table(table: Mapping[str, Any], index: int) -> str:
             f"{millions(budget.get('params_inference'))}</td>",
             f'<td class="num" data-sort="{_sort_attr(budget.get("step_s"))}">{seconds(budget.get("step_s"), 3)}</td>',
             f'<td class="num" data-sort="{_sort_attr(budget.get("train_s"))}">{seconds(budget.get("train_s"))}</td>',
+            f'<td class="num" data-sort="{_sort_attr(budget.get("steps"))}">{seconds(budget.get("steps"))}</td>',
+            f'<td class="num">{_e(selected_text(budget))}</td>',
             _reproducibility(row),
         ]
         tied = ' class="tied"' if row.get("tied_with_best") else ""
@@ -414,6 +421,29 @@ def _charts(table: Mapping[str, Any], heading: str) -> str:
     )
 
 
+def _curves(table: Mapping[str, Any], heading: str) -> str:
+    """The validation curves of the rows' training runs; "" for a table of evaluation-only records (they
+    repeat the curves of the checkpoints they loaded, shown with the training table)."""
+    rows = [row for row in table.get("rows") or [] if isinstance(row, Mapping)]
+    series = [
+        (str(row.get("label") or row.get("method") or "?"), [c for c in row.get("validation_curves") or [] if c])
+        for row in rows
+    ]
+    chart = validation_curves_chart(
+        [(label, curves) for label, curves in series if curves],
+        title=f"Validation mIoU during training — {heading}",
+        data={"table": str(table.get("id", ""))},
+    )
+    if not chart:
+        return ""
+    return (
+        f'<h3>Validation curves</h3><div class="charts"><figure>{chart}<figcaption>Mean of the training '
+        "protocol's validation score over seeds (thick), each seed (thin), each seed's selected checkpoint "
+        "(ring); the legend gives the number of seeds. A curve still rising at the last step means the "
+        "budget, not the method, may have set the row's rank.</figcaption></figure></div>"
+    )
+
+
 def _part(table: Mapping[str, Any], name: str) -> Mapping[str, Any]:
     """table["dataset"] or table["protocol"] as a mapping (a bare string is taken as the name)."""
     value = table.get(name)
@@ -459,6 +489,7 @@ def _table_section(table: Mapping[str, Any], index: int) -> str:
     if references:
         parts.append(_reference_table(references))
     parts.append(_charts(table, heading))
+    parts.append(_curves(table, heading))
     parts.append("</section>")
     return "".join(parts)
 

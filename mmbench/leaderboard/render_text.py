@@ -78,6 +78,13 @@ def seconds(value: Any, digits: int = 0) -> str:
     return f"{value:.{digits}f}" if isinstance(value, (int, float)) and not isinstance(value, bool) else "–"
 
 
+def selected_text(budget: Mapping[str, Any]) -> str:
+    """The step each seed's checkpoint was selected at, in seed order ("2750, 3000, 2500"); – when no record
+    says."""
+    steps = budget.get("selected_steps") or []
+    return ", ".join("–" if step is None else str(step) for step in steps) if any(s is not None for s in steps) else "–"
+
+
 def statistics_line(table: Mapping[str, Any]) -> str:
     """One sentence: how the intervals and marks of this table were made, or why it has none."""
     info = table.get("statistics") or {}
@@ -161,7 +168,8 @@ def render_markdown(board: Mapping[str, Any], rebuild: str | None = None) -> str
         "says otherwise; mean ± std over seeds (n), with a 95 % bootstrap interval in brackets where the records "
         f"carry per-unit matrices. {TIED} = not distinguishable from the table's best; {FEW_SEEDS} = fewer than 3 "
         "seeds; a rank range (1–3) is a 95 % rank interval. Budget: parameters used at inference on the full "
-        "modality set, seconds per training step, training time. Rows flagged in the last column do not come "
+        "modality set, seconds per training step, training time, training steps and the step each seed's "
+        "checkpoint was selected at on validation. Rows flagged in the last column do not come "
         "from one clean source tree or need a caveat.",
         "",
     ]
@@ -186,10 +194,12 @@ def render_markdown(board: Mapping[str, Any], rebuild: str | None = None) -> str
             "inference params (M)",
             "s / step",
             "train s",
+            "steps",
+            "selected at",
             "reproducibility",
         ]
         lines.append("| " + " | ".join(headers) + " |")
-        lines.append("|---:|---|---:|" + "---:|" * len(table["columns"]) + "---:|" * 5 + "---|")
+        lines.append("|---:|---|---:|" + "---:|" * len(table["columns"]) + "---:|" * 7 + "---|")
         for row in table["rows"]:
             links = " ".join(f"[{index + 1}]({path})" for index, path in enumerate(row["records"]))
             flags = "; ".join(row["flags"]) if row["flags"] else "clean"
@@ -204,6 +214,8 @@ def render_markdown(board: Mapping[str, Any], rebuild: str | None = None) -> str
                 millions(budget.get("params_inference")),
                 seconds(budget.get("step_s"), 3),
                 seconds(budget.get("train_s")),
+                seconds(budget.get("steps")),
+                selected_text(budget),
                 f"{flags} {links}",
             ]
             lines.append("| " + " | ".join(_cell(cell) for cell in cells) + " |")
