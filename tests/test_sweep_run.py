@@ -235,3 +235,61 @@ def test_ctrl_c_interrupts_each_job_once_and_leaves_it_resumable(capsys, tmp_pat
     assert "interrupted at step" in (job / "train-last1.log").read_text()  # the run saved its checkpoint
     code, out_text, _ = sweep(capsys, suite, "--status")
     assert code == 0 and "pending*" in out_text
+
+
+def test_identical_jobs_of_another_sweep_are_reused_not_rerun(capsys, tmp_path, store, tiny_methods):
+    """A study whose cell equals a board's row (same method, config, dataset and seed) takes the board's
+    training and evaluations instead of running them again; what the board did not run is run here, from
+    the reused checkpoint; a job of another config is not reused."""
+    board_out, study_out = tmp_path / "board", tmp_path / "study"
+    board = write_suite(tmp_path / "board.yaml", store, board_out)
+    code, _, err = sweep(capsys, board)
+    assert code == 0, err
+    board_train = json.loads((board_out / "tiny" / "ok" / "seed0" / "train-last1.state.json").read_text())
+    board_records = records(board_out)
+    study = write_suite(
+        tmp_path / "study.yaml",
+        store,
+        study_out,
+        reuse=[str(board_out)],
+        methods=[
+            {"method": "tiny-trainable", "name": "ok-in-study"},
+            {"method": "tiny-trainable", "name": "other-lr", "set": {"method.train.lr": 0.05}},
+        ],
+        evaluate=["subsets", "minority"],
+    )
+    code, out, _ = sweep(capsys, study, "--dry-run")
+    assert code == 0 and "2 of 6 jobs already done (2 reused from the sweeps under 'reuse:')" in " ".join(out.split())
+    code, _, err = sweep(capsys, study)
+    assert code == 0, err
+    started = sorted(line.split()[-1] for line in err.splitlines() if line.startswith("start "))
+    assert started == [
+        "tiny/ok-in-study/seed0/eval-minority",
+        "tiny/other-lr/seed0/eval-minority",
+        "tiny/other-lr/seed0/eval-subsets",
+        "tiny/other-lr/seed0/train-last1",
+    ]
+    assert records(board_out) == board_records  # nothing written into the reused sweep
+    cell = study_out / "tiny" / "ok-in-study" / "seed0"
+    reused = json.loads((cell / "train-last1.state.json").read_text())
+    assert reused["status"] == "done" and reused["reused_from"].endswith("board/tiny/ok/seed0/train-last1.state.json")
+    assert reused["record"] == str((board_out / "tiny" / "ok" / "seed0" / board_train["record"]).resolve())
+    minority = read_record(state(cell, "eval-minority")["record"])
+    assert minority["method"]["checkpoint"]["sha256"] == read_record(reused["record"])["method"]["checkpoint"]["sha256"]
+    code, out, _ = sweep(capsys, study, "--status")
+    assert code == 0 and out.count("done (reused)") == 2
+
+    # A reused record that no longer matches the planned config is not taken: the job runs here.
+    changed = write_suite(
+        tmp_path / "changed.yaml",
+        store,
+        tmp_path / "changed",
+        reuse=[str(board_out)],
+        set=["run.device=cpu", "run.deterministic=true", "method.train.iterations=5"],
+    )
+    code, out, _ = sweep(capsys, changed, "--dry-run")
+    assert code == 0 and "0 of 2 jobs already done" in " ".join(out.split())
+
+    own = write_suite(tmp_path / "own.yaml", store, board_out, reuse=[str(board_out)])
+    code, _, err = sweep(capsys, own, "--dry-run")
+    assert code == 2 and "'reuse' lists the suite's own output root" in err

@@ -126,6 +126,7 @@ def show_plan(plan: SweepPlan, statuses: dict[str, JobStatus], executor: str, pa
         )
     console.print(table)
     done_total = sum(status.state == DONE for status in statuses.values())
+    reused = sum(status.reused_from is not None for status in statuses.values())
     if unknown and not total_cost:
         estimate = "cost unknown (no finished records of these configs yet)"
     else:
@@ -133,8 +134,10 @@ def show_plan(plan: SweepPlan, statuses: dict[str, JobStatus], executor: str, pa
             f" + {unknown} jobs of unknown cost" if unknown else ""
         )
         estimate += " (divided by the jobs run at once)"
+    reused_text = f" ({reused} reused from the sweeps under 'reuse:')" if reused else ""
     console.print(
-        f"{done_total} of {len(plan.jobs)} jobs already done; {len(plan.jobs) - done_total} to run, {estimate}."
+        f"{done_total} of {len(plan.jobs)} jobs already done{reused_text}; {len(plan.jobs) - done_total} to run, "
+        f"{estimate}."
     )
     show_problems(statuses)
 
@@ -171,6 +174,7 @@ def show_status(plan: SweepPlan, statuses: dict[str, JobStatus]) -> None:
 
 def _cell(status: JobStatus) -> str:
     label = status.state + ("*" if status.resumable and status.state != DONE else "")
+    label += " (reused)" if status.reused_from is not None else ""
     return f"[{STYLES[status.state]}]{label}[/]"
 
 

@@ -19,7 +19,7 @@ from typing import Any
 from mmbench.sweep.backends import Backend
 from mmbench.sweep.jobs import INTERRUPTED, JobResult
 from mmbench.sweep.planning import TRAIN, Job, SweepPlan
-from mmbench.sweep.state import DONE, FAILED, RUNNING, JobStatus
+from mmbench.sweep.state import DONE, FAILED, RUNNING, JobStatus, write_reused_states
 
 POLL_S = 0.2
 
@@ -80,6 +80,7 @@ def run_sweep(
     reporter: Reporter,
 ) -> SweepOutcome:
     """Run every job that needs running; returns when none is left or running."""
+    write_reused_states(plan, statuses)
     selected, outcome = jobs_to_run(plan, statuses, retry_failed)
     chosen = {job.id for job in selected}
     training_state = {job.id: statuses[job.id].state for job in plan.trainings}

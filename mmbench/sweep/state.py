@@ -13,7 +13,11 @@ reused):
 4. for an evaluation, the checkpoint it evaluated (`method.checkpoint.sha256`) is the one its training's
    record selected.
 
-A record without a state file (a state write lost) is adopted when it passes 2-4. Statuses: done,
+A record without a state file (a state write lost) is adopted when it passes 2-4. A job that is not done
+here is **reused** from another sweep's output root listed in the suite's `reuse:` when a job there of the
+same kind and protocol is done and its record passes 2-4 for this job, its display name (`run.label`)
+aside: identical work is not run twice, and the
+record stays where it was made (`JobStatus.reused_from` names the other sweep's state file). Statuses: done,
 failed, pending (never run, interrupted, or its outputs rejected; `resumable` when an unfinished training
 left a `last.ckpt`) and running (its process is alive; a "running" state whose process on this host is
 gone was interrupted, and counts as pending).
@@ -25,7 +29,7 @@ import json
 import os
 import socket
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,6 +52,7 @@ class JobStatus:
     problem: str | None = None
     resumable: bool = False
     data: dict[str, Any] = field(default_factory=dict)
+    reused_from: Path | None = None
 
 
 def read_state(job: Job) -> dict[str, Any] | None:
@@ -83,16 +88,22 @@ def unfinished_training(job: Job) -> bool:
     return job.kind == TRAIN and any(not (ckpt.parent / "result.json").exists() for ckpt in root.glob("*/last.ckpt"))
 
 
-def check_record(job: Job, path: Path, fingerprints: Mapping[str, str], selected: str | None) -> str | None:
+def check_record(
+    job: Job, path: Path, fingerprints: Mapping[str, str], selected: str | None, *, any_label: bool = False
+) -> str | None:
     """Why the record at `path` is not this job's result, or None when it is (rules 2-4 above); `selected`
-    is, for an evaluation, the sha256 of the checkpoint its training selected."""
+    is, for an evaluation, the sha256 of the checkpoint its training selected. `any_label`: the record may
+    carry another display name (`run.label`, the other sweep's method config name), as a reused one does."""
     try:
         record = read_record(path)
     except UserError as exc:
         return f"record {path} is unreadable ({exc}); the job runs again"
     from mmbench.sweep.planning import comparable
 
-    if comparable(record.get("config", {})) != job.expected_config():
+    found, expected = comparable(record.get("config", {})), job.expected_config()
+    if any_label:
+        found, expected = _unlabelled(found), _unlabelled(expected)
+    if found != expected:
         return f"record {path} was made with a different config; the job runs again (the old record stays)"
     if record.get("seed") != job.seed:
         return f"record {path} has seed {record.get('seed')}, not {job.seed}; the job runs again"
@@ -106,9 +117,51 @@ def check_record(job: Job, path: Path, fingerprints: Mapping[str, str], selected
     return None
 
 
-def job_status(job: Job, fingerprints: Mapping[str, str], selected: str | None = None) -> JobStatus:
+def _unlabelled(config: Mapping[str, Any]) -> dict[str, Any]:
+    return {**config, "run": {key: value for key, value in config.get("run", {}).items() if key != "label"}}
+
+
+def job_status(
+    job: Job, fingerprints: Mapping[str, str], selected: str | None = None, reuse: Sequence[Path] = ()
+) -> JobStatus:
     """The job's status from its state file and outputs (`selected`: for an evaluation, the sha256 of the
-    checkpoint its training selected, when that training is done)."""
+    checkpoint its training selected, when that training is done), or from an identical finished job of a
+    sweep under one of the `reuse` roots."""
+    status = _own_status(job, fingerprints, selected)
+    if status.state == DONE and status.data.get("reused_from"):  # reused by an earlier run of this sweep
+        status.reused_from = Path(str(status.data["reused_from"]))
+    if status.state in (DONE, RUNNING) or not reuse:
+        return status
+    found = reusable_record(job, fingerprints, selected, reuse)
+    if found is None:
+        return status
+    path, state_file = found
+    return JobStatus(DONE, record=path, data=record_facts(path), reused_from=state_file)
+
+
+def reusable_record(
+    job: Job, fingerprints: Mapping[str, str], selected: str | None, roots: Sequence[Path]
+) -> tuple[Path, Path] | None:
+    """(record, state file) of a done job of the same kind and protocol under one of `roots` (laid out as
+    `<root>/<dataset>/<config name>/seed<S>/`) whose record passes every check for this job, its display
+    name (`run.label`) aside; None if none. The record's config is compared, not the state's digest, because
+    the digest covers the display name, which differs between a board's row and a study's cell."""
+    for root in roots:
+        for state_file in sorted(Path(root).glob(f"*/*/seed{job.seed}/{job.state_path.name}")):
+            try:
+                data = json.loads(state_file.read_text(encoding="utf-8"))
+            except (OSError, json.JSONDecodeError):
+                continue
+            if not isinstance(data, dict) or data.get("status") != DONE or not data.get("record"):
+                continue
+            path = Path(str(data["record"]))
+            path = path if path.is_absolute() else state_file.parent / path
+            if check_record(job, path, fingerprints, selected, any_label=True) is None:
+                return path, state_file
+    return None
+
+
+def _own_status(job: Job, fingerprints: Mapping[str, str], selected: str | None) -> JobStatus:
     try:
         data = read_state(job)
     except UserError as exc:
@@ -146,13 +199,31 @@ def job_status(job: Job, fingerprints: Mapping[str, str], selected: str | None =
     return JobStatus(PENDING, resumable=unfinished_training(job), data=data)  # interrupted, or a stale "running"
 
 
+def write_reused_states(plan: SweepPlan, statuses: Mapping[str, JobStatus]) -> int:
+    """Give each reused job a state file of its own (done, the other sweep's record by absolute path,
+    `reused_from`), so its evaluations find the checkpoint and tools reading state files find the record.
+    Called when a sweep starts running, never by --status or --dry-run; returns how many were written."""
+    written = 0
+    for job in plan.jobs:
+        status = statuses[job.id]
+        if status.reused_from is None or status.record is None or status.data.get("reused_from"):
+            continue  # not reused, or its state file already says so
+        write_state(
+            job, status=DONE, record=str(status.record.resolve()), reused_from=str(status.reused_from), **status.data
+        )
+        written += 1
+    return written
+
+
 def plan_status(plan: SweepPlan) -> dict[str, JobStatus]:
     """Every job's status, trainings first (an evaluation is checked against its training's checkpoint)."""
     fingerprints = dataset_fingerprints(plan)
     statuses: dict[str, JobStatus] = {}
     selected: dict[str, str | None] = {}
     for job in plan.jobs:
-        status = job_status(job, fingerprints, selected.get(str(job.train_id)) if job.kind == EVAL else None)
+        status = job_status(
+            job, fingerprints, selected.get(str(job.train_id)) if job.kind == EVAL else None, plan.suite.reuse
+        )
         statuses[job.id] = status
         if job.kind == TRAIN:
             selected[job.id] = status.data.get("checkpoint_sha256") if status.state == DONE else None

@@ -22,7 +22,19 @@ from typing import Any
 from mmbench.config import parse_override, parse_yaml
 from mmbench.errors import ConfigError
 
-TOP_KEYS = ("name", "description", "out", "datasets", "methods", "seeds", "train", "evaluate", "set", "executor")
+TOP_KEYS = (
+    "name",
+    "description",
+    "out",
+    "reuse",
+    "datasets",
+    "methods",
+    "seeds",
+    "train",
+    "evaluate",
+    "set",
+    "executor",
+)
 METHOD_KEYS = ("method", "name", "config", "set")
 EXECUTOR_KEYS = (
     "partition",
@@ -78,6 +90,9 @@ class Suite:
     overrides: tuple[str, ...] = ()
     executor: ExecutorSettings = field(default_factory=ExecutorSettings)
     description: str = ""
+    # Output roots of other sweeps whose finished jobs this one takes instead of re-running an identical job
+    # (same digest and a record that passes every check: mmbench.sweep.state).
+    reuse: tuple[Path, ...] = ()
 
 
 def load_suite(path: str | Path, *, out: str | Path | None = None, extra_overrides: Sequence[str] = ()) -> Suite:
@@ -123,6 +138,9 @@ def load_suite(path: str | Path, *, out: str | Path | None = None, extra_overrid
         raise ConfigError(
             f"{where}: output root {str(root)!r} is a file; set 'out:' (or --out) to a folder, new or existing"
         )
+    reuse = tuple(Path(_expand(item, where, f"reuse[{i}]")) for i, item in enumerate(_reuse_list(data, where)))
+    if any(other.resolve() == root.resolve() for other in reuse):
+        raise ConfigError(f"{where}: 'reuse' lists the suite's own output root {str(root)!r}; list other sweeps' roots")
     return Suite(
         path=path,
         name=_string(data.get("name", path.stem), where, "name"),
@@ -135,7 +153,19 @@ def load_suite(path: str | Path, *, out: str | Path | None = None, extra_overrid
         overrides=overrides,
         executor=_executor(data.get("executor"), where),
         description=str(data.get("description") or ""),
+        reuse=reuse,
     )
+
+
+def _reuse_list(data: Mapping[str, Any], where: str) -> list[Any]:
+    value = data.get("reuse")
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [value]
+    if not isinstance(value, list):
+        raise ConfigError(f"{where}: 'reuse' must be a list of other sweeps' output roots, e.g. [runs/sweeps/board]")
+    return value
 
 
 def _check_keys(data: Mapping[str, Any], allowed: Sequence[str], where: str, section: str) -> None:
