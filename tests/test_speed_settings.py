@@ -241,6 +241,14 @@ def test_a_run_records_its_threads_and_gives_the_caller_its_own_back(tmp_path, s
     with run_threads(0) as threads:
         assert threads == (default_threads() or before)
     assert torch.get_num_threads() == before
+    # `mmbench eval` of the checkpoint takes the same setting (it used to run at torch's default)
+    checkpoint = next(record.parent.glob("*.ckpt"))
+    evaluation = tmp_path / "eval"
+    command = ["eval", str(checkpoint), "--protocol", "subsets", "--out", str(evaluation), "--set", "run.threads=1"]
+    assert main(command) == 0
+    assert torch.get_num_threads() == before
+    (record,) = evaluation.rglob("result.json")
+    assert json.loads(record.read_text())["env"]["torch_threads"] == 1
 
 
 def test_narrow_strided_convolutions_stay_contiguous_under_channels_last():

@@ -46,6 +46,7 @@ from mmbench.runs.execution import finish_run, start_run
 from mmbench.runs.fragile import FIGURE, model_from_checkpoint, most_fragile, reports_most_fragile
 from mmbench.runs.planning import RunRequest, plan_run
 from mmbench.runs.run_dir import check_out_folder
+from mmbench.runtime.threads import run_threads
 
 
 def plan_checkpoint_evaluation(
@@ -116,7 +117,16 @@ def evaluate_checkpoint(
     plan: RunPlan, payload: dict, checkpoint_path: str | Path, shared: SharedEvaluation | None = None
 ) -> Path:
     """Evaluate and write the record; returns its path. `shared`: what earlier protocols of the same
-    `mmbench eval` already loaded (none: this protocol loads everything itself)."""
+    `mmbench eval` already loaded (none: this protocol loads everything itself). Under `run.threads`, as
+    `mmbench run` (mmbench/runtime/threads.py): an evaluation beside a training on a small machine must not
+    take a second thread from it."""
+    with run_threads(int(plan.run_settings.get("threads", 0))):
+        return _evaluate_checkpoint(plan, payload, checkpoint_path, shared)
+
+
+def _evaluate_checkpoint(
+    plan: RunPlan, payload: dict, checkpoint_path: str | Path, shared: SharedEvaluation | None
+) -> Path:
     from mmbench.evaluation.engine import evaluate
     from mmbench.method import count_parameters, parameter_budget
 
