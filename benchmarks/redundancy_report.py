@@ -20,7 +20,7 @@ from pathlib import Path
 
 from mmbench.leaderboard import statistics as st
 from mmbench.leaderboard.collect import LoadedRecord, collect_records
-from mmbench.leaderboard.table_statistics import MIN_SEEDS, _mask, unit_matrices
+from mmbench.leaderboard.table_statistics import MIN_SEEDS, scored_classes, unit_matrices
 
 NAME = re.compile(r"^(?P<config>.+)-r(?P<level>[0-9.]+)-seed(?P<seed>\d+)-(?P<protocol>[a-z0-9-]+)\.json$")
 METHODS = ("stars", "stars-translator-copy", "modality-dropout", "cgan", "gemmnet", "mmformer")
@@ -57,7 +57,7 @@ def _seeds(records: dict[int, LoadedRecord]) -> tuple[dict[int, object], object]
         matrices[seed] = units[1]
     first = next(iter(records.values()))
     k = next(iter(matrices.values())).shape[-1]
-    return matrices, _mask(first.record, None, k)
+    return matrices, scored_classes(first.record, None, k)
 
 
 def _p(value: float | None) -> str:

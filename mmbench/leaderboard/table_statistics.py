@@ -67,7 +67,7 @@ def unit_matrices(item: LoadedRecord) -> tuple[list[str], np.ndarray] | None:
     return names, counts
 
 
-def _mask(record: Mapping[str, Any], wanted: Sequence[str] | None, k: int) -> np.ndarray | None:
+def scored_classes(record: Mapping[str, Any], wanted: Sequence[str] | None, k: int) -> np.ndarray | None:
     """(S, K) bool: per scenario, the classes in `wanted` (default: the scenario's classes_scored) that it
     scored; the class order is the order of `per_class` (every class, in index order: metrics.py)."""
     rows = []
@@ -99,11 +99,11 @@ def table_units(groups: Mapping[str, Sequence[LoadedRecord]]) -> tuple[TableUnit
         return None, f"records disagree on (scenarios, classes): {sorted(shapes)}"
     first = every[0][0].record
     k = every[0][1][1].shape[-1]  # type: ignore[index]
-    scored = _mask(first, None, k)
+    scored = scored_classes(first, None, k)
     if scored is None:
         return None, "the records' class names do not match their confusion matrices"
     minority_classes = (first.get("aggregate") or {}).get("minority_classes")
-    minority = _mask(first, minority_classes, k) if isinstance(minority_classes, list) else None
+    minority = scored_classes(first, minority_classes, k) if isinstance(minority_classes, list) else None
     rows: dict[str, dict[Any, np.ndarray]] = {}
     for key, pairs in decoded.items():
         seeds: dict[Any, np.ndarray] = {}
