@@ -229,6 +229,33 @@ def test_the_redundancy_study_crosses_six_methods_with_three_levels():
     assert len(study.seeds) >= 3
 
 
+def test_the_study_and_the_ablations_share_the_boards_runs_instead_of_training_them_twice():
+    """`reuse:` takes a finished job whose resolved config equals the planned one (display name aside,
+    mmbench/sweep/state.py): the redundancy study's 0.5 cells must be the board's rows, and the ablations'
+    default STARS and joint-norm ShaSpec too, or the shared budget would silently stop being shared."""
+    from mmbench.sweep.state import unlabelled
+
+    def trainings(name: str) -> dict[str, dict]:
+        plan = plan_sweep(load_suite(REPO / "suites" / f"{name}.yaml"))
+        return {job.config_name: unlabelled(job.expected_config()) for job in plan.trainings if job.seed == 0}
+
+    board, study, ablations = trainings("synthetic-v2"), trainings("redundancy-study"), trainings("stars-ablations-v2")
+    for method in ("stars", "modality-dropout", "cgan", "gemmnet", "mmformer"):
+        assert study[f"{method}-r0.5"] == board[method], method
+    assert study["stars-translator-copy-r0.5"] == ablations["stars-translator-copy"]
+    assert ablations["stars"] == board["stars"] and ablations["shaspec-norm-joint"] == board["shaspec"]
+    assert study["stars-r0"] != board["stars"]  # the other levels are the study's own runs
+    suites = {name: load_suite(REPO / "suites" / f"{name}.yaml") for name in ("redundancy-study", "stars-ablations-v2")}
+    assert suites["redundancy-study"].reuse == (
+        Path("runs/sweeps/synthetic-v2"),
+        Path("runs/sweeps/stars-ablations-v2"),
+    )
+    assert suites["stars-ablations-v2"].reuse == (
+        Path("runs/sweeps/synthetic-v2"),
+        Path("runs/sweeps/redundancy-study"),
+    )
+
+
 def test_the_stars_ablation_suite_matches_the_ablation_script():
     import importlib.util
 

@@ -102,7 +102,7 @@ def check_record(
 
     found, expected = comparable(record.get("config", {})), job.expected_config()
     if any_label:
-        found, expected = _unlabelled(found), _unlabelled(expected)
+        found, expected = unlabelled(found), unlabelled(expected)
     if found != expected:
         return f"record {path} was made with a different config; the job runs again (the old record stays)"
     if record.get("seed") != job.seed:
@@ -117,7 +117,8 @@ def check_record(
     return None
 
 
-def _unlabelled(config: Mapping[str, Any]) -> dict[str, Any]:
+def unlabelled(config: Mapping[str, Any]) -> dict[str, Any]:
+    """A config without its display name (`run.label`): what two sweeps' identical jobs have in common."""
     return {**config, "run": {key: value for key, value in config.get("run", {}).items() if key != "label"}}
 
 
