@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-RECORDS = REPO / "docs" / "results" / "records" / "redundancy-study"
+RECORDS = REPO / "docs" / "results" / "records" / "redundancy-study-1500"
 
 
 def _script(name: str):
@@ -43,7 +43,10 @@ def test_redundancy_report_gives_cells_and_paired_differences(tmp_path):
     assert row.startswith("| translation (STARS vs its identity translator) | 0 | 1 | 0.0 [0.0, 0.0] |")
     assert row.count("0.0 [0.0, 0.0]") == 4  # the mean and each of the three one-modality scenarios
     doc = tmp_path / "page.md"
-    doc.write_text(f"intro\n{report.BEGIN}\nold\n{report.END}\ntail\n")
-    assert report.main([str(tmp_path), "--doc", str(doc)]) == 0
+    doc.write_text("intro\n<!-- study:progress -->\nold\n<!-- /study:progress -->\ntail\n")
+    assert report.main([str(tmp_path), "--marker", "study", "--doc", str(doc)]) == 0
     text = doc.read_text()
     assert "old" not in text and text.startswith("intro") and text.endswith("tail\n") and "59.2" in text
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert report.report(empty) == f"No last1 records in {empty.as_posix()}/ yet."
