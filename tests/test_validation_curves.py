@@ -8,9 +8,11 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import numpy as np
+import pytest
 from board_records import ground_truth, schema2_record, template, write
 
 from mmbench.leaderboard.board import build_board
+from mmbench.leaderboard.budget import FINAL_STEP, final_step_flag, late_gain
 from mmbench.leaderboard.collect import collect_records
 from mmbench.leaderboard.curves_svg import mean_curve, validation_curves_chart
 from mmbench.leaderboard.render_html import render_html
@@ -74,7 +76,10 @@ def test_rows_carry_steps_selected_steps_and_only_training_curves(tmp_path):
     assert rows["peaked"]["budget"]["selected_steps"] == [1500, 2000, 2500]
     assert [curve["seed"] for curve in rows["peaked"]["validation_curves"]] == [0, 1, 2]
     assert rows["peaked"]["validation_curves"][1]["points"][2] == [2000, 0.67]  # seed 1 skipped step 1500
-    assert "selected checkpoint is the final step" in "; ".join(rows["rising"]["flags"])
+    # rising: selected at the last step, validation +5 / +5 / +8 points since step 2000 (the last at <= 3/4)
+    assert "still improving at the final step: validation +6.0 points over the last quarter" in "; ".join(
+        rows["rising"]["flags"]
+    )
     assert not any("final step" in flag for flag in rows["peaked"]["flags"])
     minority = tables["minority"]["rows"]
     assert all(row["validation_curves"] == [] for row in minority)  # evaluation records repeat the curve
@@ -123,3 +128,31 @@ def test_mean_curve_uses_common_steps_and_the_chart_is_empty_without_points():
     root = ET.fromstring(one)
     assert root.find("title").text == "t&"
     assert any(text.text == "a<b> (1)" for text in root.iter("text"))
+
+
+def _trained(selected: int, curve: list[tuple[int, float]], total: int = 3000) -> dict:
+    return {
+        "method": {
+            "checkpoint": {
+                "selected_step": selected,
+                "total_steps": total,
+                "validation_curve": [{"step": step, "score": score} for step, score in curve],
+            }
+        }
+    }
+
+
+def test_the_final_step_is_flagged_only_while_validation_still_climbs():
+    flat = _trained(3000, [(2000, 0.700), (2250, 0.704), (2500, 0.702), (2750, 0.706), (3000, 0.708)])
+    climbing = _trained(3000, [(2000, 0.60), (2250, 0.64), (3000, 0.66)])
+    peaked = _trained(2500, [(2000, 0.70), (2500, 0.72), (3000, 0.71)])
+    assert late_gain(flat) == pytest.approx(0.4) and late_gain(climbing) == pytest.approx(2.0)
+    assert final_step_flag([flat, peaked]) is None  # converged under the decaying schedule: no flag
+    assert final_step_flag([climbing, peaked]) == (
+        "still improving at the final step: validation +2.0 points over the last quarter of training "
+        "(1 of 2 records) (may be under-trained)"
+    )
+    # no curve reaching back to 3/4 of the steps: the plain flag, as for schema-1 records
+    short = _trained(3000, [(3000, 0.7)])
+    assert final_step_flag([short]) == FINAL_STEP
+    assert late_gain(_trained(3000, [(2500, 0.6), (3000, 0.7)])) is None

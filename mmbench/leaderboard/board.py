@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from mmbench.leaderboard.across_tables import across_tables
-from mmbench.leaderboard.budget import FINAL_STEP, row_budget, selected_final_step, validation_curves
+from mmbench.leaderboard.budget import final_step_flag, row_budget, validation_curves
 from mmbench.leaderboard.collect import LoadedRecord, Skipped
 from mmbench.leaderboard.table_statistics import annotate_table
 
@@ -190,11 +190,9 @@ def _flags(records: Sequence[LoadedRecord]) -> list[str]:
     flags = []
     if _trained_for_missing(records) is False:
         flags.append(COMPLETE_DATA_ONLY)
-    final = [item for item in records if selected_final_step(item.record)]
-    if final:
-        flags.append(
-            FINAL_STEP if len(final) == len(records) else f"{FINAL_STEP} ({len(final)} of {len(records)} records)"
-        )
+    training = final_step_flag([item.record for item in records])
+    if training is not None:
+        flags.append(training)
     transfer = transfer_source(records[0].record)
     if transfer is not None:
         digest = str(transfer["fingerprint"]).removeprefix("sha256:")[:12]

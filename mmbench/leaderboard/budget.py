@@ -14,6 +14,12 @@ from typing import Any
 from mmbench.leaderboard.collect import LoadedRecord
 
 FINAL_STEP = "selected checkpoint is the final step (may be under-trained)"
+# A row whose checkpoints were selected at the last step is flagged as still improving when validation rose
+# at least this much (points of the selection score, mean over those records) over the last quarter of
+# training. Under the recipe's poly schedule, which decays the learning rate to zero, the last checkpoint is
+# the expected choice once training has converged, so "final step" alone does not say "under-trained";
+# a curve that still climbs does. One point is about the spread of successive validations on 8 tiles.
+LATE_GAIN_POINTS = 1.0
 
 
 def _number(value: Any) -> float | None:
@@ -84,6 +90,46 @@ def selected_final_step(record: Mapping[str, Any]) -> bool:
         train = (config.get("method") or {}).get("train") or {}
         total = train.get("iterations", (config.get("run") or {}).get("iterations"))
     return isinstance(total, int) and selected == total
+
+
+def late_gain(record: Mapping[str, Any]) -> float | None:
+    """Points of validation score gained over the last quarter of training: the last validation's score minus
+    that of the last validation at or before 3/4 of the steps; None without a curve that reaches back that far."""
+    checkpoint = _checkpoint(record)
+    total = _int(checkpoint.get("total_steps"))
+    points = sorted(
+        (step, score)
+        for point in checkpoint.get("validation_curve") or []
+        if isinstance(point, Mapping)
+        and (step := _int(point.get("step"))) is not None
+        and (score := _number(point.get("score"))) is not None
+    )
+    if total is None or len(points) < 2:
+        return None
+    earlier = [score for step, score in points if step <= 0.75 * total]
+    if not earlier or points[-1][0] <= 0.75 * total:
+        return None
+    return 100 * (points[-1][1] - earlier[-1])
+
+
+def final_step_flag(records: Sequence[Mapping[str, Any]]) -> str | None:
+    """The row's training flag: none when no checkpoint was selected at the last step; "still improving" with
+    the mean late gain when those records' curves rose at least LATE_GAIN_POINTS over the last quarter, none
+    when they had flattened; FINAL_STEP when a record has no curve to tell (schema 1, or too few points)."""
+    final = [record for record in records if selected_final_step(record)]
+    if not final:
+        return None
+    gains = [late_gain(record) for record in final]
+    count = "" if len(final) == len(records) else f" ({len(final)} of {len(records)} records)"
+    if any(gain is None for gain in gains):
+        return FINAL_STEP + count
+    mean = sum(gains) / len(gains)
+    if mean < LATE_GAIN_POINTS:
+        return None
+    return (
+        f"still improving at the final step: validation +{mean:.1f} points over the last quarter of training"
+        f"{count} (may be under-trained)"
+    )
 
 
 def validation_curves(records: Sequence[LoadedRecord]) -> list[dict[str, Any]]:
