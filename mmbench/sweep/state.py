@@ -29,7 +29,7 @@ import json
 import os
 import socket
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -89,13 +89,20 @@ def unfinished_training(job: Job) -> bool:
 
 
 def check_record(
-    job: Job, path: Path, fingerprints: Mapping[str, str], selected: str | None, *, any_label: bool = False
+    job: Job,
+    path: Path,
+    fingerprints: Mapping[str, str],
+    selected: str | None,
+    *,
+    any_label: bool = False,
+    read: Callable[[Path], dict[str, Any]] = read_record,
 ) -> str | None:
     """Why the record at `path` is not this job's result, or None when it is (rules 2-4 above); `selected`
     is, for an evaluation, the sha256 of the checkpoint its training selected. `any_label`: the record may
-    carry another display name (`run.label`, the other sweep's method config name), as a reused one does."""
+    carry another display name (`run.label`, the other sweep's method config name), as a reused one does.
+    `read`: how the record is read (a cached reader when many jobs check the same records)."""
     try:
-        record = read_record(path)
+        record = read(path)
     except UserError as exc:
         return f"record {path} is unreadable ({exc}); the job runs again"
     from mmbench.sweep.planning import comparable
@@ -147,6 +154,7 @@ def reusable_record(
     `<root>/<dataset>/<config name>/seed<S>/`) whose record passes every check for this job, its display
     name (`run.label`) aside; None if none. The record's config is compared, not the state's digest, because
     the digest covers the display name, which differs between a board's row and a study's cell."""
+    read = _record_cache(roots)
     for root in roots:
         for state_file in sorted(Path(root).glob(f"*/*/seed{job.seed}/{job.state_path.name}")):
             try:
@@ -157,9 +165,40 @@ def reusable_record(
                 continue
             path = Path(str(data["record"]))
             path = path if path.is_absolute() else state_file.parent / path
-            if check_record(job, path, fingerprints, selected, any_label=True) is None:
+            if check_record(job, path, fingerprints, selected, any_label=True, read=read) is None:
                 return path, state_file
     return None
+
+
+_RECORD_CACHES: dict[tuple[Path, ...], Callable[[Path], dict[str, Any]]] = {}
+
+
+def _record_cache(roots: Sequence[Path]) -> Callable[[Path], dict[str, Any]]:
+    """A reader that parses each record under `roots` once per (size, mtime) and keeps only what
+    `check_record` reads: every pending job of a plan checks the same candidate records, a few hundred
+    kilobytes of JSON each."""
+    key = tuple(roots)
+    if key not in _RECORD_CACHES:
+        known: dict[tuple[str, int, int], dict[str, Any]] = {}
+
+        def read(path: Path) -> dict[str, Any]:
+            try:
+                stat = path.stat()
+            except OSError:
+                return read_record(path)  # missing: read_record says so as a UserError
+            stamp = (str(path), stat.st_size, stat.st_mtime_ns)
+            if stamp not in known:
+                record = read_record(path)
+                known[stamp] = {
+                    "config": record.get("config", {}),
+                    "seed": record.get("seed"),
+                    "dataset": {"fingerprint": record["dataset"].get("fingerprint")},
+                    "method": {"checkpoint": {"sha256": (record["method"].get("checkpoint") or {}).get("sha256")}},
+                }
+            return known[stamp]
+
+        _RECORD_CACHES[key] = read
+    return _RECORD_CACHES[key]
 
 
 def _own_status(job: Job, fingerprints: Mapping[str, str], selected: str | None) -> JobStatus:
