@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from html import escape
 from typing import Any
 
-from mmbench.leaderboard.svg import DASHES, FONT, PALETTE, _fmt, _text_width, number
+from mmbench.leaderboard.svg import DASHES, PALETTE, _fmt, _text_width, axes, number, opening
 
 
 def _points(curve: Mapping[str, Any]) -> list[tuple[float, float]]:
@@ -76,13 +76,7 @@ def validation_curves_chart(
     def y_at(score: float) -> float:
         return top + plot_h * (1 - (min(max(score, y_low), y_high) - y_low) / (y_high - y_low))
 
-    attrs = "".join(f' data-{escape(k)}="{escape(v)}"' for k, v in (data or {}).items())
-    out = [
-        f'<svg class="validation-curves"{attrs} width="{_fmt(width)}" height="{_fmt(height)}" '
-        f'viewBox="0 0 {_fmt(width)} {_fmt(height)}" role="img" font-family="sans-serif" font-size="{FONT}">',
-        f"<title>{escape(title)}</title>",
-        f'<text x="{_fmt(left)}" y="18" font-weight="bold">{escape(title)}</text>',
-    ]
+    out = opening("validation-curves", data, width, height, title, title_x=left, title_y=18)
     for tick in _ticks(y_low, y_high):
         y = y_at(tick)
         out.append(
@@ -94,17 +88,7 @@ def validation_curves_chart(
         out.append(
             f'<text x="{_fmt(x)}" y="{_fmt(top + plot_h + 16)}" font-size="11" text-anchor="middle">{tick:g}</text>'
         )
-    out.append(
-        f'<line x1="{_fmt(left)}" y1="{_fmt(top)}" x2="{_fmt(left)}" y2="{_fmt(top + plot_h)}" stroke="#555"></line>'
-        f'<line x1="{_fmt(left)}" y1="{_fmt(top + plot_h)}" x2="{_fmt(left + plot_w)}" y2="{_fmt(top + plot_h)}" '
-        'stroke="#555"></line>'
-    )
-    mid_y = top + plot_h / 2
-    out.append(
-        f'<text x="16" y="{_fmt(mid_y)}" text-anchor="middle" transform="rotate(-90 16 {_fmt(mid_y)})">'
-        "validation mIoU (%)</text>"
-        f'<text x="{_fmt(left + plot_w / 2)}" y="{_fmt(height - 8)}" text-anchor="middle">training step</text>'
-    )
+    out.append(axes(left, top, plot_w, plot_h, height, x_label="training step", y_label="validation mIoU (%)"))
     for index, (label, lines, curves) in enumerate(drawn):
         stroke = PALETTE[index % len(PALETTE)]
         dash = DASHES[(index // len(PALETTE)) % len(DASHES)]

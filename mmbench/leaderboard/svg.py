@@ -56,6 +56,40 @@ def text_colour(fraction: float | None) -> str:
     return "#ffffff" if fraction is not None and fraction < 0.55 else "#1a1a1a"
 
 
+def opening(
+    css_class: str,
+    data: dict[str, str] | None,
+    width: float,
+    height: float,
+    title: str,
+    *,
+    title_x: float,
+    title_y: float,
+) -> list[str]:
+    """The chart's `<svg>` start tag (its class, `data-*` attributes and size), its title for screen readers
+    and the visible bold title: the first parts of every chart here."""
+    attrs = "".join(f' data-{escape(k)}="{escape(v)}"' for k, v in (data or {}).items())
+    return [
+        f'<svg class="{escape(css_class)}"{attrs} width="{_fmt(width)}" height="{_fmt(height)}" '
+        f'viewBox="0 0 {_fmt(width)} {_fmt(height)}" role="img" font-family="sans-serif" font-size="{FONT}">',
+        f"<title>{escape(title)}</title>",
+        f'<text x="{_fmt(title_x)}" y="{_fmt(title_y)}" font-weight="bold">{escape(title)}</text>',
+    ]
+
+
+def axes(left: float, top: float, plot_w: float, plot_h: float, height: float, *, x_label: str, y_label: str) -> str:
+    """The plot area's left and bottom axis lines, the rotated y label and the x label under the plot."""
+    mid_y = top + plot_h / 2
+    return (
+        f'<line x1="{_fmt(left)}" y1="{_fmt(top)}" x2="{_fmt(left)}" y2="{_fmt(top + plot_h)}" stroke="#555"></line>'
+        f'<line x1="{_fmt(left)}" y1="{_fmt(top + plot_h)}" x2="{_fmt(left + plot_w)}" y2="{_fmt(top + plot_h)}" '
+        'stroke="#555"></line>'
+        f'<text x="16" y="{_fmt(mid_y)}" text-anchor="middle" transform="rotate(-90 16 {_fmt(mid_y)})">'
+        f"{escape(y_label)}</text>"
+        f'<text x="{_fmt(left + plot_w / 2)}" y="{_fmt(height - 8)}" text-anchor="middle">{escape(x_label)}</text>'
+    )
+
+
 def _marker(shape: int, x: float, y: float, fill: str, tooltip: str) -> str:
     title = f"<title>{escape(tooltip)}</title>"
     if shape == 0:
@@ -84,13 +118,7 @@ def heatmap(
     grid_w, grid_h = cell_w * len(columns), cell_h * len(rows)
     width = max(left + grid_w + 16 + longest * 0.8, left + 220.0)
     height = top + grid_h + 52
-    attrs = "".join(f' data-{escape(k)}="{escape(v)}"' for k, v in (data or {}).items())
-    out = [
-        f'<svg class="{escape(css_class)}"{attrs} width="{_fmt(width)}" height="{_fmt(height)}" '
-        f'viewBox="0 0 {_fmt(width)} {_fmt(height)}" role="img" font-family="sans-serif" font-size="{FONT}">',
-        f"<title>{escape(title)}</title>",
-        f'<text x="4" y="16" font-weight="bold">{escape(title)}</text>',
-    ]
+    out = opening(css_class, data, width, height, title, title_x=4, title_y=16)
     for index, column in enumerate(columns):
         x = left + cell_w * (index + 0.5)
         out.append(
@@ -166,13 +194,7 @@ def dot_plot(
     def y_at(value: float) -> float:
         return top + plot_h * (1 - min(max(value, 0.0), y_max) / y_max)
 
-    attrs = "".join(f' data-{escape(k)}="{escape(v)}"' for k, v in (data or {}).items())
-    out = [
-        f'<svg class="{escape(css_class)}"{attrs} width="{_fmt(width)}" height="{_fmt(height)}" '
-        f'viewBox="0 0 {_fmt(width)} {_fmt(height)}" role="img" font-family="sans-serif" font-size="{FONT}">',
-        f"<title>{escape(title)}</title>",
-        f'<text x="{_fmt(left)}" y="18" font-weight="bold">{escape(title)}</text>',
-    ]
+    out = opening(css_class, data, width, height, title, title_x=left, title_y=18)
     for tick in range(0, int(y_max) + 1, int(y_max // 5) or 1):
         y = y_at(tick)
         out.append(
@@ -190,17 +212,7 @@ def dot_plot(
             f'<text x="{_fmt(x + band / 2)}" y="{_fmt(top + plot_h + 18)}" font-size="11" text-anchor="middle">'
             f"{escape(category)}</text>"
         )
-    out.append(
-        f'<line x1="{_fmt(left)}" y1="{_fmt(top)}" x2="{_fmt(left)}" y2="{_fmt(top + plot_h)}" stroke="#555"></line>'
-        f'<line x1="{_fmt(left)}" y1="{_fmt(top + plot_h)}" x2="{_fmt(left + plot_w)}" y2="{_fmt(top + plot_h)}" '
-        'stroke="#555"></line>'
-    )
-    mid_y = top + plot_h / 2
-    out.append(
-        f'<text x="16" y="{_fmt(mid_y)}" text-anchor="middle" transform="rotate(-90 16 {_fmt(mid_y)})">'
-        f"{escape(y_label)}</text>"
-        f'<text x="{_fmt(left + plot_w / 2)}" y="{_fmt(height - 8)}" text-anchor="middle">{escape(x_label)}</text>'
-    )
+    out.append(axes(left, top, plot_w, plot_h, height, x_label=x_label, y_label=y_label))
     for index, (label, values) in enumerate(series):
         stroke = PALETTE[index % len(PALETTE)]
         shape = (index // len(PALETTE)) % 3
