@@ -92,18 +92,23 @@ def selected_final_step(record: Mapping[str, Any]) -> bool:
     return isinstance(total, int) and selected == total
 
 
-def late_gain(record: Mapping[str, Any]) -> float | None:
-    """Points of validation score gained over the last quarter of training: the last validation's score minus
-    that of the last validation at or before 3/4 of the steps; None without a curve that reaches back that far."""
-    checkpoint = _checkpoint(record)
-    total = _int(checkpoint.get("total_steps"))
-    points = sorted(
+def _curve(checkpoint: Mapping[str, Any]) -> list[tuple[int, float]]:
+    """The checkpoint's validation curve as (step, score) pairs in step order, malformed points left out."""
+    return sorted(
         (step, score)
         for point in checkpoint.get("validation_curve") or []
         if isinstance(point, Mapping)
         and (step := _int(point.get("step"))) is not None
         and (score := _number(point.get("score"))) is not None
     )
+
+
+def late_gain(record: Mapping[str, Any]) -> float | None:
+    """Points of validation score gained over the last quarter of training: the last validation's score minus
+    that of the last validation at or before 3/4 of the steps; None without a curve that reaches back that far."""
+    checkpoint = _checkpoint(record)
+    total = _int(checkpoint.get("total_steps"))
+    points = _curve(checkpoint)
     if total is None or len(points) < 2:
         return None
     earlier = [score for step, score in points if step <= 0.75 * total]
@@ -141,13 +146,7 @@ def validation_curves(records: Sequence[LoadedRecord]) -> list[dict[str, Any]]:
         if _number((item.record.get("timing") or {}).get("train_s")) is None:
             continue
         checkpoint = _checkpoint(item.record)
-        points = [
-            [step, score]
-            for point in checkpoint.get("validation_curve") or []
-            if isinstance(point, Mapping)
-            and (step := _int(point.get("step"))) is not None
-            and (score := _number(point.get("score"))) is not None
-        ]
+        points = [[step, score] for step, score in _curve(checkpoint)]
         if points:
             curves.append(
                 {"seed": item.record["seed"], "selected_step": _int(checkpoint.get("selected_step")), "points": points}
