@@ -27,10 +27,10 @@ from mmbench.leaderboard.render_text import (
     render_csv,
     render_json,
     render_markdown,
-    seconds,
     selected_text,
     settings_line,
     statistics_line,
+    steps_text,
     value_text,
 )
 
@@ -253,7 +253,7 @@ def _print_rich(board: dict) -> None:
                 millions(budget.get("params_inference")),
                 "–" if budget.get("step_s") is None else f"{budget['step_s']:.3f}",
                 "–" if budget.get("train_s") is None else f"{budget['train_s']:.0f}",
-                seconds(budget.get("steps")),
+                steps_text(budget),
                 selected_text(budget),
                 "[yellow]" + "; ".join(row["flags"]) + "[/yellow]" if row["flags"] else "clean",
                 style="green" if row.get("tied_with_best") else None,

@@ -28,6 +28,7 @@ from mmbench.leaderboard.render_text import (
     seconds,
     selected_text,
     statistics_line,
+    steps_text,
 )
 from mmbench.leaderboard.svg import dot_plot, heatmap, number
 
@@ -287,7 +288,7 @@ def _board_table(table: Mapping[str, Any], index: int) -> str:
             f"{millions(budget.get('params_inference'))}</td>",
             f'<td class="num" data-sort="{_sort_attr(budget.get("step_s"))}">{seconds(budget.get("step_s"), 3)}</td>',
             f'<td class="num" data-sort="{_sort_attr(budget.get("train_s"))}">{seconds(budget.get("train_s"))}</td>',
-            f'<td class="num" data-sort="{_sort_attr(budget.get("steps"))}">{seconds(budget.get("steps"))}</td>',
+            f'<td class="num" data-sort="{_sort_attr(budget.get("steps"))}">{_e(steps_text(budget))}</td>',
             f'<td class="num">{_e(selected_text(budget))}</td>',
             _reproducibility(row),
         ]

@@ -78,6 +78,12 @@ def seconds(value: Any, digits: int = 0) -> str:
     return f"{value:.{digits}f}" if isinstance(value, (int, float)) and not isinstance(value, bool) else "–"
 
 
+def steps_text(budget: Mapping[str, Any]) -> str:
+    """The row's training steps ("3000"); – when no record says."""
+    steps = budget.get("steps")
+    return str(steps) if isinstance(steps, int) and not isinstance(steps, bool) else "–"
+
+
 def selected_text(budget: Mapping[str, Any]) -> str:
     """The step each seed's checkpoint was selected at, in seed order ("2750, 3000, 2500"); – when no record
     says."""
@@ -214,7 +220,7 @@ def render_markdown(board: Mapping[str, Any], rebuild: str | None = None) -> str
                 millions(budget.get("params_inference")),
                 seconds(budget.get("step_s"), 3),
                 seconds(budget.get("train_s")),
-                seconds(budget.get("steps")),
+                steps_text(budget),
                 selected_text(budget),
                 f"{flags} {links}",
             ]
