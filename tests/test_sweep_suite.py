@@ -13,7 +13,7 @@ import yaml
 from sweep_cli import sweep
 
 from mmbench.sweep import load_suite, plan_sweep
-from mmbench.sweep.planning import EVAL, TRAIN
+from mmbench.sweep.planning import EVAL, TRAIN, select_jobs
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -104,6 +104,30 @@ def test_status_shows_every_job_pending_before_the_first_run(capsys, tmp_path):
     assert code == 0, err
     assert "last1 (train)" in out and "subsets" in out
     assert "0 done, 0 failed, 4 pending, 0 running" in out
+    assert not (tmp_path / "out").exists()
+
+
+def test_only_keeps_the_matching_jobs_and_the_trainings_their_evaluations_need(tmp_path):
+    plan = plan_sweep(load_suite(write_suite(tmp_path, methods=["early-fusion", "unimodal"], seeds=[0, 1, 2])))
+    part = select_jobs(plan, ["*/unimodal/*", "*/early-fusion/seed2/eval-subsets"])
+    assert [job.id for job in part.jobs] == [
+        *(f"synthetic/unimodal/seed{seed}/{kind}" for seed in (0, 1) for kind in ("train-last1", "eval-subsets")),
+        "synthetic/early-fusion/seed2/train-last1",  # brought by its evaluation
+        "synthetic/early-fusion/seed2/eval-subsets",
+        "synthetic/unimodal/seed2/train-last1",
+        "synthetic/unimodal/seed2/eval-subsets",
+    ]
+    assert select_jobs(plan, []) is plan
+
+
+def test_only_applies_to_the_dry_run_and_a_pattern_matching_nothing_is_one_line(capsys, tmp_path):
+    path = write_suite(tmp_path, methods=["early-fusion", "unimodal"], seeds=[0, 1, 2])
+    code, out, err = sweep(capsys, path, "--dry-run", "--only", "*/seed1/*")
+    assert code == 0, err
+    assert "4 jobs = 2 trainings" in out
+    code, _, err = sweep(capsys, path, "--only", "*/unimodel/*")
+    assert code == 2 and err.count("\n") == 1
+    assert "--only '*/unimodel/*' matches no job" in err and "synthetic/early-fusion/seed0/train-last1" in err
     assert not (tmp_path / "out").exists()
 
 

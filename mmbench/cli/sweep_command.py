@@ -56,6 +56,14 @@ def add_parser(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
     )
     sweep.add_argument("--retry-failed", action="store_true", help="run failed jobs again")
     sweep.add_argument("--out", metavar="DIR", help="output root (replaces the suite's 'out:')")
+    sweep.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        metavar="PATTERN",
+        help="only the jobs whose id matches this shell pattern, e.g. '*/stars/*' or '*/seed1/*' (repeatable; "
+        "an evaluation brings its training); applies to --dry-run and --status too",
+    )
     add_overrides(sweep, "override for every job, after the suite's own (repeatable)")
     sweep.set_defaults(handler="mmbench.cli.sweep_command:run")
     return sweep
@@ -75,10 +83,11 @@ def run(args: argparse.Namespace) -> int:
     from mmbench.sweep.backends import check_executor
     from mmbench.sweep.catalog import find_suite
     from mmbench.sweep.display import show_plan, show_status
+    from mmbench.sweep.planning import select_jobs
     from mmbench.sweep.state import plan_status
 
     suite = load_suite(find_suite(args.suite), out=args.out, extra_overrides=args.overrides)
-    plan = plan_sweep(suite)
+    plan = select_jobs(plan_sweep(suite), args.only)
     parallel = _parallel(args, plan)
     if args.dry_run:
         show_plan(plan, plan_status(plan), args.executor, parallel)

@@ -10,6 +10,7 @@ record: kind, protocol, dataset, seed and resolved config (the output folder asi
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
@@ -162,6 +163,29 @@ def plan_sweep(suite: Suite) -> SweepPlan:
                         )
                     )
     return SweepPlan(suite=suite, jobs=jobs, protocols=tuple(p.name for p in protocols))
+
+
+def select_jobs(plan: SweepPlan, patterns: Sequence[str]) -> SweepPlan:
+    """The part of `plan` whose job ids match any of the shell patterns (`--only`), with the trainings of
+    the chosen evaluations, in plan order.
+
+    Why: a user with a few hours of compute wants, say, every seed of two methods before one seed of all
+    twelve; the rest of the suite stays as it is and a later plain sweep skips what this one finished. A
+    pattern that matches no job is an error, not an empty sweep: a typo would otherwise look like "all done"."""
+    if not patterns:
+        return plan
+    chosen: set[str] = set()
+    for pattern in patterns:
+        matched = {job.id for job in plan.jobs if fnmatch.fnmatchcase(job.id, pattern)}
+        if not matched:
+            example = plan.jobs[0].id if plan.jobs else "DATASET/METHOD/seedN/train-PROTOCOL"
+            raise UserError(
+                f"--only {pattern!r} matches no job of suite {str(plan.suite.path)!r}; job ids look like "
+                f"{example!r} (shell patterns: '*/stars/*', '*/seed1/*')"
+            )
+        chosen |= matched
+    chosen |= {str(plan.by_id[job_id].train_id) for job_id in chosen if plan.by_id[job_id].train_id is not None}
+    return SweepPlan(suite=plan.suite, jobs=[job for job in plan.jobs if job.id in chosen], protocols=plan.protocols)
 
 
 def _digest(*parts: Any) -> str:
