@@ -16,11 +16,10 @@ reused):
 A record without a state file (a state write lost) is adopted when it passes 2-4. A job that is not done
 here is **reused** from another sweep's output root listed in the suite's `reuse:` when a job there of the
 same kind and protocol is done and its record passes 2-4 for this job, its display name (`run.label`)
-aside: identical work is not run twice, and the
-record stays where it was made (`JobStatus.reused_from` names the other sweep's state file). Statuses: done,
-failed, pending (never run, interrupted, or its outputs rejected; `resumable` when an unfinished training
-left a `last.ckpt`) and running (its process is alive; a "running" state whose process on this host is
-gone was interrupted, and counts as pending).
+aside: identical work is not run twice, and the record stays where it was made (`JobStatus.reused_from`
+names the other sweep's state file). Statuses: done, failed, pending (never run, interrupted, or its
+outputs rejected; `resumable` when an unfinished training left a `last.ckpt`) and running (its process is
+alive; a "running" state whose process on this host is gone was interrupted, and counts as pending).
 """
 
 from __future__ import annotations
@@ -154,7 +153,6 @@ def reusable_record(
     `<root>/<dataset>/<config name>/seed<S>/`) whose record passes every check for this job, its display
     name (`run.label`) aside; None if none. The record's config is compared, not the state's digest, because
     the digest covers the display name, which differs between a board's row and a study's cell."""
-    read = _record_cache(roots)
     for root in roots:
         for state_file in sorted(Path(root).glob(f"*/*/seed{job.seed}/{job.state_path.name}")):
             try:
@@ -165,40 +163,32 @@ def reusable_record(
                 continue
             path = Path(str(data["record"]))
             path = path if path.is_absolute() else state_file.parent / path
-            if check_record(job, path, fingerprints, selected, any_label=True, read=read) is None:
+            if check_record(job, path, fingerprints, selected, any_label=True, read=_read_slim_record) is None:
                 return path, state_file
     return None
 
 
-_RECORD_CACHES: dict[tuple[Path, ...], Callable[[Path], dict[str, Any]]] = {}
+_SLIM_RECORDS: dict[tuple[str, int, int], dict[str, Any]] = {}
 
 
-def _record_cache(roots: Sequence[Path]) -> Callable[[Path], dict[str, Any]]:
-    """A reader that parses each record under `roots` once per (size, mtime) and keeps only what
-    `check_record` reads: every pending job of a plan checks the same candidate records, a few hundred
-    kilobytes of JSON each."""
-    key = tuple(roots)
-    if key not in _RECORD_CACHES:
-        known: dict[tuple[str, int, int], dict[str, Any]] = {}
-
-        def read(path: Path) -> dict[str, Any]:
-            try:
-                stat = path.stat()
-            except OSError:
-                return read_record(path)  # missing: read_record says so as a UserError
-            stamp = (str(path), stat.st_size, stat.st_mtime_ns)
-            if stamp not in known:
-                record = read_record(path)
-                known[stamp] = {
-                    "config": record.get("config", {}),
-                    "seed": record.get("seed"),
-                    "dataset": {"fingerprint": record["dataset"].get("fingerprint")},
-                    "method": {"checkpoint": {"sha256": (record["method"].get("checkpoint") or {}).get("sha256")}},
-                }
-            return known[stamp]
-
-        _RECORD_CACHES[key] = read
-    return _RECORD_CACHES[key]
+def _read_slim_record(path: Path) -> dict[str, Any]:
+    """The fields of a record that `check_record` reads, parsed once per (path, size, mtime): every pending
+    job of a plan checks the same candidate records under `reuse:`, a few hundred kilobytes of JSON each.
+    A rewritten record has a new stamp and is read again."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return read_record(path)  # missing: read_record says so as a UserError
+    stamp = (str(path), stat.st_size, stat.st_mtime_ns)
+    if stamp not in _SLIM_RECORDS:
+        record = read_record(path)
+        _SLIM_RECORDS[stamp] = {
+            "config": record.get("config", {}),
+            "seed": record.get("seed"),
+            "dataset": {"fingerprint": record["dataset"].get("fingerprint")},
+            "method": {"checkpoint": {"sha256": (record["method"].get("checkpoint") or {}).get("sha256")}},
+        }
+    return _SLIM_RECORDS[stamp]
 
 
 def _own_status(job: Job, fingerprints: Mapping[str, str], selected: str | None) -> JobStatus:
@@ -239,11 +229,10 @@ def _own_status(job: Job, fingerprints: Mapping[str, str], selected: str | None)
     return JobStatus(PENDING, resumable=unfinished_training(job), data=data)  # interrupted, or a stale "running"
 
 
-def write_reused_states(plan: SweepPlan, statuses: Mapping[str, JobStatus]) -> int:
+def write_reused_states(plan: SweepPlan, statuses: Mapping[str, JobStatus]) -> None:
     """Give each reused job a state file of its own (done, the other sweep's record by absolute path,
     `reused_from`), so its evaluations find the checkpoint and tools reading state files find the record.
-    Called when a sweep starts running, never by --status or --dry-run; returns how many were written."""
-    written = 0
+    Called when a sweep starts running, never by --status or --dry-run."""
     for job in plan.jobs:
         status = statuses[job.id]
         if status.reused_from is None or status.record is None or status.data.get("reused_from"):
@@ -251,8 +240,6 @@ def write_reused_states(plan: SweepPlan, statuses: Mapping[str, JobStatus]) -> i
         write_state(
             job, status=DONE, record=str(status.record.resolve()), reused_from=str(status.reused_from), **status.data
         )
-        written += 1
-    return written
 
 
 def plan_status(plan: SweepPlan) -> dict[str, JobStatus]:
