@@ -257,7 +257,9 @@ def test_a_dataset_file_is_fingerprinted(capsys, tmp_path, dummy_plugin):
     assert record["dataset"]["fingerprint"] == "sha256:" + hashlib.sha256(store.read_bytes()).hexdigest()
 
 
-def test_internal_errors_exit_1_with_one_line_and_debug_shows_the_traceback(capsys, tmp_path, dummy_plugin):
+def test_a_plugin_failing_in_its_own_execute_is_blamed_exit_2_and_debug_shows_the_traceback(
+    capsys, tmp_path, dummy_plugin
+):
     argv = [
         "run",
         "dummy",
@@ -271,10 +273,30 @@ def test_internal_errors_exit_1_with_one_line_and_debug_shows_the_traceback(caps
         "method.fail_with=internal",
     ]
     code, _, err = cli(capsys, *argv)
-    assert code == 1
-    assert_one_line_error(err, "internal error: RuntimeError: dummy internal failure", "--debug")
+    assert code == 2
+    assert_one_line_error(
+        err, "method 'dummy'", "mmb-dummy-plugin", "raised RuntimeError: dummy internal failure in its own code"
+    )
+    assert "internal error" not in err
     assert not (tmp_path / "runs").exists()
     with pytest.raises(RuntimeError, match="dummy internal failure"):
+        main([*argv, "--debug"])
+
+
+def test_mmbench_own_errors_exit_1_with_one_line_and_debug_shows_the_traceback(
+    capsys, tmp_path, dummy_plugin, monkeypatch
+):
+    import mmbench.runs.execution as execution
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("mmbench's own failure")
+
+    monkeypatch.setattr(execution, "finish_run", broken)
+    argv = ["run", "dummy", "-p", "dummy-protocol", "-d", "toy", "--out", str(tmp_path / "runs")]
+    code, _, err = cli(capsys, *argv)
+    assert code == 1
+    assert_one_line_error(err, "internal error: RuntimeError: mmbench's own failure", "--debug")
+    with pytest.raises(RuntimeError, match="mmbench's own failure"):
         main([*argv, "--debug"])
 
 

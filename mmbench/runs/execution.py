@@ -168,11 +168,10 @@ def execute_run(plan: RunPlan) -> Path:
         dist = init_distributed(started.device)
         run_dir, resumed = started.path.parent, started.plan.options.resume
         with RunFolder(run_dir, resumed=resumed, enabled=dist.is_main, dist=dist) as folder:
-            if not engine:  # a method's own execute() owns the run: its failures keep their own exit codes
+            # A method's own execute() owns its run but not the blame: an exception raised in a third-party
+            # plugin's own code is its authors' to fix (exit 2, naming it), as under the training engine.
+            with blame_plugins(started.plan):
                 outcome = executor.execute(started.context())
-            else:
-                with blame_plugins(started.plan):
-                    outcome = executor.execute(started.context())
             path = finish_run(started, with_most_fragile(started, outcome), resumable=engine)
             folder.finish()
     return path
