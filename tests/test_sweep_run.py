@@ -212,7 +212,10 @@ def test_a_batch_whose_process_fails_marks_each_job_without_a_record_failed(
     assert len(records(out)) == 3
 
 
-def test_ctrl_c_interrupts_each_job_once_and_leaves_it_resumable(capsys, tmp_path, store, tiny_methods):
+@pytest.mark.parametrize(("signum", "exit_code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["ctrl-c", "kill"])
+def test_ctrl_c_and_sigterm_interrupt_each_job_once_and_leave_it_resumable(
+    capsys, tmp_path, store, tiny_methods, signum, exit_code
+):
     out = tmp_path / "out"
     fields = {"evaluate": [], "set": ["run.device=cpu", "run.deterministic=true", "method.train.iterations=400"]}
     suite = write_suite(tmp_path / "suite.yaml", store, out, **fields)
@@ -226,9 +229,9 @@ def test_ctrl_c_interrupts_each_job_once_and_leaves_it_resumable(capsys, tmp_pat
     deadline = time.monotonic() + 300
     while not list(out.rglob("last.ckpt")) and driver.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
-    driver.send_signal(signal.SIGINT)  # what Ctrl-C sends the sweep (its jobs are in sessions of their own)
+    driver.send_signal(signum)  # what Ctrl-C or a kill sends the sweep (its jobs are in sessions of their own)
     _, err = driver.communicate(timeout=300)
-    assert driver.returncode == 130, f"{err}\n(this test process: SIGINT handler, blocked signals = {inherited})"
+    assert driver.returncode == exit_code, f"{err}\n(this test process: SIGINT handler, blocked signals = {inherited})"
     assert "mmbench sweep: interrupted" in err and "Traceback" not in err
     job = out / "tiny" / "ok" / "seed0"
     assert state(job, "train-last1")["status"] == "interrupted" and not records(out)

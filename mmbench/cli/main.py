@@ -307,7 +307,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt as exc:
         detail = f": {exc}" if str(exc) else ""
         sys.stderr.write(f"mmbench {args.command}: interrupted{detail}\n")
-        return int(getattr(exc, "exit_code", 130))  # SIGTERM: 143 (mmbench/engine/loop.py `Terminated`)
+        return int(getattr(exc, "exit_code", 130))  # SIGTERM: 143 (mmbench/runtime/signals.py `Terminated`)
     except OSError as exc:  # a full disk or read-only target no check caught first: the user's to fix
         if debug:
             raise

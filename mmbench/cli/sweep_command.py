@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from mmbench.cli.options import add_overrides
 from mmbench.errors import UserError
+from mmbench.runtime.signals import terminate_as_interrupt
 
 if TYPE_CHECKING:
     from mmbench.sweep.planning import SweepPlan
@@ -114,7 +115,10 @@ def _execute(args: argparse.Namespace, plan: SweepPlan, parallel: int) -> int:
 
     started = time.monotonic()
     plan.suite.out.mkdir(parents=True, exist_ok=True)
-    with _locked_output_root(plan.suite.out):
+    # SIGTERM (a `kill`, a scheduler's cancel) stops the sweep as Ctrl-C does: each running job saves its
+    # checkpoint and is marked interrupted, instead of dying with the sweep and leaving "running" behind.
+    terminated = "terminated (SIGTERM); rerun the same command: finished jobs are skipped, interrupted trainings resume"
+    with terminate_as_interrupt(terminated), _locked_output_root(plan.suite.out):
         statuses = plan_status(plan)  # under the lock: no other sweep changes states from here on
         show_problems(statuses)
         selected, _ = jobs_to_run(plan, statuses, args.retry_failed)

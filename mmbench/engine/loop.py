@@ -19,16 +19,7 @@ from mmbench.engine.train_log import TrainLog
 from mmbench.engine.update import UpdateRule
 from mmbench.progress import TrainingProgress
 from mmbench.runtime.distributed import DistContext
-
-SIGTERM_EXIT = 128 + signal.SIGTERM
-
-
-class Terminated(KeyboardInterrupt):
-    """The run was stopped by SIGTERM (a scheduler's cancel, `kill`): handled like Ctrl-C (checkpoint saved,
-    temporaries removed, the run stays resumable), but the command exits with 143 as a terminated process does
-    (mmbench/cli/main.py reads `exit_code`)."""
-
-    exit_code = SIGTERM_EXIT
+from mmbench.runtime.signals import Terminated
 
 
 class Interruption:

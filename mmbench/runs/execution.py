@@ -14,19 +14,15 @@ engine (`mmbench.engine.trainer`) for `SegmentationMethod` plugins.
 
 from __future__ import annotations
 
-import contextlib
-import signal
 import sys
-import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from mmbench.context import DatasetFacts, Executor, RunContext, RunOutcome, RunPlan, read_dataset_facts
 from mmbench.engine.checkpoint import WriteFailed
-from mmbench.engine.loop import Terminated
 from mmbench.errors import NotAvailableError
 from mmbench.method import SegmentationMethod
 from mmbench.records import SCHEMA_VERSION, isoformat, new_run_id, record_path, utc_now, write_record
@@ -36,7 +32,10 @@ from mmbench.runs.resume_search import find_resume_point
 from mmbench.runs.run_dir import RunFolder, check_out_folder
 from mmbench.runtime.device import resolve_device
 from mmbench.runtime.seeding import seed_everything
+from mmbench.runtime.signals import terminate_as_interrupt
 from mmbench.runtime.threads import run_threads
+
+TERMINATED_RUN = "terminated (SIGTERM); continue with the same command and --resume if a checkpoint was saved"
 
 
 def find_executor(plan: RunPlan) -> Executor:
@@ -161,7 +160,7 @@ def execute_run(plan: RunPlan) -> Path:
     executor = find_executor(plan)
     check_training_settings(plan)  # before any folder is made or any store is read
     check_out_folder(plan.run_settings["out"])
-    with terminate_as_interrupt(), run_threads(int(plan.run_settings.get("threads", 0))):
+    with terminate_as_interrupt(TERMINATED_RUN), run_threads(int(plan.run_settings.get("threads", 0))):
         started = start_run(plan, dataset_facts=bool(getattr(executor, "needs_dataset_facts", False)))
         engine = isinstance(executor, TrainingExecutor)
         check_before_running(started.plan, started.facts, trainable=engine)  # seconds; nothing trained yet
@@ -175,25 +174,6 @@ def execute_run(plan: RunPlan) -> Path:
             path = finish_run(started, with_most_fragile(started, outcome), resumable=engine)
             folder.finish()
     return path
-
-
-@contextlib.contextmanager
-def terminate_as_interrupt() -> Iterator[None]:
-    """SIGTERM raises `Terminated` (a KeyboardInterrupt: exit 143) while a run is set up, evaluated or written,
-    so temporaries are removed and the run folder is marked; the training loop handles it between steps
-    itself (mmbench/engine/loop.py). Main thread only; elsewhere nothing changes."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def terminate(signum: int, frame: Any) -> None:
-        raise Terminated("terminated (SIGTERM); continue with the same command and --resume if a checkpoint was saved")
-
-    previous = signal.signal(signal.SIGTERM, terminate)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def with_most_fragile(started: StartedRun, outcome: RunOutcome) -> RunOutcome:
