@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import torch
 
 from mmbench.config import load_defaults
@@ -15,6 +18,22 @@ V1_SWITCHES = {
     "reuse_across_branches": False,
     "psa": {"branch": "v1", "uniform_count": "max_samples", "backend": "torch"},  # version 1 ran the reference
 }
+
+# Float sums split across threads round differently, so the pin is bit for bit only at the thread count it
+# was recorded with: the generator and the test both compute under `pinned_threads()`.
+PIN_THREADS = 2
+
+
+@contextlib.contextmanager
+def pinned_threads() -> Iterator[None]:
+    """torch at PIN_THREADS intra-op threads (whatever OMP_NUM_THREADS says), restored afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(PIN_THREADS)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
 
 CASES = {
     "2 modalities": {"modalities": {"optical": 3, "sar": 1}, "psa": {}},
