@@ -63,10 +63,9 @@ def lay_out_model(model: nn.Module, settings: Mapping[str, Any]) -> None:
         ):
             module.register_forward_pre_hook(_contiguous_input)
             continue
-        for tensors in (module._parameters, module._buffers):
-            for tensor in tensors.values():
-                if tensor is not None and tensor.dim() == 4:
-                    tensor.data = tensor.data.contiguous(memory_format=fmt)
+        for tensor in (*module.parameters(recurse=False), *module.buffers(recurse=False)):
+            if tensor.dim() == 4:
+                tensor.data = tensor.data.contiguous(memory_format=fmt)
 
 
 def _contiguous_input(module: nn.Module, args: tuple[Any, ...]) -> tuple[Any, ...]:
