@@ -113,6 +113,15 @@ def test_the_mean_of_repeated_draws_comes_from_the_protocols_aggregate():
     assert record_values(record)["mean"] == pytest.approx(0.4242)
 
 
+def test_pixel_drop_per_ratio_means_become_columns():
+    record = real("stars-last1")
+    per_ratio = {"r=0.25": {"mean": {"miou": 0.61}}, "r=0.75": {"mean": {"miou": 0.42}, "expectation": {}}}
+    record["aggregate"] = {"per_ratio": per_ratio, "per_nothing": {"x": {"mean": 0.3}}, "performance": {"a": 1}}
+    values = record_values(record)
+    assert values["mean r=0.25"] == pytest.approx(0.61) and values["mean r=0.75"] == pytest.approx(0.42)
+    assert not any(key.startswith("mean x") or key.startswith("mean a") for key in values)
+
+
 def test_the_dirty_flag_says_what_made_the_tree_dirty(tmp_path):
     stars = real("stars-last1")
     dirty = seed(stars, 1)

@@ -393,6 +393,9 @@ def test_every_builtin_protocols_aggregate_is_recomputed_leaf_by_leaf(capsys, tm
     assert sorted(records) == sorted(BUILTIN_PROTOCOLS)
     result = run_in_process(capsys, "leaderboard", tmp_path / "e", "--check", "--format", "json")
     assert result.code == 0 and "check passed: every scenario metric and aggregate of 7 records" in result.err
+    (pixel_drop,) = [table for table in json.loads(result.out)["tables"] if table["protocol"]["name"] == "pixel-drop"]
+    keys = [column["key"] if isinstance(column, dict) else column for column in pixel_drop["columns"]]
+    assert {"mean r=0.25", "mean r=0.5", "mean r=0.75"} <= set(keys), keys  # per-ratio means reach the board
     for name, path in records.items():
         original = path.read_text()
         record = json.loads(original)

@@ -118,7 +118,8 @@ def _mean_metric(values: Iterable[float | None]) -> float | None:
 def record_values(record: Mapping[str, Any]) -> dict[str, float | None]:
     """The numbers of one record, by column key (fractions in [0, 1]). Where the protocol's own `aggregate`
     has the number (its code computed it: docs/plugins.md), the board takes it from there: `mean.miou` (or
-    `miou.mean`, repeated draws), `worst.miou`, `expectation.NAME.miou`, `minority_miou.mean/worst`; only
+    `miou.mean`, repeated draws), `worst.miou`, `expectation.NAME.miou`, `per_KEY.GROUP.mean.miou` (a column
+    `mean GROUP`, e.g. pixel-drop's `mean r=0.5`), `minority_miou.mean/worst`; only
     when the protocol stores none is it computed here from the scenarios."""
     scenarios = record["scenarios"]
     aggregate = record.get("aggregate") or {}
@@ -142,6 +143,12 @@ def record_values(record: Mapping[str, Any]) -> dict[str, float | None]:
         values["worst"] = min(present) if present else None
     for name, expectation in (aggregate.get("expectation") or {}).items():
         values[f"E({name})"] = expectation.get("miou")
+    for key, groups in aggregate.items():  # per-group means, e.g. pixel-drop's per_ratio: a column "mean r=0.5"
+        if key.startswith("per_") and isinstance(groups, Mapping):
+            for group, summary in groups.items():
+                group_mean = summary.get("mean") if isinstance(summary, Mapping) else None
+                if isinstance(group_mean, Mapping) and "miou" in group_mean:
+                    values[f"mean {group}"] = group_mean["miou"]
     minority = aggregate.get("minority_miou")
     if isinstance(minority, Mapping):
         values["minority mean"] = minority.get("mean")
