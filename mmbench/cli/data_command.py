@@ -17,14 +17,12 @@ from rich.table import Table
 from mmbench.console import stdout
 from mmbench.errors import ConfigError, UserError
 from mmbench.progress import progress_bar
+from mmbench.runtime.signals import SIGTERM_EXIT
 
 
 class Terminated(BaseException):
     """SIGTERM, raised inside a command that writes a store so that the writer's cleanup runs (a BaseException,
     like KeyboardInterrupt, so that no `except Exception` on the way swallows it)."""
-
-
-SIGTERM_EXIT = 128 + signal.SIGTERM
 
 
 def run(args: argparse.Namespace) -> int:

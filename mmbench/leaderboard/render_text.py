@@ -80,8 +80,7 @@ def seconds(value: Any, digits: int = 0) -> str:
 
 def steps_text(budget: Mapping[str, Any]) -> str:
     """The row's training steps ("3000"); – when no record says."""
-    steps = budget.get("steps")
-    return str(steps) if isinstance(steps, int) and not isinstance(steps, bool) else "–"
+    return seconds(budget.get("steps"))  # the same whole-number formatting; budget.steps is an int or None
 
 
 def selected_text(budget: Mapping[str, Any]) -> str:
