@@ -22,6 +22,7 @@ from sweep_cli import sweep
 
 from mmbench.datasets.synthetic import SyntheticConfig, write_synthetic
 from mmbench.records import read_record
+from mmbench.records.fingerprint import file_sha256
 
 
 @pytest.fixture(scope="module")
@@ -111,10 +112,12 @@ def test_a_failing_job_is_isolated_done_jobs_are_skipped_and_rejected_records_ar
     assert "is unreadable" in err and "0 done, 1 failed, 3 pending" in out_text
 
 
-def test_a_sweep_killed_mid_training_resumes_to_the_uninterrupted_numbers(capsys, tmp_path, store, tiny_methods):
-    fields = {"evaluate": [], "set": ["run.device=cpu", "run.deterministic=true", "method.train.iterations=40"]}
-    killed_out, straight_out = tmp_path / "killed", tmp_path / "straight"
-    suite = write_suite(tmp_path / "killed.yaml", store, killed_out, **fields)
+TRAIN_ONLY = {"evaluate": [], "set": ["run.device=cpu", "run.deterministic=true", "method.train.iterations=40"]}
+
+
+def kill_mid_training(suite: Path, out: Path) -> Path:
+    """Start the sweep, SIGKILL it and its training child once the first checkpoint is written; returns the
+    job folder (the sweep and the run folder are left `running`, as a killed sweep leaves them)."""
     driver = subprocess.Popen(
         [sys.executable, "-m", "mmbench", "sweep", str(suite)],
         stdout=subprocess.DEVNULL,
@@ -122,12 +125,19 @@ def test_a_sweep_killed_mid_training_resumes_to_the_uninterrupted_numbers(capsys
         start_new_session=True,
     )
     deadline = time.monotonic() + 300
-    while not list(killed_out.rglob("last.ckpt")) and driver.poll() is None and time.monotonic() < deadline:
+    while not list(out.rglob("last.ckpt")) and driver.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
     os.killpg(driver.pid, signal.SIGKILL)  # the sweep and its training child, mid-training
     driver.wait()
-    assert list(killed_out.rglob("last.ckpt")) and not records(killed_out), "the kill must land mid-training"
-    job = killed_out / "tiny" / "ok" / "seed0"
+    assert list(out.rglob("last.ckpt")) and not records(out), "the kill must land mid-training"
+    return out / "tiny" / "ok" / "seed0"
+
+
+def test_a_sweep_killed_mid_training_resumes_to_the_uninterrupted_numbers(capsys, tmp_path, store, tiny_methods):
+    fields = TRAIN_ONLY
+    killed_out, straight_out = tmp_path / "killed", tmp_path / "straight"
+    suite = write_suite(tmp_path / "killed.yaml", store, killed_out, **fields)
+    job = kill_mid_training(suite, killed_out)
     assert state(job, "train-last1")["status"] == "running"  # what a killed sweep leaves
 
     code, out_text, _ = sweep(capsys, suite, "--status")
@@ -141,6 +151,21 @@ def test_a_sweep_killed_mid_training_resumes_to_the_uninterrupted_numbers(capsys
     (straight,) = records(straight_out)
     assert matrices(resumed) == matrices(straight)
     assert read_record(resumed)["aggregate"] == read_record(straight)["aggregate"]
+
+
+def test_a_checkpoint_trained_on_a_since_rewritten_store_trains_afresh(capsys, tmp_path, tiny_methods):
+    """The store given by path was regenerated after the kill: its checkpoint is not resumed (that would mix
+    two stores in one training, or fail the job on `--resume`'s fingerprint check); the job trains anew."""
+    store = write_synthetic(tmp_path / "tiny.h5", SyntheticConfig(tiles=12, size=64))
+    out = tmp_path / "out"
+    suite = write_suite(tmp_path / "suite.yaml", store, out, **TRAIN_ONLY)
+    job = kill_mid_training(suite, out)
+    write_synthetic(store, SyntheticConfig(tiles=12, size=64, seed=1))  # same path, other bytes
+    code, _, err = sweep(capsys, suite)
+    assert code == 0, err
+    assert "(resumed)" not in err and state(job, "train-last1")["resumed"] is False
+    (record,) = records(out)
+    assert read_record(record)["dataset"]["fingerprint"] == file_sha256(store)
 
 
 def test_the_submitit_path_runs_the_same_jobs(capsys, tmp_path, store, tiny_methods):

@@ -103,11 +103,11 @@ def start_run(plan: RunPlan, *, dataset_facts: bool, facts: DatasetFacts | None 
     return StartedRun(plan, device, seeds, created, run_id, path, time.perf_counter(), facts, fingerprint)
 
 
-def find_resumable_run(plan: RunPlan) -> Path:
-    """The newest unfinished run of the same method, protocol, dataset and resolved config (the store's
-    fingerprint is not checked here: `mmbench sweep` asks before any store is read); raises `UserError`
-    naming what differs when there is none (mmbench/runs/resume_search.py)."""
-    return find_resume_point(plan, None).run_dir
+def find_resumable_run(plan: RunPlan, fingerprint: str | None = None) -> Path:
+    """The newest unfinished run of the same method, protocol, dataset and resolved config, trained on the
+    store with this `fingerprint` when it is given (`mmbench sweep` knows it only for stores given by path);
+    raises `UserError` naming what differs when there is none (mmbench/runs/resume_search.py)."""
+    return find_resume_point(plan, fingerprint).run_dir
 
 
 def finish_run(started: StartedRun, outcome: RunOutcome, *, resumable: bool = False) -> Path:

@@ -283,7 +283,9 @@ def _read_json(path: Path) -> dict[str, Any] | None:
 
 def _resumable(job: Job) -> bool:
     """Whether `mmbench run --resume` will find this job's unfinished run (same method, protocol, dataset,
-    seed and resolved config), asked of the project's own `find_resumable_run`."""
+    seed and resolved config, and the same store bytes when the store is given by path), asked of the
+    project's own `find_resumable_run`: a checkpoint trained on a since-rewritten store is not resumed, the
+    job trains afresh."""
     from mmbench.context import RunOptions
     from mmbench.runs.execution import find_resumable_run
     from mmbench.runs.planning import RunRequest, plan_run
@@ -299,7 +301,7 @@ def _resumable(job: Job) -> bool:
         options=RunOptions(resume=True),
     )
     try:
-        find_resumable_run(plan_run(request))
+        find_resumable_run(plan_run(request), _fingerprints(job).get(job.dataset_arg))
     except UserError:
         return False
     return True
