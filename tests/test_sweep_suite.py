@@ -321,6 +321,38 @@ def test_costs_are_estimated_from_recorded_seconds_per_step(tmp_path):
     assert set(estimate_costs(other, {job.id: JobStatus(PENDING) for job in other.jobs}).values()) == {None}
 
 
+def test_a_config_without_records_borrows_its_methods_costs_marked_approximate(tmp_path):
+    """A redundancy level or an ablation of a method that has records is estimated from them (≈); a method
+    with none stays unknown, and a config's own records win over its method's."""
+    from mmbench.sweep.display import estimate_costs
+    from mmbench.sweep.state import DONE, PENDING, JobStatus
+
+    methods = [
+        {"method": "stars", "name": "stars-a"},
+        {"method": "stars", "name": "stars-b", "set": ["method.translator=copy"]},
+        {"method": "unimodal"},
+    ]
+    suite = write_suite(tmp_path, methods=methods, seeds=[0, 1], set={"method.train.iterations": 100})
+    plan = plan_sweep(load_suite(suite))
+    statuses = {job.id: JobStatus(PENDING) for job in plan.jobs}
+    jobs = {(job.config_name, job.seed, job.kind): job for job in plan.jobs}
+    timing = {"timing": {"steps_per_s": 10.0, "train_s": 10.0, "total_s": 12.0}, "child_s": 12.0}
+    statuses[jobs[("stars-a", 0, "train")].id] = JobStatus(DONE, data=timing)
+    approximate: set[str] = set()
+    costs = estimate_costs(plan, statuses, approximate)
+    assert costs[jobs[("stars-a", 1, "train")].id] == pytest.approx(100 / 10.0 + 2.0)
+    assert costs[jobs[("stars-b", 0, "train")].id] == pytest.approx(100 / 10.0 + 2.0)
+    assert approximate == {jobs[("stars-b", seed, "train")].id for seed in (0, 1)}
+    assert costs[jobs[("unimodal", 0, "train")].id] is None
+    assert costs[jobs[("stars-b", 0, "eval")].id] is None  # no evaluation of stars recorded yet
+    slower = {"timing": {"steps_per_s": 5.0, "train_s": 20.0, "total_s": 22.0}, "child_s": 22.0}
+    statuses[jobs[("stars-b", 0, "train")].id] = JobStatus(DONE, data=slower)
+    approximate.clear()
+    costs = estimate_costs(plan, statuses, approximate)
+    assert costs[jobs[("stars-b", 1, "train")].id] == pytest.approx(100 / 5.0 + 2.0)  # its own record wins
+    assert costs[jobs[("stars-a", 1, "train")].id] == pytest.approx(100 / 10.0 + 2.0) and not approximate
+
+
 def test_one_sweep_per_output_root(capsys, tmp_path):
     import fcntl
 

@@ -1,10 +1,12 @@
 """What `mmbench sweep` shows: the plan (`--dry-run`), the state matrix (`--status`), progress while it
 runs (a rich progress bar on a terminal, one plain line per event otherwise), and the closing summary.
 
-Cost estimates come from records this sweep already has: a training's seconds per step
-(`timing.steps_per_s`) times the planned iterations plus the rest of that record's time (evaluation),
-and an evaluation's recorded `timing.total_s`, per (dataset, method config, protocol). Unknown costs are
-shown as "?", never guessed.
+Cost estimates come from records this sweep already has (its own and those taken under `reuse:`): a
+training's seconds per step (`timing.steps_per_s`) times the planned iterations plus the rest of that
+record's time (evaluation), and an evaluation's recorded `timing.total_s`, per (dataset, method config,
+protocol). A config with no record of its own borrows from other configs of the same method on the same
+dataset and protocol (a redundancy level or an ablation switch: the same network, a similar step), shown
+with "≈"; a method with no record at all is shown as "?", never guessed.
 """
 
 from __future__ import annotations
@@ -33,23 +35,27 @@ STYLES = {DONE: "green", FAILED: "bold red", PENDING: "yellow", RUNNING: "cyan"}
 # -- estimates -----------------------------------------------------------------------------------------
 
 
-def estimate_costs(plan: SweepPlan, statuses: dict[str, JobStatus]) -> dict[str, float | None]:
-    """Seconds each job is expected to take (None: no record to estimate from)."""
+def estimate_costs(
+    plan: SweepPlan, statuses: dict[str, JobStatus], approximate: set[str] | None = None
+) -> dict[str, float | None]:
+    """Seconds each job is expected to take (None: no record to estimate from). The ids of jobs estimated
+    from other configs of their method are added to `approximate` when it is given."""
     per_group: dict[tuple[str, str, str], list[float]] = defaultdict(list)
     for job in plan.jobs:
         status = statuses[job.id]
         timing = status.data.get("timing") or {}
         if status.state != DONE or not timing:
             continue
-        if job.kind == TRAIN:
-            rate, train_s = timing.get("steps_per_s"), timing.get("train_s")
-            if not rate or job.iterations is None:
-                continue
-            rest = max(0.0, float(timing.get("total_s") or 0.0) - float(train_s or 0.0))
-            per_group[(job.dataset, job.config_name, job.protocol)].append(1.0 / float(rate))
-            per_group[(job.dataset, job.config_name, "rest:" + job.protocol)].append(rest)
-        elif timing.get("total_s") is not None:
-            per_group[(job.dataset, job.config_name, job.protocol)].append(float(timing["total_s"]))
+        for name in (job.config_name, _METHOD + job.method):  # the config's own group, and its method's
+            if job.kind == TRAIN:
+                rate, train_s = timing.get("steps_per_s"), timing.get("train_s")
+                if not rate or job.iterations is None:
+                    continue
+                rest = max(0.0, float(timing.get("total_s") or 0.0) - float(train_s or 0.0))
+                per_group[(job.dataset, name, job.protocol)].append(1.0 / float(rate))
+                per_group[(job.dataset, name, "rest:" + job.protocol)].append(rest)
+            elif timing.get("total_s") is not None:
+                per_group[(job.dataset, name, job.protocol)].append(float(timing["total_s"]))
     # Each job also starts a process (interpreter, imports) that its record does not time.
     startups = [
         float(status.data["child_s"]) - float(status.data["timing"]["total_s"])
@@ -59,15 +65,24 @@ def estimate_costs(plan: SweepPlan, statuses: dict[str, JobStatus]) -> dict[str,
     startup = max(0.0, statistics.mean(startups)) if startups else 0.0
     costs: dict[str, float | None] = {}
     for job in plan.jobs:
-        key = (job.dataset, job.config_name, job.protocol)
-        if key not in per_group:
-            costs[job.id] = None
-        elif job.kind == TRAIN:
-            rest = per_group.get((job.dataset, job.config_name, "rest:" + job.protocol), [0.0])
-            costs[job.id] = statistics.mean(per_group[key]) * (job.iterations or 0) + statistics.mean(rest) + startup
+        name = job.config_name
+        if (job.dataset, name, job.protocol) not in per_group:
+            name = _METHOD + job.method
+            if (job.dataset, name, job.protocol) not in per_group:
+                costs[job.id] = None
+                continue
+            if approximate is not None:
+                approximate.add(job.id)
+        seconds = statistics.mean(per_group[(job.dataset, name, job.protocol)])
+        if job.kind == TRAIN:
+            rest = per_group.get((job.dataset, name, "rest:" + job.protocol), [0.0])
+            costs[job.id] = seconds * (job.iterations or 0) + statistics.mean(rest) + startup
         else:
-            costs[job.id] = statistics.mean(per_group[key]) + startup
+            costs[job.id] = seconds + startup
     return costs
+
+
+_METHOD = "method:"  # prefixes a method's name where its group stands beside the method configs' groups
 
 
 def duration(seconds: float | None) -> str:
@@ -86,7 +101,8 @@ def duration(seconds: float | None) -> str:
 def show_plan(plan: SweepPlan, statuses: dict[str, JobStatus], executor: str, parallel: int) -> None:
     """The plan as a table: one row per (dataset, method config), its jobs, how many are done, est. cost."""
     console = stdout()
-    costs = estimate_costs(plan, statuses)
+    approximate: set[str] = set()
+    costs = estimate_costs(plan, statuses, approximate)
     suite = plan.suite
     trainings, evaluations = len(plan.trainings), len(plan.evaluations)
     console.print(
@@ -111,6 +127,8 @@ def show_plan(plan: SweepPlan, statuses: dict[str, JobStatus], executor: str, pa
         total_cost += sum(known)  # type: ignore[arg-type]
         unknown += missing
         cost = duration(sum(known)) if known else ("0 s" if not remaining else "?")  # type: ignore[arg-type]
+        if any(job.id in approximate for job in remaining):
+            cost = "≈ " + cost
         if known and missing:
             cost += f" + {missing} ?"
         table.add_row(
@@ -134,6 +152,8 @@ def show_plan(plan: SweepPlan, statuses: dict[str, JobStatus], executor: str, pa
             f" + {unknown} jobs of unknown cost" if unknown else ""
         )
         estimate += " (divided by the jobs run at once)"
+        if approximate:
+            estimate += f"; ≈: {len(approximate)} jobs estimated from other configs of the same method"
     reused_text = f" ({reused} reused from the sweeps under 'reuse:')" if reused else ""
     console.print(
         f"{done_total} of {len(plan.jobs)} jobs already done{reused_text}; {len(plan.jobs) - done_total} to run, "
