@@ -110,7 +110,11 @@ def test_a_near_identical_method_is_tied_with_the_best_and_a_worse_one_is_not(bo
     assert twin["tied_with_best"] is True and twin["p_vs_best"] >= 0.05
     for worse in ("gamma", "delta"):
         assert rows[worse]["tied_with_best"] is False and rows[worse]["p_vs_best"] < 0.05
+        assert rows[worse]["ci_vs_best"][1] < 0  # row − best, both tests agree
+    low, high = twin["ci_vs_best"]
+    assert low < 0 < high and best["ci_vs_best"] is None
     text = render_markdown(board)
+    assert f"[{100 * low:+.1f}, {100 * high:+.1f}]" in text  # the Δ vs best column
     assert f"| {twin['label']} ≈ |" in text and "| gamma ≈" not in text and "| gamma |" in text
     page = render_html(board)
     assert page.count('<tr class="tied"') == 2
@@ -327,6 +331,7 @@ def test_csv_carries_intervals_rank_intervals_and_p_values(board):
     assert float(mean["gamma"]["ci_low"]) <= float(mean["gamma"]["mean"]) <= float(mean["gamma"]["ci_high"])
     assert (mean["alpha"]["rank_low"], mean["alpha"]["rank_high"]) == ("1", "2")
     assert float(mean["gamma"]["p_vs_best"]) < 0.05
+    assert float(mean["gamma"]["delta_vs_best_low"]) <= float(mean["gamma"]["delta_vs_best_high"]) < 0
     worst = next(line for line in lines if line["column"] == "worst")
     assert worst["ci_low"] == worst["ci_high"] == ""
 
@@ -348,3 +353,32 @@ def test_the_minority_table_s_primary_interval_uses_the_minority_classes(tmp_pat
         assert minority["ci"][0] <= minority["mean"] <= minority["ci"][1]
         assert minority["ci"] != mean["ci"]  # two classes of six: another statistic, another interval
     assert [row["label"] for row in table["rows"]] == ["alpha", "gamma"] and table["rows"][1]["tied_with_best"] is False
+
+
+def test_a_block_re_scored_by_another_protocol_counts_once_even_with_rounding_differences():
+    """`minority` re-evaluates last1's checkpoints: its scenario means can differ from last1's by a few
+    pixels' rounding (about 1e-6 mIoU). Such a block is the same block; a real difference is not."""
+    from mmbench.leaderboard.across_tables import across_tables
+
+    def table(protocol: str, values: dict[str, list[float]]) -> dict:
+        scenarios = ["optical", "dsm"]
+        rows = [
+            {"label": label, "values": {f"scenario:{s}": {"mean": v} for s, v in zip(scenarios, means, strict=True)}}
+            for label, means in values.items()
+        ]
+        return {
+            "id": f"synthetic/{protocol}",
+            "dataset": {"name": "synthetic", "fingerprint": "sha256:x"},
+            "protocol": {"name": protocol, "version": 1},
+            "scenarios": scenarios,
+            "primary": "mean",
+            "rows": rows,
+        }
+
+    last1 = {"a": [0.70, 0.60], "b": [0.65, 0.62], "c": [0.50, 0.40]}
+    rescored = {label: [v + 4e-7 * (label == "b") for v in means] for label, means in last1.items()}
+    changed = {label: [v + 0.01 * (label == "c") for v in means] for label, means in last1.items()}
+    section = across_tables([table("last1", last1), table("minority", rescored)])
+    assert section["friedman"]["n_blocks"] == 2 and section["duplicate_blocks"] == 2
+    section = across_tables([table("last1", last1), table("other", changed)])
+    assert section["friedman"]["n_blocks"] == 4 and section["duplicate_blocks"] == 0

@@ -248,6 +248,21 @@ def test_the_committed_synthetic_board_is_built_from_the_committed_records(folde
     assert (docs / page).read_text() == render_markdown(board, rebuild=command), "rebuild it: " + command
 
 
+def test_the_committed_v2_board_marks_only_what_both_the_test_and_the_seed_interval_support():
+    """On the committed records: unimodal vs STARS over all subsets has permutation p < 0.05 but a paired
+    interval that includes 0, so it is ≈ (the reading claims no difference either); last1's gaps exclude 0
+    and stay marked; minority's and subsets' repeats of last1's one-modality cells count once."""
+    board = build_board(*collect_records([RECORDS.parents[1] / "records" / "synthetic-v2"]), n_boot=400)
+    tables = {table["protocol"]["name"]: {row["label"]: row for row in table["rows"]} for table in board["tables"]}
+    unimodal = tables["subsets"]["unimodal"]
+    low, high = unimodal["ci_vs_best"]
+    assert unimodal["p_vs_best"] < 0.05 and low < 0 < high and unimodal["tied_with_best"] is True
+    stars = tables["last1"]["stars"]
+    assert stars["tied_with_best"] is False and stars["ci_vs_best"][1] < 0
+    section = board["across_tables"]
+    assert section["duplicate_blocks"] == 6 and section["friedman"]["n_blocks"] == 10
+
+
 def test_rows_trained_on_complete_data_only_are_marked(tmp_path):
     """`method.trained_for_missing: false` in the records flags the row; records without the field (older
     ones) and rows trained for missing modalities are not flagged."""

@@ -311,6 +311,7 @@ def test_cells_show_percent_std_params_flags_and_links():
         "all",
         "mean",
         "p vs best",
+        "Δ vs best",
         "params (M)",
         "inference params (M)",
         "s / step",
@@ -323,14 +324,14 @@ def test_cells_show_percent_std_params_flags_and_links():
     assert cells[0] == "1"
     assert cells[2] == "2 (0, 1)"
     assert cells[3] == "61.2 ± 1.2" and cells[4] == "–" and cells[5] == "61.2 ± 1.2"
-    assert cells[6] == "–"  # a hand-made board without statistics: no p-value
-    assert cells[7] == "1.89"
-    assert cells[8:13] == ["–", "–", "–", "–", "–"]  # no budget in the row: null-safe
-    assert "⚠ dirty git tree" in cells[13] and "clean" not in cells[13]
+    assert cells[6] == cells[7] == "–"  # a hand-made board without statistics: no p-value, no Δ interval
+    assert cells[8] == "1.89"
+    assert cells[9:14] == ["–", "–", "–", "–", "–"]  # no budget in the row: null-safe
+    assert "⚠ dirty git tree" in cells[14] and "clean" not in cells[14]
     clean_cells = [td.all_text().strip() for td in clean.iter("td") if td.parent is clean]
     assert clean_cells[3] == "50.0" and "±" not in clean_cells[3]
-    assert clean_cells[7] == "–"
-    assert clean_cells[13].startswith("clean")
+    assert clean_cells[8] == "–"
+    assert clean_cells[14].startswith("clean")
     assert [a.attrs["href"] for a in clean.iter("a")] == ["https://example.org/paper?a=1&b=2", "runs/plain.json"]
     # the hostile row's paper is not a web address: shown as text, not linked
     assert "javascript:alert(1)" in hostile.all_text()

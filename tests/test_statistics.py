@@ -219,6 +219,41 @@ def test_paired_comparison_detects_a_real_difference_and_reports_dropped_seeds()
     assert result.p_value is not None and result.p_value < 0.01
 
 
+def test_paired_intervals_are_paired_comparisons_intervals_computed_together() -> None:
+    rng = np.random.default_rng(6)
+    a, b = _null_pair(rng, n_seeds=3, n_units=10, shift=0.05)  # every seed on the same units
+    best = dict(enumerate(a))
+    others = {"b": dict(enumerate(b)), "c": {0: b[2], 1: b[0], 2: b[1]}, "two seeds": {1: b[1], 2: b[0]}}
+    others["none"] = {9: b[0]}
+    intervals = st.paired_intervals(best, others, ALL, n_boot=300, rng_seed=4)
+    assert intervals["none"] is None  # no seed in common: no pair
+    for name in ("b", "c", "two seeds"):
+        one = st.paired_comparison(best, others[name], ALL, n_boot=300, n_permutations=1, rng_seed=4)
+        assert intervals[name] == pytest.approx((one.low, one.high), abs=1e-12)
+
+
+def test_a_row_is_worse_than_the_best_only_when_the_test_and_the_seed_interval_both_say_so() -> None:
+    """Per-seed differences +5, -1, -1 points on many units: the permutation test (seeds held fixed) is
+    sure of the mean's +1; resampling the seeds, a replicate of seeds 1 and 2 only gives -1, so the interval
+    includes 0 and the row stays tied with the best."""
+    rng = np.random.default_rng(8)
+    labels = _labels(rng, 60)
+    shifts = [0.05, -0.01, -0.01]
+    best, other = {}, {}
+    for seed, shift in enumerate(shifts):
+        best[seed] = _predict(rng, labels, np.broadcast_to(ACCURACY, (60, K)))[None]
+        other[seed] = _predict(rng, labels, np.broadcast_to(np.clip(ACCURACY - shift, 0, 1), (60, K)))[None]
+    one = st.paired_comparison(best, other, ALL, n_boot=1000, n_permutations=500)
+    assert one.p_value is not None and one.p_value < 0.01  # the test alone would call it worse
+    assert one.low is not None and one.high is not None and one.low < 0 < one.high
+    assert not st.worse_than_best(one.p_value, (one.low, one.high))
+    _, group, _ = st.tied_with_best({"best": best, "other": other}, ALL, n_permutations=500)
+    assert sorted(group) == ["best", "other"]
+    assert st.worse_than_best(0.01, (0.01, 0.03)) and st.worse_than_best(0.01, (-0.03, -0.01))
+    assert not st.worse_than_best(0.06, (0.01, 0.03)) and not st.worse_than_best(None, (0.01, 0.03))
+    assert not st.worse_than_best(0.01, None) and not st.worse_than_best(0.01, (None, None))
+
+
 # ------------------------------------------------------------------------------------- ranks in a table
 def test_rank_intervals_and_tie_group_with_the_best() -> None:
     rng = np.random.default_rng(11)

@@ -20,6 +20,7 @@ from mmbench.leaderboard.compare import compare_rows, comparison_cells, render_c
 from mmbench.leaderboard.references import load_references
 from mmbench.leaderboard.render_text import (
     FEW_SEEDS,
+    delta_text,
     label_text,
     millions,
     p_text,
@@ -239,7 +240,7 @@ def _print_rich(board: dict) -> None:
         view.add_column("n", justify="right")
         for column in table["columns"]:
             view.add_column(column["label"], justify="right")
-        for name in ("p vs best", "infer. params (M)", "s/step", "train s", "steps", "selected at"):
+        for name in ("p vs best", "Δ vs best", "infer. params (M)", "s/step", "train s", "steps", "selected at"):
             view.add_column(name, justify="right")
         view.add_column("flags")
         for row in table["rows"]:
@@ -250,6 +251,7 @@ def _print_rich(board: dict) -> None:
                 str(row["n"]) + (f" [yellow]{FEW_SEEDS}[/yellow]" if row.get("few_seeds") else ""),
                 *(escape(value_text(row["values"].get(column["key"]))) for column in table["columns"]),
                 p_text(row),
+                delta_text(row),
                 millions(budget.get("params_inference")),
                 "–" if budget.get("step_s") is None else f"{budget['step_s']:.3f}",
                 "–" if budget.get("train_s") is None else f"{budget['train_s']:.0f}",

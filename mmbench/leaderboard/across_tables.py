@@ -3,10 +3,12 @@
 Blocks are (dataset, protocol, scenario) cells of the board: one value per method (its mean over seeds
 of that scenario's mIoU). A rank test needs the same methods in every block, so the board picks the
 methods present in the most blocks and the blocks that have all of them (the choice maximising methods x
-blocks, ties to more methods), and says which. A block whose numbers repeat another block of the same
-dataset and scenario exactly (the `minority` protocol re-scores `last1`'s scenarios with the same
-checkpoints) is counted once. Demšar 2006 (JMLR 7) for the Friedman test and the CD; Benavoli, Corani &
-Mangili 2016 (JMLR 17) for why the Holm-Wilcoxon comparison with the best is the reading to rely on.
+blocks, ties to more methods), and says which. A block that repeats another block of the same dataset and
+scenario is counted once: the same methods, each within `DUPLICATE_TOLERANCE` of its value there (the
+`minority` protocol re-scores `last1`'s scenarios with the same checkpoints, and a re-evaluation can differ
+from the first by a few pixels' rounding, about 1e-6 mIoU, so equality alone would count it twice).
+Demšar 2006 (JMLR 7) for the Friedman test and the CD; Benavoli, Corani & Mangili 2016 (JMLR 17) for why
+the Holm-Wilcoxon comparison with the best is the reading to rely on.
 """
 
 from __future__ import annotations
@@ -22,12 +24,13 @@ from mmbench.leaderboard import statistics as st
 
 ALPHA = 0.05
 MIN_METHODS, MIN_BLOCKS = 3, 2
+DUPLICATE_TOLERANCE = 1e-4  # mIoU as a fraction: 0.01 points, far below any difference the board reports
 
 
 def _blocks(tables: Sequence[Mapping[str, Any]]) -> tuple[list[tuple[str, dict[str, float]]], int]:
     """[(block name, {label: value})], and how many duplicate blocks were dropped."""
     blocks: list[tuple[str, dict[str, float]]] = []
-    seen: set[tuple] = set()
+    seen: dict[tuple, list[dict[str, float]]] = {}
     duplicates = 0
     names = [f"{t['dataset']['name']}/{t['protocol']['name']} v{t['protocol']['version']}" for t in tables]
     for table, name in zip(tables, names, strict=True):
@@ -39,13 +42,17 @@ def _blocks(tables: Sequence[Mapping[str, Any]]) -> tuple[list[tuple[str, dict[s
                 for row in table["rows"]
                 if column in row["values"] and row["values"][column]["mean"] is not None
             }
-            key = (table["dataset"]["fingerprint"], column, tuple(sorted(values.items())))
-            if key in seen:
+            earlier = seen.setdefault((table["dataset"]["fingerprint"], column, tuple(sorted(values))), [])
+            if any(_same_values(values, other) for other in earlier):
                 duplicates += 1
                 continue
-            seen.add(key)
+            earlier.append(values)
             blocks.append((f"{name}{suffix}: {column.removeprefix('scenario:')}", values))
     return blocks, duplicates
+
+
+def _same_values(a: Mapping[str, float], b: Mapping[str, float]) -> bool:
+    return all(abs(a[label] - b[label]) <= DUPLICATE_TOLERANCE for label in a)
 
 
 def _choose(blocks: list[tuple[str, dict[str, float]]]) -> tuple[list[str], list[int]]:

@@ -21,6 +21,7 @@ from mmbench.leaderboard.render_text import (
     FEW_SEEDS,
     TIED,
     ci_text,
+    delta_text,
     millions,
     p_text,
     percent,
@@ -223,7 +224,8 @@ def _method_cell(row: Mapping[str, Any]) -> str:
     if version not in (None, ""):
         text += f' <span class="note">v{_e(version)}</span>'
     if row.get("tied_with_best") and row.get("p_vs_best") is not None:
-        text += f' <span class="mark" title="not distinguishable from the best at α = 0.05">{TIED}</span>'
+        title = "not shown to be worse than the best at α = 0.05 (permutation test and seed-resampling interval)"
+        text += f' <span class="mark" title="{title}">{TIED}</span>'
     return f'<td class="method" data-sort="{_e(label)}">{text}</td>'
 
 
@@ -251,6 +253,9 @@ def _board_table(table: Mapping[str, Any], index: int) -> str:
     head += [
         '<th scope="col" data-first="desc" title="paired permutation test against the best row, Holm-adjusted">'
         "p vs best</th>",
+        '<th scope="col" data-first="desc" title="95 % paired bootstrap interval of the row minus the best row, '
+        "in points (seeds and units resampled); a row is marked worse than the best only when p &lt; 0.05 and "
+        'this interval excludes 0">Δ vs best</th>',
         '<th scope="col" data-first="asc">params (M)</th>',
         '<th scope="col" data-first="asc" title="parameters used at inference on the full modality set">'
         "inference params (M)</th>",
@@ -283,6 +288,8 @@ def _board_table(table: Mapping[str, Any], index: int) -> str:
         p_value = row.get("p_vs_best")
         cells += [
             f'<td class="num" data-sort="{_sort_attr(p_value)}">{_e(p_text(row))}</td>',
+            f'<td class="num" data-sort="{_sort_attr((row.get("ci_vs_best") or [None, None])[1])}">'
+            f"{_e(delta_text(row))}</td>",
             f'<td class="num" data-sort="{params_sort}">{params}</td>',
             f'<td class="num" data-sort="{_sort_attr(budget.get("params_inference"))}">'
             f"{millions(budget.get('params_inference'))}</td>",

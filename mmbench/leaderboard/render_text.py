@@ -70,6 +70,15 @@ def p_text(row: Mapping[str, Any]) -> str:
     return f"{p:.3g}"
 
 
+def delta_text(row: Mapping[str, Any]) -> str:
+    """The 95 % paired bootstrap interval of row − best in points ("[-1.0, +0.3]"); – on the best row and
+    where there is none."""
+    interval = row.get("ci_vs_best")
+    if not interval or interval[0] is None or interval[1] is None:
+        return "–"
+    return f"[{100 * interval[0]:+.1f}, {100 * interval[1]:+.1f}]"
+
+
 def millions(value: Any) -> str:
     return f"{value / 1e6:.2f}" if isinstance(value, (int, float)) and not isinstance(value, bool) else "–"
 
@@ -102,7 +111,9 @@ def statistics_line(table: Mapping[str, Any]) -> str:
         f"Brackets: {100 * info['level']:.0f} % hierarchical-bootstrap intervals (seeds, then {info['units']} "
         f"{info['unit_kind']}s; {info['n_boot']} replicates, RNG seed {info['rng_seed']}). p vs best: paired "
         f"permutation test by seed and {info['unit_kind']} ({info['n_permutations']} permutations), Holm-adjusted; "
-        f"{TIED} = not distinguishable from the best at α = {info['alpha']:g}. A rank range is the 95 % rank interval."
+        f"Δ vs best: paired bootstrap interval of the row minus the best (points; seeds and {info['unit_kind']}s "
+        f"resampled). {TIED} = not shown to be worse than the best at α = {info['alpha']:g}: a row is marked worse "
+        "only when p < α and the Δ interval excludes 0. A rank range is the 95 % rank interval."
     )
     if info.get("rank_interval_seed_subset"):
         seeds = ", ".join(map(str, info.get("rank_interval_seeds") or []))
@@ -195,6 +206,7 @@ def render_markdown(board: Mapping[str, Any], rebuild: str | None = None) -> str
             "n",
             *(column["label"] for column in table["columns"]),
             "p vs best",
+            "Δ vs best",
             "params (M)",
             "inference params (M)",
             "s / step",
@@ -204,7 +216,7 @@ def render_markdown(board: Mapping[str, Any], rebuild: str | None = None) -> str
             "reproducibility",
         ]
         lines.append("| " + " | ".join(headers) + " |")
-        lines.append("|---:|---|---:|" + "---:|" * len(table["columns"]) + "---:|" * 7 + "---|")
+        lines.append("|---:|---|---:|" + "---:|" * len(table["columns"]) + "---:|" * 8 + "---|")
         for row in table["rows"]:
             links = " ".join(f"[{index + 1}]({path})" for index, path in enumerate(row["records"]))
             flags = "; ".join(row["flags"]) if row["flags"] else "clean"
@@ -215,6 +227,7 @@ def render_markdown(board: Mapping[str, Any], rebuild: str | None = None) -> str
                 n_text(row),
                 *(value_text(row["values"].get(column["key"])) for column in table["columns"]),
                 p_text(row),
+                delta_text(row),
                 millions(row["params"]),
                 millions(budget.get("params_inference")),
                 seconds(budget.get("step_s"), 3),
@@ -288,6 +301,8 @@ def render_csv(board: Mapping[str, Any]) -> str:
             "rank_low",
             "rank_high",
             "p_vs_best",
+            "delta_vs_best_low",
+            "delta_vs_best_high",
             "flags",
             "records",
         ]
@@ -314,6 +329,7 @@ def render_csv(board: Mapping[str, Any]) -> str:
                         *(["", ""] if not value.get("ci") else [repr(value["ci"][0]), repr(value["ci"][1])]),
                         *(["", ""] if not row.get("rank_interval") else [f"{r:g}" for r in row["rank_interval"]]),
                         "" if row.get("p_vs_best") is None else repr(row["p_vs_best"]),
+                        *(["", ""] if not row.get("ci_vs_best") else [repr(v) for v in row["ci_vs_best"]]),
                         "; ".join(row["flags"]),
                         " ".join(row["records"]),
                     ]

@@ -586,6 +586,42 @@ def permutation_p_values(
     return {name: out[name] for name in others}
 
 
+def paired_intervals(
+    a_seeds: Seeds,
+    others: Mapping[str, Seeds],
+    classes: np.ndarray | Sequence[bool],
+    n_boot: int = 2000,
+    level: float = 0.95,
+    rng_seed: int = 0,
+    statistic: Statistic = "mean",
+) -> dict[str, tuple[float | None, float | None] | None]:
+    """`paired_comparison(a_seeds, other, ...)`'s interval of a − other for every other method, computed
+    together: methods paired with a on the same seeds share one resampling (the same draws `paired_comparison`
+    makes) and one product. None where the pair cannot be formed (no seed in common, other units).
+
+    Why the board needs it beside the permutation p-value: the permutation test holds the trained seeds
+    fixed, so with 3 seeds it can call a difference significant that one seed more could reverse; this
+    interval resamples the seeds too (docs/leaderboard.md, "Not distinguishable from the best")."""
+    level = _check_level(level)
+    groups: dict[tuple, list[tuple[str, np.ndarray, np.ndarray]]] = {}
+    out: dict[str, tuple[float | None, float | None] | None] = {}
+    for name, seeds in others.items():
+        try:
+            common, a, b, _, _ = _paired_stacks(a_seeds, seeds)
+        except RecordError:
+            out[name] = None
+            continue
+        groups.setdefault(tuple(common), []).append((name, a, b))
+    for members in groups.values():
+        a = members[0][1]
+        scored = _scored_mask(classes, a.shape[1], a.shape[-1])
+        resampling = draw_resampling(a.shape[0], a.shape[2], n_boot, rng_seed)
+        replicates = _replicates_many(np.stack([a, *(b for _, _, b in members)]), scored, resampling, statistic)
+        for i, (name, _, _) in enumerate(members, start=1):
+            out[name] = _percentiles(replicates[0] - replicates[i], level)
+    return {name: out[name] for name in others}
+
+
 def paired_comparison(
     a_seeds: Seeds,
     b_seeds: Seeds,
@@ -724,10 +760,13 @@ def tied_with_best(
     statistic: Statistic = "mean",
     adjust: Literal["holm", "none"] = "holm",
 ) -> tuple[str | None, list[str], dict[str, float | None]]:
-    """(best, tie group, p-values): the best method by point estimate, and every method whose paired
-    permutation test against it is not significant at `alpha` (Holm-adjusted over the m-1 comparisons by
-    default, so that "worse than the best" is claimed at family-wise level alpha). The best is in its own
-    tie group; a method whose comparison is undefined (no p-value) is kept in the group."""
+    """(best, tie group, p-values): the best method by point estimate, and every method not shown to be
+    worse: its paired permutation test against the best is not significant at `alpha` (Holm-adjusted over
+    the m-1 comparisons by default, so that "worse than the best" is claimed at family-wise level alpha),
+    or the paired bootstrap interval of the difference (which resamples seeds, where the permutation test
+    holds them fixed) at level 1 - alpha includes 0. The best is in its own tie group; a method whose
+    comparison is undefined (no p-value) is kept in the group. The board applies the same rule
+    (mmbench/leaderboard/table_statistics.py)."""
     if not 0.0 < alpha < 1.0:
         raise ValueError(f"alpha must be in (0, 1), got {alpha}")
     estimates = {name: point_estimate(seeds, classes, statistic).mean for name, seeds in methods.items()}
@@ -736,14 +775,33 @@ def tied_with_best(
         return None, [], {}
     best = max(ranked, key=lambda name: estimates[name])  # type: ignore[arg-type,return-value]
     others = [name for name in methods if name != best]
-    raw = [
-        paired_comparison(methods[best], methods[name], classes, 1, n_permutations, 0.95, rng_seed, statistic).p_value
+    comparisons = [
+        paired_comparison(
+            methods[best], methods[name], classes, n_permutations, n_permutations, 1 - alpha, rng_seed, statistic
+        )
         for name in others
     ]
+    raw = [comparison.p_value for comparison in comparisons]
     adjusted = holm(raw) if adjust == "holm" else raw
     p_values = dict(zip(others, adjusted, strict=True))
-    group = [best] + [name for name in others if p_values[name] is None or p_values[name] >= alpha]  # type: ignore[operator]
+    group = [best] + [
+        name
+        for name, comparison in zip(others, comparisons, strict=True)
+        if not worse_than_best(p_values[name], (comparison.low, comparison.high), alpha)
+    ]
     return best, group, p_values
+
+
+def worse_than_best(
+    p_value: float | None, interval: tuple[float | None, float | None] | None, alpha: float = 0.05
+) -> bool:
+    """Whether a row is shown to be worse than the best: its (adjusted) permutation p-value is below `alpha`
+    AND the paired bootstrap interval of best − row excludes 0. Both must hold: the test sees the test set's
+    noise with the seeds fixed, the interval the seeds' noise too; undefined either way is not shown."""
+    if p_value is None or p_value >= alpha or interval is None:
+        return False
+    low, high = interval
+    return low is not None and high is not None and (low > 0 or high < 0)
 
 
 # ------------------------------------------------------------------------------------ across many tables
@@ -801,6 +859,7 @@ def friedman(scores: np.ndarray | Sequence[Sequence[float]]) -> FriedmanResult:
         chi2, p_value = 0.0, 1.0
     else:
         p_value = float(result.pvalue)
+    # Iman-Davenport from the tie-corrected chi-square (scipy's); without ties it is Demšar's uncorrected one
     denominator = n * (k - 1) - chi2
     if denominator > 0:
         f_stat = (n - 1) * chi2 / denominator

@@ -138,6 +138,7 @@ def annotate_table(
         row["few_seeds"] = row["n"] < MIN_SEEDS
         row["rank_interval"] = None
         row["p_vs_best"] = None
+        row["ci_vs_best"] = None
         row["tied_with_best"] = None
         for value in row["values"].values():
             value["ci"] = None
@@ -198,21 +199,27 @@ def _versus_best(
     ranked: list[dict[str, Any]], units: TableUnits, mask: np.ndarray, n_boot: int, rng_seed: int, info: dict
 ) -> None:
     """Each row vs the best (rows come sorted by rank): the paired permutation p-value, Holm-adjusted over
-    the m - 1 comparisons, as statistics.tied_with_best does; a row without a common seed has none."""
+    the m - 1 comparisons, and the paired bootstrap interval of row − best; a row is marked worse than the
+    best only when both say so (statistics.worse_than_best, the rule of statistics.tied_with_best). A row
+    without a common seed has neither."""
     best, others = ranked[0], ranked[1:]
-    p_values = st.permutation_p_values(
-        units.rows[best["config_id"]],
-        {row["config_id"]: units.rows[row["config_id"]] for row in others},
-        mask,
-        n_boot,
-        rng_seed,
-    )  # a row without a seed in common with the best has none
+    best_seeds = units.rows[best["config_id"]]
+    other_seeds = {row["config_id"]: units.rows[row["config_id"]] for row in others}
+    # a row without a seed in common with the best has neither
+    p_values = st.permutation_p_values(best_seeds, other_seeds, mask, n_boot, rng_seed)
+    intervals = st.paired_intervals(best_seeds, other_seeds, mask, n_boot, 1 - ALPHA, rng_seed)
     raw = [p_values[row["config_id"]] for row in others]
     best["tied_with_best"] = True
     for row, p in zip(others, st.holm(raw), strict=True):
+        interval = intervals[row["config_id"]]
         row["p_vs_best"] = p
-        row["tied_with_best"] = None if p is None else p >= ALPHA
+        row["ci_vs_best"] = None if interval is None else [_negate(interval[1]), _negate(interval[0])]
+        row["tied_with_best"] = None if p is None else not st.worse_than_best(p, interval, ALPHA)
     info["best"] = best["label"]
+
+
+def _negate(value: float | None) -> float | None:
+    return None if value is None else -value
 
 
 def _rank_intervals(

@@ -2,7 +2,8 @@
 
 Why: a scenario's single `confusion_matrix` gives its metrics but no sense of their uncertainty. The leaderboard's
 confidence intervals resample seeds, then evaluation units (tiles, or whole stitched areas:
-mmbench/evaluation/units.py) within a seed, and recompute the metric from the summed matrices; paired tests
+mmbench/evaluation/units.py; one unit draw per replicate, shared by its seeds: docs/leaderboard.md), and recompute
+the metric from the summed matrices; paired tests
 between methods pair by seed and unit. Both need every unit's matrix and a name that is the same in every record
 of the same store and protocol.
 
