@@ -219,6 +219,20 @@ def test_paired_comparison_detects_a_real_difference_and_reports_dropped_seeds()
     assert result.p_value is not None and result.p_value < 0.01
 
 
+def test_a_permutation_with_an_undefined_statistic_leaves_the_reference_set() -> None:
+    """Only class 1 is scored and no unit has it in the ground truth: a predicts it on unit 0, b on unit 1,
+    so T = 0 - 0; a permutation that gives a neither prediction leaves a's IoU undefined. Every defined
+    permutation is as extreme as T = 0, so p is exactly 1 (counting the undefined ones would halve it)."""
+
+    def unit(false_class_1: int) -> np.ndarray:
+        return np.array([[100 - false_class_1, false_class_1], [0, 0]])
+
+    a = {0: np.stack([unit(10), unit(0)])[None]}
+    b = {0: np.stack([unit(0), unit(10)])[None]}
+    scored = np.array([False, True])
+    assert st.paired_comparison(a, b, scored, n_boot=1, n_permutations=200).p_value == 1.0
+
+
 def test_paired_intervals_are_paired_comparisons_intervals_computed_together() -> None:
     rng = np.random.default_rng(6)
     a, b = _null_pair(rng, n_seeds=3, n_units=10, shift=0.05)  # every seed on the same units

@@ -500,7 +500,7 @@ def _permutation_p(
     n_permutations: int,
     rng: np.random.Generator,
 ) -> float | None:
-    """Two-sided p = (1 + #{|T*| >= |T|}) / (1 + n_permutations), T = mean over seeds of the metric of a
+    """Two-sided p = (1 + #{|T*| >= |T|}) / (1 + #{T* defined}), T = mean over seeds of the metric of a
     minus that of b, T* with a and b swapped at random within every (seed, unit) pair."""
     return _permutation_ps(a, b[None], scored, statistic, n_permutations, rng)[0]
 
@@ -551,7 +551,10 @@ def _permutation_ps(
         # Exactly-equal statistics (e.g. all swaps of identical units) must count as "as extreme": compare
         # with a relative tolerance so float summation order cannot decide it.
         extreme = (np.abs(null[:, i]) >= abs(observed[i]) * (1 - 1e-12) - 1e-15) & np.isfinite(null[:, i])
-        out.append(float((1 + extreme.sum()) / (1 + n_permutations)))
+        # A permutation whose statistic is undefined (every scored class empty for some seed) is neither
+        # extreme nor not: it leaves the reference set instead of lowering p from the denominator.
+        defined = int(np.isfinite(null[:, i]).sum())
+        out.append(float((1 + extreme.sum()) / (1 + defined)))
     return out
 
 
