@@ -360,25 +360,40 @@ def test_a_block_re_scored_by_another_protocol_counts_once_even_with_rounding_di
     pixels' rounding (about 1e-6 mIoU). Such a block is the same block; a real difference is not."""
     from mmbench.leaderboard.across_tables import across_tables
 
-    def table(protocol: str, values: dict[str, list[float]]) -> dict:
+    def table(protocol: str, values: dict[str, list[float]], seeds=None, label_variant="full") -> dict:
         scenarios = ["optical", "dsm"]
         rows = [
-            {"label": label, "values": {f"scenario:{s}": {"mean": v} for s, v in zip(scenarios, means, strict=True)}}
+            {
+                "label": label,
+                "seeds": (seeds or {}).get(label, [0, 1, 2]),
+                "values": {f"scenario:{s}": {"mean": v} for s, v in zip(scenarios, means, strict=True)},
+            }
             for label, means in values.items()
         ]
         return {
             "id": f"synthetic/{protocol}",
             "dataset": {"name": "synthetic", "fingerprint": "sha256:x"},
             "protocol": {"name": protocol, "version": 1},
+            "settings": {"part": "test", "label_variant": label_variant, "threshold": protocol},
             "scenarios": scenarios,
             "primary": "mean",
             "rows": rows,
         }
 
-    last1 = {"a": [0.70, 0.60], "b": [0.65, 0.62], "c": [0.50, 0.40]}
+    last1 = {"a": [0.70, 0.60], "b": [0.65, 0.62], "c": [0.50, 0.40], "d": [0.55, 0.45]}
     rescored = {label: [v + 4e-7 * (label == "b") for v in means] for label, means in last1.items()}
     changed = {label: [v + 0.01 * (label == "c") for v in means] for label, means in last1.items()}
     section = across_tables([table("last1", last1), table("minority", rescored)])
     assert section["friedman"]["n_blocks"] == 2 and section["duplicate_blocks"] == 2
     section = across_tables([table("last1", last1), table("other", changed)])
     assert section["friedman"]["n_blocks"] == 4 and section["duplicate_blocks"] == 0
+    # the same cell when one table lacks a method (d not yet evaluated there) or has another seed of it
+    fewer = {label: means for label, means in last1.items() if label != "d"}
+    section = across_tables([table("last1", last1), table("minority", fewer)])
+    assert section["friedman"]["n_blocks"] == 2 and section["methods"] == ["a", "b", "c", "d"]
+    more_seeds = {**last1, "d": [0.60, 0.50]}
+    section = across_tables([table("last1", last1, {"d": [0, 1]}), table("minority", more_seeds)])
+    assert section["friedman"]["n_blocks"] == 2 and section["duplicate_blocks"] == 2
+    # other scoring (eroded labels) is another cell, even with equal numbers
+    section = across_tables([table("last1", last1), table("eroded", last1, label_variant="eroded")])
+    assert section["friedman"]["n_blocks"] == 4

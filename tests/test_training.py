@@ -133,6 +133,11 @@ def test_a_killed_run_resumes_to_exactly_the_uninterrupted_numbers(tmp_path, sto
     for key in ("total_steps", "validation_curve"):
         assert a["method"]["checkpoint"][key] == b["method"]["checkpoint"][key], key
     assert [point["step"] for point in a["method"]["checkpoint"]["validation_curve"]] == [4, 8, 12, 16]
+    # train_s covers both segments: the killed one's seconds up to its checkpoint, noted beside it
+    timing = a["timing"]
+    assert timing["resumed_at_step"] in (4, 8) and "resumed_at_step" not in b["timing"]
+    assert timing["train_s"] > timing["segment_train_s"] > 0
+    assert json.loads((run_dir / "train_time.json").read_text())["step"] == 16
 
 
 def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path, store, tiny_methods):

@@ -18,6 +18,7 @@ import torch
 
 from mmbench.atomic import write_failure_reason
 from mmbench.engine.checkpoint import WriteFailed, annotate_checkpoint, load_checkpoint, save_checkpoint
+from mmbench.engine.train_time import TrainClock
 from mmbench.engine.update import UpdateRule
 from mmbench.method import SegmentationMethod
 from mmbench.runtime.distributed import DistContext
@@ -55,6 +56,7 @@ class TrainingCheckpoints:
         self.method, self.config, self.dataset = method, config, dataset
         self.protocol = dict(protocol) if protocol is not None else None
         self.model, self.update, self.dist = model, update, dist
+        self.clock: TrainClock | None = None  # set by the trainer: each save notes the training time so far
 
     def save(self, name: str, state: TrainState) -> Path | None:
         """Write `run_dir/name` atomically on rank 0 (other ranks write nothing: None)."""
@@ -70,6 +72,8 @@ class TrainingCheckpoints:
                 model=self.model,
                 extra=self._payload(state),
             )
+            if self.clock is not None:
+                self.clock.save(state.step)
         except (OSError, RuntimeError) as exc:
             reason = write_failure_reason(exc)
             if reason is None:

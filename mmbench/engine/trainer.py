@@ -9,7 +9,6 @@ validation, train_log. The names tests and `mmbench.runs.execution` import stay 
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import torch
@@ -25,6 +24,7 @@ from mmbench.engine.resume import TrainingCheckpoints, TrainState
 from mmbench.engine.settings import adversary_settings, train_settings
 from mmbench.engine.speed import check_compile, compile_model, lay_out_model
 from mmbench.engine.train_log import TrainLog
+from mmbench.engine.train_time import TrainClock
 from mmbench.engine.update import build_update_rule, frozen_running_stats
 from mmbench.engine.validation import SELECTION, Validator
 from mmbench.errors import ConfigError
@@ -178,7 +178,9 @@ class Trainer:
             log=log,
             checkpoints=self.checkpoints,
         )
-        started, start_step = time.perf_counter(), state.step
+        start_step = state.step
+        clock = TrainClock(self.run_dir, resume_step=start_step if resume_from is not None else None)
+        self.checkpoints.clock = clock if self.dist.is_main else None
         with Interruption() as interruption:
             self.model.train()
             batches = micro_batches(
@@ -202,7 +204,7 @@ class Trainer:
                 dist=self.dist,
                 interruption=interruption,
             )
-        train_seconds = time.perf_counter() - started
+        train_seconds, total_train_seconds = clock.segment(), clock.total()
         if interruption.requested:
             self.checkpoints.save("last.ckpt", state)
             self.dist.barrier()
@@ -230,9 +232,15 @@ class Trainer:
             budget=parameter_budget(self.model, self.channels, result.scenarios),
             protocol_settings=result.settings,
             timing={
-                "train_s": round(train_seconds, 3),
+                # every segment's training; None when a resume could not tell the earlier ones' (train_time.py)
+                "train_s": None if total_train_seconds is None else round(total_train_seconds, 3),
                 "eval_s": round(result.seconds, 3),
-                "steps_per_s": round((state.step - start_step) / max(train_seconds, 1e-9), 4),
+                "steps_per_s": round((state.step - start_step) / max(train_seconds, 1e-9), 4),  # this segment's
+                **(
+                    {"resumed_at_step": start_step, "segment_train_s": round(train_seconds, 3)}
+                    if resume_from is not None
+                    else {}
+                ),
             },
             smoke=self.smoke,
             checkpoint={

@@ -67,7 +67,7 @@ def row_budget(records: Sequence[LoadedRecord]) -> dict[str, Any]:
     for item in records:
         rate = _number((item.record.get("timing") or {}).get("steps_per_s"))
         per_step.append(1.0 / rate if rate else None)
-    train = [_number((item.record.get("timing") or {}).get("train_s")) for item in records]
+    train = [whole_training_seconds(item.record) for item in records]
     known = [value for value, _ in params if value is not None]
     steps = [value for item in records if (value := _int(_checkpoint(item.record).get("total_steps"))) is not None]
     ordered = sorted(records, key=lambda item: item.record["seed"])
@@ -79,6 +79,27 @@ def row_budget(records: Sequence[LoadedRecord]) -> dict[str, Any]:
         "step_s": _median(per_step),
         "train_s": _median(train),
     }
+
+
+def trained(record: Mapping[str, Any]) -> bool:
+    """Whether the record's command trained (`mmbench run`), not only evaluated a checkpoint."""
+    timing = record.get("timing") or {}
+    return _number(timing.get("steps_per_s")) is not None or _number(timing.get("train_s")) is not None
+
+
+def whole_training_seconds(record: Mapping[str, Any]) -> float | None:
+    """`timing.train_s` when it covers the whole training; None when it does not say. Records written
+    before resumed runs added their earlier segments (mmbench/engine/train_time.py) hold only the last
+    segment's seconds: without `resumed_at_step`, a `train_s` whose steps at `steps_per_s` fall short of
+    `total_steps` by more than 1 % is such a segment and is not used."""
+    timing = record.get("timing") or {}
+    seconds = _number(timing.get("train_s"))
+    if seconds is None or "resumed_at_step" in timing:
+        return seconds
+    rate, total = _number(timing.get("steps_per_s")), _int(_checkpoint(record).get("total_steps"))
+    if rate and total and seconds * rate < 0.99 * total:
+        return None
+    return seconds
 
 
 def selected_final_step(record: Mapping[str, Any]) -> bool:
@@ -143,11 +164,11 @@ def final_step_flag(records: Sequence[Mapping[str, Any]]) -> str | None:
 
 def validation_curves(records: Sequence[LoadedRecord]) -> list[dict[str, Any]]:
     """Each training record's validation curve ({seed, selected_step, points: [[step, score], ...]}, in seed
-    order). Only records that trained (`timing.train_s`) count: an evaluation record repeats the curve of
+    order). Only records that trained (`timing.steps_per_s`) count: an evaluation record repeats the curve of
     the checkpoint it loaded, which the training table already shows."""
     curves = []
     for item in sorted(records, key=lambda item: item.record["seed"]):
-        if _number((item.record.get("timing") or {}).get("train_s")) is None:
+        if not trained(item.record):
             continue
         checkpoint = _checkpoint(item.record)
         points = [[step, score] for step, score in _curve(checkpoint)]

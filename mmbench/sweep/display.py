@@ -48,7 +48,9 @@ def estimate_costs(
             continue
         for name in (job.config_name, _METHOD + job.method):  # the config's own group, and its method's
             if job.kind == TRAIN:
-                rate, train_s = timing.get("steps_per_s"), timing.get("train_s")
+                rate = timing.get("steps_per_s")
+                segment = timing.get("segment_train_s")  # a resumed run: this process's part of train_s
+                train_s = segment if segment is not None else timing.get("train_s")
                 if not rate or job.iterations is None:
                     continue
                 rest = max(0.0, float(timing.get("total_s") or 0.0) - float(train_s or 0.0))

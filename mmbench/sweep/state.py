@@ -271,7 +271,7 @@ def record_facts(path: Path) -> dict[str, Any]:
         "record_stat": [stat.st_size, stat.st_mtime_ns],
         "fingerprint": record["dataset"].get("fingerprint"),
         "checkpoint_sha256": (record["method"].get("checkpoint") or {}).get("sha256"),
-        "timing": {key: timing.get(key) for key in ("total_s", "train_s", "steps_per_s", "eval_s")},
+        "timing": {key: timing.get(key) for key in ("total_s", "train_s", "segment_train_s", "steps_per_s", "eval_s")},
     }
 
 
