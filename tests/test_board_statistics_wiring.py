@@ -182,8 +182,11 @@ def test_the_friedman_section_is_in_json_markdown_and_html(board):
         and "Nemenyi critical difference" in text
     )
     assert "Benavoli" in text and "descriptive" in text
+    assert section["few_seeds"] == ["delta"]  # two seeds: its rank is marked provisional
+    assert "⚠ Fewer than 3 seeds in some table: delta." in text
     page = render_html(board)
     assert page.count('class="cd-diagram"') == 1 and 'id="across"' in page
+    assert "Fewer than 3 seeds in some table: delta." in page
 
 
 def test_without_three_methods_in_two_blocks_the_section_says_why(tmp_path):

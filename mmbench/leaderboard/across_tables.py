@@ -127,6 +127,8 @@ def across_tables(tables: Sequence[Mapping[str, Any]], alpha: float = ALPHA) -> 
         "blocks": [blocks[i][0] for i in chosen],
         "left_out_blocks": len(blocks) - len(chosen),
         "duplicate_blocks": duplicates,
+        # methods whose mean in some table rests on fewer than 3 seeds: their average rank is less certain
+        "few_seeds": sorted({row["label"] for t in tables for row in t["rows"] if row.get("few_seeds")} & set(methods)),
         "friedman": dataclasses.asdict(result),
         "nemenyi_cd": cd,
         "nemenyi_groups": groups,

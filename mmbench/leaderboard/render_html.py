@@ -22,6 +22,7 @@ from mmbench.leaderboard.render_text import (
     TIED,
     ci_text,
     delta_text,
+    few_seeds_text,
     millions,
     p_text,
     percent,
@@ -625,7 +626,7 @@ def _across(section: Any) -> str:
         f"Nemenyi critical difference at α = {section['alpha']:g}: CD = {cd if cd is None else f'{cd:.3f}'} "
         "(bars join methods whose average ranks differ by less). The Nemenyi groups depend on which other "
         "methods are compared (Benavoli et al. 2016): read the Holm-adjusted Wilcoxon test against the best "
-        "below as the test of record, the diagram as a summary.</p>"
+        f"below as the test of record, the diagram as a summary. {_e(few_seeds_text(section))}</p>"
         f'<div class="charts"><figure>{svg}<figcaption>average rank over the blocks (1 = best)</figcaption></figure>'
         "</div>"
         '<table class="across sortable"><thead><tr><th scope="col">average rank</th><th scope="col">method</th>'

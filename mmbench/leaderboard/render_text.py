@@ -137,6 +137,7 @@ def across_markdown(section: Mapping[str, Any] | None) -> list[str]:
         f"have a value ({section['left_out_blocks']} other blocks left out, {section['duplicate_blocks']} repeating "
         "another block's numbers counted once): " + "; ".join(section["blocks"]) + ".",
         "",
+        *_few_seeds_line(section),
         # statistics.py words its blocks "tables"; here a block is a (dataset, protocol, scenario) cell
         render_friedman_markdown(names, friedman_result(section), section["nemenyi_cd"], section["alpha"]).replace(
             " tables, k = ", " blocks, k = ", 1
@@ -151,6 +152,22 @@ def across_markdown(section: Mapping[str, Any] | None) -> list[str]:
         "",
     ]
     return lines
+
+
+def few_seeds_text(section: Mapping[str, Any]) -> str:
+    """The sentence naming the compared methods with fewer than 3 seeds in some table; "" when none."""
+    few = section.get("few_seeds") or []
+    if not few:
+        return ""
+    return (
+        f"{FEW_SEEDS} Fewer than 3 seeds in some table: {', '.join(map(_cell, few))}. Their means, so their "
+        "ranks in each block, rest on fewer trainings than the others'; read their place here as provisional."
+    )
+
+
+def _few_seeds_line(section: Mapping[str, Any]) -> list[str]:
+    text = few_seeds_text(section)
+    return [text, ""] if text else []
 
 
 def settings_line(table: Mapping[str, Any]) -> str:
