@@ -27,7 +27,7 @@ from __future__ import annotations
 import math
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from scipy import stats
@@ -558,6 +558,24 @@ def _permutation_ps(
     return out
 
 
+def _pairs_by_common_seeds(
+    a_seeds: Seeds, others: Mapping[str, Seeds]
+) -> tuple[list[list[tuple[str, np.ndarray, np.ndarray]]], dict[str, Any]]:
+    """a paired with each other method ((name, a stack, other stack)), grouped by the seeds the pair shares
+    (a group can share one draw and one product), and {name: None} for those no pair can be formed with
+    (no seed in common, other units)."""
+    groups: dict[tuple, list[tuple[str, np.ndarray, np.ndarray]]] = {}
+    unpaired: dict[str, Any] = {}
+    for name, seeds in others.items():
+        try:
+            common, a, b, _, _ = _paired_stacks(a_seeds, seeds)
+        except RecordError:
+            unpaired[name] = None
+            continue
+        groups.setdefault(tuple(common), []).append((name, a, b))
+    return list(groups.values()), unpaired
+
+
 def permutation_p_values(
     a_seeds: Seeds,
     others: Mapping[str, Seeds],
@@ -571,16 +589,8 @@ def permutation_p_values(
     product. None where the p-value is undefined or the pair cannot be formed (no seed in common, other
     units): the board shows no mark then."""
     _check_positive("n_permutations", n_permutations)
-    groups: dict[tuple, list[tuple[str, np.ndarray, np.ndarray]]] = {}
-    out: dict[str, float | None] = {}
-    for name, seeds in others.items():
-        try:
-            common, a, b, _, _ = _paired_stacks(a_seeds, seeds)
-        except RecordError:
-            out[name] = None
-            continue
-        groups.setdefault(tuple(common), []).append((name, a, b))
-    for members in groups.values():
+    groups, out = _pairs_by_common_seeds(a_seeds, others)
+    for members in groups:
         a = members[0][1]
         scored = _scored_mask(classes, a.shape[1], a.shape[-1])
         bs = np.stack([b for _, _, b in members])
@@ -606,16 +616,8 @@ def paired_intervals(
     fixed, so with 3 seeds it can call a difference significant that one seed more could reverse; this
     interval resamples the seeds too (docs/leaderboard.md, "Not distinguishable from the best")."""
     level = _check_level(level)
-    groups: dict[tuple, list[tuple[str, np.ndarray, np.ndarray]]] = {}
-    out: dict[str, tuple[float | None, float | None] | None] = {}
-    for name, seeds in others.items():
-        try:
-            common, a, b, _, _ = _paired_stacks(a_seeds, seeds)
-        except RecordError:
-            out[name] = None
-            continue
-        groups.setdefault(tuple(common), []).append((name, a, b))
-    for members in groups.values():
+    groups, out = _pairs_by_common_seeds(a_seeds, others)
+    for members in groups:
         a = members[0][1]
         scored = _scored_mask(classes, a.shape[1], a.shape[-1])
         resampling = draw_resampling(a.shape[0], a.shape[2], n_boot, rng_seed)
