@@ -123,10 +123,30 @@ def test_a_near_identical_method_is_tied_with_the_best_and_a_worse_one_is_not(bo
 def test_rank_intervals_span_the_tied_rows_only(board):
     rows = rows_of(board)
     assert rows["alpha"]["rank_interval"] == [1.0, 2.0] and rows["beta"]["rank_interval"] == [1.0, 2.0]
-    assert rows["delta"]["rank_interval"] == [3.0, 3.0] and rows["gamma"]["rank_interval"] == [4.0, 4.0]
+    assert rows["gamma"]["rank_interval"] == [4.0, 4.0]
+    # delta ran seeds 0 and 1 only: the others resample all three seeds, delta sits at its estimate
+    assert rows["delta"]["rank_interval"] is None and rows["delta"]["rank"] == 3
     text = render_markdown(board)
     assert text.count("| 1–2 |") == 2 and "| 3 | delta" in text and "| 4 | gamma" in text
-    assert "Rank intervals use only the seeds every row has (0, 1)." in text  # delta ran seeds 0 and 1 only
+    assert "Rank intervals resample seeds 0, 1, 2; rows missing one of them are held at their point" in text
+    assert "shown without an interval: delta." in text
+
+
+def test_one_row_with_fewer_seeds_does_not_narrow_the_others_rank_intervals(records_root, board):
+    """The rank intervals of the 3-seed rows are those of a board without the 2-seed row (gamma one place
+    lower: delta, held at its estimate, is always above it): resampling only the seeds every row has would
+    have dropped seed 2 from all of them."""
+    without = rows_of(
+        build_board(
+            *collect_records([path for path in records_root.iterdir() if not path.name.startswith("delta")]),
+            n_boot=N_BOOT,
+        )
+    )
+    rows = rows_of(board)
+    assert board["tables"][0]["statistics"]["rank_interval_seeds"] == [0, 1, 2]  # not only delta's 0, 1
+    assert rows["alpha"]["rank_interval"] == without["alpha"]["rank_interval"] == [1.0, 2.0]
+    assert rows["beta"]["rank_interval"] == without["beta"]["rank_interval"]
+    assert rows["gamma"]["rank_interval"] == [rank + 1 for rank in without["gamma"]["rank_interval"]]
 
 
 def test_rows_with_fewer_than_3_seeds_are_marked(board):

@@ -117,7 +117,14 @@ def statistics_line(table: Mapping[str, Any]) -> str:
     )
     if info.get("rank_interval_seed_subset"):
         seeds = ", ".join(map(str, info.get("rank_interval_seeds") or []))
-        text += f" Rank intervals use only the seeds every row has ({seeds})."
+        fixed = info.get("rank_interval_fixed") or []
+        if fixed:
+            text += (
+                f" Rank intervals resample seeds {seeds}; rows missing one of them are held at their point "
+                f"estimates and shown without an interval: {', '.join(map(_cell, fixed))}."
+            )
+        else:
+            text += f" Rank intervals use only the seeds every row has ({seeds})."
     if info.get("reason"):
         text += f" {info['reason']}."
     return text + custom

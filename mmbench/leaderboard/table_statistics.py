@@ -239,17 +239,38 @@ def _rank_intervals(
     if len(seed_lists) == 1:
         replicates = {row["config_id"]: replicates[row["config_id"]] for row in ranked}
         common: tuple = next(iter(seed_lists))
-    else:
+    estimates = {row["config_id"]: row["values"][primary]["mean"] for row in ranked}
+    fixed: list[dict[str, Any]] = []
+    if len(seed_lists) > 1:
+        resampled, fixed = _rows_to_resample(ranked, units)
         try:
             replicates, common = st.table_replicates(
-                {row["config_id"]: units.rows[row["config_id"]] for row in ranked}, mask, n_boot, rng_seed
+                {row["config_id"]: units.rows[row["config_id"]] for row in resampled}, mask, n_boot, rng_seed
             )
         except RecordError as exc:
             info["rank_intervals"] = f"none: {exc}"
             return
-    estimates = {row["config_id"]: row["values"][primary]["mean"] for row in ranked}
+        for row in fixed:  # in every replicate at its point estimate: the others' ranks stay the table's
+            replicates[row["config_id"]] = np.full(
+                n_boot, np.nan if estimates[row["config_id"]] is None else estimates[row["config_id"]]
+            )
     for interval in st.rank_intervals(replicates, estimates, LEVEL):
         row = next(row for row in ranked if row["config_id"] == interval.method)
-        row["rank_interval"] = [interval.low, interval.high]
+        row["rank_interval"] = None if row in fixed else [interval.low, interval.high]
     info["rank_interval_seeds"] = list(common)
     info["rank_interval_seed_subset"] = len(seed_lists) > 1  # some row has other seeds: only shared ones used
+    info["rank_interval_fixed"] = [row["label"] for row in fixed]
+
+
+def _rows_to_resample(ranked: list[dict[str, Any]], units: TableUnits) -> tuple[list[dict], list[dict]]:
+    """(rows resampled, rows held at their point estimate) for rank intervals when rows have different
+    seeds. Resampling only the seeds every row has would let one row with a single seed shrink every
+    interval to that seed's test-set noise; so the seeds shared by the rows with at least 3 seeds are
+    resampled, and a row lacking one of them (a row still being trained) is held at its estimate and gets
+    no interval. With fewer than two such rows, every row is resampled on the seeds all share."""
+    full = [row for row in ranked if not row.get("few_seeds")]
+    if len(full) < 2:
+        return ranked, []
+    shared = set.intersection(*(set(units.rows[row["config_id"]]) for row in full))
+    resampled = [row for row in ranked if shared <= set(units.rows[row["config_id"]])]
+    return resampled, [row for row in ranked if row not in resampled]
