@@ -17,18 +17,19 @@ def test_a_fresh_run_counts_from_zero_and_notes_its_total_at_each_save(tmp_path)
     clock = TrainClock(tmp_path, resume_step=None)
     assert clock.before == 0.0 and 0 <= clock.segment() <= clock.total()
     clock.save(250)
-    note = json.loads((tmp_path / FILENAME).read_text())
-    assert note["step"] == 250 and note["train_s"] >= 0
+    clock.save(500)
+    notes = json.loads((tmp_path / FILENAME).read_text())["train_s_at_step"]
+    assert list(notes) == ["250", "500"] and 0 <= notes["250"] <= notes["500"]
 
 
 @pytest.mark.parametrize(
     ("note", "before"),
     [
-        ({"step": 250, "train_s": 120.5}, 120.5),  # the checkpoint's step: its seconds carry over
-        ({"step": 500, "train_s": 240.0}, None),  # another checkpoint's note: unknown
-        (None, None),  # a checkpoint from before the note existed
+        ({"train_s_at_step": {"250": 120.5, "500": 240.0}}, 120.5),  # its step (best.ckpt, older): carries over
+        ({"train_s_at_step": {"500": 240.0}}, None),  # no note at its step: unknown
+        (None, None),  # a checkpoint from before the notes existed
         ("{ truncated", None),
-        ({"step": 250, "train_s": True}, None),
+        ({"train_s_at_step": {"250": True}}, None),
     ],
     ids=["same-step", "other-step", "missing", "corrupt", "not-a-number"],
 )

@@ -137,7 +137,8 @@ def test_a_killed_run_resumes_to_exactly_the_uninterrupted_numbers(tmp_path, sto
     timing = a["timing"]
     assert timing["resumed_at_step"] in (4, 8) and "resumed_at_step" not in b["timing"]
     assert timing["train_s"] > timing["segment_train_s"] > 0
-    assert json.loads((run_dir / "train_time.json").read_text())["step"] == 16
+    notes = json.loads((run_dir / "train_time.json").read_text())["train_s_at_step"]
+    assert str(timing["resumed_at_step"]) in notes and "16" in notes
 
 
 def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path, store, tiny_methods):

@@ -4,9 +4,10 @@ of the whole training, not of its last part.
 
 Why a file of its own beside the checkpoints (`train_time.json`) instead of a field in them: a checkpoint's
 bytes depend only on the seed and the config, so the same seed gives the same checkpoint; wall time would
-break that. The file names the step it was written at; a resume from another step (or from a checkpoint
-written before this file existed) finds no match, and the earlier segments' time is then unknown (None),
-never guessed.
+break that. The file maps each step a checkpoint was saved at to the training seconds up to it
+(`{"train_s_at_step": {"250": 81.2, ...}}`), so a resume from `last.ckpt` or from an older `best.ckpt`
+finds its step; a checkpoint written before this file existed finds none, and the earlier segments' time
+is then unknown (None), never guessed.
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ class TrainClock:
     def __init__(self, run_dir: Path, *, resume_step: int | None) -> None:
         self.path = run_dir / FILENAME
         self.started = time.perf_counter()
-        self.before: float | None = 0.0 if resume_step is None else _seconds_at(self.path, resume_step)
+        self.at_step: dict[str, float] = {} if resume_step is None else _read(self.path)
+        self.before: float | None = 0.0 if resume_step is None else self.at_step.get(str(resume_step))
 
     def segment(self) -> float:
         """Seconds since this segment started."""
@@ -40,15 +42,21 @@ class TrainClock:
         """Note the total at `step` (called with each checkpoint save; raises OSError like the save)."""
         total = self.total()
         if total is not None:
-            write_json_atomic(self.path, {"step": step, "train_s": round(total, 3)})
+            self.at_step[str(step)] = round(total, 3)
+            write_json_atomic(self.path, {"train_s_at_step": self.at_step})
 
 
-def _seconds_at(path: Path, step: int) -> float | None:
+def _read(path: Path) -> dict[str, float]:
+    """The notes of an earlier segment; {} when there are none or they cannot be read."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError):
-        return None
-    if not isinstance(data, dict) or data.get("step") != step:
-        return None
-    seconds = data.get("train_s")
-    return float(seconds) if isinstance(seconds, (int, float)) and not isinstance(seconds, bool) else None
+        return {}
+    notes = data.get("train_s_at_step") if isinstance(data, dict) else None
+    if not isinstance(notes, dict):
+        return {}
+    return {
+        str(step): float(seconds)
+        for step, seconds in notes.items()
+        if isinstance(seconds, (int, float)) and not isinstance(seconds, bool)
+    }
