@@ -59,6 +59,7 @@ def test_training_selects_on_validation_and_writes_a_record(capsys, tmp_path, st
         "best.ckpt",
         "last.ckpt",
         "train_log.jsonl",
+        "train_time.json",
         "status.json",
     }
     events = [json.loads(line) for line in (run_dir / "train_log.jsonl").read_text().splitlines()]
@@ -279,4 +280,12 @@ def test_two_process_ddp_on_cpu_matches_one_process(tmp_path, store, tiny_method
     # Same data, same global batch; only floating-point summation order differs (no BatchNorm in this model).
     for mine, theirs in zip(distributed["scenarios"], reference["scenarios"], strict=True):
         assert mine["metrics"]["miou"] == pytest.approx(theirs["metrics"]["miou"], abs=0.02)
-    assert len(list(path.parent.iterdir())) == 5  # rank 1 wrote nothing extra (status.json is rank 0's)
+    # rank 1 wrote nothing extra (status.json and train_time.json are rank 0's)
+    assert {p.name for p in path.parent.iterdir()} == {
+        "result.json",
+        "best.ckpt",
+        "last.ckpt",
+        "train_log.jsonl",
+        "train_time.json",
+        "status.json",
+    }
