@@ -260,9 +260,11 @@ def test_ctrl_c_and_sigterm_interrupt_each_job_once_and_leave_it_resumable(
     assert "mmbench sweep: interrupted" in err and "Traceback" not in err
     job = out / "tiny" / "ok" / "seed0"
     assert state(job, "train-last1")["status"] == "interrupted" and not records(out)
-    assert "interrupted at step" in (job / "train-last1.log").read_text()  # the run saved its checkpoint
+    log = (job / "train-last1.log").read_text()
+    assert "interrupted at step" in log  # the run saved its checkpoint
+    step = log.split("interrupted at step ")[1].split(";")[0]
     code, out_text, _ = sweep(capsys, suite, "--status")
-    assert code == 0 and "pending*" in out_text
+    assert code == 0 and f"pending* @{step}" in out_text  # where it will resume, read from the notes
 
 
 def test_identical_jobs_of_another_sweep_are_reused_not_rerun(capsys, tmp_path, store, tiny_methods):

@@ -27,7 +27,7 @@ class TrainClock:
     def __init__(self, run_dir: Path, *, resume_step: int | None) -> None:
         self.path = run_dir / FILENAME
         self.started = time.perf_counter()
-        self.at_step: dict[str, float] = {} if resume_step is None else _read(self.path)
+        self.at_step: dict[str, float] = {} if resume_step is None else read_notes(self.path)
         self.before: float | None = 0.0 if resume_step is None else self.at_step.get(str(resume_step))
 
     def segment(self) -> float:
@@ -46,8 +46,9 @@ class TrainClock:
             write_json_atomic(self.path, {"train_s_at_step": self.at_step})
 
 
-def _read(path: Path) -> dict[str, float]:
-    """The notes of an earlier segment; {} when there are none or they cannot be read."""
+def read_notes(path: Path) -> dict[str, float]:
+    """{step: training seconds up to it} of the run whose notes are at `path`; {} when there are none or they
+    cannot be read."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError):

@@ -26,7 +26,7 @@ from mmbench.progress import bar_columns, quiet
 from mmbench.sweep.driver import Reporter, SweepOutcome, summary_counts
 from mmbench.sweep.jobs import JobResult
 from mmbench.sweep.planning import TRAIN, Job, SweepPlan
-from mmbench.sweep.state import DONE, FAILED, PENDING, RUNNING, JobStatus
+from mmbench.sweep.state import DONE, FAILED, PENDING, RUNNING, JobStatus, resume_step
 
 MAX_NOTES = 10
 STYLES = {DONE: "green", FAILED: "bold red", PENDING: "yellow", RUNNING: "cyan"}
@@ -176,13 +176,20 @@ def show_status(plan: SweepPlan, statuses: dict[str, JobStatus]) -> None:
     for protocol in plan.protocols:
         table.add_column(protocol + (" (train)" if protocol == plan.suite.train else ""))
     rows: dict[tuple[str, str, int], dict[str, JobStatus]] = defaultdict(dict)
+    steps: dict[tuple[str, str, int], int | None] = {}
     for job in plan.jobs:
         rows[(job.dataset, job.config_name, job.seed)][job.protocol] = statuses[job.id]
+        if job.kind == TRAIN and statuses[job.id].resumable and statuses[job.id].state != DONE:
+            steps[(job.dataset, job.config_name, job.seed)] = resume_step(job)
     order = {config.name: index for index, config in enumerate(plan.suite.methods)}
     for (dataset, name, seed), cells in sorted(
         rows.items(), key=lambda item: (item[0][0], order[item[0][1]], item[0][2])
     ):
-        labels = [_cell(cells[protocol]) for protocol in plan.protocols]
+        step = steps.get((dataset, name, seed))
+        labels = [
+            _cell(cells[protocol]) + (f" @{step}" if step is not None and protocol == plan.suite.train else "")
+            for protocol in plan.protocols
+        ]
         table.add_row(*([dataset] if several else []), name, str(seed), *labels)
     console.print(table)
     counts = Counter(status.state for status in statuses.values())
@@ -209,7 +216,7 @@ def show_problems(statuses: dict[str, JobStatus]) -> None:
             f"[yellow]note:[/yellow] ... and {len(problems) - MAX_NOTES} more outputs not reused", highlight=False
         )
     if any(status.resumable and status.state != DONE for status in statuses.values()):
-        stdout().print("* resumes from its last checkpoint")
+        stdout().print("* resumes from its last checkpoint (@N: saved at step N)")
 
 
 # -- progress ------------------------------------------------------------------------------------------

@@ -87,6 +87,21 @@ def unfinished_training(job: Job) -> bool:
     return job.kind == TRAIN and any(not (ckpt.parent / "result.json").exists() for ckpt in root.glob("*/last.ckpt"))
 
 
+def resume_step(job: Job) -> int | None:
+    """The step an unfinished training's newest checkpoint was saved at, from the training-time notes beside
+    it (mmbench/engine/train_time.py; no checkpoint is loaded); None when no note says (an older run)."""
+    from mmbench.engine.train_time import FILENAME, read_notes
+
+    steps = [
+        int(step)
+        for ckpt in record_root(job).glob("*/last.ckpt")
+        if not (ckpt.parent / "result.json").exists()
+        for step in read_notes(ckpt.parent / FILENAME)
+        if step.isdigit()
+    ]
+    return max(steps) if steps else None
+
+
 def check_record(
     job: Job,
     path: Path,
