@@ -17,7 +17,15 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from mmbench.errors import UserError
-from mmbench.sweep.jobs import INTERRUPTED, JobResult, JobSettings, interrupt_children, run_evaluations, run_job
+from mmbench.sweep.jobs import (
+    INTERRUPTED,
+    JobResult,
+    JobSettings,
+    allow_jobs,
+    interrupt_children,
+    run_evaluations,
+    run_job,
+)
 from mmbench.sweep.planning import TRAIN, Job
 from mmbench.sweep.state import FAILED, RUNNING, read_state, write_state
 from mmbench.sweep.suite import ExecutorSettings
@@ -64,6 +72,7 @@ class LocalBackend:
         self.jobs = jobs
         self.settings = JobSettings(threads=max(1, available_cores() // jobs), gpus=min(gpus, 1))
         self._pool = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="mmbench-sweep")
+        allow_jobs()
 
     def submit(self, job: Job) -> Future[JobResult]:
         return self._pool.submit(run_job, job, self.settings)

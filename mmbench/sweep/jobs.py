@@ -123,11 +123,18 @@ def run_job(job: Job, settings: JobSettings) -> JobResult:
 
 _CHILDREN: set[subprocess.Popen[bytes]] = set()
 _CHILDREN_LOCK = threading.Lock()
+_STOPPING = threading.Event()  # set by `interrupt_children`: no job starts after it, a starting one is stopped
+_NOT_STARTED = 130  # what an interrupted job's process returns; a job the interruption kept from starting too
 
 
 def _run_child(command: list[str], log: IO[str], settings: JobSettings) -> int:
     """Run the job's process to its end. It gets a session of its own, so a Ctrl-C on the terminal reaches
-    the sweep only, which then interrupts each job exactly once (`interrupt_children`)."""
+    the sweep only, which then interrupts each job exactly once (`interrupt_children`). A job whose thread
+    gets here after the interruption does not start; one starting while it happens is interrupted too
+    (the check and the registration share the lock `interrupt_children` takes, so exactly one SIGINT)."""
+    if _STOPPING.is_set():
+        log.write("# not started: the sweep was interrupted\n")
+        return _NOT_STARTED
     child = subprocess.Popen(
         command,
         stdout=log,
@@ -139,6 +146,10 @@ def _run_child(command: list[str], log: IO[str], settings: JobSettings) -> int:
     )
     with _CHILDREN_LOCK:
         _CHILDREN.add(child)
+        missed = _STOPPING.is_set()  # the interruption came while this process was being started
+    if missed:
+        with contextlib.suppress(ProcessLookupError):
+            child.send_signal(signal.SIGINT)
     try:
         return child.wait()
     finally:
@@ -148,12 +159,18 @@ def _run_child(command: list[str], log: IO[str], settings: JobSettings) -> int:
 
 def interrupt_children() -> None:
     """Send SIGINT to every job process this process started: each saves its checkpoint and exits (130),
-    and its state says interrupted (it resumes on the next sweep)."""
+    and its state says interrupted (it resumes on the next sweep). Jobs not yet started stay unstarted."""
     with _CHILDREN_LOCK:
+        _STOPPING.set()
         children = list(_CHILDREN)
     for child in children:
         with contextlib.suppress(ProcessLookupError):
             child.send_signal(signal.SIGINT)
+
+
+def allow_jobs() -> None:
+    """A new sweep in this process may start jobs again (after an earlier one was interrupted)."""
+    _STOPPING.clear()
 
 
 def _command(job: Job, settings: JobSettings, training: dict[str, Any] | None) -> tuple[list[str], bool]:
