@@ -15,6 +15,9 @@ from mmbench.cli.main import main
 from mmbench.datasets.synthetic import SyntheticConfig, write_synthetic
 from mmbench.records import read_record
 
+# what a finished run leaves in its folder (docs/training.md, "Files")
+RUN_FILES = {"result.json", "best.ckpt", "last.ckpt", "train_log.jsonl", "train_time.json", "status.json"}
+
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
@@ -54,14 +57,7 @@ def test_training_selects_on_validation_and_writes_a_record(capsys, tmp_path, st
     assert "validation" in checkpoint["selection"] and checkpoint["effective_batch_size"] == 4
     assert record["timing"]["train_s"] > 0 and record["smoke"] is False
     run_dir = path.parent
-    assert {p.name for p in run_dir.iterdir()} == {
-        "result.json",
-        "best.ckpt",
-        "last.ckpt",
-        "train_log.jsonl",
-        "train_time.json",
-        "status.json",
-    }
+    assert {p.name for p in run_dir.iterdir()} == RUN_FILES
     events = [json.loads(line) for line in (run_dir / "train_log.jsonl").read_text().splitlines()]
     assert [e["step"] for e in events if e["event"] == "val"] == [4, 8, 12]
     assert [e["step"] for e in events if e["event"] == "train"] == [2, 4, 6, 8, 10, 12]
@@ -281,11 +277,4 @@ def test_two_process_ddp_on_cpu_matches_one_process(tmp_path, store, tiny_method
     for mine, theirs in zip(distributed["scenarios"], reference["scenarios"], strict=True):
         assert mine["metrics"]["miou"] == pytest.approx(theirs["metrics"]["miou"], abs=0.02)
     # rank 1 wrote nothing extra (status.json and train_time.json are rank 0's)
-    assert {p.name for p in path.parent.iterdir()} == {
-        "result.json",
-        "best.ckpt",
-        "last.ckpt",
-        "train_log.jsonl",
-        "train_time.json",
-        "status.json",
-    }
+    assert {p.name for p in path.parent.iterdir()} == RUN_FILES
