@@ -5,6 +5,7 @@ Bad inputs must be one line on stderr, exit 2, with nothing started (the output 
 
 from __future__ import annotations
 
+import itertools
 import os
 from pathlib import Path
 
@@ -12,8 +13,9 @@ import pytest
 import yaml
 from sweep_cli import sweep
 
+from mmbench.errors import UserError
 from mmbench.sweep import load_suite, plan_sweep
-from mmbench.sweep.planning import EVAL, TRAIN, select_jobs
+from mmbench.sweep.planning import EVAL, TRAIN, order_jobs, select_jobs
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -129,6 +131,86 @@ def test_only_applies_to_the_dry_run_and_a_pattern_matching_nothing_is_one_line(
     assert code == 2 and err.count("\n") == 1
     assert "--only '*/unimodel/*' matches no job" in err and "synthetic/early-fusion/seed0/train-last1" in err
     assert not (tmp_path / "out").exists()
+
+
+def test_row_order_finishes_each_method_configs_seeds_before_the_next_and_keeps_every_job(tmp_path, store):
+    suite = load_suite(
+        write_suite(tmp_path, datasets=["synthetic", str(store)], methods=["early-fusion", "unimodal"], seeds=[2, 0, 1])
+    )
+    plan = plan_sweep(suite)
+    rows = order_jobs(plan, "rows")
+    assert order_jobs(plan, "seeds") is plan
+    assert sorted(job.id for job in rows.jobs) == sorted(job.id for job in plan.jobs)
+    assert [(job.dataset, job.config_name, job.seed) for job in rows.trainings] == [
+        (dataset, name, seed)
+        for dataset in ("synthetic", "tiny")
+        for name in ("early-fusion", "unimodal")
+        for seed in (2, 0, 1)  # the suite's seed order, within each row
+    ]
+    for before, job in itertools.pairwise(rows.jobs):  # each training is followed by its own evaluations
+        if job.kind == EVAL:
+            assert job.train_id in (before.id, before.train_id)
+    with pytest.raises(UserError, match="unknown sweep order 'diagonal'"):
+        order_jobs(plan, "diagonal")
+
+
+def test_the_driver_starts_trainings_in_row_order(tmp_path):
+    """The order reaches the driver: with one job at a time, every training of a row (and its evaluations)
+    runs before the next row's first training."""
+    from concurrent.futures import Future
+
+    from mmbench.sweep.driver import Reporter, run_sweep
+    from mmbench.sweep.jobs import JobResult
+    from mmbench.sweep.state import DONE, plan_status
+
+    class RecordingBackend:
+        name = "recording"
+
+        def __init__(self) -> None:
+            self.started: list[str] = []
+
+        def _done(self, ids: list[str]) -> Future:
+            self.started.extend(ids)
+            future: Future = Future()
+            future.set_result([JobResult(job_id, DONE, None, None, "", 0.0) for job_id in ids])
+            return future
+
+        def submit(self, job):
+            return self._done([job.id])
+
+        def result(self, job, handle):
+            return handle.result()[0]
+
+        def submit_evaluations(self, jobs):
+            return self._done([job.id for job in jobs])
+
+        def evaluation_results(self, jobs, handle):
+            return handle.result()
+
+        def interrupt(self) -> None: ...
+
+        def close(self) -> None: ...
+
+    plan = order_jobs(
+        plan_sweep(load_suite(write_suite(tmp_path, methods=["early-fusion", "unimodal"], seeds=[0, 1, 2]))), "rows"
+    )
+    backend = RecordingBackend()
+    run_sweep(plan, plan_status(plan), backend, parallel=1, retry_failed=False, reporter=Reporter())
+    assert [job_id.rsplit("/", 1)[0] for job_id in backend.started if job_id.endswith("train-last1")] == [
+        f"synthetic/{name}/seed{seed}" for name in ("early-fusion", "unimodal") for seed in (0, 1, 2)
+    ]
+    assert backend.started.index("synthetic/early-fusion/seed2/eval-subsets") < backend.started.index(
+        "synthetic/unimodal/seed0/train-last1"
+    )
+
+
+def test_order_is_a_command_line_choice(capsys, tmp_path):
+    path = write_suite(tmp_path, methods=["early-fusion", "unimodal"], seeds=[0, 1])
+    code, out, err = sweep(capsys, path, "--dry-run", "--order", "rows")
+    assert code == 0, err
+    assert "8 jobs = 4 trainings" in out
+    code, _, err = sweep(capsys, path, "--dry-run", "--order", "diagonal")
+    assert code == 2 and "invalid choice: 'diagonal'" in err
 
 
 BAD_SUITES = [

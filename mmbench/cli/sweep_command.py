@@ -65,6 +65,14 @@ def add_parser(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
         help="only the jobs whose id matches this shell pattern, e.g. '*/stars/*' or '*/seed1/*' (repeatable; "
         "an evaluation brings its training); applies to --dry-run and --status too",
     )
+    sweep.add_argument(
+        "--order",
+        choices=["seeds", "rows"],
+        default="seeds",
+        help="which trainings start first: seeds (default: seed 0 of every method config, then seed 1, ...; a "
+        "stopped sweep has whole seeds) or rows (every seed of one method config before the next; a stopped "
+        "sweep has whole rows). Results do not depend on it",
+    )
     add_overrides(sweep, "override for every job, after the suite's own (repeatable)")
     sweep.set_defaults(handler="mmbench.cli.sweep_command:run")
     return sweep
@@ -84,11 +92,11 @@ def run(args: argparse.Namespace) -> int:
     from mmbench.sweep.backends import check_executor
     from mmbench.sweep.catalog import find_suite
     from mmbench.sweep.display import show_plan, show_status
-    from mmbench.sweep.planning import select_jobs
+    from mmbench.sweep.planning import order_jobs, select_jobs
     from mmbench.sweep.state import plan_status
 
     suite = load_suite(find_suite(args.suite), out=args.out, extra_overrides=args.overrides)
-    plan = select_jobs(plan_sweep(suite), args.only)
+    plan = select_jobs(order_jobs(plan_sweep(suite), args.order), args.only)
     parallel = _parallel(args, plan)
     if args.dry_run:
         show_plan(plan, plan_status(plan), args.executor, parallel)

@@ -188,6 +188,29 @@ def select_jobs(plan: SweepPlan, patterns: Sequence[str]) -> SweepPlan:
     return SweepPlan(suite=plan.suite, jobs=[job for job in plan.jobs if job.id in chosen], protocols=plan.protocols)
 
 
+SEED_MAJOR, ROW_MAJOR = "seeds", "rows"
+ORDERS = (SEED_MAJOR, ROW_MAJOR)
+
+
+def order_jobs(plan: SweepPlan, order: str) -> SweepPlan:
+    """`plan` with its trainings started in `order`: `seeds` (the plan's own: seed 0 of every method config,
+    then seed 1, ...) or `rows` (every seed of the first dataset's first method config, then the next).
+
+    Why: seed order makes a stopped sweep leave every row at the same seeds; row order makes rows reach
+    their full seed count one after another, which is what a user with a few hours per session wants from a
+    board whose rows need 3 seeds to be read (docs/sweeps.md). Order never changes a job or its result: only
+    when it starts. Each training keeps its evaluations right after it."""
+    if order == SEED_MAJOR:
+        return plan
+    if order != ROW_MAJOR:
+        raise UserError(f"unknown sweep order {order!r}; use one of {', '.join(ORDERS)}")
+    datasets = {name: index for index, name in enumerate(dict.fromkeys(job.dataset for job in plan.jobs))}
+    configs = {name: index for index, name in enumerate(config.name for config in plan.suite.methods)}
+    seeds = {seed: index for index, seed in enumerate(plan.suite.seeds)}
+    jobs = sorted(plan.jobs, key=lambda job: (datasets[job.dataset], configs[job.config_name], seeds[job.seed]))
+    return SweepPlan(suite=plan.suite, jobs=jobs, protocols=plan.protocols)
+
+
 def _digest(*parts: Any) -> str:
     return "sha256:" + hashlib.sha256("\x1f".join(map(str, parts)).encode()).hexdigest()
 
