@@ -445,7 +445,8 @@ def test_one_sweep_per_output_root(capsys, tmp_path):
         held.write("pid 1234 on elsewhere")
         held.flush()
         code, _, err = sweep(capsys, write_suite(tmp_path))
-    assert code == 2 and "another sweep (pid 1234 on elsewhere) is running on" in err
+    assert code == 2 and "another sweep (pid 1234 on elsewhere) is running on" in err and err.count("\n") == 1
+    assert "under its own --out DIR" in err  # the way to use a free core meanwhile
     assert sorted(path.name for path in out.iterdir()) == [".sweep.lock"]  # nothing started
 
 

@@ -170,7 +170,8 @@ def _locked_output_root(root: Path) -> Iterator[None]:
             handle.seek(0)
             owner = handle.read().strip() or "another process"
             raise UserError(
-                f"another sweep ({owner}) is running on {root}; wait for it, or watch it with --status"
+                f"another sweep ({owner}) is running on {root}; wait for it, watch it with --status, or run another "
+                "part of the suite (--only) beside it under its own --out DIR (mmbench leaderboard reads both roots)"
             ) from None
         handle.seek(0)
         handle.truncate()
