@@ -1,0 +1,29 @@
+"""Load a pin generator of tests/fixtures/ and compute its reference on this machine.
+
+Why: the version-1 pins (tests/fixtures/*_v1_pin.json) were computed on one development machine, and CPU
+kernels round differently on another instruction set (AVX-512 against AVX2), so a stored pin is bit-exact only
+where it was made. The generators read the old code from git; running them in the test compares the old and
+the current code on the same machine, which is what "bit for bit" means. Without the git history (an sdist,
+a shallow clone) the comparison cannot be made and the test is skipped, saying why.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def reference_pins(generator: str, commit: str) -> dict:
+    """`tests/fixtures/<generator>.py`'s `compute_pins()`, or a skip when git cannot show `commit`."""
+    found = subprocess.run(["git", "cat-file", "-e", f"{commit}^{{commit}}"], cwd=ROOT, capture_output=True)
+    if found.returncode != 0:
+        pytest.skip(f"needs the git history (commit {commit}) to run the old code; this checkout has none")
+    spec = importlib.util.spec_from_file_location(generator, ROOT / "tests" / "fixtures" / f"{generator}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.compute_pins()
