@@ -1,10 +1,10 @@
 """Load a pin generator of tests/fixtures/ and compute its reference on this machine.
 
-Why: the version-1 pins (tests/fixtures/*_v1_pin.json) were computed on one development machine, and CPU
-kernels round differently on another instruction set (AVX-512 against AVX2), so a stored pin is bit-exact only
-where it was made. The generators read the old code from git; running them in the test compares the old and
-the current code on the same machine, which is what "bit for bit" means. Without the git history (an sdist,
-a shallow clone) the comparison cannot be made and the test is skipped, saying why.
+Why: the version-1 pins (tests/fixtures/*_v1_pin.json) were computed on an earlier development machine, and
+on a later one (an AVX-512 CPU) the same code differed from them in the last bits, so a stored pin is
+bit-exact only where it was made. The generators read the old code from git; running them in the test
+compares the old and the current code on the same machine, which is what "bit for bit" means. Without the
+git history (an sdist, a shallow clone) the comparison cannot be made and the test is skipped, saying why.
 """
 
 from __future__ import annotations
