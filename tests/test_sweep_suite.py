@@ -446,7 +446,8 @@ def test_one_sweep_per_output_root(capsys, tmp_path):
         held.flush()
         code, _, err = sweep(capsys, write_suite(tmp_path))
     assert code == 2 and "another sweep (pid 1234 on elsewhere) is running on" in err and err.count("\n") == 1
-    assert "under its own --out DIR" in err  # the way to use a free core meanwhile
+    # the ways to use more cores meanwhile, without two sweeps' threads oversubscribing the same cores
+    assert "run again with --jobs N" in err and "its own --out DIR" in err and "taskset -c" in err
     assert sorted(path.name for path in out.iterdir()) == [".sweep.lock"]  # nothing started
 
 

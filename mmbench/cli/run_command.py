@@ -62,15 +62,17 @@ def run(args: argparse.Namespace) -> int:
         show_plan(plan)
         check_training_settings(plan)  # a dry run says what the engine would refuse
         return 0
-    from mmbench.runtime.distributed import is_main_process, shutdown_distributed
+    from mmbench.runtime.distributed import end_worker_process, is_main_process, shutdown_distributed
 
     try:
         path = execute_run(plan)
-    finally:
+    except BaseException:
         shutdown_distributed()
+        raise
+    shutdown_distributed(wait_for_peers=True)
     if is_main_process():
         show_result(path)
-    return 0
+    return end_worker_process(0)
 
 
 def evaluate(args: argparse.Namespace) -> int:

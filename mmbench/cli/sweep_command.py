@@ -170,8 +170,9 @@ def _locked_output_root(root: Path) -> Iterator[None]:
             handle.seek(0)
             owner = handle.read().strip() or "another process"
             raise UserError(
-                f"another sweep ({owner}) is running on {root}; wait for it, watch it with --status, or run another "
-                "part of the suite (--only) beside it under its own --out DIR (mmbench leaderboard reads both roots)"
+                f"another sweep ({owner}) is running on {root}; wait for it, watch it with --status, or stop it "
+                "(its trainings resume) and run again with --jobs N; a second sweep beside it needs its own --out "
+                "DIR and each sweep its own cores (taskset -c), since a sweep gives its jobs every core it sees"
             ) from None
         handle.seek(0)
         handle.truncate()

@@ -8,6 +8,7 @@ nccl on CUDA. Only rank 0 writes files and draws progress; metrics are reduced a
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -77,6 +78,34 @@ def is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
-def shutdown_distributed() -> None:
+# Set once this process has left a real process group (shutdown_distributed); read by end_worker_process.
+_LEFT_GROUP = False
+
+
+def shutdown_distributed(*, wait_for_peers: bool = False) -> None:
+    """Leave the process group. `wait_for_peers` (a run that finished): every rank waits here until all
+    have finished, rank 0 after writing the record, so that all ranks leave together. A failed run does not
+    wait, since its peers may never arrive; torchrun stops the other ranks when one exits with an error."""
+    global _LEFT_GROUP
     if torch.distributed.is_available() and torch.distributed.is_initialized():
+        if wait_for_peers:
+            torch.distributed.barrier()
         torch.distributed.destroy_process_group()
+        _LEFT_GROUP = True
+
+
+def end_worker_process(code: int) -> int:
+    """Return `code`, or, in a torchrun worker that has left its process group, flush stdout and stderr and
+    end the process at once with `code`, skipping the interpreter's finalization.
+
+    Why: a finished two-rank gloo run sometimes had rank 1 abort after its record was written and the group
+    destroyed ("terminate called without an active exception", exit -6), and torchrun then reported the
+    whole run failed. Python's fault handler showed the abort with no Python frame left, so it came from
+    the C++ objects torch tears down during finalization, which this skips. Everything mmbench writes is
+    written and closed before this point: the record by write-then-rename, logs by their own context
+    managers (docs/distributed.md, "Leaving the process group")."""
+    if not _LEFT_GROUP:
+        return code
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
