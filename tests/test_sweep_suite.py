@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import itertools
 import os
+from concurrent.futures import Future
 from pathlib import Path
 
 import pytest
@@ -154,42 +155,45 @@ def test_row_order_finishes_each_method_configs_seeds_before_the_next_and_keeps_
         order_jobs(plan, "diagonal")
 
 
+class RecordingBackend:
+    """A backend that records which jobs it was given and reports each done at once; nothing runs."""
+
+    name = "recording"
+
+    def __init__(self) -> None:
+        self.started: list[str] = []
+
+    def _done(self, ids: list[str]) -> Future:
+        from mmbench.sweep.jobs import JobResult
+        from mmbench.sweep.state import DONE
+
+        self.started.extend(ids)
+        future: Future = Future()
+        future.set_result([JobResult(job_id, DONE, None, None, "", 0.0) for job_id in ids])
+        return future
+
+    def submit(self, job):
+        return self._done([job.id])
+
+    def result(self, job, handle):
+        return handle.result()[0]
+
+    def submit_evaluations(self, jobs):
+        return self._done([job.id for job in jobs])
+
+    def evaluation_results(self, jobs, handle):
+        return handle.result()
+
+    def interrupt(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
 def test_the_driver_starts_trainings_in_row_order(tmp_path):
     """The order reaches the driver: with one job at a time, every training of a row (and its evaluations)
     runs before the next row's first training."""
-    from concurrent.futures import Future
-
     from mmbench.sweep.driver import Reporter, run_sweep
-    from mmbench.sweep.jobs import JobResult
-    from mmbench.sweep.state import DONE, plan_status
-
-    class RecordingBackend:
-        name = "recording"
-
-        def __init__(self) -> None:
-            self.started: list[str] = []
-
-        def _done(self, ids: list[str]) -> Future:
-            self.started.extend(ids)
-            future: Future = Future()
-            future.set_result([JobResult(job_id, DONE, None, None, "", 0.0) for job_id in ids])
-            return future
-
-        def submit(self, job):
-            return self._done([job.id])
-
-        def result(self, job, handle):
-            return handle.result()[0]
-
-        def submit_evaluations(self, jobs):
-            return self._done([job.id for job in jobs])
-
-        def evaluation_results(self, jobs, handle):
-            return handle.result()
-
-        def interrupt(self) -> None: ...
-
-        def close(self) -> None: ...
+    from mmbench.sweep.state import plan_status
 
     plan = order_jobs(
         plan_sweep(load_suite(write_suite(tmp_path, methods=["early-fusion", "unimodal"], seeds=[0, 1, 2]))), "rows"
@@ -202,6 +206,41 @@ def test_the_driver_starts_trainings_in_row_order(tmp_path):
     assert backend.started.index("synthetic/early-fusion/seed2/eval-subsets") < backend.started.index(
         "synthetic/unimodal/seed0/train-last1"
     )
+
+
+@pytest.mark.parametrize(
+    ("load", "machine_cores", "sweep_cores", "noted"),
+    [
+        (2.1, 2, 2, True),  # another unpinned sweep's two trainings: this one would add 2 threads more
+        (1.0, 2, 1, False),  # the other sweep on core 0, this one pinned to core 1 (taskset -c 1)
+        (0.1, 2, 2, False),  # an idle machine
+        (1.0, 2, 2, True),  # one core busy, and this sweep would use both
+        (3.0, 16, 8, False),  # a large machine with room left
+    ],
+)
+def test_a_sweep_notes_when_the_cores_it_will_fill_look_busy(monkeypatch, load, machine_cores, sweep_cores, noted):
+    from mmbench.sweep import backends
+
+    monkeypatch.setattr(backends, "available_cores", lambda: sweep_cores)
+    note = backends.busy_cores_note(load=load, machine_cores=machine_cores)
+    assert (note is not None) == noted
+    if noted:
+        assert f"{load:.1f} on this machine's {machine_cores} cores" in note and "taskset -c" in note
+
+
+@pytest.mark.parametrize("load", [0.0, 2.5])
+def test_mmbench_sweep_prints_the_busy_cores_note_once_before_it_starts(capsys, monkeypatch, tmp_path, load):
+    from mmbench.sweep import backends
+
+    monkeypatch.setattr(os, "getloadavg", lambda: (load, load, load))
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(backends, "available_cores", lambda: 2)
+    recording = RecordingBackend()
+    monkeypatch.setattr(backends, "make_backend", lambda *args, **kwargs: recording)
+    code, _, err = sweep(capsys, write_suite(tmp_path), "--quiet")
+    assert code == 0, err
+    assert recording.started  # the sweep went on
+    assert err.count("note: the 1-minute load average") == (1 if load else 0)
 
 
 def test_order_is_a_command_line_choice(capsys, tmp_path):

@@ -11,6 +11,7 @@ import argparse
 import contextlib
 import os
 import socket
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -130,6 +131,13 @@ def _execute(args: argparse.Namespace, plan: SweepPlan, parallel: int) -> int:
         statuses = plan_status(plan)  # under the lock: no other sweep changes states from here on
         show_problems(statuses)
         selected, _ = jobs_to_run(plan, statuses, args.retry_failed)
+        if selected and args.executor == "local":
+            from mmbench.sweep.backends import busy_cores_note
+
+            note = busy_cores_note()
+            if note:
+                sys.stderr.write(f"mmbench sweep: note: {note}\n")
+                sys.stderr.flush()
         backend = make_backend(
             args.executor, parallel, Path(plan.suite.out) / ".submitit", plan.suite.executor, plan.suite.name
         )

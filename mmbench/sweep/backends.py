@@ -62,6 +62,32 @@ def available_cores() -> int:
     return max(1, os.cpu_count() or 1)
 
 
+def busy_cores_note(load: float | None = None, machine_cores: int | None = None) -> str | None:
+    """One line when the cores a local sweep is about to fill already look busy, else None.
+
+    Why: a sweep gives its jobs every core it may use (`available_cores`), and nothing tells it about other
+    work on them. Two unpinned sweeps on one 2-core machine ran 2 OpenMP threads each there and trained at a
+    fifth of the speed each had pinned to its own core (docs/sweeps.md, "Running locally"). The machine's
+    1-minute load average (`load`) counts the runnable processes on all its cores: when fewer cores than
+    this sweep will use are left free, the note names the fix. It lags by about a minute, so it is a note,
+    not a refusal."""
+    if load is None:
+        try:
+            load = os.getloadavg()[0]
+        except (AttributeError, OSError):  # pragma: no cover - no load average on this platform
+            return None
+    machine_cores = machine_cores or os.cpu_count() or 1
+    wanted = available_cores()
+    free = machine_cores - load
+    if wanted <= free + 0.5:
+        return None
+    return (
+        f"the 1-minute load average is {load:.1f} on this machine's {machine_cores} cores, and this sweep's jobs "
+        f"will run {wanted} threads in all; if another sweep or job is using these cores, stop this one and pin "
+        "each to its own cores (taskset -c), or run both parts in one sweep with --jobs N (docs/sweeps.md)"
+    )
+
+
 class LocalBackend:
     """`jobs` worker threads; each runs `run_job`, whose child process does the work with
     cores // jobs threads."""
