@@ -1,6 +1,6 @@
-"""The fixed cases of the mmFormer-2D version-1 pin (tests/fixtures/mmformer_v1_pin.json): shared by its
-generator (tests/fixtures/generate_mmformer_v1_pin.py) and by tests/test_mmformer_fidelity.py, so both
-compute the same thing. GEMMNet runs the same network, so its version 2 is pinned beside mmFormer's."""
+"""The fixed cases of the mmFormer-2D version-1 check: shared by the old code's run
+(tests/mmformer_v1_reference.py) and by tests/test_mmformer_fidelity.py, so both compute the same thing.
+GEMMNet runs the same network, so its version 2 is pinned beside mmFormer's."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""The fixed cases of the STARS version-1 pin (tests/fixtures/stars_v1_pin.json): shared by its generator
-(tests/fixtures/generate_stars_v1_pin.py) and by tests/test_stars.py, so both compute the same thing."""
+"""The fixed cases of the STARS version-1 check: shared by the old code's run (tests/stars_v1_reference.py)
+and by tests/test_stars_fidelity.py, so both compute the same thing."""
 
 from __future__ import annotations
 
@@ -19,16 +19,17 @@ V1_SWITCHES = {
     "psa": {"branch": "v1", "uniform_count": "max_samples", "backend": "torch"},  # version 1 ran the reference
 }
 
-# Float sums split across threads round differently, so the pin is bit for bit only at the thread count it
-# was recorded with: the generator and the test both compute under `pinned_threads()`.
+# Float sums split across threads round differently, so old and current code are compared at one thread
+# count: both compute under `pinned_threads()`.
 PIN_THREADS = 2
 
 
 @contextlib.contextmanager
-def pinned_threads() -> Iterator[None]:
-    """torch at PIN_THREADS intra-op threads (whatever OMP_NUM_THREADS says), restored afterwards."""
+def pinned_threads(count: int = PIN_THREADS) -> Iterator[None]:
+    """torch at `count` intra-op threads (whatever OMP_NUM_THREADS says), restored afterwards; also used by
+    the mmFormer check (tests/mmformer_v1_reference.py, tests/test_mmformer_fidelity.py) with one thread."""
     before = torch.get_num_threads()
-    torch.set_num_threads(PIN_THREADS)
+    torch.set_num_threads(count)
     try:
         yield
     finally:

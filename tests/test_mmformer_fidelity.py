@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from git_reference import reference_pins
 from mmformer_v1_case import CASES, V1_SWITCHES, case_config, pin_of
+from stars_v1_case import pinned_threads
 from torch import nn
 
 from mmbench.errors import ConfigError
@@ -39,23 +40,19 @@ def batch(modalities=THREE, count=4, size=64, seed=1):
 @pytest.fixture(scope="module")
 def version_1() -> dict:
     """What commit 00b8884's code (read from git) computes here, on one thread (tests/git_reference.py)."""
-    return reference_pins("generate_mmformer_v1_pin", "00b8884")
+    return reference_pins("mmformer_v1_reference", "00b8884")
 
 
 @pytest.mark.parametrize("name", list(CASES))
 def test_version_1_switches_reproduce_version_1_bit_for_bit(name, version_1):
     """The current code with `V1_SWITCHES` against commit 00b8884's code, both run now on this machine and on
     one thread: CPU kernels split work by thread count and round by instruction set, so a pin stored from
-    another machine (tests/fixtures/mmformer_v1_pin.json) is not bit-exact here."""
+    another machine is not bit-exact here (tests/git_reference.py)."""
     case = CASES[name]
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with pinned_threads(1):
         torch.manual_seed(0)
         model = METHODS.get(case["method"]).load()(case["modalities"], 6, case_config(case, V1_SWITCHES))
         got = pin_of(model, case)
-    finally:
-        torch.set_num_threads(threads)
     assert got == version_1[name]
 
 

@@ -25,8 +25,8 @@ def build(modalities, extra=None, seed=0):
 @pytest.fixture(scope="module")
 def version_1() -> dict:
     """What commit 9c50ce6's code (read from git) computes here (tests/git_reference.py): a pin stored from
-    another machine (tests/fixtures/stars_v1_pin.json) is not bit-exact on a CPU with other kernels."""
-    return reference_pins("generate_stars_v1_pin", "9c50ce6")
+    another machine is not bit-exact on a CPU with other kernels."""
+    return reference_pins("stars_v1_reference", "9c50ce6")
 
 
 @pytest.mark.parametrize("name", list(CASES))
