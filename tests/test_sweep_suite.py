@@ -510,3 +510,14 @@ def test_every_job_carries_its_display_name_as_run_label(tmp_path):
     plan = plan_sweep(load_suite(write_suite(tmp_path, methods=methods, evaluate=["subsets"])))
     labels = {job.config_name: job.config["run"]["label"] for job in plan.jobs}
     assert labels == {"no fusion": "no fusion", "1": "1"}
+
+
+def test_the_order_choices_are_the_planners_orders():
+    """The parser lists the orders as literals (it imports nothing from the sweep, for every command's start-up
+    time); this keeps them the planner's."""
+    from mmbench.cli.main import build_parser
+    from mmbench.sweep.planning import ORDERS
+
+    commands = next(action for action in build_parser()._actions if action.dest == "command")
+    order = next(action for action in commands.choices["sweep"]._actions if action.dest == "order")
+    assert tuple(order.choices) == tuple(ORDERS) and order.default == ORDERS[0]
