@@ -13,10 +13,28 @@ from __future__ import annotations
 import importlib.util
 import subprocess
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_module_at(commit: str, path: str, name: str, folder: Path) -> ModuleType:
+    """Import `path` as it was at `commit` under the module name `name`.
+
+    The old source is written to `folder` (a temporary directory the caller owns) because the import
+    machinery loads files, and a distinct `name` keeps it apart from the current module of the same path.
+    """
+    source = subprocess.run(
+        ["git", "show", f"{commit}:{path}"], cwd=ROOT, check=True, capture_output=True, text=True
+    ).stdout
+    file = folder / f"{name}.py"
+    file.write_text(source)
+    spec = importlib.util.spec_from_file_location(name, file)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def reference_pins(reference: str, commit: str) -> dict:
