@@ -39,9 +39,12 @@ def pinned_threads(count: int = PIN_THREADS) -> Iterator[None]:
 CASES = {
     "2 modalities": {"modalities": {"optical": 3, "sar": 1}, "psa": {}},
     "3 modalities": {"modalities": {"optical": 3, "dsm": 1, "sar": 1}, "psa": {}},
+    # 128 px: enough labelled pixels that version 1's count (`max_samples`) exceeds the balanced sampler's,
+    # so the case shows that `psa.uniform_count: max_samples` is needed (at 32 px both counts coincide).
     "3 modalities, uniform sampling": {
         "modalities": {"optical": 3, "dsm": 1, "sar": 1},
         "psa": {"sampling": "uniform"},
+        "size": 128,
     },
 }
 
@@ -65,6 +68,11 @@ def case_batch(modalities: dict[str, int], count: int = 4, size: int = 32) -> di
         "available": torch.ones(count, len(modalities), dtype=torch.bool),
         "slots": torch.arange(count),
     }
+
+
+def batch_of(case: dict) -> dict:
+    """The case's batch (`size` px, 32 unless the case says)."""
+    return case_batch(case["modalities"], size=case.get("size", 32))
 
 
 def case_info() -> TrainStep:

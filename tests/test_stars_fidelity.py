@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 from git_reference import reference_pins
-from stars_v1_case import CASES, V1_SWITCHES, case_batch, case_config, case_info, grad_summary, pinned_threads
+from stars_v1_case import CASES, V1_SWITCHES, batch_of, case_batch, case_config, case_info, grad_summary, pinned_threads
 
 from mmbench.method import TrainStep, build_method
 from mmbench.registry import METHODS
@@ -35,7 +35,7 @@ def test_version_1_switches_reproduce_version_1_bit_for_bit(name, version_1):
     torch.manual_seed(0)
     model = build_method(METHODS.get("stars"), case["modalities"], 6, case_config(case, V1_SWITCHES))
     with pinned_threads():
-        terms = model.training_loss(case_batch(case["modalities"]), case_info())
+        terms = model.training_loss(batch_of(case), case_info())
         terms["loss"].backward()
         grads = grad_summary(model)
     assert {key: float(value.detach()) for key, value in terms.items()} == version_1[name]["terms"]
