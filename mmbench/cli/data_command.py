@@ -17,12 +17,7 @@ from rich.table import Table
 from mmbench.console import stdout
 from mmbench.errors import ConfigError, UserError
 from mmbench.progress import progress_bar
-from mmbench.runtime.signals import SIGTERM_EXIT
-
-
-class Terminated(BaseException):
-    """SIGTERM, raised inside a command that writes a store so that the writer's cleanup runs (a BaseException,
-    like KeyboardInterrupt, so that no `except Exception` on the way swallows it)."""
+from mmbench.runtime.signals import SIGTERM_EXIT, Terminated
 
 
 def run(args: argparse.Namespace) -> int:
@@ -57,7 +52,7 @@ def raise_pending() -> None:
         _PENDING.clear()
         if signum == signal.SIGINT:
             raise KeyboardInterrupt
-        raise Terminated()
+        raise Terminated("terminated (SIGTERM)")  # a KeyboardInterrupt: no `except Exception` on the way swallows it
 
 
 @contextlib.contextmanager
