@@ -69,9 +69,25 @@ class Imputation:
             if bool(present.all()):
                 completed[name] = real
                 continue
-            generated = self.generators[name](self._generator_input(index, inputs, available))
+            generated = self._generate(index, inputs, available)
             completed[name] = torch.where(present.view(-1, 1, 1, 1), real, generated)
         return completed
+
+    def _generate(self, target: int, inputs: Mapping[str, Tensor], available: Tensor) -> Tensor:
+        """The generator of modality `target` on every sample; one that keeps BatchNorm statistics per input
+        pattern (`patterns` > 0, methods/blocks/pix2pix.py) also gets each sample's pattern id."""
+        generator = self.generators[self.modality_names[target]]
+        condition = self._generator_input(target, inputs, available)
+        if not getattr(generator, "patterns", 0):
+            return generator(condition)
+        return generator(condition, self.others_pattern(target, available))
+
+    def others_pattern(self, target: int, available: Tensor) -> Tensor:
+        """(B,) long: which other modalities each sample has, as bits in modality order without `target`, in
+        [0, 2^(M-1)); 0 (none) never reaches a generator whose output is used."""
+        others = [index for index in range(len(self.modality_names)) if index != target]
+        bits = [available[:, index].long() << bit for bit, index in enumerate(others)]
+        return torch.stack(bits, dim=1).sum(dim=1)
 
     def _withheld_mean(self, errors: Mapping[str, Tensor], available: Tensor) -> Tensor:
         """Mean over the (sample, modality) pairs whose modality was withheld of per-sample `errors` (B,)."""

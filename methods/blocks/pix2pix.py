@@ -2,7 +2,8 @@
 4x4 stride-2 convolutions and a conditional PatchGAN discriminator.
 
 The generator optionally carries GEMMNet's `EnhancedGenerator` bottleneck: 1x1 to tokens, a pre-norm
-transformer layer with learned positions, back to the map (docs/methods/gemmnet.md).
+transformer layer with learned positions, back to the map (docs/methods/gemmnet.md), and optionally keeps
+its BatchNorm statistics per availability pattern of its inputs (`PatternBatchNorm2d`, below).
 
 Shared by `cgan` (methods/imputation/model.py) and `gemmnet` (methods/gemmnet/model.py).
 """
@@ -18,17 +19,68 @@ from mmbench.methods.blocks.attention import TransformerBlock
 DEPTH = 4  # 4 stride-2 stages: the bottleneck is at 1/16, as in GEMMNet's generators
 
 
-def _down(inp: int, out: int, norm: bool) -> nn.Sequential:
+class PatternBatchNorm2d(nn.Module):
+    """BatchNorm2d with its statistics kept per availability pattern of the generator's inputs.
+
+    Why: a generator is conditioned on the other modalities, zeroed where missing. With M >= 3 and one
+    pattern per training batch (GEMMNet's sampler), each batch normalises with the statistics of one input
+    pattern, but plain BatchNorm's running statistics average whichever patterns the last batches drew, so
+    at evaluation no pattern is normalised as in training, and the mixture changes from checkpoint to
+    checkpoint (docs/methods/gemmnet.md, "Version 4"). Here the rows of each pattern are normalised as a
+    BatchNorm2d of their own: in training with their own batch statistics, which update that pattern's
+    running statistics; in evaluation with that pattern's running statistics. A batch of one pattern is
+    therefore computed exactly as BatchNorm2d computes it (the same kernel), and so is everything with
+    M = 2 and one pattern per batch. Our reconstruction: the authors' code has M = 2 only.
+
+    `pattern` (one id per sample, set by `Pix2PixGenerator.forward`) selects the statistics.
+    """
+
+    def __init__(self, channels: int, patterns: int, eps: float = 1e-5, momentum: float = 0.1) -> None:
+        super().__init__()
+        self.eps, self.momentum = eps, momentum
+        self.weight = nn.Parameter(torch.ones(channels))
+        self.bias = nn.Parameter(torch.zeros(channels))
+        self.register_buffer("running_mean", torch.zeros(patterns, channels))
+        self.register_buffer("running_var", torch.ones(patterns, channels))
+        self.register_buffer("num_batches_tracked", torch.zeros(patterns, dtype=torch.long))
+        self.pattern: Tensor | None = None
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.pattern is None:
+            raise RuntimeError("PatternBatchNorm2d needs the availability pattern of each sample (`pattern`)")
+        ids = self.pattern
+        values = ids.unique().tolist()
+        if len(values) == 1:
+            return self._normalise(x, values[0])
+        out = torch.empty_like(x)
+        for value in values:
+            chosen = ids == value
+            out[chosen] = self._normalise(x[chosen], value)
+        return out
+
+    def _normalise(self, x: Tensor, pattern: int) -> Tensor:
+        """BatchNorm2d's own kernel on rows of one pattern, with that pattern's statistics."""
+        mean, var = self.running_mean[pattern], self.running_var[pattern]  # views: training updates them in place
+        if self.training:
+            self.num_batches_tracked[pattern] += 1
+        return F.batch_norm(x, mean, var, self.weight, self.bias, self.training, self.momentum, self.eps)
+
+
+def _norm(channels: int, patterns: int) -> nn.Module:
+    return PatternBatchNorm2d(channels, patterns) if patterns else nn.BatchNorm2d(channels)
+
+
+def _down(inp: int, out: int, norm: bool, patterns: int = 0) -> nn.Sequential:
     layers: list[nn.Module] = [nn.Conv2d(inp, out, 4, stride=2, padding=1, bias=not norm)]
     if norm:
-        layers.append(nn.BatchNorm2d(out))
+        layers.append(_norm(out, patterns))
     layers.append(nn.LeakyReLU(0.2, inplace=True))
     return nn.Sequential(*layers)
 
 
-def _up(inp: int, out: int) -> nn.Sequential:
+def _up(inp: int, out: int, patterns: int = 0) -> nn.Sequential:
     return nn.Sequential(
-        nn.ReLU(), nn.ConvTranspose2d(inp, out, 4, stride=2, padding=1, bias=False), nn.BatchNorm2d(out)
+        nn.ReLU(), nn.ConvTranspose2d(inp, out, 4, stride=2, padding=1, bias=False), _norm(out, patterns)
     )
 
 
@@ -59,25 +111,45 @@ class Pix2PixGenerator(nn.Module):
     Inputs whose sides are not multiples of 16 are padded (replicate) and the output cropped back, so
     any window size works. `tanh` bounds the output as pix2pix does for images in [-1, 1]; mmbench's
     inputs are standardised (unbounded), so the default output is linear.
+
+    `patterns` > 0 keeps the BatchNorm statistics per input pattern (`PatternBatchNorm2d`); `forward` then
+    needs `pattern`, one id in [0, patterns) per sample.
     """
 
     def __init__(
-        self, inp: int, out: int, width: int, tanh: bool = False, bottleneck: BottleneckTransformer | None = None
+        self,
+        inp: int,
+        out: int,
+        width: int,
+        tanh: bool = False,
+        bottleneck: BottleneckTransformer | None = None,
+        patterns: int = 0,
     ) -> None:
         super().__init__()
         widths = [width * 2**i for i in range(DEPTH)]  # gf, 2gf, 4gf, 8gf
+        self.patterns = patterns
         self.downs = nn.ModuleList(
-            [_down(inp if i == 0 else widths[i - 1], widths[i], norm=i > 0) for i in range(DEPTH)]
+            [_down(inp if i == 0 else widths[i - 1], widths[i], norm=i > 0, patterns=patterns) for i in range(DEPTH)]
         )
         self.bottleneck = bottleneck
         ups = []
         for i in range(DEPTH - 1, 0, -1):  # from 8gf to gf; from the second one on, the input has the skip
-            ups.append(_up(widths[i] if i == DEPTH - 1 else 2 * widths[i], widths[i - 1]))
+            ups.append(_up(widths[i] if i == DEPTH - 1 else 2 * widths[i], widths[i - 1], patterns))
         self.ups = nn.ModuleList(ups)
         self.out = nn.Sequential(nn.ReLU(), nn.ConvTranspose2d(2 * widths[0], out, 4, stride=2, padding=1))
         self.tanh = tanh
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, pattern: Tensor | None = None) -> Tensor:
+        norms = [module for module in self.modules() if isinstance(module, PatternBatchNorm2d)]
+        for norm in norms:
+            norm.pattern = pattern
+        try:
+            return self._forward(x)
+        finally:
+            for norm in norms:
+                norm.pattern = None
+
+    def _forward(self, x: Tensor) -> Tensor:
         height, width = x.shape[-2:]
         multiple = 2**DEPTH
         pad_h, pad_w = (-height) % multiple, (-width) % multiple

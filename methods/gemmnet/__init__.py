@@ -5,7 +5,7 @@ from mmbench.plugins import MethodSpec
 SPEC = MethodSpec(
     name="gemmnet",
     summary="Transformer-enhanced GAN generators impute missing modalities; HyFEx/HyFMA fusion; CoLoss.",
-    version="3",
+    version="4",
     target="mmbench.methods.gemmnet.model:Gemmnet",
     paper="https://arxiv.org/abs/2509.11102",
     modalities=(),

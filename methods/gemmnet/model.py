@@ -17,6 +17,10 @@ written for M >= 2 modalities and batches that mix availability patterns:
   conditioned on the generator's input (the other modalities, zeroed where missing, + availability flags).
   `gan_update: alternating` (default) uses the engine's alternating update; `joint` reproduces the authors'
   single optimizer over G + D (the generator's adversarial term then also moves D).
+- The generators' BatchNorm keeps its statistics per pattern of the other modalities
+  (`generator_norm_stats: per_pattern`, version 4; methods/blocks/pix2pix.py `PatternBatchNorm2d`):
+  with M >= 3 and one pattern per batch, shared statistics mix the patterns at evaluation. `shared` is
+  version 3; with M = 2 and one pattern per batch both compute the same.
 - CoLoss: fused + separate (per modality) + multiscale deep supervision, each mmFormer's wCE + Dice,
   plus `gan_weight` x (G [+ D when joint]).
 """
@@ -37,6 +41,7 @@ from mmbench.methods.blocks.pix2pix import DEPTH, BottleneckTransformer, PatchDi
 
 GAN_UPDATES = ("alternating", "joint")
 DISCRIMINATOR_CONDITIONS = ("target", "others")
+GENERATOR_NORM_STATS = ("per_pattern", "shared")
 
 
 class Gemmnet(Imputation, MmFormer):
@@ -53,8 +58,11 @@ class Gemmnet(Imputation, MmFormer):
                 f"method.discriminator_condition={config['discriminator_condition']!r}: "
                 f"use {' or '.join(DISCRIMINATOR_CONDITIONS)}"
             )
+        _check_generator_norm_stats(config)
         super().__init__(modalities, num_classes, config)
         width = config["generator_width"]
+        # per_pattern: one set of BatchNorm statistics per pattern of the other M - 1 modalities (version 4)
+        patterns = 2 ** (len(modalities) - 1) if config["generator_norm_stats"] == "per_pattern" else 0
         bottleneck_channels = width * 2 ** (DEPTH - 1)
 
         def generator(name: str, channels: int) -> Pix2PixGenerator:
@@ -62,7 +70,12 @@ class Gemmnet(Imputation, MmFormer):
                 bottleneck_channels, config["transformer_dim"], config["heads"], config["mlp_dim"], config["token_grid"]
             )
             return Pix2PixGenerator(
-                self.condition_channels(name), channels, width, tanh=config["output"] == "tanh", bottleneck=bottleneck
+                self.condition_channels(name),
+                channels,
+                width,
+                tanh=config["output"] == "tanh",
+                bottleneck=bottleneck,
+                patterns=patterns,
             )
 
         self.generators = nn.ModuleDict({name: generator(name, c) for name, c in modalities.items()})
@@ -132,3 +145,9 @@ class Gemmnet(Imputation, MmFormer):
             terms["d_loss"] = discriminator["loss"]
         total = segmentation["loss"] + self.config["gan_weight"] * gan
         return {"loss": total, **{name: value.detach() for name, value in terms.items()}}
+
+
+def _check_generator_norm_stats(config: Mapping[str, Any]) -> None:
+    choice = config["generator_norm_stats"]
+    if choice not in GENERATOR_NORM_STATS:
+        raise ConfigError(f"method.generator_norm_stats={choice!r}: use {' or '.join(GENERATOR_NORM_STATS)}")
