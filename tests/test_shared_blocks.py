@@ -370,6 +370,22 @@ def probe_pix2pix(record: Record) -> None:
     record("Pix2PixGenerator", *both_modes(bounded, randn(2, 3, 32, 32)))
     critic = seeded(lambda: pix2pix.PatchDiscriminator(4, 2))
     record("PatchDiscriminator", *both_modes(critic, randn(2, 3, 32, 32, seed=1), randn(2, 1, 32, 32, seed=2)))
+    # per-pattern statistics: one pattern per batch in training, then a batch mixing two in evaluation
+    norm = seeded(lambda: pix2pix.PatternBatchNorm2d(3, 2))
+    norm.pattern = torch.tensor([1, 1])
+    trained = norm(randn(2, 3, 5, 5, seed=3))
+    norm.pattern = torch.tensor([0, 0])
+    norm(randn(2, 3, 5, 5, seed=4) + 1.0)
+    norm.eval()
+    norm.pattern = torch.tensor([0, 1])
+    with torch.no_grad():
+        record("PatternBatchNorm2d", trained, norm(randn(2, 3, 5, 5, seed=5)), norm.running_mean, norm.running_var)
+    per_pattern = seeded(lambda: pix2pix.Pix2PixGenerator(3, 2, 2, patterns=4))
+    per_pattern.train()
+    trained = per_pattern(randn(2, 3, 32, 32), torch.tensor([3, 3]))
+    per_pattern.eval()
+    with torch.no_grad():
+        record("PatternBatchNorm2d", trained, per_pattern(randn(2, 3, 32, 32, seed=6), torch.tensor([3, 1])))
 
 
 class _PairCritic(nn.Module):

@@ -215,6 +215,7 @@ def test_the_driver_starts_trainings_in_row_order(tmp_path):
         (1.0, 2, 1, False),  # the other sweep on core 0, this one pinned to core 1 (taskset -c 1)
         (0.1, 2, 2, False),  # an idle machine
         (1.0, 2, 2, True),  # one core busy, and this sweep would use both
+        (1.8, 2, 1, True),  # pinned to one core, but both look busy (e.g. the load of runs stopped a minute ago)
         (3.0, 16, 8, False),  # a large machine with room left
     ],
 )
@@ -226,6 +227,7 @@ def test_a_sweep_notes_when_the_cores_it_will_fill_look_busy(monkeypatch, load, 
     assert (note is not None) == noted
     if noted:
         assert f"{load:.1f} on this machine's {machine_cores} cores" in note and "taskset -c" in note
+        assert f"will run {sweep_cores} thread{'' if sweep_cores == 1 else 's'} in all" in note
 
 
 @pytest.mark.parametrize("load", [0.0, 2.5])

@@ -83,7 +83,7 @@ def busy_cores_note(load: float | None = None, machine_cores: int | None = None)
         return None
     return (
         f"the 1-minute load average is {load:.1f} on this machine's {machine_cores} cores, and this sweep's jobs "
-        f"will run {wanted} threads in all; if another sweep or job is using these cores, stop this one and pin "
+        f"will run {wanted} thread{'' if wanted == 1 else 's'} in all; if another sweep or job is using these cores, stop this one and pin "
         "each to its own cores (taskset -c), or run both parts in one sweep with --jobs N (docs/sweeps.md)"
     )
 
