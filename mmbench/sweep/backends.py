@@ -81,9 +81,10 @@ def busy_cores_note(load: float | None = None, machine_cores: int | None = None)
     free = machine_cores - load
     if wanted <= free + 0.5:
         return None
+    threads = f"{wanted} thread{'' if wanted == 1 else 's'}"
     return (
         f"the 1-minute load average is {load:.1f} on this machine's {machine_cores} cores, and this sweep's jobs "
-        f"will run {wanted} thread{'' if wanted == 1 else 's'} in all; if another sweep or job is using these cores, stop this one and pin "
+        f"will run {threads} in all; if another sweep or job is using these cores, stop this one and pin "
         "each to its own cores (taskset -c), or run both parts in one sweep with --jobs N (docs/sweeps.md)"
     )
 
