@@ -1,4 +1,4 @@
-"""ShaSpec version 3: the authors' forms by default (github.com/billhhh/ShaSpec, DualNet_SS.py and train_SS.py),
+"""ShaSpec versions 3 and 4: the authors' forms by default (github.com/billhhh/ShaSpec, DualNet_SS.py and train_SS.py),
 version 2's forms behind `composition`, `alignment` and `modality_classification_on` (docs/methods/shaspec.md)."""
 
 from __future__ import annotations
@@ -43,7 +43,8 @@ def test_defaults_are_the_authors_forms():
     assert config["composition"] == "bottleneck"
     assert config["alignment"] == "authors"
     assert config["modality_classification_on"] == "all"
-    assert METHODS.get("shaspec").version == "3"
+    assert config["sampler"] == "subsets-per-sample"  # one subset per forward of one volume (train_SS.py)
+    assert METHODS.get("shaspec").version == "4"
 
 
 def test_composition_conv_only_at_the_bottleneck_by_default():
@@ -160,3 +161,17 @@ def test_version2_switches_keep_the_old_training_loss_encoding():
     label = torch.randint(0, CLASSES, (4, 32, 32), generator=torch.Generator().manual_seed(2))
     model.training_loss({"inputs": inputs_for(), "label": label}, INFO)
     assert len(calls) == 1 and torch.equal(calls[0], available)
+
+
+def test_version_4_draws_one_subset_per_sample_as_the_authors_batch_of_one_does():
+    """train_SS.py draws one subset per forward with `--batch_size 1`; one subset for a whole batch (version 3)
+    made this port's BatchNorm statistics mix patterns at evaluation that training never mixed."""
+    assert int(METHODS.get("shaspec").version) >= 4
+    batch = {"inputs": inputs_for(batch=8), "label": torch.zeros(8, 32, 32, dtype=torch.long), "slots": torch.arange(8)}
+
+    def patterns(model, step):
+        return {tuple(row.tolist()) for row in model.training_availability(batch, TrainStep(step, 0, 0, 255, CLASSES))}
+
+    per_sample, per_batch = build(), build(sampler="subsets-per-batch")
+    assert all(len(patterns(per_sample, step)) > 1 for step in range(4))
+    assert all(len(patterns(per_batch, step)) == 1 for step in range(4))

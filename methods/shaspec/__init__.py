@@ -5,7 +5,7 @@ from mmbench.plugins import MethodSpec
 SPEC = MethodSpec(
     name="shaspec",
     summary="Shared encoder over every modality + specific encoders; missing features from the shared ones.",
-    version="3",
+    version="4",
     target="mmbench.methods.shaspec.model:ShaSpec",
     paper="https://arxiv.org/abs/2307.14126",
     modalities=(),
