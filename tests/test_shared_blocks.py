@@ -57,6 +57,7 @@ DIGITS = 5
 # Public names that have no numerical behaviour to pin, with the reason.
 NOT_NUMERICAL = {
     "methods/blocks/attention": {"xformers_installed": "reports whether a package is installed, not a number"},
+    "methods/blocks/pix2pix": {"pattern_groups": "groups rows by pattern id; probed through PatternBatchNorm2d"},
 }
 
 
@@ -372,12 +373,12 @@ def probe_pix2pix(record: Record) -> None:
     record("PatchDiscriminator", *both_modes(critic, randn(2, 3, 32, 32, seed=1), randn(2, 1, 32, 32, seed=2)))
     # per-pattern statistics: one pattern per batch in training, then a batch mixing two in evaluation
     norm = seeded(lambda: pix2pix.PatternBatchNorm2d(3, 2))
-    norm.pattern = torch.tensor([1, 1])
+    norm.groups = pix2pix.pattern_groups(torch.tensor([1, 1]))
     trained = norm(randn(2, 3, 5, 5, seed=3))
-    norm.pattern = torch.tensor([0, 0])
+    norm.groups = pix2pix.pattern_groups(torch.tensor([0, 0]))
     norm(randn(2, 3, 5, 5, seed=4) + 1.0)
     norm.eval()
-    norm.pattern = torch.tensor([0, 1])
+    norm.groups = pix2pix.pattern_groups(torch.tensor([0, 1]))
     with torch.no_grad():
         record("PatternBatchNorm2d", trained, norm(randn(2, 3, 5, 5, seed=5)), norm.running_mean, norm.running_var)
     per_pattern = seeded(lambda: pix2pix.Pix2PixGenerator(3, 2, 2, patterns=4))

@@ -44,7 +44,6 @@ def test_defaults_are_the_authors_forms():
     assert config["alignment"] == "authors"
     assert config["modality_classification_on"] == "all"
     assert config["sampler"] == "subsets-per-sample"  # one subset per forward of one volume (train_SS.py)
-    assert METHODS.get("shaspec").version == "4"
 
 
 def test_composition_conv_only_at_the_bottleneck_by_default():

@@ -80,9 +80,9 @@ class Imputation:
         condition = self._generator_input(target, inputs, available)
         if not getattr(generator, "patterns", 0):
             return generator(condition)
-        return generator(condition, self.others_pattern(target, available))
+        return generator(condition, self._others_pattern(target, available))
 
-    def others_pattern(self, target: int, available: Tensor) -> Tensor:
+    def _others_pattern(self, target: int, available: Tensor) -> Tensor:
         """(B,) long: which other modalities each sample has, as bits in modality order without `target`, in
         [0, 2^(M-1)); 0 (none) never reaches a generator whose output is used."""
         others = [index for index in range(len(self.modality_names)) if index != target]

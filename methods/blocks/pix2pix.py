@@ -19,6 +19,21 @@ from mmbench.methods.blocks.attention import TransformerBlock
 DEPTH = 4  # 4 stride-2 stages: the bottleneck is at 1/16, as in GEMMNet's generators
 
 
+PatternGroups = list[tuple[int, Tensor]]  # (pattern id, its rows) per pattern in the batch
+
+
+def pattern_groups(pattern: Tensor) -> PatternGroups:
+    """The rows of each pattern id in `pattern` (one id per sample).
+
+    Computed once per generator forward and shared by all its `PatternBatchNorm2d` layers: `unique` and
+    `tolist` wait for the device, once instead of once per layer.
+    """
+    values = pattern.unique().tolist()
+    if len(values) == 1:
+        return [(values[0], torch.ones_like(pattern, dtype=torch.bool))]
+    return [(value, pattern == value) for value in values]
+
+
 class PatternBatchNorm2d(nn.Module):
     """BatchNorm2d with its statistics kept per availability pattern of the generator's inputs.
 
@@ -32,7 +47,7 @@ class PatternBatchNorm2d(nn.Module):
     therefore computed exactly as BatchNorm2d computes it (the same kernel), and so is everything with
     M = 2 and one pattern per batch. Our reconstruction: the authors' code has M = 2 only.
 
-    `pattern` (one id per sample, set by `Pix2PixGenerator.forward`) selects the statistics.
+    `groups` (set by `Pix2PixGenerator.forward` from `pattern_groups`) selects the statistics.
     """
 
     def __init__(self, channels: int, patterns: int, eps: float = 1e-5, momentum: float = 0.1) -> None:
@@ -43,18 +58,15 @@ class PatternBatchNorm2d(nn.Module):
         self.register_buffer("running_mean", torch.zeros(patterns, channels))
         self.register_buffer("running_var", torch.ones(patterns, channels))
         self.register_buffer("num_batches_tracked", torch.zeros(patterns, dtype=torch.long))
-        self.pattern: Tensor | None = None
+        self.groups: PatternGroups | None = None
 
     def forward(self, x: Tensor) -> Tensor:
-        if self.pattern is None:
-            raise RuntimeError("PatternBatchNorm2d needs the availability pattern of each sample (`pattern`)")
-        ids = self.pattern
-        values = ids.unique().tolist()
-        if len(values) == 1:
-            return self._normalise(x, values[0])
+        if self.groups is None:
+            raise RuntimeError("PatternBatchNorm2d needs the availability pattern of each sample (`groups`)")
+        if len(self.groups) == 1:
+            return self._normalise(x, self.groups[0][0])
         out = torch.empty_like(x)
-        for value in values:
-            chosen = ids == value
+        for value, chosen in self.groups:
             out[chosen] = self._normalise(x[chosen], value)
         return out
 
@@ -141,13 +153,14 @@ class Pix2PixGenerator(nn.Module):
 
     def forward(self, x: Tensor, pattern: Tensor | None = None) -> Tensor:
         norms = [module for module in self.modules() if isinstance(module, PatternBatchNorm2d)]
+        groups = pattern_groups(pattern) if norms and pattern is not None else None
         for norm in norms:
-            norm.pattern = pattern
+            norm.groups = groups
         try:
             return self._forward(x)
         finally:
             for norm in norms:
-                norm.pattern = None
+                norm.groups = None
 
     def _forward(self, x: Tensor) -> Tensor:
         height, width = x.shape[-2:]

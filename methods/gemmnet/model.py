@@ -58,7 +58,11 @@ class Gemmnet(Imputation, MmFormer):
                 f"method.discriminator_condition={config['discriminator_condition']!r}: "
                 f"use {' or '.join(DISCRIMINATOR_CONDITIONS)}"
             )
-        _check_generator_norm_stats(config)
+        if config["generator_norm_stats"] not in GENERATOR_NORM_STATS:
+            raise ConfigError(
+                f"method.generator_norm_stats={config['generator_norm_stats']!r}: "
+                f"use {' or '.join(GENERATOR_NORM_STATS)}"
+            )
         super().__init__(modalities, num_classes, config)
         width = config["generator_width"]
         # per_pattern: one set of BatchNorm statistics per pattern of the other M - 1 modalities (version 4)
@@ -145,9 +149,3 @@ class Gemmnet(Imputation, MmFormer):
             terms["d_loss"] = discriminator["loss"]
         total = segmentation["loss"] + self.config["gan_weight"] * gan
         return {"loss": total, **{name: value.detach() for name, value in terms.items()}}
-
-
-def _check_generator_norm_stats(config: Mapping[str, Any]) -> None:
-    choice = config["generator_norm_stats"]
-    if choice not in GENERATOR_NORM_STATS:
-        raise ConfigError(f"method.generator_norm_stats={choice!r}: use {' or '.join(GENERATOR_NORM_STATS)}")
