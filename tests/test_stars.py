@@ -154,13 +154,53 @@ def test_bad_configs_are_rejected():
         stars(translation_levels="some")
     with pytest.raises(ConfigError, match="distance='l2'"):
         stars(distance="l2")
-    for key, value in (("translator", "mean"), ("shared_norm", "group")):
+    for key, value in (("translator", "mean"), ("shared_norm", "group"), ("decoder_norm", "shared")):
         with pytest.raises(ConfigError, match=f"method.{key}={value!r}: use one of"):
             stars(**{key: value})
     with pytest.raises(ConfigError, match="method.psa.branch='real': use one of both, full, missing, v1"):
         stars(psa={"branch": "real"})
     with pytest.raises(ConfigError, match="psa.anchors=hard-easy draws batch-level quotas"):
         stars(psa={"anchors": "hard-easy", "per_image": True})
+
+
+def decoder_batch_sizes(model, data, info):
+    """The batch size each of the decoder's BatchNorm calls saw in one training step, in call order."""
+    sizes = []
+    for module in model.decoder.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.register_forward_hook(lambda _, args, __: sizes.append(args[0].shape[0]))
+    model.training_loss(data, info)
+    return sizes
+
+
+def test_decoder_norm_joint_decodes_both_branches_as_one_batch():
+    """`per_branch` (version 3) gives the decoder's BatchNorm the full and the missing branch as two batches,
+    so training normalises each with statistics evaluation never uses (its running statistics average the
+    two); `joint` gives it one batch holding both, the mixture the running statistics hold."""
+    data, info = batch(MODALITIES3, count=4), TrainStep(step=0, micro=0, seed=0, ignore_index=255, num_classes=6)
+    levels = stars().levels
+    assert decoder_batch_sizes(stars(), data, info) == [4] * (2 * levels)
+    assert decoder_batch_sizes(stars(decoder_norm="joint"), data, info) == [8] * levels
+
+
+def test_decoder_norm_changes_nothing_but_the_decoders_batch_statistics():
+    """With the decoder's BatchNorm on its running statistics both settings compute every loss term alike (to
+    float rounding: one convolution over 2B rows instead of two over B); with batch statistics they differ."""
+    data, info = batch(MODALITIES3, count=4), TrainStep(step=0, micro=0, seed=0, ignore_index=255, num_classes=6)
+    terms = {}
+    for fixed in (True, False):
+        for choice in ("per_branch", "joint"):
+            model = stars(decoder_norm=choice)
+            if fixed:
+                for module in model.decoder.modules():
+                    if isinstance(module, torch.nn.BatchNorm2d):
+                        module.eval()
+            loss = model.training_loss(data, info)
+            terms[fixed, choice] = {key: float(value.detach()) for key, value in loss.items()}
+    for key, value in terms[True, "per_branch"].items():
+        assert terms[True, "joint"][key] == pytest.approx(value, rel=1e-5, abs=1e-6), key
+    for key in ("ce_full", "ce_missing"):
+        assert terms[False, "joint"][key] != pytest.approx(terms[False, "per_branch"][key], rel=1e-4), key
 
 
 def test_stars_runs_through_the_cli(capsys, tmp_path):

@@ -38,6 +38,7 @@ from mmbench.methods.stars.reuse import StepReuse
 from mmbench.sampling import sample_availability
 
 PSA_BRANCHES = ("both", "full", "missing", "v1")
+DECODER_NORMS = ("per_branch", "joint")  # the decoder's BatchNorm batches: one per branch, or both branches in one
 
 
 class SCSE(nn.Module):
@@ -93,6 +94,7 @@ class Stars(SegmentationMethod):
             "psa.branch": PSA_BRANCHES,
             "psa.anchors": ("uniform", "hard-easy"),
             "psa.uniform_count": ("matched", "max_samples"),
+            "decoder_norm": DECODER_NORMS,
         }
         for key, allowed in choices.items():
             section, _, name = key.rpartition(".")
@@ -221,6 +223,14 @@ class Stars(SegmentationMethod):
         """Logits, per-modality stride-4 fused features (for PSA) and the merged pyramid; with `reuse` (a
         training step's, `reuse_across_branches`) compositions and translations already computed this step are
         read back instead of recomputed."""
+        merged, per_modality_c2 = self._fuse(features, available, reuse)
+        return self._head(merged), per_modality_c2, merged
+
+    def _fuse(
+        self, features: Mapping[str, Any], available: torch.Tensor, reuse: StepReuse | None = None
+    ) -> tuple[list[torch.Tensor], dict[str, torch.Tensor]]:
+        """The merged pyramid of one availability (translations standing in for the missing modalities) and
+        the per-modality stride-4 features PSA reads. Holds no BatchNorm: the decoder's is in `_head`."""
         present = next(iter(features.values()))["shared"]
         merged, per_modality_c2 = [], {}
         for level in range(self.levels):
@@ -246,6 +256,10 @@ class Stars(SegmentationMethod):
                 if level == 0:
                     per_modality_c2[name] = value
             merged.append(self.merge_attention[level](self.merge[level](torch.cat(fused, dim=1))))
+        return merged, per_modality_c2
+
+    def _head(self, merged: list[torch.Tensor]) -> torch.Tensor:
+        """FPN, the light decoder (conv-BN-ReLU per level) and the classifier, upsampled to the input size."""
         pyramid = [lateral(x) for lateral, x in zip(self.lateral, merged, strict=True)]
         for level in range(self.levels - 2, -1, -1):
             pyramid[level] = pyramid[level] + F.interpolate(
@@ -265,7 +279,28 @@ class Stars(SegmentationMethod):
         )
         logits = self.classifier(decoded)
         full_size = (size[0] * 4, size[1] * 4)
-        return F.interpolate(logits, size=full_size, mode="bilinear", align_corners=False), per_modality_c2, merged
+        return F.interpolate(logits, size=full_size, mode="bilinear", align_corners=False)
+
+    def _decode_branches(
+        self, features: Mapping[str, Any], everything: torch.Tensor, missing: torch.Tensor, reuse: StepReuse | None
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor, dict[str, torch.Tensor]]:
+        """Logits and PSA features of the full and the missing branch of a training step.
+
+        `decoder_norm: per_branch` (version 3) decodes each branch in its own call, so the decoder's BatchNorm
+        normalises the full branch with full-pattern statistics and the missing branch with its own, while the
+        running statistics evaluation uses average the two kinds of batch. `joint` decodes both branches in one
+        call: every training row is normalised with the statistics of the mixture the running statistics hold
+        (docs/methods/stars.md, "The decoder's BatchNorm").
+        """
+        if self.config["decoder_norm"] == "per_branch":
+            full_logits, full_embeddings, _ = self._decode(features, everything, reuse)
+            missing_logits, missing_embeddings, _ = self._decode(features, missing, reuse)
+            return full_logits, full_embeddings, missing_logits, missing_embeddings
+        full_merged, full_embeddings = self._fuse(features, everything, reuse)
+        missing_merged, missing_embeddings = self._fuse(features, missing, reuse)
+        logits = self._head([torch.cat(pair) for pair in zip(full_merged, missing_merged, strict=True)])
+        full_logits, missing_logits = logits.chunk(2)
+        return full_logits, full_embeddings, missing_logits, missing_embeddings
 
     # -- training ------------------------------------------------------------------------------
     def training_loss(self, batch: Mapping[str, Any], info: TrainStep) -> dict[str, torch.Tensor]:
@@ -275,8 +310,6 @@ class Stars(SegmentationMethod):
         weights = self.config["loss"]
         # Version 2 (reuse_across_branches: false) computed these twice per step (methods/stars/reuse.py).
         reuse = StepReuse() if self.config.get("reuse_across_branches", False) else None
-        full_logits, full_embeddings, _ = self._decode(features, everything, reuse)
-        ce_full = F.cross_entropy(full_logits, label, ignore_index=info.ignore_index)
         slots = batch["slots"].tolist() if "slots" in batch else range(label.shape[0])
         missing = sample_availability(
             self.config["missing_sampler"],
@@ -286,7 +319,10 @@ class Stars(SegmentationMethod):
             include_full=False,
             device=label.device,
         )
-        missing_logits, missing_embeddings, _ = self._decode(features, missing, reuse)
+        full_logits, full_embeddings, missing_logits, missing_embeddings = self._decode_branches(
+            features, everything, missing, reuse
+        )
+        ce_full = F.cross_entropy(full_logits, label, ignore_index=info.ignore_index)
         ce_missing = F.cross_entropy(missing_logits, label, ignore_index=info.ignore_index)
         terms = {"ce_full": ce_full, "ce_missing": ce_missing}
         total = weights["ce_full"] * ce_full + weights["ce_missing"] * ce_missing
