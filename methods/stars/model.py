@@ -230,7 +230,8 @@ class Stars(SegmentationMethod):
         self, features: Mapping[str, Any], available: torch.Tensor, reuse: StepReuse | None = None
     ) -> tuple[list[torch.Tensor], dict[str, torch.Tensor]]:
         """The merged pyramid of one availability (translations standing in for the missing modalities) and
-        the per-modality stride-4 features PSA reads. Holds no BatchNorm: the decoder's is in `_head`."""
+        the per-modality stride-4 features PSA reads. The decoder's BatchNorm is in `_head`; the translators'
+        here normalise one source modality's shared features, whatever the branch."""
         present = next(iter(features.values()))["shared"]
         merged, per_modality_c2 = [], {}
         for level in range(self.levels):
