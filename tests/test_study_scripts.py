@@ -50,3 +50,35 @@ def test_redundancy_report_gives_cells_and_paired_differences(tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
     assert report.report(empty) == f"No last1 records in {empty.as_posix()}/ yet."
+
+
+def test_dis2_compensation_bn_recalibrates_only_the_compensation_encoders_statistics():
+    import torch
+
+    from mmbench.config import load_defaults
+    from mmbench.method import build_method
+    from mmbench.registry import METHODS
+
+    diagnostic = _script("dis2_compensation_bn")
+    spec = METHODS.get("dis2")
+    config = {**load_defaults(spec.defaults, "dis2"), **spec.load().tiny_config}
+    torch.manual_seed(0)
+    model = build_method(spec, {"optical": 3, "dsm": 1, "sar": 1}, 6, config)
+    before = {key: value.clone() for key, value in model.state_dict().items()}
+    generator = torch.Generator().manual_seed(1)
+    channels = {"optical": 3, "dsm": 1, "sar": 1}
+    batches = [{n: torch.randn(8, c, 32, 32, generator=generator) + 3.0 for n, c in channels.items()} for _ in range(4)]
+    norm = next(m for m in model.compensation["dsm"]["optical"].modules() if isinstance(m, torch.nn.BatchNorm2d))
+    seen = []
+    norm.register_forward_hook(lambda module, args, out: seen.append(args[0].mean(dim=(0, 2, 3)).detach()))
+    diagnostic.recalibrate(model, batches, keep=None, seed=0)
+    after = model.state_dict()
+    changed = {key for key in before if not torch.equal(before[key], after[key])}
+    stats = {key for key in changed if key.endswith(("running_mean", "running_var", "num_batches_tracked"))}
+    assert changed and changed == stats and all(key.startswith("compensation.") for key in changed)
+    assert not model.training and all(not m.training for m in model.modules())
+    norms = diagnostic._compensation_norms(model)
+    assert all(n.momentum == 0.1 and int(n.num_batches_tracked) == 4 for n in norms)
+    # Every batch counts alike: the running mean is the average of the 4 batches' means, all 8 rows each.
+    assert len(seen) == 4
+    torch.testing.assert_close(norm.running_mean, torch.stack(seen).mean(0), rtol=1e-5, atol=1e-6)
