@@ -8,7 +8,8 @@ whatever the pattern, so this is the small-batch question, not the pattern defec
 (docs/methods/gemmnet.md, "Version 4").
 
 This recalibrates only the compensation encoders' BatchNorm running statistics of a trained checkpoint on the
-run's own training crops (its crop size and augmentation, steps keyed as training keys them) and writes two
+run's own training part (its crop size and augmentation; the training tiles in turn, each crop drawn from the
+key (seed, step, slot) as `TileDataset.sample` draws a training crop) and writes two
 checkpoints to evaluate with `mmbench eval CKPT --protocol last1`:
 
 - `full`: every recalibration batch has all 8 rows (the population statistics evaluation should use);
