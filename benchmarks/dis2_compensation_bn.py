@@ -43,6 +43,7 @@ def recalibrate(model: torch.nn.Module, batches: list[dict[str, torch.Tensor]], 
     """Reset the compensation encoders' running statistics and re-estimate them as a cumulative average over
     `batches` (each encoder sees its source modality's rows; `keep`: the probability a row is kept)."""
     norms = _compensation_norms(model)
+    momenta = [norm.momentum for norm in norms]
     model.eval()
     for norm in norms:
         norm.reset_running_stats()
@@ -62,8 +63,8 @@ def recalibrate(model: torch.nn.Module, batches: list[dict[str, torch.Tensor]], 
                         rows[torch.randint(x.shape[0], (1,), generator=generator)] = True
                     x = x[rows]
                 model.compensation[t][s](x)
-    for norm in norms:
-        norm.momentum = 0.1
+    for norm, momentum in zip(norms, momenta, strict=True):
+        norm.momentum = momentum
     model.eval()
 
 
@@ -71,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("checkpoint", type=Path)
     parser.add_argument("out", type=Path)
-    parser.add_argument("--batches", type=int, default=64, help="recalibration batches (the run's batch size)")
+    parser.add_argument("--batches", type=int, default=64, help="recalibration batches, each of the run's batch size")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     payload = load_checkpoint(args.checkpoint)
