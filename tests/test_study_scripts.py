@@ -62,11 +62,11 @@ def test_dis2_compensation_bn_recalibrates_only_the_compensation_encoders_statis
     diagnostic = _script("dis2_compensation_bn")
     spec = METHODS.get("dis2")
     config = {**load_defaults(spec.defaults, "dis2"), **spec.load().tiny_config}
+    channels = {"optical": 3, "dsm": 1, "sar": 1}
     torch.manual_seed(0)
-    model = build_method(spec, {"optical": 3, "dsm": 1, "sar": 1}, 6, config)
+    model = build_method(spec, channels, 6, config)
     before = {key: value.clone() for key, value in model.state_dict().items()}
     generator = torch.Generator().manual_seed(1)
-    channels = {"optical": 3, "dsm": 1, "sar": 1}
     batches = [{n: torch.randn(8, c, 32, 32, generator=generator) + 3.0 for n, c in channels.items()} for _ in range(4)]
     norm = next(m for m in model.compensation["dsm"]["optical"].modules() if isinstance(m, torch.nn.BatchNorm2d))
     seen = []
