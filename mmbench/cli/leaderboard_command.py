@@ -184,7 +184,7 @@ def _compare(args: argparse.Namespace, records: list, n_boot: int) -> int:
 def _print_comparison(result: dict) -> None:
     console = stdout()
     for table in result["tables"]:
-        caption = f"seeds paired: {', '.join(map(str, table['seeds'])) or 'none'}"
+        caption = f"store: {table['store']}; seeds paired: {', '.join(map(str, table['seeds'])) or 'none'}"
         if table["reason"]:
             caption += f"; no interval: {table['reason']}"
         view = Table(

@@ -54,6 +54,21 @@ def table_key(record: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def store_summary(record: Mapping[str, Any]) -> str:
+    """Which store a record was evaluated on, in words: name, fingerprint prefix and the dataset config's scalar
+    settings (e.g. the synthetic benchmark's `redundancy`). Two tables of one dataset name differ by store
+    (table_key); without this a reader of `--compare` cannot tell which table is which level."""
+    dataset = record["dataset"]
+    settings = (record.get("config") or {}).get("dataset") or {}
+    shown = ", ".join(
+        f"{key}={value}"
+        for key, value in sorted(settings.items())
+        if isinstance(value, (bool, int, float, str)) and key not in ("path", "root")
+    )
+    fingerprint = (dataset.get("fingerprint") or "unknown")[:15]
+    return f"{dataset['name']} {fingerprint}…" + (f" ({shown})" if shown else "")
+
+
 def training_store(record: Mapping[str, Any]) -> dict[str, Any] | None:
     """The store the evaluated weights were trained on, {name, fingerprint}; None when the record does not
     say (records written before issue 18 by `mmbench run`, or a checkpoint without dataset metadata)."""

@@ -22,6 +22,7 @@ from mmbench.leaderboard.board import (
     _labels,
     config_id,
     record_values,
+    store_summary,
     table_key,
 )
 from mmbench.leaderboard.collect import LoadedRecord
@@ -93,7 +94,7 @@ def compare_rows(
             "evaluate both under one protocol"
         )
     out = [_compare_table(key, groups, id_a, id_b, n_boot, rng_seed) for key, groups in shared]
-    out.sort(key=lambda table: (table["dataset"], table["protocol"], table["id"]))
+    out.sort(key=lambda table: (table["dataset"], table["store"], table["protocol"], table["id"]))
     return {
         "a": label_a,
         "b": label_b,
@@ -135,6 +136,7 @@ def _compare_table(
     table: dict[str, Any] = {
         "id": f"{key['dataset']['name']}/{key['protocol']['name']}/{_digest(key)}",
         "dataset": key["dataset"]["name"],
+        "store": store_summary(first),
         "protocol": f"{key['protocol']['name']} v{key['protocol']['version']}",
         "primary": primary,
         "seeds": [seed for seed in seeds_a if seed in seeds_b],
@@ -202,7 +204,7 @@ def render_comparison_markdown(result: Mapping[str, Any]) -> str:
         "",
     ]
     for table in result["tables"]:
-        lines += [f"## {table['dataset']} / {table['protocol']}", ""]
+        lines += [f"## {table['dataset']} / {table['protocol']}", "", f"store: {table['store']}", ""]
         seeds = f"seeds paired: {', '.join(map(str, table['seeds'])) or 'none'}"
         for side, key in (("A", "dropped_a"), ("B", "dropped_b")):
             if table[key]:
