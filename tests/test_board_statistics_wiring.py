@@ -269,10 +269,10 @@ def test_compare_two_rows_paired_by_seed_and_unit(records_root, capsys):
 
 def test_compare_names_the_store_of_each_table(tmp_path, capsys):
     """Two stores of one dataset name (the redundancy study's levels): one table each, each naming its store's
-    settings, so a reader knows which is which (not only by their order)."""
+    settings, and the tables sort by those settings (level 0 first although its fingerprint sorts last)."""
     rng = np.random.default_rng(3)
     truth = ground_truth(8, rng)
-    for level, fingerprint in ((0.0, "sha256:" + "0" * 64), (1.0, "sha256:" + "1" * 64)):
+    for level, fingerprint in ((0.0, "sha256:" + "1" * 64), (1.0, "sha256:" + "0" * 64)):
         base = template()
         base["dataset"]["fingerprint"] = fingerprint
         base["config"]["dataset"] = {"version": 2, "redundancy": level, "path": "/somewhere/store.h5"}
@@ -286,12 +286,12 @@ def test_compare_names_the_store_of_each_table(tmp_path, capsys):
     assert code == 0, err
     stores = [table["store"] for table in json.loads(out)["tables"]]
     assert stores == [
-        "synthetic sha256:00000000… (redundancy=0.0, version=2)",
-        "synthetic sha256:11111111… (redundancy=1.0, version=2)",
+        "synthetic (redundancy=0.0, version=2) sha256:11111111…",
+        "synthetic (redundancy=1.0, version=2) sha256:00000000…",
     ]
     code, out, err = cli(capsys, "leaderboard", str(tmp_path), "--compare", "alpha", "gamma", "--bootstrap", "50")
     assert code == 0, err
-    assert out.count("store: synthetic sha256:00000000… (redundancy=0.0, version=2)") == 1
+    assert out.count("store: synthetic (redundancy=0.0, version=2) sha256:11111111…") == 1
     assert out.count("(redundancy=1.0, version=2)") == 1
 
 

@@ -66,7 +66,7 @@ def store_summary(record: Mapping[str, Any]) -> str:
         if isinstance(value, (bool, int, float, str)) and key not in ("path", "root")
     )
     fingerprint = (dataset.get("fingerprint") or "unknown")[:15]
-    return f"{dataset['name']} {fingerprint}…" + (f" ({shown})" if shown else "")
+    return f"{dataset['name']}" + (f" ({shown})" if shown else "") + f" {fingerprint}…"
 
 
 def training_store(record: Mapping[str, Any]) -> dict[str, Any] | None:
