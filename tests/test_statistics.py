@@ -219,6 +219,23 @@ def test_paired_comparison_detects_a_real_difference_and_reports_dropped_seeds()
     assert result.p_value is not None and result.p_value < 0.01
 
 
+def test_difference_of_differences_is_the_change_of_a_paired_gain_between_two_conditions() -> None:
+    """x: a and b equally good; y: b 10 points worse. The estimate is exactly the two paired differences'
+    difference, and its interval excludes 0; with the same gain in both conditions it includes 0."""
+    rng = np.random.default_rng(8)
+    x = [dict(enumerate(side)) for side in _null_pair(rng, n_seeds=3, n_units=12)]
+    y = [dict(enumerate(side)) for side in _null_pair(rng, n_seeds=3, n_units=12, shift=0.1)]
+    y_again = [dict(enumerate(side)) for side in _null_pair(rng, n_seeds=3, n_units=12, shift=0.1)]
+    grown = st.difference_of_differences(tuple(x), tuple(y), ALL, ALL, n_boot=400)
+    gain_x = st.paired_comparison(*x, ALL, n_boot=1, n_permutations=1).difference
+    gain_y = st.paired_comparison(*y, ALL, n_boot=1, n_permutations=1).difference
+    assert grown.estimate == pytest.approx(gain_y - gain_x, abs=1e-12)
+    assert grown.low is not None and 0 < grown.low < grown.estimate < grown.high
+    same = st.difference_of_differences(tuple(y), tuple(y_again), ALL, ALL, n_boot=400)
+    assert same.low is not None and same.low < 0 < same.high
+    assert abs(same.estimate) < 0.03  # two draws of the same 10-point gain
+
+
 def test_a_permutation_with_an_undefined_statistic_leaves_the_reference_set() -> None:
     """Only class 1 is scored and no unit has it in the ground truth: a predicts it on unit 0, b on unit 1,
     so T = 0 - 0; a permutation that gives a neither prediction leaves a's IoU undefined. Every defined

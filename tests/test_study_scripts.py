@@ -52,6 +52,22 @@ def test_redundancy_report_gives_cells_and_paired_differences(tmp_path):
     assert report.report(empty) == f"No last1 records in {empty.as_posix()}/ yet."
 
 
+def test_redundancy_report_gives_the_change_of_a_gain_between_levels(tmp_path):
+    """Level 0: STARS against its identity translator (seed 0 of the first round); level 1: one STARS record
+    on both sides (a gain of exactly 0). The change 0 -> 1 is then minus level 0's gain, with an interval."""
+    report = _script("redundancy_report")
+    for config, source in (("stars", "stars-r0"), ("stars-translator-copy", "stars-translator-copy-r0")):
+        shutil.copyfile(RECORDS / f"{source}-seed0-last1.json", tmp_path / f"{config}-r0-seed0-last1.json")
+        shutil.copyfile(RECORDS / "stars-r1-seed0-last1.json", tmp_path / f"{config}-r1-seed0-last1.json")
+    block = report.report(tmp_path)
+    rows = {line.split(" | ")[1]: line for line in block.splitlines() if line.startswith("| translation")}
+    gain_0 = float(rows["0"].split(" | ")[3].split(" [")[0])
+    change = rows["0 → 1"].split(" | ")[3]
+    assert gain_0 > 0.5 and float(change.split(" [")[0]) == -gain_0
+    low, high = (float(v) for v in change.split(" [")[1].split(" ⚠")[0].rstrip("]").split(", "))
+    assert low < -gain_0 < high and "⚠ fewer than 3 paired seeds" in rows["0 → 1"]
+
+
 def test_dis2_compensation_bn_recalibrates_only_the_compensation_encoders_statistics():
     import torch
 

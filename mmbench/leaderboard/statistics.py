@@ -627,6 +627,56 @@ def paired_intervals(
     return {name: out[name] for name in others}
 
 
+def _paired_difference(
+    a: np.ndarray, b: np.ndarray, scored: np.ndarray, n_boot: int, rng_seed: int, statistic: Statistic
+) -> tuple[float, np.ndarray]:
+    """a − b over paired stacks (R, S, U, K, K): the point difference and its (B,) paired-bootstrap
+    replicates (the same seed and unit draws for both)."""
+    difference = _nanmean(_per_seed(a, scored, statistic), 0) - _nanmean(_per_seed(b, scored, statistic), 0)
+    resampling = draw_resampling(a.shape[0], a.shape[2], n_boot, rng_seed)
+    both = _replicates_many(np.stack([a, b]), scored, resampling, statistic)
+    return float(difference), both[0] - both[1]
+
+
+@dataclass(frozen=True)
+class DifferenceOfDifferences:
+    """(a_y − b_y) − (a_x − b_x): how much a's gain on b changes from condition x to condition y (e.g. two
+    redundancy levels), with a percentile bootstrap interval; None where undefined."""
+
+    estimate: float | None
+    low: float | None
+    high: float | None
+    n_boot: int
+    rng_seed: int
+    level: float
+
+
+def difference_of_differences(
+    pair_x: tuple[Seeds, Seeds],
+    pair_y: tuple[Seeds, Seeds],
+    classes_x: np.ndarray | Sequence[bool],
+    classes_y: np.ndarray | Sequence[bool],
+    n_boot: int = 2000,
+    level: float = 0.95,
+    rng_seed: int = 0,
+    statistic: Statistic = "mean",
+) -> DifferenceOfDifferences:
+    """Does a's gain on b differ between two conditions? Within a condition a and b are paired by seed and
+    unit (`paired_comparison`'s bootstrap); the two conditions are different trainings on different test
+    units, so they are resampled independently (draws seeded rng_seed and rng_seed + 1) and the interval is
+    the percentiles of the differences of their replicates. Overlapping per-condition intervals are not a
+    test of this; the interval of the difference is."""
+    level = _check_level(level)
+    gains = []
+    for offset, ((a_seeds, b_seeds), classes) in enumerate(((pair_x, classes_x), (pair_y, classes_y))):
+        _, a, b, _, _ = _paired_stacks(a_seeds, b_seeds)
+        scored = _scored_mask(classes, a.shape[1], a.shape[-1])
+        gains.append(_paired_difference(a, b, scored, n_boot, rng_seed + offset, statistic))
+    (gain_x, reps_x), (gain_y, reps_y) = gains
+    low, high = _percentiles(reps_y - reps_x, level)
+    return DifferenceOfDifferences(_none(gain_y - gain_x), low, high, n_boot, rng_seed, level)
+
+
 def paired_comparison(
     a_seeds: Seeds,
     b_seeds: Seeds,
@@ -650,10 +700,7 @@ def paired_comparison(
     _check_positive("n_permutations", n_permutations)
     common, a, b, dropped_a, dropped_b = _paired_stacks(a_seeds, b_seeds)
     scored = _scored_mask(classes, a.shape[1], a.shape[-1])
-    difference = _nanmean(_per_seed(a, scored, statistic), 0) - _nanmean(_per_seed(b, scored, statistic), 0)
-    resampling = draw_resampling(a.shape[0], a.shape[2], n_boot, rng_seed)
-    both = _replicates_many(np.stack([a, b]), scored, resampling, statistic)
-    diffs = both[0] - both[1]
+    difference, diffs = _paired_difference(a, b, scored, n_boot, rng_seed, statistic)
     low, high = _percentiles(diffs, level)
     p_value = _permutation_p(a, b, scored, statistic, n_permutations, np.random.default_rng([rng_seed, 1]))
     return PairedComparison(
