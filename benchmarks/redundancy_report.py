@@ -31,6 +31,7 @@ LEVELS = ("0", "0.5", "1")
 # The study's questions: a gains on b? (docs/results/redundancy-study.md, "Question and design")
 COMPARISONS = (
     ("stars", "stars-translator-copy", "translation (STARS vs its identity translator)"),
+    ("stars", "modality-dropout", "STARS vs modality dropout (the reference method against imputing nothing)"),
     ("cgan", "modality-dropout", "cGAN imputation vs modality dropout"),
     ("gemmnet", "modality-dropout", "GEMMNet imputation vs modality dropout"),
     # GEMMNet's segmenter is mmFormer-2D's (docs/methods/gemmnet.md): the closest pair with and without imputation
