@@ -316,8 +316,8 @@ def _replicates_many(
 
 
 @dataclass(frozen=True)
-class BootstrapInterval:
-    """A percentile bootstrap interval around the point estimate (mean over seeds); None if undefined."""
+class PercentileInterval:
+    """A point estimate with a percentile bootstrap interval and how it was drawn; None where undefined."""
 
     estimate: float | None
     low: float | None
@@ -325,6 +325,12 @@ class BootstrapInterval:
     n_boot: int
     rng_seed: int
     level: float
+
+
+@dataclass(frozen=True)
+class BootstrapInterval(PercentileInterval):
+    """A percentile bootstrap interval around the point estimate (mean over seeds); None if undefined."""
+
     n_seeds: int
     n_units: int
 
@@ -639,16 +645,9 @@ def _paired_difference(
 
 
 @dataclass(frozen=True)
-class DifferenceOfDifferences:
+class DifferenceOfDifferences(PercentileInterval):
     """(a_y − b_y) − (a_x − b_x): how much a's gain on b changes from condition x to condition y (e.g. two
     redundancy levels), with a percentile bootstrap interval; None where undefined."""
-
-    estimate: float | None
-    low: float | None
-    high: float | None
-    n_boot: int
-    rng_seed: int
-    level: float
 
 
 def difference_of_differences(
