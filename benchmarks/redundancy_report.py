@@ -21,6 +21,8 @@ import re
 import statistics as stats_lib
 from pathlib import Path
 
+from page_block import replace_block  # benchmarks/page_block.py: scripts run with benchmarks/ on sys.path
+
 from mmbench.leaderboard import statistics as st
 from mmbench.leaderboard.collect import LoadedRecord, collect_records
 from mmbench.leaderboard.table_statistics import MIN_SEEDS, scored_classes, unit_matrices
@@ -201,14 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     if not folder.is_dir():
         raise SystemExit(f"{folder} is not a folder of records; copy them with benchmarks/copy_sweep_records.py")
     block = report(folder)
-    marker = args.marker or folder.name
-    begin, end_marker = f"<!-- {marker}:progress -->", f"<!-- /{marker}:progress -->"
-    doc = Path(args.doc)
-    text = doc.read_text()
-    if begin not in text or end_marker not in text:
-        raise SystemExit(f"{doc} has no {begin} ... {end_marker} block; add one where the table belongs")
-    start, end = text.index(begin) + len(begin), text.index(end_marker)
-    doc.write_text(text[:start] + "\n" + block + "\n" + text[end:])
+    replace_block(Path(args.doc), args.marker or folder.name, block)
     print(block)
     return 0
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import shutil
+import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -12,6 +13,9 @@ RECORDS = REPO / "docs" / "results" / "records" / "redundancy-study-1500"
 
 
 def _script(name: str):
+    """Load a benchmarks/ script as `python benchmarks/NAME.py` does: with benchmarks/ importable."""
+    if str(REPO / "benchmarks") not in sys.path:
+        sys.path.insert(0, str(REPO / "benchmarks"))
     spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -98,3 +102,113 @@ def test_dis2_compensation_bn_recalibrates_only_the_compensation_encoders_statis
     # Every batch counts alike: the running mean is the average of the 4 batches' means, all 8 rows each.
     assert len(seen) == 4
     torch.testing.assert_close(norm.running_mean, torch.stack(seen).mean(0), rtol=1e-5, atol=1e-6)
+
+
+class _ConstantImputer:
+    """Imputes every missing modality as one constant per band; checks that what it is not given is 0-filled
+    and flagged missing, as the evaluation engine would give it."""
+
+    def __init__(self, modalities, values):
+        self.modality_names, self.values = tuple(modalities), values
+
+    def complete(self, inputs, available):
+
+        completed = {}
+        for index, name in enumerate(self.modality_names):
+            if bool(available[:, index].all()):
+                completed[name] = inputs[name]
+                continue
+            assert not bool(available[:, index].any()) and not bool(inputs[name].any())
+            completed[name] = self.values[name].view(1, -1, 1, 1).expand_as(inputs[name]).clone()
+        return completed
+
+
+def _tiny_test_part(tmp_path):
+    from mmbench.data.loader import TileDataset
+    from mmbench.datasets.synthetic import SyntheticConfig, write_synthetic
+
+    store = write_synthetic(tmp_path / "s.h5", SyntheticConfig(tiles=8, size=64, version=2, redundancy=0.5))
+    return TileDataset(store, split="default", part="test", modalities=["optical", "dsm", "sar"], label_variant="full")
+
+
+def test_imputation_recovery_scores_the_part_mean_as_0_and_zero_fill_by_its_formula(tmp_path):
+    """R² of imputing the part's mean is 0 for every (target, given), whole tiles or overlapping windows; R² of
+    imputing 0 is 1 − Σy² / Σ(y − ȳ)², computed here from the tiles themselves."""
+    import numpy as np
+    import torch
+
+    recovery = _script("imputation_recovery")
+    data = _tiny_test_part(tmp_path)
+    stacked = {name: torch.stack([data[i]["inputs"][name] for i in range(len(data))]) for name in data.modalities}
+    means = {name: x.mean(dim=(0, 2, 3)) for name, x in stacked.items()}
+    for window, stride in ((None, None), (48, 16)):
+        tiles, pixels, entries = recovery.measure_model(_ConstantImputer(data.modalities, means), data, window, stride)
+        assert len(tiles) == len(data) and pixels == 64 * 64 and len(entries) == 9
+        for entry in entries:
+            errors, deviations = (np.asarray([entry[key]]) for key in ("squared_error", "squared_deviation"))
+            point, _ = recovery.r2_replicates(errors, deviations, n_boot=50, rng_seed=0)
+            assert abs(point) < 1e-5, (window, entry["target"], entry["given"])
+    zeros = {name: torch.zeros_like(value) for name, value in means.items()}
+    _, _, entries = recovery.measure_model(_ConstantImputer(data.modalities, zeros), data, None, None)
+    for entry in entries:
+        y = stacked[entry["target"]].double()
+        want = 1 - (y**2).sum(dim=(0, 2, 3)) / ((y - y.mean(dim=(0, 2, 3), keepdim=True)) ** 2).sum(dim=(0, 2, 3))
+        errors, deviations = (np.asarray([entry[key]]) for key in ("squared_error", "squared_deviation"))
+        point, _ = recovery.r2_replicates(errors, deviations, n_boot=50, rng_seed=0)
+        assert point < 0 and abs(point - float(want.mean())) < 1e-4
+
+
+def _recovery_record(method, level, seed, r2, tiles=4):
+    deviations = [[float(1 + tile)] for tile in range(tiles)]  # a different spread per tile, one band
+    return {
+        "format": "mmbench-imputation-recovery/1",
+        "method": {"name": method, "version": "1"},
+        "seed": seed,
+        "dataset": {"config": {"redundancy": level}},
+        "tiles": [str(tile) for tile in range(tiles)],
+        "entries": [
+            {
+                "target": "dsm",
+                "given": ["optical"],
+                "squared_error": [[d[0] * (1 - r2)] for d in deviations],
+                "absolute_error": [[0.0] for _ in deviations],
+                "squared_deviation": deviations,
+            }
+        ],
+    }
+
+
+def test_imputation_recovery_report_gives_each_level_and_the_change(tmp_path):
+    """Every tile at R² 0.2 (level 0) and 0.5 (level 1): the cells and the change are exact, and so are
+    their intervals, whatever the resampling draws; a cell with 2 seeds is marked."""
+    recovery = _script("imputation_recovery")
+    for seed in range(3):
+        for level, r2 in ((0.0, 0.2), (1.0, 0.5)):
+            (tmp_path / f"cgan-r{level:g}-seed{seed}.json").write_text(
+                json.dumps(_recovery_record("cgan", level, seed, r2))
+            )
+    for seed in range(2):
+        (tmp_path / f"ae-r1-seed{seed}.json").write_text(json.dumps(_recovery_record("ae", 1.0, seed, 0.4)))
+    table = recovery.report(tmp_path, n_boot=200)
+    assert "| cgan | dsm ← optical | 0.20 [0.20, 0.20] | 0.50 [0.50, 0.50] | +0.30 [+0.30, +0.30] |" in table
+    assert "| ae | dsm ← optical | – | 0.40 [0.40, 0.40] ⚠ | – |" in table
+
+
+def test_imputation_recovery_takes_a_record_only_with_the_checkpoint_it_scored(tmp_path):
+    recovery = _script("imputation_recovery")
+    checkpoint = tmp_path / "best.ckpt"
+    checkpoint.write_bytes(b"weights")
+    record = tmp_path / "result.json"
+    for named, message in (
+        ({"path": str(tmp_path / "gone.ckpt"), "sha256": "sha256:0"}, "is not on this machine"),
+        ({"path": str(checkpoint), "sha256": "sha256:0"}, "sha256 differs"),
+    ):
+        record.write_text(json.dumps({"run_id": "r", "method": {"checkpoint": named}}))
+        try:
+            recovery.checkpoint_of(record)
+        except recovery.MeasurementError as error:
+            assert message in str(error)
+        else:
+            raise AssertionError("a record whose checkpoint is gone or changed was accepted")
+        assert recovery.main(["measure", str(record), "--out", str(tmp_path / "out")]) == 2
+    assert not list((tmp_path / "out").iterdir())
