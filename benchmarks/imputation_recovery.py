@@ -1,31 +1,34 @@
-"""How much of a withheld modality do the imputation methods recover? (the redundancy study's "from where")
+"""How much of a withheld modality do the methods recover? (the redundancy study's "from where")
 
-The redundancy study (docs/results/redundancy-study.md) scores segmentation only; whether a generator actually
+The redundancy study (docs/results/redundancy-study.md) scores segmentation only; whether a method actually
 recovers the structure the `redundancy` knob makes recoverable (docs/synthetic.md, "What each level makes
-recoverable") is a separate question. This measures it on trained checkpoints of any method with the imputation
-block's `complete(inputs, available)` (methods/blocks/imputation.py: cgan, ae, gemmnet):
+recoverable") is a separate question. This measures it on trained checkpoints, in the space each method
+recovers in:
 
-- `measure CHECKPOINT... --out DIR`: for every target modality and every non-empty set of the other modalities
-  given, the method's imputed target on the run's test part (whole tiles, or the protocol's windows averaged
-  where they overlap; missing inputs filled with 0 as the evaluation engine fills them), against the real one.
-  Per test tile and band it keeps the squared error, the absolute error and the squared deviation of the real
-  target from its test-part mean, in the loader's normalised units. One JSON per checkpoint (written, then
-  renamed), with the checkpoint's sha256, method, seed, dataset settings and fingerprint, mmbench's version,
-  git commit and hardware.
-- `report DIR`: per method, redundancy level, target and given set, R^2 = 1 - sum(squared error) / sum(squared
-  deviation) (1: perfect, 0: as good as the test mean; per band, then averaged over bands, as
-  `mmbench.datasets.synthetic_probes.recoverability_r2` does), mean over seeds with a hierarchical percentile
-  interval (seeds, then test tiles, resampled with `draw_resampling`); and its change from the lowest level to
-  the highest (the levels resampled independently). Written between markers on the study page with `--doc`.
+- imputation methods (the imputation block's `complete(inputs, available)`, methods/blocks/imputation.py: ae,
+  cgan, gemmnet): the imputed input, one scored group per band, on whole tiles or the protocol's windows
+  averaged where they overlap, missing inputs filled with 0 as the evaluation engine fills them;
+- STARS (`Stars.translated_shared`, methods/stars/model.py): the shared features the decoder gets for the
+  missing modality (the mean of the translations from the given ones; with `translator: copy`, of their own
+  shared features), one scored group per pyramid level with channels pooled, against the missing modality's
+  real shared features; also their mean cosine similarity, the translation loss's own measure.
 
-The DSM target here is the raw normalised DSM, terrain included (no other modality sees the terrain), where
-docs/synthetic.md's regressor predicts the DSM's height above a smoothed minimum: DSM columns of the two tables
-are not comparable, optical and SAR are.
+`measure CHECKPOINT_OR_RECORD... --out DIR`: for every target modality and every non-empty set of the others
+given, per test tile and group, the squared and absolute error and the real target's squared deviation from its
+mean over the test part (per channel); for shared features also the summed cosine similarity. A run record
+stands for the checkpoint it names (its sha256 checked). One JSON per checkpoint (written, then renamed) with
+the checkpoint's sha256, method, seed, dataset settings and fingerprint, this script's sha256, mmbench's
+version, git state and hardware.
 
-Usage: `python benchmarks/imputation_recovery.py measure CKPT_OR_RECORD... --out
-docs/results/records/imputation-recovery` (a run record stands for the checkpoint it names, sha256 checked),
-then `python benchmarks/imputation_recovery.py report docs/results/records/imputation-recovery --doc
-docs/results/redundancy-study.md`.
+`report DIR [--doc PAGE]`: per space, measure, config, redundancy level, target and given set, R² = 1 −
+Σ squared error / Σ squared deviation per group, groups averaged (as `recoverability_r2` of
+mmbench/datasets/synthetic_probes.py averages bands), mean over seeds with a hierarchical percentile interval
+(seeds, then test tiles, `draw_resampling`), and the change from the lowest level to the highest (the levels
+resampled independently); written between the page's `imputation-recovery` markers (page_block.py).
+
+The DSM target here is the stored DSM, terrain included (no other modality sees the terrain), where
+docs/synthetic.md's regressor predicts the DSM's height above a smoothed minimum: DSM rows of the two are not
+comparable, optical and SAR rows are.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ import argparse
 import itertools
 import json
 import os
+import re
 import sys
 import time
 from collections import defaultdict
@@ -43,6 +47,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from page_block import replace_block  # benchmarks/page_block.py: scripts run with benchmarks/ on sys.path
 
 from mmbench.context import DatasetRef
@@ -96,50 +101,127 @@ class MeasurementError(UserError):
     """A user-facing failure: one line naming the thing and the fix; the script exits 2."""
 
 
+Views = list[torch.Tensor]  # one (B, C_k, H_k, W_k) tensor per scored group k: a band, or a pyramid level
+
+
+class InputImputation:
+    """Methods with the imputation block's `complete` (ae, cgan, gemmnet): the imputed input, one group per band."""
+
+    space = "input"
+
+    def __init__(self, model: Any, window: int | None, stride: int | None) -> None:
+        self.model, self.window, self.stride = model, window, stride
+
+    def prepare(self, inputs: Mapping[str, torch.Tensor]) -> Mapping[str, torch.Tensor]:
+        return inputs
+
+    def real(self, prepared: Mapping[str, torch.Tensor], target: str) -> Views:
+        return list(prepared[target].split(1, dim=1))
+
+    def estimate(self, prepared: Mapping[str, torch.Tensor], target: str, given: Sequence[str]) -> Views:
+        names = self.model.modality_names
+        rows = prepared[target].shape[0]
+        available = torch.tensor([[name in given for name in names]] * rows)
+        filled = {name: x if name in given else torch.zeros_like(x) for name, x in prepared.items()}
+        return list(imputed(self.model, filled, available, target, self.window, self.stride).split(1, dim=1))
+
+
+class SharedTranslation:
+    """STARS (`translated_shared`): the shared features the decoder gets for a missing modality, one group per
+    pyramid level (channels pooled), against that modality's real shared features on whole tiles."""
+
+    space = "shared features"
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+
+    def prepare(self, inputs: Mapping[str, torch.Tensor]) -> dict[str, Any]:
+        rows = next(iter(inputs.values())).shape[0]
+        return self.model.encode_available(inputs, torch.ones(rows, len(self.model.modality_names), dtype=torch.bool))
+
+    def real(self, prepared: Mapping[str, Any], target: str) -> Views:
+        return list(prepared[target]["shared"])
+
+    def estimate(self, prepared: Mapping[str, Any], target: str, given: Sequence[str]) -> Views:
+        names = self.model.modality_names
+        rows = prepared[target]["shared"][0].shape[0]
+        available = torch.tensor([[name in given for name in names]] * rows)
+        sources = {name: prepared[name] for name in given}
+        levels = range(len(prepared[target]["shared"]))
+        return [self.model.translated_shared(sources, available, target, level) for level in levels]
+
+
+def scorer_for(model: Any, window: int | None, stride: int | None) -> InputImputation | SharedTranslation:
+    if callable(getattr(model, "translated_shared", None)):
+        if window is not None:
+            raise MeasurementError("shared-feature recovery is measured on whole tiles; the run evaluates windows")
+        return SharedTranslation(model)
+    if callable(getattr(model, "complete", None)):
+        return InputImputation(model, window, stride)
+    raise MeasurementError(
+        f"method {type(model).__name__} neither imputes (`complete`) nor translates (`translated_shared`); "
+        "measure an ae, cgan, gemmnet or stars checkpoint"
+    )
+
+
 @torch.inference_mode()
 def measure_model(
-    model: Any, data: TileDataset, window: int | None, stride: int | None, batch_size: int = 4
-) -> tuple[list[str], int, list[dict[str, Any]]]:
-    """Tile names, pixels per tile, and per (target, given) the per-tile, per-band error sums of `model`'s
-    imputations on `data` (module docstring): squared and absolute error, and the real target's squared
-    deviation from its mean over `data`."""
+    scorer: InputImputation | SharedTranslation, data: TileDataset, batch_size: int = 4
+) -> tuple[list[str], list[dict[str, Any]]]:
+    """Tile names, and per (target, given) the per-tile, per-group sums of the scorer's estimates' squared and
+    absolute errors and of the real target's squared deviation from its mean over `data` (per channel)."""
     modalities = list(data.modalities)
     loader = torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=False, num_workers=0)
     pairs = given_sets(modalities)
-    sums: dict[tuple[str, tuple[str, ...]], dict[str, list]] = {pair: defaultdict(list) for pair in pairs}
-    totals: dict[str, list[torch.Tensor]] = defaultdict(list)
+    errors: dict[tuple[str, tuple[str, ...]], dict[str, list]] = {pair: defaultdict(list) for pair in pairs}
+    moments: dict[str, dict[str, list]] = {name: defaultdict(list) for name in modalities}
     tiles: list[str] = []
     for batch in loader:
-        inputs = batch["inputs"]
         tiles.extend(str(int(index)) for index in batch["index"])
+        prepared = scorer.prepare(batch["inputs"])
         for name in modalities:
-            totals[name].append(inputs[name].sum(dim=(2, 3)))
-        rows = inputs[modalities[0]].shape[0]
+            real = [view.double() for view in scorer.real(prepared, name)]
+            moments[name]["sum"].append([view.sum(dim=(2, 3)) for view in real])  # (B, C_k) per group
+            moments[name]["squares"].append([(view**2).sum(dim=(2, 3)) for view in real])
+            moments[name]["pixels"] = [view.shape[2] * view.shape[3] for view in real]
         for target, given in pairs:
-            available = torch.tensor([[name in given for name in modalities]] * rows)
-            filled = {name: x if name in given else torch.zeros_like(x) for name, x in inputs.items()}
-            error = imputed(model, filled, available, target, window, stride) - inputs[target]
-            sums[(target, given)]["squared"].append((error**2).sum(dim=(2, 3)))
-            sums[(target, given)]["absolute"].append(error.abs().sum(dim=(2, 3)))
-    # Each target's squared deviation per tile from the part's mean: a second pass, once the mean is known.
-    pixels = data[0]["label"].numel()
-    means = {name: torch.cat(totals[name]).sum(0) / (len(tiles) * pixels) for name in modalities}
-    deviation: dict[str, list[torch.Tensor]] = defaultdict(list)
-    for batch in loader:
-        for name in modalities:
-            centred = batch["inputs"][name] - means[name].view(1, -1, 1, 1)
-            deviation[name].append((centred**2).sum(dim=(2, 3)))
-    entries = [
-        {
+            real = [view.double() for view in scorer.real(prepared, target)]
+            estimate = [view.double() for view in scorer.estimate(prepared, target, given)]
+            difference = [e - r for e, r in zip(estimate, real, strict=True)]
+            sums = errors[(target, given)]
+            sums["squared"].append(torch.stack([(d**2).sum(dim=(1, 2, 3)) for d in difference], 1))
+            sums["absolute"].append(torch.stack([d.abs().sum(dim=(1, 2, 3)) for d in difference], 1))
+            if scorer.space == "shared features":  # the translation loss's own measure (methods/stars/model.py)
+                cosines = [
+                    F.cosine_similarity(e, r, dim=1).sum(dim=(1, 2)) for e, r in zip(estimate, real, strict=True)
+                ]
+                sums["cosine"].append(torch.stack(cosines, 1))
+    entries = []
+    for (target, given), parts in errors.items():
+        entry = {
             "target": target,
             "given": list(given),
-            "squared_error": torch.cat(parts["squared"]).tolist(),  # [tile][band]
+            "squared_error": torch.cat(parts["squared"]).tolist(),  # [tile][group]
             "absolute_error": torch.cat(parts["absolute"]).tolist(),
-            "squared_deviation": torch.cat(deviation[target]).tolist(),
+            "squared_deviation": squared_deviation(moments[target], len(tiles)).tolist(),
+            "positions": [moments[target]["pixels"]] * len(tiles),  # [tile][group]: pixels per channel
         }
-        for (target, given), parts in sums.items()
-    ]
-    return tiles, pixels, entries
+        if parts["cosine"]:
+            entry["cosine_sum"] = torch.cat(parts["cosine"]).tolist()  # [tile][group]: Σ over positions
+        entries.append(entry)
+    return tiles, entries
+
+
+def squared_deviation(moments: Mapping[str, Any], tiles: int) -> torch.Tensor:
+    """(tiles, groups): each tile's sum over a group's channels and pixels of (x − mean)², the mean per channel
+    over every tile: Σx² − 2·mean·Σx + n·mean² from the per-tile sums."""
+    columns = []
+    for group, pixels in enumerate(moments["pixels"]):
+        sums = torch.cat([batch[group] for batch in moments["sum"]])  # (tiles, C)
+        squares = torch.cat([batch[group] for batch in moments["squares"]])
+        mean = sums.sum(0) / (tiles * pixels)
+        columns.append((squares - 2 * mean * sums + pixels * mean**2).sum(1))
+    return torch.stack(columns, 1)
 
 
 def measure(checkpoint: Path) -> dict[str, Any]:
@@ -149,18 +231,14 @@ def measure(checkpoint: Path) -> dict[str, Any]:
     spec = METHODS.get(payload["method"]["name"])
     facts, config = payload["dataset"], payload["config"]
     model = model_from_checkpoint(spec, payload, facts["modalities"], len(facts["classes"]), checkpoint)
-    if not callable(getattr(model, "complete", None)):
-        raise MeasurementError(
-            f"{checkpoint}: method {spec.name!r} does not impute (no `complete`); "
-            "measure an ae, cgan or gemmnet checkpoint"
-        )
     model.eval()
+    protocol = config["protocol"]
+    scorer = scorer_for(model, protocol.get("window"), protocol.get("stride"))
     store = DatasetRef(name=facts["name"], spec=DATASETS.get(facts["name"])).materialize(config["dataset"]).path
     if file_sha256(store) != facts["fingerprint"]:
         raise MeasurementError(
             f"{checkpoint}: the store {store} is not the one the run trained on (fingerprint differs)"
         )
-    protocol = config["protocol"]
     data = TileDataset(
         store,
         split=protocol["split"],
@@ -168,7 +246,7 @@ def measure(checkpoint: Path) -> dict[str, Any]:
         modalities=list(facts["modalities"]),
         label_variant=protocol["label_variant"],
     )
-    tiles, pixels, entries = measure_model(model, data, protocol.get("window"), protocol.get("stride"))
+    tiles, entries = measure_model(scorer, data)
     return {
         "format": FORMAT,
         "checkpoint": {"path": str(checkpoint), "sha256": file_sha256(checkpoint, use_cache=False)},
@@ -180,10 +258,14 @@ def measure(checkpoint: Path) -> dict[str, Any]:
         "part": "test",
         "window": protocol.get("window"),
         "stride": protocol.get("stride"),
+        "space": scorer.space,
         "tiles": tiles,
-        "pixels_per_tile": pixels,
         "entries": entries,
         "seconds": round(time.perf_counter() - started, 1),
+        "measured_by": {
+            "script": "benchmarks/imputation_recovery.py",
+            "sha256": file_sha256(__file__, use_cache=False),
+        },
         "git": git_state(),
         "env": collect_environment("cpu"),
     }
@@ -217,45 +299,78 @@ def _level(record: Mapping[str, Any]) -> float:
     return float(record["dataset"]["config"]["redundancy"])
 
 
-def load(folder: Path) -> dict[tuple[str, float], dict[int, dict]]:
-    """(method, level) -> seed -> record; two records of one cell and seed are an error."""
-    cells: dict[tuple[str, float], dict[int, dict]] = defaultdict(dict)
+def config_name(record: Mapping[str, Any]) -> str:
+    """The study's name of a record's method config: its run label without the `-r<level>` suffix the
+    redundancy suite adds (`stars-translator-copy-r0` -> `stars-translator-copy`), else the method's name."""
+    label = record.get("label") or record["method"]["name"]
+    return re.sub(r"-r[0-9.]+$", "", label)
+
+
+SPACES = {
+    "input": "the imputed input (bands averaged)",
+    "shared features": "the shared features the decoder gets for the missing modality (channels pooled, pyramid "
+    "levels averaged)",
+}
+
+
+def load(folder: Path) -> dict[tuple[str, str, float], dict[int, dict]]:
+    """(space, config, level) -> seed -> record; two records of one cell and seed are an error."""
+    cells: dict[tuple[str, str, float], dict[int, dict]] = defaultdict(dict)
     for path in sorted(folder.glob("*.json")):
         record = json.loads(path.read_text())
         if record.get("format") != FORMAT:
             continue
-        cell = cells[(record["method"]["name"], _level(record))]
+        name = config_name(record)
+        cell = cells[(record["space"], name, _level(record))]
         if record["seed"] in cell:
-            raise MeasurementError(
-                f"{path}: a second record of {record['method']['name']} at {_level(record):g}, seed {record['seed']}"
-            )
+            raise MeasurementError(f"{path}: a second record of {name} at {_level(record):g}, seed {record['seed']}")
         cell[record["seed"]] = record
     return cells
 
 
-def _arrays(records: Mapping[int, dict], target: str, given: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-    """(R, U, C) squared error and squared deviation of one (target, given) over seeds, tiles, bands."""
-    errors, deviations = [], []
+def _arrays(
+    records: Mapping[int, dict], target: str, given: Sequence[str], keys: tuple[str, str]
+) -> tuple[np.ndarray, np.ndarray]:
+    """(seeds, tiles, groups) arrays of one (target, given) entry's two `keys` over a cell's seeds."""
+    columns: tuple[list, list] = ([], [])
     for seed in sorted(records):
         entry = next(e for e in records[seed]["entries"] if e["target"] == target and e["given"] == list(given))
-        errors.append(entry["squared_error"])
-        deviations.append(entry["squared_deviation"])
-    tiles = {tuple(records[seed]["tiles"]) for seed in records}
-    if len(tiles) != 1:
+        for column, key in zip(columns, keys, strict=True):
+            column.append(entry[key])
+    if len({tuple(records[seed]["tiles"]) for seed in records}) != 1:
         raise MeasurementError(f"the seeds of one cell were measured on different test tiles ({target} from {given})")
-    return np.asarray(errors, dtype=np.float64), np.asarray(deviations, dtype=np.float64)
+    return np.asarray(columns[0], dtype=np.float64), np.asarray(columns[1], dtype=np.float64)
+
+
+def ratio_replicates(
+    numerators: np.ndarray, denominators: np.ndarray, n_boot: int, rng_seed: int
+) -> tuple[float, np.ndarray]:
+    """Mean over seeds of Σ_tiles numerator / Σ_tiles denominator (per group, then groups averaged), and its
+    (B,) hierarchical bootstrap replicates: seeds drawn with replacement, the test tiles drawn once per replicate
+    for every seed (every seed was measured on the same tiles). Arrays: (seeds, tiles, groups)."""
+    point = float(np.mean(numerators.sum(1) / denominators.sum(1)))
+    resampling = st.draw_resampling(numerators.shape[0], numerators.shape[1], n_boot, rng_seed)
+    counts = resampling.unit_counts[:, 0, :]  # (B, U)
+    per_seed = np.einsum("bu,ruc->brc", counts, numerators) / np.einsum("bu,ruc->brc", counts, denominators)
+    drawn = np.take_along_axis(per_seed.mean(axis=2), resampling.seed_draws, axis=1)  # groups averaged
+    return point, drawn.mean(axis=1)
 
 
 def r2_replicates(errors: np.ndarray, deviations: np.ndarray, n_boot: int, rng_seed: int) -> tuple[float, np.ndarray]:
-    """Mean-over-seeds R^2 (bands averaged) and its (B,) hierarchical bootstrap replicates: seeds drawn with
-    replacement, the test tiles drawn once per replicate for every seed (they are the same tiles)."""
-    point = float(np.mean(1.0 - errors.sum(1) / deviations.sum(1)))
-    resampling = st.draw_resampling(errors.shape[0], errors.shape[1], n_boot, rng_seed)
-    counts = resampling.unit_counts[:, 0, :]  # (B, U)
-    per_seed = 1.0 - np.einsum("bu,ruc->brc", counts, errors) / np.einsum("bu,ruc->brc", counts, deviations)
-    per_seed = per_seed.mean(axis=2)  # (B, R): bands averaged
-    drawn = np.take_along_axis(per_seed, resampling.seed_draws, axis=1)
-    return point, drawn.mean(axis=1)
+    """R² = 1 − Σ squared error / Σ squared deviation, per group, groups averaged (`ratio_replicates`)."""
+    point, replicates = ratio_replicates(errors, deviations, n_boot, rng_seed)
+    return 1.0 - point, 1.0 - replicates
+
+
+def cosine_replicates(sums: np.ndarray, positions: np.ndarray, n_boot: int, rng_seed: int) -> tuple[float, np.ndarray]:
+    """Mean cosine similarity over positions, per group, groups averaged (`ratio_replicates`)."""
+    return ratio_replicates(sums, positions, n_boot, rng_seed)
+
+
+MEASURES = {  # measure -> (entry keys of numerator and denominator, replicates)
+    "R²": (("squared_error", "squared_deviation"), r2_replicates),
+    "mean cosine similarity": (("cosine_sum", "positions"), cosine_replicates),
+}
 
 
 def _r2(value: float, sign: str = "") -> str:
@@ -270,44 +385,69 @@ def _interval(replicates: np.ndarray, level: float = 0.95) -> tuple[float, float
 
 
 def report(folder: Path, n_boot: int = 2000) -> str:
+    """One table per space and measure (R² of imputed inputs; R² and mean cosine similarity of translated shared
+    features): per config, level, target and given set, and the change from the lowest level to the highest."""
     cells = load(folder)
     if not cells:
         raise MeasurementError(f"{folder}: no {FORMAT} records; measure checkpoints first")
-    methods = sorted({method for method, _ in cells})
-    levels = sorted({level for _, level in cells})
+    levels = sorted({level for _, _, level in cells})
     lines = [
-        f"R² of the imputed modality on the test part (1: perfect, 0: the test mean; bands averaged), mean over "
-        f"seeds [95 % hierarchical interval], from `{folder.as_posix()}` (benchmarks/imputation_recovery.py). "
-        "⚠: fewer than 3 seeds.",
-        "",
-        "| method | target ← given | "
-        + " | ".join(f"redundancy {level:g}" for level in levels)
-        + f" | change {levels[0]:g} → {levels[-1]:g} |",
-        "|---|---|" + "---|" * (len(levels) + 1),
+        f"Test part, mean over seeds [95 % hierarchical interval over seeds and tiles], from `{folder.as_posix()}` "
+        "(benchmarks/imputation_recovery.py). R²: 1 is perfect, 0 no better than the part's mean. ⚠: fewer than "
+        "3 seeds.",
     ]
-    for method in methods:
-        first = next(iter(next(cell for (m, _), cell in cells.items() if m == method).values()))
-        for target, given in ((e["target"], tuple(e["given"])) for e in first["entries"]):
-            row, replicates = [], {}
-            for index, level in enumerate(levels):
-                records = cells.get((method, level))
-                if not records:
-                    row.append("–")
-                    continue
-                point, reps = r2_replicates(*_arrays(records, target, given), n_boot, rng_seed=index)
-                replicates[level] = (point, reps)
-                low, high = _interval(reps)
-                warn = "" if len(records) >= 3 else " ⚠"
-                row.append(f"{_r2(point)} [{_r2(low)}, {_r2(high)}]{warn}")
-            ends = [replicates.get(levels[0]), replicates.get(levels[-1])]
-            if len(levels) > 1 and all(ends):
-                (x, reps_x), (y, reps_y) = ends
-                low, high = _interval(reps_y - reps_x)
-                row.append(f"{_r2(y - x, '+')} [{_r2(low, '+')}, {_r2(high, '+')}]")
-            else:
-                row.append("–")
-            lines.append(f"| {method} | {target} ← {' + '.join(given)} | " + " | ".join(row) + " |")
+    for space in sorted({space for space, _, _ in cells}):
+        names = sorted({n for s_, n, _ in cells if s_ == space})
+        first = {
+            n: next(iter(next(c for (s_, m, _), c in cells.items() if (s_, m) == (space, n)).values())) for n in names
+        }
+        for measure, (keys, replicates) in MEASURES.items():
+            if not all(keys[0] in record["entries"][0] for record in first.values()):
+                continue
+            lines += [
+                "",
+                f"{measure} of {SPACES.get(space, space)}:",
+                "",
+                "| config | target ← given | "
+                + " | ".join(f"redundancy {level:g}" for level in levels)
+                + f" | change {levels[0]:g} → {levels[-1]:g} |",
+                "|---|---|" + "---|" * (len(levels) + 1),
+            ]
+            for name in names:
+                for target, given in ((e["target"], tuple(e["given"])) for e in first[name]["entries"]):
+                    per_level = [cells.get((space, name, level)) for level in levels]
+                    row = _row(per_level, target, given, keys, replicates, n_boot)
+                    lines.append(f"| {name} | {target} ← {' + '.join(given)} | " + " | ".join(row) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _row(
+    per_level: Sequence[Mapping[int, dict] | None],
+    target: str,
+    given: Sequence[str],
+    keys: tuple[str, str],
+    replicates_of: Any,
+    n_boot: int,
+) -> list[str]:
+    """The cells of one (config, target, given) row: each level's value and interval, then the change from the
+    first level to the last (levels resampled independently: different trainings on different stores)."""
+    row, replicates = [], []
+    for index, records in enumerate(per_level):
+        if not records:
+            row.append("–")
+            replicates.append(None)
+            continue
+        point, reps = replicates_of(*_arrays(records, target, given, keys), n_boot, rng_seed=index)
+        replicates.append((point, reps))
+        low, high = _interval(reps)
+        row.append(f"{_r2(point)} [{_r2(low)}, {_r2(high)}]" + ("" if len(records) >= 3 else " ⚠"))
+    if len(per_level) > 1 and replicates[0] and replicates[-1]:
+        (x, reps_x), (y, reps_y) = replicates[0], replicates[-1]
+        low, high = _interval(reps_y - reps_x)
+        row.append(f"{_r2(y - x, '+')} [{_r2(low, '+')}, {_r2(high, '+')}]")
+    else:
+        row.append("–")
+    return row
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -342,7 +482,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {error}", file=sys.stderr)
             failed += 1
             continue
-        name = f"{record['method']['name']}-r{_level(record):g}-seed{record['seed']}.json"
+        name = f"{config_name(record)}-r{_level(record):g}-seed{record['seed']}.json"
         write_atomically(args.out / name, record)
         print(f"{name}: {record['seconds']} s", file=sys.stderr)
     return 2 if failed else 0

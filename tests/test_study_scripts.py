@@ -142,14 +142,17 @@ def test_imputation_recovery_scores_the_part_mean_as_0_and_zero_fill_by_its_form
     stacked = {name: torch.stack([data[i]["inputs"][name] for i in range(len(data))]) for name in data.modalities}
     means = {name: x.mean(dim=(0, 2, 3)) for name, x in stacked.items()}
     for window, stride in ((None, None), (48, 16)):
-        tiles, pixels, entries = recovery.measure_model(_ConstantImputer(data.modalities, means), data, window, stride)
-        assert len(tiles) == len(data) and pixels == 64 * 64 and len(entries) == 9
+        scorer = recovery.InputImputation(_ConstantImputer(data.modalities, means), window, stride)
+        tiles, entries = recovery.measure_model(scorer, data)
+        assert len(tiles) == len(data) and len(entries) == 9
         for entry in entries:
             errors, deviations = (np.asarray([entry[key]]) for key in ("squared_error", "squared_deviation"))
             point, _ = recovery.r2_replicates(errors, deviations, n_boot=50, rng_seed=0)
             assert abs(point) < 1e-5, (window, entry["target"], entry["given"])
     zeros = {name: torch.zeros_like(value) for name, value in means.items()}
-    _, _, entries = recovery.measure_model(_ConstantImputer(data.modalities, zeros), data, None, None)
+    _, entries = recovery.measure_model(
+        recovery.InputImputation(_ConstantImputer(data.modalities, zeros), None, None), data
+    )
     for entry in entries:
         y = stacked[entry["target"]].double()
         want = 1 - (y**2).sum(dim=(0, 2, 3)) / ((y - y.mean(dim=(0, 2, 3), keepdim=True)) ** 2).sum(dim=(0, 2, 3))
@@ -158,11 +161,50 @@ def test_imputation_recovery_scores_the_part_mean_as_0_and_zero_fill_by_its_form
         assert point < 0 and abs(point - float(want.mean())) < 1e-4
 
 
+def test_shared_feature_recovery_of_the_identity_translator_is_the_source_features_r2(tmp_path):
+    """STARS with `translator: copy` hands the decoder a given modality's own shared features for a missing one:
+    the script's R² for dsm ← optical is then 1 − Σ(S_optical − S_dsm)² / Σ(S_dsm − mean)², per pyramid level
+    with channels pooled, levels averaged, and its cosine the mean over positions of cos(S_optical, S_dsm),
+    both computed here from the encoder directly."""
+    import numpy as np
+    import torch
+
+    from mmbench.config import load_defaults
+    from mmbench.method import build_method
+    from mmbench.registry import METHODS
+
+    recovery = _script("imputation_recovery")
+    data = _tiny_test_part(tmp_path)
+    spec = METHODS.get("stars")
+    config = {**load_defaults(spec.defaults, "stars"), **spec.load().tiny_config, "translator": "copy"}
+    torch.manual_seed(0)
+    model = build_method(spec, {"optical": 3, "dsm": 1, "sar": 1}, 6, config).eval()
+    _, entries = recovery.measure_model(recovery.SharedTranslation(model), data)
+    (entry,) = [e for e in entries if (e["target"], e["given"]) == ("dsm", ["optical"])]
+    errors, deviations = (np.asarray([entry[key]]) for key in ("squared_error", "squared_deviation"))
+    got, _ = recovery.r2_replicates(errors, deviations, n_boot=50, rng_seed=0)
+    with torch.inference_mode():
+        inputs = {n: torch.stack([data[i]["inputs"][n] for i in range(len(data))]) for n in data.modalities}
+        shared = {n: model.encode(n, x)["shared"] for n, x in inputs.items()}
+    want, want_cosine = [], []
+    for source, target in zip(shared["optical"], shared["dsm"], strict=True):
+        source, target = source.double(), target.double()
+        spread = ((target - target.mean(dim=(0, 2, 3), keepdim=True)) ** 2).sum()
+        want.append(1 - float(((source - target) ** 2).sum() / spread))
+        want_cosine.append(float(torch.nn.functional.cosine_similarity(source, target, dim=1).mean()))
+    assert errors.shape[2] == len(want) > 1 and abs(got - float(np.mean(want))) < 1e-6
+    sums, positions = (np.asarray([entry[key]]) for key in ("cosine_sum", "positions"))
+    cosine, _ = recovery.cosine_replicates(sums, positions, n_boot=50, rng_seed=0)
+    assert abs(cosine - float(np.mean(want_cosine))) < 1e-6
+
+
 def _recovery_record(method, level, seed, r2, tiles=4):
     deviations = [[float(1 + tile)] for tile in range(tiles)]  # a different spread per tile, one band
     return {
         "format": "mmbench-imputation-recovery/1",
         "method": {"name": method, "version": "1"},
+        "label": f"{method}-r{level:g}",
+        "space": "input",
         "seed": seed,
         "dataset": {"config": {"redundancy": level}},
         "tiles": [str(tile) for tile in range(tiles)],

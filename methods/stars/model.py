@@ -183,6 +183,15 @@ class Stars(SegmentationMethod):
         features = self.encode_available(inputs, available)
         return self.decode(features, available)
 
+    def translated_shared(
+        self, features: Mapping[str, Any], available: torch.Tensor, target: str, level: int
+    ) -> torch.Tensor:
+        """What the decoder gets for a missing `target`'s shared features at pyramid `level` from the modalities
+        in `features` (available per `available`): the diagnostic benchmarks/imputation_recovery.py scores it
+        against the target's real shared features."""
+        reference = next(iter(features.values()))["shared"][level]
+        return self._translate(features, available, target, level, reference)
+
     # -- the network ---------------------------------------------------------------------------
     def _translate(
         self,
