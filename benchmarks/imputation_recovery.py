@@ -11,7 +11,9 @@ recovers in:
 - STARS (`Stars.translated_shared`, methods/stars/model.py): the shared features the decoder gets for the
   missing modality (the mean of the translations from the given ones; with `translator: copy`, of their own
   shared features), one scored group per pyramid level with channels pooled, against the missing modality's
-  real shared features; also their mean cosine similarity, the translation loss's own measure.
+  real shared features; also their mean cosine similarity, the translation loss's own measure. With learned
+  translators the same model's untranslated features (the given modalities' own shared features averaged, what
+  `translator: copy` would hand over) are scored too, so the translators' contribution is read within a model.
 
 `measure CHECKPOINT_OR_RECORD... --out DIR`: for every target modality and every non-empty set of the others
 given, per test tile and group, the squared and absolute error and the real target's squared deviation from its
@@ -118,12 +120,13 @@ class InputImputation:
     def real(self, prepared: Mapping[str, torch.Tensor], target: str) -> Views:
         return list(prepared[target].split(1, dim=1))
 
-    def estimate(self, prepared: Mapping[str, torch.Tensor], target: str, given: Sequence[str]) -> Views:
+    def estimates(self, prepared: Mapping[str, torch.Tensor], target: str, given: Sequence[str]) -> dict[str, Views]:
+        """The imputed target (one variant, key "")."""
         names = self.model.modality_names
         rows = prepared[target].shape[0]
         available = torch.tensor([[name in given for name in names]] * rows)
         filled = {name: x if name in given else torch.zeros_like(x) for name, x in prepared.items()}
-        return list(imputed(self.model, filled, available, target, self.window, self.stride).split(1, dim=1))
+        return {"": list(imputed(self.model, filled, available, target, self.window, self.stride).split(1, dim=1))}
 
 
 class SharedTranslation:
@@ -142,13 +145,21 @@ class SharedTranslation:
     def real(self, prepared: Mapping[str, Any], target: str) -> Views:
         return list(prepared[target]["shared"])
 
-    def estimate(self, prepared: Mapping[str, Any], target: str, given: Sequence[str]) -> Views:
+    def estimates(self, prepared: Mapping[str, Any], target: str, given: Sequence[str]) -> dict[str, Views]:
+        """What the decoder gets (key ""); with learned translators also the given modalities' own shared
+        features averaged (key "_untranslated": what `translator: copy` would hand over in this same model), so
+        that the translators' contribution is read within one model."""
         names = self.model.modality_names
         rows = prepared[target]["shared"][0].shape[0]
         available = torch.tensor([[name in given for name in names]] * rows)
         sources = {name: prepared[name] for name in given}
         levels = range(len(prepared[target]["shared"]))
-        return [self.model.translated_shared(sources, available, target, level) for level in levels]
+        variants = {"": [self.model.translated_shared(sources, available, target, level) for level in levels]}
+        if self.model.config["translator"] != "copy":
+            variants["_untranslated"] = [
+                torch.stack([prepared[name]["shared"][level] for name in given]).mean(0) for level in levels
+            ]
+        return variants
 
 
 def scorer_for(model: Any, window: int | None, stride: int | None) -> InputImputation | SharedTranslation:
@@ -186,28 +197,29 @@ def measure_model(
             moments[name]["pixels"] = [view.shape[2] * view.shape[3] for view in real]
         for target, given in pairs:
             real = [view.double() for view in scorer.real(prepared, target)]
-            estimate = [view.double() for view in scorer.estimate(prepared, target, given)]
-            difference = [e - r for e, r in zip(estimate, real, strict=True)]
             sums = errors[(target, given)]
-            sums["squared"].append(torch.stack([(d**2).sum(dim=(1, 2, 3)) for d in difference], 1))
-            sums["absolute"].append(torch.stack([d.abs().sum(dim=(1, 2, 3)) for d in difference], 1))
-            if scorer.space == "shared features":  # the translation loss's own measure (methods/stars/model.py)
-                cosines = [
-                    F.cosine_similarity(e, r, dim=1).sum(dim=(1, 2)) for e, r in zip(estimate, real, strict=True)
-                ]
-                sums["cosine"].append(torch.stack(cosines, 1))
+            for variant, views in scorer.estimates(prepared, target, given).items():
+                estimate = [view.double() for view in views]
+                difference = [e - r for e, r in zip(estimate, real, strict=True)]
+                sums["squared_error" + variant].append(torch.stack([(d**2).sum(dim=(1, 2, 3)) for d in difference], 1))
+                sums["absolute_error" + variant].append(
+                    torch.stack([d.abs().sum(dim=(1, 2, 3)) for d in difference], 1)
+                )
+                if scorer.space == "shared features":  # the translation loss's measure (methods/stars/model.py)
+                    cosines = [
+                        F.cosine_similarity(e, r, dim=1).sum(dim=(1, 2)) for e, r in zip(estimate, real, strict=True)
+                    ]
+                    sums["cosine_sum" + variant].append(torch.stack(cosines, 1))
     entries = []
     for (target, given), parts in errors.items():
         entry = {
             "target": target,
             "given": list(given),
-            "squared_error": torch.cat(parts["squared"]).tolist(),  # [tile][group]
-            "absolute_error": torch.cat(parts["absolute"]).tolist(),
-            "squared_deviation": squared_deviation(moments[target], len(tiles)).tolist(),
-            "positions": [moments[target]["pixels"]] * len(tiles),  # [tile][group]: pixels per channel
+            "squared_deviation": squared_deviation(moments[target], len(tiles)).tolist(),  # [tile][group]
+            "positions": [moments[target]["pixels"]] * len(tiles),  # [tile][group]: positions per channel
         }
-        if parts["cosine"]:
-            entry["cosine_sum"] = torch.cat(parts["cosine"]).tolist()  # [tile][group]: Σ over positions
+        # squared_error, absolute_error (and cosine_sum): [tile][group], per estimate variant (`estimates`)
+        entry.update({key: torch.cat(values).tolist() for key, values in parts.items()})
         entries.append(entry)
     return tiles, entries
 
@@ -367,9 +379,16 @@ def cosine_replicates(sums: np.ndarray, positions: np.ndarray, n_boot: int, rng_
     return ratio_replicates(sums, positions, n_boot, rng_seed)
 
 
-MEASURES = {  # measure -> (entry keys of numerator and denominator, replicates)
-    "R²": (("squared_error", "squared_deviation"), r2_replicates),
-    "mean cosine similarity": (("cosine_sum", "positions"), cosine_replicates),
+MEASURES = {  # heading ({space}: SPACES) -> (entry keys of numerator and denominator, replicates)
+    "R² of {space}": (("squared_error", "squared_deviation"), r2_replicates),
+    "Mean cosine similarity of {space}": (("cosine_sum", "positions"), cosine_replicates),
+    "R² of the given modalities' own shared features, averaged, against the missing one's, in the same model (what "
+    "`translator: copy` would hand over; levels averaged)": (
+        ("squared_error_untranslated", "squared_deviation"),
+        r2_replicates,
+    ),
+    "Mean cosine similarity of the given modalities' own shared features, averaged, against the missing one's, in "
+    "the same model": (("cosine_sum_untranslated", "positions"), cosine_replicates),
 }
 
 
@@ -401,19 +420,20 @@ def report(folder: Path, n_boot: int = 2000) -> str:
         first = {
             n: next(iter(next(c for (s_, m, _), c in cells.items() if (s_, m) == (space, n)).values())) for n in names
         }
-        for measure, (keys, replicates) in MEASURES.items():
-            if not all(keys[0] in record["entries"][0] for record in first.values()):
+        for heading, (keys, replicates) in MEASURES.items():
+            measured = [name for name in names if keys[0] in first[name]["entries"][0]]
+            if not measured:
                 continue
             lines += [
                 "",
-                f"{measure} of {SPACES.get(space, space)}:",
+                heading.format(space=SPACES.get(space, space)) + ":",
                 "",
                 "| config | target ← given | "
                 + " | ".join(f"redundancy {level:g}" for level in levels)
                 + f" | change {levels[0]:g} → {levels[-1]:g} |",
                 "|---|---|" + "---|" * (len(levels) + 1),
             ]
-            for name in names:
+            for name in measured:
                 for target, given in ((e["target"], tuple(e["given"])) for e in first[name]["entries"]):
                     per_level = [cells.get((space, name, level)) for level in levels]
                     row = _row(per_level, target, given, keys, replicates, n_boot)

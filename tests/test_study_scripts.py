@@ -8,6 +8,8 @@ import shutil
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 RECORDS = REPO / "docs" / "results" / "records" / "redundancy-study-1500"
 
@@ -161,11 +163,13 @@ def test_imputation_recovery_scores_the_part_mean_as_0_and_zero_fill_by_its_form
         assert point < 0 and abs(point - float(want.mean())) < 1e-4
 
 
-def test_shared_feature_recovery_of_the_identity_translator_is_the_source_features_r2(tmp_path):
-    """STARS with `translator: copy` hands the decoder a given modality's own shared features for a missing one:
-    the script's R² for dsm ← optical is then 1 − Σ(S_optical − S_dsm)² / Σ(S_dsm − mean)², per pyramid level
-    with channels pooled, levels averaged, and its cosine the mean over positions of cos(S_optical, S_dsm),
-    both computed here from the encoder directly."""
+@pytest.mark.parametrize("translator", ["copy", "learned"])
+def test_shared_feature_recovery_without_translation_is_the_source_features_r2(tmp_path, translator):
+    """Without translation the decoder gets a given modality's own shared features for a missing one: STARS with
+    `translator: copy` hands them over, and for learned translators the script scores them as the
+    `_untranslated` variant. Either way its R² for dsm ← optical is 1 − Σ(S_optical − S_dsm)² / Σ(S_dsm − mean)²
+    per pyramid level (channels pooled, levels averaged) and its cosine the mean over positions of
+    cos(S_optical, S_dsm), both computed here from the encoder directly; the learned translators score otherwise."""
     import numpy as np
     import torch
 
@@ -176,13 +180,11 @@ def test_shared_feature_recovery_of_the_identity_translator_is_the_source_featur
     recovery = _script("imputation_recovery")
     data = _tiny_test_part(tmp_path)
     spec = METHODS.get("stars")
-    config = {**load_defaults(spec.defaults, "stars"), **spec.load().tiny_config, "translator": "copy"}
+    config = {**load_defaults(spec.defaults, "stars"), **spec.load().tiny_config, "translator": translator}
     torch.manual_seed(0)
     model = build_method(spec, {"optical": 3, "dsm": 1, "sar": 1}, 6, config).eval()
     _, entries = recovery.measure_model(recovery.SharedTranslation(model), data)
     (entry,) = [e for e in entries if (e["target"], e["given"]) == ("dsm", ["optical"])]
-    errors, deviations = (np.asarray([entry[key]]) for key in ("squared_error", "squared_deviation"))
-    got, _ = recovery.r2_replicates(errors, deviations, n_boot=50, rng_seed=0)
     with torch.inference_mode():
         inputs = {n: torch.stack([data[i]["inputs"][n] for i in range(len(data))]) for n in data.modalities}
         shared = {n: model.encode(n, x)["shared"] for n, x in inputs.items()}
@@ -192,10 +194,19 @@ def test_shared_feature_recovery_of_the_identity_translator_is_the_source_featur
         spread = ((target - target.mean(dim=(0, 2, 3), keepdim=True)) ** 2).sum()
         want.append(1 - float(((source - target) ** 2).sum() / spread))
         want_cosine.append(float(torch.nn.functional.cosine_similarity(source, target, dim=1).mean()))
-    assert errors.shape[2] == len(want) > 1 and abs(got - float(np.mean(want))) < 1e-6
-    sums, positions = (np.asarray([entry[key]]) for key in ("cosine_sum", "positions"))
-    cosine, _ = recovery.cosine_replicates(sums, positions, n_boot=50, rng_seed=0)
-    assert abs(cosine - float(np.mean(want_cosine))) < 1e-6
+    suffix = "" if translator == "copy" else "_untranslated"
+    assert ("squared_error_untranslated" in entry) == (translator == "learned")
+
+    def scored(numerator, denominator, replicates):
+        point, _ = replicates(np.asarray([entry[numerator]]), np.asarray([entry[denominator]]), 50, 0)
+        return point
+
+    r2 = scored("squared_error" + suffix, "squared_deviation", recovery.r2_replicates)
+    cosine = scored("cosine_sum" + suffix, "positions", recovery.cosine_replicates)
+    assert len(entry["positions"][0]) == len(want) > 1
+    assert abs(r2 - float(np.mean(want))) < 1e-6 and abs(cosine - float(np.mean(want_cosine))) < 1e-6
+    if translator == "learned":
+        assert abs(scored("squared_error", "squared_deviation", recovery.r2_replicates) - r2) > 1e-3
 
 
 def _recovery_record(method, level, seed, r2, tiles=4):
