@@ -301,8 +301,12 @@ def checkpoint_of(source: Path) -> tuple[Path, str | None]:
 
 
 def write_atomically(path: Path, record: Mapping[str, Any]) -> None:
+    """The record as JSON, its metadata indented and each entry's per-tile arrays on one line (a record is read
+    by people for its metadata and by `report` for its arrays); written to a temporary file, then renamed."""
+    head = json.dumps({key: value for key, value in record.items() if key != "entries"}, indent=1)
+    entries = ",\n".join("  " + json.dumps(entry, separators=(",", ":")) for entry in record["entries"])
     temporary = path.with_suffix(".tmp")
-    temporary.write_text(json.dumps(record, indent=1) + "\n")
+    temporary.write_text(head[: -len("\n}")] + ',\n "entries": [\n' + entries + "\n ]\n}\n")
     os.replace(temporary, path)
 
 

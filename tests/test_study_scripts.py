@@ -265,3 +265,11 @@ def test_imputation_recovery_takes_a_record_only_with_the_checkpoint_it_scored(t
             raise AssertionError("a record whose checkpoint is gone or changed was accepted")
         assert recovery.main(["measure", str(record), "--out", str(tmp_path / "out")]) == 2
     assert not list((tmp_path / "out").iterdir())
+
+
+def test_imputation_recovery_writes_records_that_read_back_whole(tmp_path):
+    recovery = _script("imputation_recovery")
+    record = {**_recovery_record("cgan", 0.0, 0, 0.3), "env": {"cpu": "x"}}
+    recovery.write_atomically(tmp_path / "cgan-r0-seed0.json", record)
+    assert json.loads((tmp_path / "cgan-r0-seed0.json").read_text()) == record
+    assert [p.name for p in tmp_path.iterdir()] == ["cgan-r0-seed0.json"]
