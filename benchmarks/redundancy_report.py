@@ -7,8 +7,9 @@ config>-r<level>-seed<S>-<protocol>.json` (`benchmarks/copy_sweep_records.py` na
 seeds found, the last1 mean mIoU (mean ± sample standard deviation over seeds, and the 95 % hierarchical-
 bootstrap interval over seeds and test tiles, `mmbench.leaderboard.statistics`), and, per level, the paired
 differences the study asks about (paired by seed and tile, with a paired-bootstrap interval and a paired-
-permutation p-value). A cell or a comparison with fewer than 3 seeds is printed but marked, and the reading
-claims nothing from it.
+permutation p-value), each beside the same pair's difference with every modality present (the subsets records,
+`FullSet`: what the two differ by apart from handling a missing modality), and how each changes between levels.
+A cell or a comparison with fewer than 3 seeds is printed but marked, and the reading claims nothing from it.
 
 Usage: `python benchmarks/redundancy_report.py [RECORDS_DIR] [--marker NAME] [--doc docs/results/redundancy-study.md]`
 (the block between `<!-- NAME:progress -->` markers; NAME defaults to the records folder's name).
@@ -41,15 +42,15 @@ COMPARISONS = (
 )
 
 
-def cells(folder: Path) -> dict[tuple[str, str], dict[int, LoadedRecord]]:
-    """(method config, level) -> seed -> its last1 record."""
+def cells(folder: Path, protocol: str = "last1") -> dict[tuple[str, str], dict[int, LoadedRecord]]:
+    """(method config, level) -> seed -> its record of `protocol`."""
     records, skipped = collect_records([folder])
     if skipped:
         raise SystemExit("; ".join(f"{item.path}: {item.reason}" for item in skipped))
     found: dict[tuple[str, str], dict[int, LoadedRecord]] = {}
     for item in records:
         match = NAME.match(item.path.name)
-        if match is None or match["protocol"] != "last1":
+        if match is None or match["protocol"] != protocol:
             continue
         found.setdefault((match["config"], match["level"]), {})[int(match["seed"])] = item
     return found
@@ -65,6 +66,42 @@ def _seeds(records: dict[int, LoadedRecord]) -> tuple[dict[int, object], object]
     first = next(iter(records.values()))
     k = next(iter(matrices.values())).shape[-1]
     return matrices, scored_classes(first.record, None, k)
+
+
+class FullSet:
+    """The subsets records' scenario with every modality present, where nothing is imputed or translated: a − b
+    there is what the two differ by apart from handling a missing modality (e.g. the segmenter), the
+    comparison the last1 gains need beside them."""
+
+    def __init__(self, folder: Path) -> None:
+        found = cells(folder, "subsets")
+        self.decoded = {cell: _seeds(records) for cell, records in found.items()}
+        first = next((next(iter(records.values())) for records in found.values()), None)
+        scenarios = first.record["scenarios"] if first else []
+        widest = max((len(scenario["available"]) for scenario in scenarios), default=0)
+        self.index = next((i for i, scenario in enumerate(scenarios) if len(scenario["available"]) == widest), None)
+        self.name = scenarios[self.index]["name"] if self.index is not None else None
+
+    def pair(self, a: str, b: str, level: str) -> tuple | None:
+        """(a's seeds, b's seeds, scored classes) at `level`, or None when either has no subsets records."""
+        if self.index is None or (a, level) not in self.decoded or (b, level) not in self.decoded:
+            return None
+        (a_seeds, scored), (b_seeds, _) = self.decoded[(a, level)], self.decoded[(b, level)]
+        return (a_seeds, b_seeds, scored) if set(a_seeds) & set(b_seeds) else None
+
+    def gap(self, a: str, b: str, level: str) -> str:
+        pair = self.pair(a, b, level)
+        if pair is None:
+            return "–"
+        result = st.paired_comparison(*pair, statistic=self.index)
+        return f"{_pp(result.difference)} [{_pp(result.low)}, {_pp(result.high)}]"
+
+    def change(self, a: str, b: str, low: str, high: str) -> str:
+        x, y = self.pair(a, b, low), self.pair(a, b, high)
+        if x is None or y is None:
+            return "–"
+        change = st.difference_of_differences(x[:2], y[:2], x[2], y[2], statistic=self.index)
+        return f"{_pp(change.estimate)} [{_pp(change.low)}, {_pp(change.high)}]"
 
 
 def _p(value: float | None) -> str:
@@ -92,8 +129,9 @@ def cell_row(config: str, level: str, records: dict[int, LoadedRecord], decoded:
     )
 
 
-def comparison_row(a: str, b: str, what: str, level: str, decoded: dict) -> str | None:
-    """One paired comparison at one level: the last1 mean, then each scenario (which modality was left)."""
+def comparison_row(a: str, b: str, what: str, level: str, decoded: dict, full: FullSet) -> str | None:
+    """One paired comparison at one level: the last1 mean, each scenario (which modality was left), then the
+    same pair with every modality present (`FullSet`)."""
     if (a, level) not in decoded or (b, level) not in decoded:
         return None
     a_seeds, scored = decoded[(a, level)]
@@ -110,11 +148,11 @@ def comparison_row(a: str, b: str, what: str, level: str, decoded: dict) -> str 
         per_scenario.append(f"{_pp(one.difference)} [{_pp(one.low)}, {_pp(one.high)}]")
     return (
         f"| {what} | {level} | {n} | {_pp(result.difference)} [{_pp(result.low)}, {_pp(result.high)}] | "
-        f"{_p(result.p_value)}{flag} | " + " | ".join(per_scenario) + " |"
+        f"{_p(result.p_value)}{flag} | " + " | ".join(per_scenario) + f" | {full.gap(a, b, level)} |"
     )
 
 
-def change_rows(decoded: dict) -> list[str]:
+def change_rows(decoded: dict, full: FullSet) -> list[str]:
     """Per comparison, how its gain changes between two levels, (a − b at the higher level) − (a − b at the
     lower), with the difference-of-differences interval (`statistics.difference_of_differences`): the study's
     question "does it help more as the shared structure grows" asked directly, not read off two intervals."""
@@ -133,7 +171,7 @@ def change_rows(decoded: dict) -> list[str]:
             flag = "" if n >= MIN_SEEDS else " ⚠ fewer than 3 paired seeds"
             rows.append(
                 f"| {what} | {low_level} → {high_level} | {n} | {_pp(change.estimate)} "
-                f"[{_pp(change.low)}, {_pp(change.high)}]{flag} |"
+                f"[{_pp(change.low)}, {_pp(change.high)}]{flag} | {full.change(a, b, low_level, high_level)} |"
             )
     return rows
 
@@ -163,8 +201,12 @@ def report(folder: Path) -> str:
     missing = [f"{c} at {lvl}" for c in METHODS for lvl in LEVELS if len(found.get((c, lvl), {})) < MIN_SEEDS]
     total = len(METHODS) * len(LEVELS)
     lines += ["", f"Cells with fewer than 3 seeds ({len(missing)} of {total}): {', '.join(missing)}."]
+    full = FullSet(folder)
     rows = [
-        row for a, b, what in COMPARISONS for level in LEVELS if (row := comparison_row(a, b, what, level, decoded))
+        row
+        for a, b, what in COMPARISONS
+        for level in LEVELS
+        if (row := comparison_row(a, b, what, level, decoded, full))
     ]
     if rows:
         lines += [
@@ -174,20 +216,23 @@ def report(folder: Path) -> str:
             "",
             "| comparison | redundancy | paired seeds | a − b [95 % interval] | p | "
             + " | ".join(f"{name}: a − b" for name in _scenario_names(found))
-            + " |",
-            "|---|---|---:|---|---:|" + "---|" * len(_scenario_names(found)),
+            + f" | {full.name or 'all present'} (subsets): a − b |",
+            "|---|---|---:|---|---:|" + "---|" * (len(_scenario_names(found)) + 1),
             *rows,
         ]
-    changes = change_rows(decoded)
+    changes = change_rows(decoded, full)
     if changes:
         lines += [
             "",
             "Does the gain change with redundancy? (a − b at the higher level) − (a − b at the lower), in points of",
             "last1 mean mIoU; interval: 95 % bootstrap of the difference, each level resampled on its own (different",
-            "trainings, different test tiles), pairs within a level by seed and tile:",
+            "trainings, different test tiles), pairs within a level by seed and tile. The last column is the same",
+            "change with every modality present (subsets records), where nothing is imputed or translated: a",
+            "change there is not the missing-modality mechanism's:",
             "",
-            "| comparison | levels | paired seeds (fewest) | change of a − b [95 % interval] |",
-            "|---|---|---:|---|",
+            "| comparison | levels | paired seeds (fewest) | change of a − b [95 % interval] | with every "
+            "modality present |",
+            "|---|---|---:|---|---|",
             *changes,
         ]
     return "\n".join(lines)

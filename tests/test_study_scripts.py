@@ -48,6 +48,7 @@ def test_redundancy_report_gives_cells_and_paired_differences(tmp_path):
     row = next(line for line in block.splitlines() if line.startswith("| translation"))
     assert row.startswith("| translation (STARS vs its identity translator) | 0 | 1 | 0.0 [0.0, 0.0] |")
     assert row.count("0.0 [0.0, 0.0]") == 4  # the mean and each of the three one-modality scenarios
+    assert row.endswith("| – |")  # no subsets records: no every-modality column value
     doc = tmp_path / "page.md"
     doc.write_text("intro\n<!-- study:progress -->\nold\n<!-- /study:progress -->\ntail\n")
     assert report.main([str(tmp_path), "--marker", "study", "--doc", str(doc)]) == 0
@@ -56,6 +57,35 @@ def test_redundancy_report_gives_cells_and_paired_differences(tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
     assert report.report(empty) == f"No last1 records in {empty.as_posix()}/ yet."
+
+
+def test_redundancy_report_puts_the_every_modality_gap_beside_each_comparison(tmp_path):
+    """With subsets records the last column of a comparison is a − b in the scenario with every modality
+    present, the paired comparison of those records' own matrices; and of a change, the change of that gap."""
+    from mmbench.leaderboard import statistics as st
+    from mmbench.leaderboard.collect import collect_records
+    from mmbench.leaderboard.table_statistics import scored_classes, unit_matrices
+
+    report = _script("redundancy_report")
+    for config, source in (("stars", "stars"), ("stars-translator-copy", "stars-translator-copy")):
+        for level in ("0", "1"):
+            for protocol in ("last1", "subsets"):
+                name = f"{source}-r{level}-seed0-{protocol}.json"
+                shutil.copyfile(RECORDS / name, tmp_path / f"{config}-r{level}-seed0-{protocol}.json")
+    block = report.report(tmp_path)
+    header = next(line for line in block.splitlines() if line.startswith("| comparison | redundancy"))
+    assert header.endswith("| optical+dsm+sar (subsets): a − b |")
+    records, _ = collect_records([tmp_path])
+    by_name = {item.path.name: item for item in records}
+    a, b = (by_name[f"{config}-r0-seed0-subsets.json"] for config in ("stars", "stars-translator-copy"))
+    index = [scenario["name"] for scenario in a.record["scenarios"]].index("optical+dsm+sar")
+    scored = scored_classes(a.record, None, unit_matrices(a)[1].shape[-1])
+    want = st.paired_comparison({0: unit_matrices(a)[1]}, {0: unit_matrices(b)[1]}, scored, statistic=index)
+    row = next(line for line in block.splitlines() if line.startswith("| translation") and "| 0 |" in line)
+    cell = f"{100 * want.difference:.1f} [{100 * want.low:.1f}, {100 * want.high:.1f}]"
+    assert row.endswith(f"| {cell} |") and abs(want.difference) > 0.001
+    change = next(line for line in block.splitlines() if "| 0 → 1 |" in line)
+    assert change.count("[") == 2 and not change.endswith("| – |")
 
 
 def test_redundancy_report_gives_the_change_of_a_gain_between_levels(tmp_path):
