@@ -103,6 +103,11 @@ class MeasurementError(UserError):
     """A user-facing failure: one line naming the thing and the fix; the script exits 2."""
 
 
+class NotMeasurable(MeasurementError):
+    """A method that neither imputes nor translates: skipped with a line when others are measured (a glob over
+    a sweep's records takes in every method), an error when nothing else is."""
+
+
 Views = list[torch.Tensor]  # one (B, C_k, H_k, W_k) tensor per scored group k: a band, or a pyramid level
 
 
@@ -169,7 +174,7 @@ def scorer_for(model: Any, window: int | None, stride: int | None) -> InputImput
         return SharedTranslation(model)
     if callable(getattr(model, "complete", None)):
         return InputImputation(model, window, stride)
-    raise MeasurementError(
+    raise NotMeasurable(
         f"method {type(model).__name__} neither imputes (`complete`) nor translates (`translated_shared`); "
         "measure an ae, cgan, gemmnet or stars checkpoint"
     )
@@ -497,19 +502,25 @@ def main(argv: list[str] | None = None) -> int:
             print(table, end="")
         return 0
     args.out.mkdir(parents=True, exist_ok=True)
-    failed = 0
+    failed = measured = 0
     for source in args.sources:
         try:
             checkpoint, run_id = checkpoint_of(source)
             record = {**measure(checkpoint), "run_id": run_id}
-        except UserError as error:  # a missing or changed checkpoint, a method that does not impute, ...
+        except NotMeasurable as error:
+            print(f"skipped: {source}: {error}", file=sys.stderr)
+            continue
+        except UserError as error:  # a missing or changed checkpoint, a store that is not the run's, ...
             print(f"error: {error}", file=sys.stderr)
             failed += 1
             continue
         name = f"{config_name(record)}-r{_level(record):g}-seed{record['seed']}.json"
         write_atomically(args.out / name, record)
+        measured += 1
         print(f"{name}: {record['seconds']} s", file=sys.stderr)
-    return 2 if failed else 0
+    if not measured and not failed:
+        print("error: none of the checkpoints imputes or translates; nothing was measured", file=sys.stderr)
+    return 2 if failed or not measured else 0
 
 
 if __name__ == "__main__":

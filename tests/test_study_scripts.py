@@ -303,3 +303,11 @@ def test_imputation_recovery_writes_records_that_read_back_whole(tmp_path):
     recovery.write_atomically(tmp_path / "cgan-r0-seed0.json", record)
     assert json.loads((tmp_path / "cgan-r0-seed0.json").read_text()) == record
     assert [p.name for p in tmp_path.iterdir()] == ["cgan-r0-seed0.json"]
+
+
+def test_imputation_recovery_names_a_method_it_cannot_measure():
+    recovery = _script("imputation_recovery")
+    with pytest.raises(recovery.NotMeasurable, match="neither imputes"):
+        recovery.scorer_for(object(), None, None)
+    with pytest.raises(recovery.MeasurementError, match="whole tiles"):
+        recovery.scorer_for(type("Translating", (), {"translated_shared": lambda self: None})(), 64, 32)
