@@ -473,7 +473,8 @@ def _row(
     if len(per_level) > 1 and replicates[0] and replicates[-1]:
         (x, reps_x), (y, reps_y) = replicates[0], replicates[-1]
         low, high = _interval(reps_y - reps_x)
-        row.append(f"{_r2(y - x, '+')} [{_r2(low, '+')}, {_r2(high, '+')}]")
+        warn = "" if min(len(per_level[0]), len(per_level[-1])) >= 3 else " ⚠"
+        row.append(f"{_r2(y - x, '+')} [{_r2(low, '+')}, {_r2(high, '+')}]{warn}")
     else:
         row.append("–")
     return row

@@ -272,9 +272,11 @@ def test_imputation_recovery_report_gives_each_level_and_the_change(tmp_path):
             )
     for seed in range(2):
         (tmp_path / f"ae-r1-seed{seed}.json").write_text(json.dumps(_recovery_record("ae", 1.0, seed, 0.4)))
+    for seed in range(3):
+        (tmp_path / f"ae-r0-seed{seed}.json").write_text(json.dumps(_recovery_record("ae", 0.0, seed, 0.1)))
     table = recovery.report(tmp_path, n_boot=200)
     assert "| cgan | dsm ← optical | 0.20 [0.20, 0.20] | 0.50 [0.50, 0.50] | +0.30 [+0.30, +0.30] |" in table
-    assert "| ae | dsm ← optical | – | 0.40 [0.40, 0.40] ⚠ | – |" in table
+    assert "| ae | dsm ← optical | 0.10 [0.10, 0.10] | 0.40 [0.40, 0.40] ⚠ | +0.30 [+0.30, +0.30] ⚠ |" in table
 
 
 def test_imputation_recovery_takes_a_record_only_with_the_checkpoint_it_scored(tmp_path):
