@@ -168,6 +168,8 @@ class SharedTranslation:
 
 
 def scorer_for(model: Any, window: int | None, stride: int | None) -> InputImputation | SharedTranslation:
+    """The space a model recovers a missing modality in: STARS' shared features, or an imputation method's
+    input; any other method is `NotMeasurable`."""
     if callable(getattr(model, "translated_shared", None)):
         if window is not None:
             raise MeasurementError("shared-feature recovery is measured on whole tiles; the run evaluates windows")
