@@ -408,12 +408,6 @@ def _r2(value: float, sign: str = "") -> str:
     return f"{round(value, 2) + 0.0:{sign}.2f}"
 
 
-def _interval(replicates: np.ndarray, level: float = 0.95) -> tuple[float, float]:
-    tail = (1.0 - level) / 2
-    low, high = np.quantile(replicates, [tail, 1.0 - tail])
-    return float(low), float(high)
-
-
 def report(folder: Path, n_boot: int = 2000) -> str:
     """One table per space and measure (R² of imputed inputs; R² and mean cosine similarity of translated shared
     features): per config, level, target and given set, and the change from the lowest level to the highest."""
@@ -470,11 +464,11 @@ def _row(
             continue
         point, reps = replicates_of(*_arrays(records, target, given, keys), n_boot, rng_seed=index)
         replicates.append((point, reps))
-        low, high = _interval(reps)
+        low, high = st._percentiles(reps, 0.95)
         row.append(f"{_r2(point)} [{_r2(low)}, {_r2(high)}]" + ("" if len(records) >= 3 else " ⚠"))
     if len(per_level) > 1 and replicates[0] and replicates[-1]:
         (x, reps_x), (y, reps_y) = replicates[0], replicates[-1]
-        low, high = _interval(reps_y - reps_x)
+        low, high = st._percentiles(reps_y - reps_x, 0.95)
         warn = "" if min(len(per_level[0]), len(per_level[-1])) >= 3 else " ⚠"
         row.append(f"{_r2(y - x, '+')} [{_r2(low, '+')}, {_r2(high, '+')}]{warn}")
     else:
