@@ -39,6 +39,8 @@ COMPARISONS = (
     ("gemmnet", "modality-dropout", "GEMMNet imputation vs modality dropout"),
     # GEMMNet's segmenter is mmFormer-2D's (docs/methods/gemmnet.md): the closest pair with and without imputation
     ("gemmnet", "mmformer", "GEMMNet vs mmFormer (mmFormer-2D encoders with and without imputation)"),
+    # whether GEMMNet's lead over modality dropout is its network's: the same question without imputation
+    ("mmformer", "modality-dropout", "mmFormer vs modality dropout (GEMMNet's network without imputation)"),
 )
 
 
