@@ -202,7 +202,11 @@ def report(folder: Path) -> str:
                 lines.append(cell_row(config, level, found[(config, level)], decoded[(config, level)]))
     missing = [f"{c} at {lvl}" for c in METHODS for lvl in LEVELS if len(found.get((c, lvl), {})) < MIN_SEEDS]
     total = len(METHODS) * len(LEVELS)
-    lines += ["", f"Cells with fewer than 3 seeds ({len(missing)} of {total}): {', '.join(missing)}."]
+    lines.append("")
+    if missing:
+        lines.append(f"Cells with fewer than {MIN_SEEDS} seeds ({len(missing)} of {total}): {', '.join(missing)}.")
+    else:
+        lines.append(f"Every one of the {total} cells has at least {MIN_SEEDS} seeds.")
     full = FullSet(folder)
     rows = [
         row

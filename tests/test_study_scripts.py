@@ -44,6 +44,7 @@ def test_redundancy_report_gives_cells_and_paired_differences(tmp_path):
         shutil.copyfile(record, tmp_path / f"{config}-r0-seed0-last1.json")
     block = report.report(tmp_path)
     assert "| stars | 0 | 0 | 59.2 | 59.2 [58.6, 59.8] ⚠ fewer than 3 seeds |" in block
+    assert "Cells with fewer than 3 seeds (18 of 18): stars at 0, stars at 0.5," in block
     # The same records on both sides: a difference of exactly 0 with a degenerate interval.
     row = next(line for line in block.splitlines() if line.startswith("| translation"))
     assert row.startswith("| translation (STARS vs its identity translator) | 0 | 1 | 0.0 [0.0, 0.0] |")
@@ -57,6 +58,19 @@ def test_redundancy_report_gives_cells_and_paired_differences(tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
     assert report.report(empty) == f"No last1 records in {empty.as_posix()}/ yet."
+
+
+def test_redundancy_report_says_when_every_cell_is_complete(tmp_path, monkeypatch):
+    report = _script("redundancy_report")
+    record = RECORDS / "stars-r0-seed0-last1.json"
+    for config in ("stars", "stars-translator-copy"):
+        shutil.copyfile(record, tmp_path / f"{config}-r0-seed0-last1.json")
+    monkeypatch.setattr(report, "METHODS", ("stars", "stars-translator-copy"))
+    monkeypatch.setattr(report, "LEVELS", ("0",))
+    monkeypatch.setattr(report, "MIN_SEEDS", 1)
+    block = report.report(tmp_path)
+    assert "Every one of the 2 cells has at least 1 seeds." in block
+    assert "Cells with fewer" not in block
 
 
 def test_redundancy_report_puts_the_every_modality_gap_beside_each_comparison(tmp_path):
