@@ -122,7 +122,7 @@ def cell_row(config: str, level: str, records: dict[int, LoadedRecord], decoded:
     matrices, scored = decoded
     interval = st.hierarchical_bootstrap_ci(matrices, scored)
     spread = f" ± {100 * stats_lib.stdev(values):.1f}" if len(values) > 1 else ""
-    flag = "" if len(values) >= MIN_SEEDS else " ⚠ fewer than 3 seeds"
+    flag = "" if len(values) >= MIN_SEEDS else f" ⚠ fewer than {MIN_SEEDS} seeds"
     seeds = ", ".join(str(seed) for seed in sorted(records))
     per_seed = " / ".join(_pp(v) for v in values)
     return (
@@ -142,7 +142,7 @@ def comparison_row(a: str, b: str, what: str, level: str, decoded: dict, full: F
         return None
     result = st.paired_comparison(a_seeds, b_seeds, scored)
     n = len(result.seeds)
-    flag = "" if n >= MIN_SEEDS else " ⚠ fewer than 3 paired seeds"
+    flag = "" if n >= MIN_SEEDS else f" ⚠ fewer than {MIN_SEEDS} paired seeds"
     scenarios = next(iter(a_seeds.values())).shape[0]
     per_scenario = []
     for index in range(scenarios):
@@ -170,7 +170,7 @@ def change_rows(decoded: dict, full: FullSet) -> list[str]:
             if n == 0:
                 continue
             change = st.difference_of_differences((ax, bx), (ay, by), scored_x, scored_y)
-            flag = "" if n >= MIN_SEEDS else " ⚠ fewer than 3 paired seeds"
+            flag = "" if n >= MIN_SEEDS else f" ⚠ fewer than {MIN_SEEDS} paired seeds"
             rows.append(
                 f"| {what} | {low_level} → {high_level} | {n} | {_pp(change.estimate)} "
                 f"[{_pp(change.low)}, {_pp(change.high)}]{flag} | {full.change(a, b, low_level, high_level)} |"
