@@ -58,6 +58,7 @@ from mmbench.engine.checkpoint import load_checkpoint
 from mmbench.errors import UserError
 from mmbench.evaluation.tiling import window_starts
 from mmbench.leaderboard import statistics as st
+from mmbench.leaderboard.table_statistics import MIN_SEEDS
 from mmbench.records.environment import collect_environment, git_state
 from mmbench.records.fingerprint import file_sha256
 from mmbench.registry import DATASETS, METHODS
@@ -465,11 +466,11 @@ def _row(
         point, reps = replicates_of(*_arrays(records, target, given, keys), n_boot, rng_seed=index)
         replicates.append((point, reps))
         low, high = st._percentiles(reps, 0.95)
-        row.append(f"{_r2(point)} [{_r2(low)}, {_r2(high)}]" + ("" if len(records) >= 3 else " ⚠"))
+        row.append(f"{_r2(point)} [{_r2(low)}, {_r2(high)}]" + ("" if len(records) >= MIN_SEEDS else " ⚠"))
     if len(per_level) > 1 and replicates[0] and replicates[-1]:
         (x, reps_x), (y, reps_y) = replicates[0], replicates[-1]
         low, high = st._percentiles(reps_y - reps_x, 0.95)
-        warn = "" if min(len(per_level[0]), len(per_level[-1])) >= 3 else " ⚠"
+        warn = "" if min(len(per_level[0]), len(per_level[-1])) >= MIN_SEEDS else " ⚠"
         row.append(f"{_r2(y - x, '+')} [{_r2(low, '+')}, {_r2(high, '+')}]{warn}")
     else:
         row.append("–")
