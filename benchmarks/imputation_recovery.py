@@ -465,11 +465,11 @@ def _row(
             continue
         point, reps = replicates_of(*_arrays(records, target, given, keys), n_boot, rng_seed=index)
         replicates.append((point, reps))
-        low, high = st._percentiles(reps, 0.95)
+        low, high = st.percentile_bounds(reps, 0.95)
         row.append(f"{_r2(point)} [{_r2(low)}, {_r2(high)}]" + ("" if len(records) >= MIN_SEEDS else " ⚠"))
     if len(per_level) > 1 and replicates[0] and replicates[-1]:
         (x, reps_x), (y, reps_y) = replicates[0], replicates[-1]
-        low, high = st._percentiles(reps_y - reps_x, 0.95)
+        low, high = st.percentile_bounds(reps_y - reps_x, 0.95)
         warn = "" if min(len(per_level[0]), len(per_level[-1])) >= MIN_SEEDS else " ⚠"
         row.append(f"{_r2(y - x, '+')} [{_r2(low, '+')}, {_r2(high, '+')}]{warn}")
     else:

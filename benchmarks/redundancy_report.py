@@ -44,21 +44,27 @@ COMPARISONS = (
 )
 
 
-def cells(folder: Path, protocol: str = "last1") -> dict[tuple[str, str], dict[int, LoadedRecord]]:
-    """(method config, level) -> seed -> its record of `protocol`."""
+def cells(
+    folder: Path, protocol: str = "last1", pattern: re.Pattern[str] = NAME
+) -> dict[tuple[str, str], dict[int, LoadedRecord]]:
+    """(method config, level) -> seed -> its record of `protocol`; with a `pattern` that has no level group
+    (benchmarks/ablation_report.py's record names) the level is ""."""
     records, skipped = collect_records([folder])
     if skipped:
         raise SystemExit("; ".join(f"{item.path}: {item.reason}" for item in skipped))
     found: dict[tuple[str, str], dict[int, LoadedRecord]] = {}
     for item in records:
-        match = NAME.match(item.path.name)
+        match = pattern.match(item.path.name)
         if match is None or match["protocol"] != protocol:
             continue
-        found.setdefault((match["config"], match["level"]), {})[int(match["seed"])] = item
+        level = match.groupdict().get("level") or ""
+        found.setdefault((match["config"], level), {})[int(match["seed"])] = item
     return found
 
 
-def _seeds(records: dict[int, LoadedRecord]) -> tuple[dict[int, object], object]:
+def _seeds(records: dict[int, LoadedRecord], classes: list[str] | None = None) -> tuple[dict[int, object], object]:
+    """Each seed's per-unit matrices and the scored-class mask: the record's scored classes, or only those of
+    them in `classes` (the minority records' `minority_classes`)."""
     matrices = {}
     for seed, item in records.items():
         units = unit_matrices(item)
@@ -67,7 +73,7 @@ def _seeds(records: dict[int, LoadedRecord]) -> tuple[dict[int, object], object]
         matrices[seed] = units[1]
     first = next(iter(records.values()))
     k = next(iter(matrices.values())).shape[-1]
-    return matrices, scored_classes(first.record, None, k)
+    return matrices, scored_classes(first.record, classes, k)
 
 
 class FullSet:
@@ -75,8 +81,8 @@ class FullSet:
     there is what the two differ by apart from handling a missing modality (e.g. the segmenter), the
     comparison the last1 gains need beside them."""
 
-    def __init__(self, folder: Path) -> None:
-        found = cells(folder, "subsets")
+    def __init__(self, folder: Path, pattern: re.Pattern[str] = NAME) -> None:
+        found = cells(folder, "subsets", pattern)
         self.decoded = {cell: _seeds(records) for cell, records in found.items()}
         first = next((next(iter(records.values())) for records in found.values()), None)
         scenarios = first.record["scenarios"] if first else []

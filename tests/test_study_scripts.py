@@ -64,12 +64,13 @@ def test_redundancy_report_says_when_every_cell_is_complete(tmp_path, monkeypatc
     report = _script("redundancy_report")
     record = RECORDS / "stars-r0-seed0-last1.json"
     for config in ("stars", "stars-translator-copy"):
-        shutil.copyfile(record, tmp_path / f"{config}-r0-seed0-last1.json")
+        for seed in (0, 1):  # the same record under two seed names: enough for a threshold of 2
+            shutil.copyfile(record, tmp_path / f"{config}-r0-seed{seed}-last1.json")
     monkeypatch.setattr(report, "METHODS", ("stars", "stars-translator-copy"))
     monkeypatch.setattr(report, "LEVELS", ("0",))
-    monkeypatch.setattr(report, "MIN_SEEDS", 1)
+    monkeypatch.setattr(report, "MIN_SEEDS", 2)
     block = report.report(tmp_path)
-    assert "Every one of the 2 cells has at least 1 seeds." in block
+    assert "Every one of the 2 cells has at least 2 seeds." in block
     assert "Cells with fewer" not in block
 
 
@@ -327,3 +328,58 @@ def test_imputation_recovery_names_a_method_it_cannot_measure():
         recovery.scorer_for(object(), None, None)
     with pytest.raises(recovery.MeasurementError, match="whole tiles"):
         recovery.scorer_for(type("Translating", (), {"translated_shared": lambda self: None})(), 64, 32)
+
+
+def _ablation_folder(tmp_path, configs):
+    """The board's STARS seed-0 records (last1, subsets, minority) under each config name: every variant
+    identical to its reference."""
+    source = REPO / "docs" / "results" / "records" / "stars-ablations-v2"
+    folder = tmp_path / "records"
+    folder.mkdir()
+    for config in configs:
+        for protocol in ("last1", "subsets", "minority"):
+            shutil.copyfile(source / f"stars-seed0-{protocol}.json", folder / f"{config}-seed0-{protocol}.json")
+    return folder
+
+
+def test_ablation_report_pairs_each_variant_with_its_methods_default_config(tmp_path):
+    report = _script("ablation_report")
+    suite = tmp_path / "suite.yaml"
+    suite.write_text(
+        "methods:\n"
+        "  - {method: stars, name: stars}\n"
+        "  - {method: stars, name: stars-no-psa, set: [method.psa.enabled=false]}\n"
+        "  - {method: shaspec, name: shaspec-norm-joint}\n"
+        "  - {method: shaspec, name: shaspec-norm-per-call, set: [method.shared_norm=per_call]}\n"
+    )
+    assert [(v.name, v.reference) for v in report.variants(suite)] == [
+        ("stars", None),
+        ("stars-no-psa", "stars"),
+        ("shaspec-norm-joint", None),
+        ("shaspec-norm-per-call", "shaspec-norm-joint"),
+    ]
+    block = report.report(_ablation_folder(tmp_path, ("stars", "stars-no-psa")), suite)
+    assert "| stars | reference (stars defaults) | 0 | 70.7 | 70.7 [" in block
+    assert "| stars-no-psa | `method.psa.enabled=false` | 0 | 70.7 | 70.7 [" in block
+    assert "Configs with fewer than 3 seeds (4 of 4): stars, stars-no-psa, shaspec-norm-joint," in block
+    # Identical records on both sides: every difference exactly 0 with a degenerate interval: the last1 mean,
+    # its three scenarios, the minority classes, the subsets mean and the every-modality subset.
+    row = next(line for line in block.splitlines() if line.startswith("| stars-no-psa | stars |"))
+    assert row.count("0.0 [0.0, 0.0]") == 7, row
+    assert "⚠ fewer than 3 paired seeds" in row
+    assert not any(line.startswith("| shaspec-norm-per-call |") for line in block.splitlines())  # no records
+
+
+def test_ablation_report_refuses_a_variant_without_a_reference_config(tmp_path):
+    report = _script("ablation_report")
+    suite = tmp_path / "suite.yaml"
+    suite.write_text("methods:\n  - {method: stars, name: stars-no-psa, set: [method.psa.enabled=false]}\n")
+    with pytest.raises(SystemExit, match="stars-no-psa changes stars, which has no config without `set:`"):
+        report.variants(suite)
+
+
+def test_ablation_report_reads_the_shipped_suite():
+    report = _script("ablation_report")
+    found = {v.name: v.reference for v in report.variants(REPO / "suites" / "stars-ablations-v2.yaml")}
+    assert found["stars-psa-v1"] == "stars" and found["shaspec-norm-per-modality"] == "shaspec-norm-joint"
+    assert found["stars"] is None and len(found) == 12

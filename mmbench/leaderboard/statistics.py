@@ -341,7 +341,10 @@ def _check_level(level: float) -> float:
     return float(level)
 
 
-def _percentiles(replicates: np.ndarray, level: float) -> tuple[float | None, float | None]:
+def percentile_bounds(replicates: np.ndarray, level: float) -> tuple[float | None, float | None]:
+    """The central `level` percentile interval of bootstrap `replicates`, ignoring non-finite ones (a replicate
+    whose resampled units score no class); (None, None) when none is finite. Public because the study scripts
+    in benchmarks/ build their own replicates and must read them the same way the board does."""
     finite = replicates[np.isfinite(replicates)]
     if not finite.size:
         return None, None
@@ -367,7 +370,7 @@ def hierarchical_bootstrap_ci(
     scored = _scored_mask(classes, stack.shape[1], stack.shape[-1])
     estimate = _per_seed(stack, scored, statistic)
     resampling = draw_resampling(stack.shape[0], stack.shape[2], n_boot, rng_seed, units)
-    low, high = _percentiles(_replicates(stack, scored, resampling, statistic), level)
+    low, high = percentile_bounds(_replicates(stack, scored, resampling, statistic), level)
     mean = _nanmean(estimate, axis=0)
     return BootstrapInterval(_none(float(mean)), low, high, n_boot, rng_seed, level, stack.shape[0], stack.shape[2])
 
@@ -396,7 +399,7 @@ def hierarchical_bootstrap_cis(
     out = []
     for statistic in statistics:
         values = np.take_along_axis(_reduce(per_scenario, statistic), resampling.seed_draws, axis=1)
-        low, high = _percentiles(_nanmean(values, axis=1), level)
+        low, high = percentile_bounds(_nanmean(values, axis=1), level)
         mean = _nanmean(_reduce(point, statistic), axis=0)
         out.append(BootstrapInterval(_none(float(mean)), low, high, n_boot, rng_seed, level, n_seeds, n_units))
     return out
@@ -446,7 +449,7 @@ def bootstrap_table(
                 values = _nanmean(np.take_along_axis(_reduce(per_scenario, statistic), draws, axis=2), axis=2)
                 means = _nanmean(_reduce(point, statistic), axis=1)  # (M,)
                 for i, name in enumerate(part):
-                    low, high = _percentiles(values[:, i], level)
+                    low, high = percentile_bounds(values[:, i], level)
                     interval = BootstrapInterval(
                         _none(float(means[i])), low, high, n_boot, rng_seed, level, n_seeds, n_units
                     )
@@ -629,7 +632,7 @@ def paired_intervals(
         resampling = draw_resampling(a.shape[0], a.shape[2], n_boot, rng_seed)
         replicates = _replicates_many(np.stack([a, *(b for _, _, b in members)]), scored, resampling, statistic)
         for i, (name, _, _) in enumerate(members, start=1):
-            out[name] = _percentiles(replicates[0] - replicates[i], level)
+            out[name] = percentile_bounds(replicates[0] - replicates[i], level)
     return {name: out[name] for name in others}
 
 
@@ -672,7 +675,7 @@ def difference_of_differences(
         scored = _scored_mask(classes, a.shape[1], a.shape[-1])
         gains.append(_paired_difference(a, b, scored, n_boot, rng_seed + offset, statistic))
     (gain_x, reps_x), (gain_y, reps_y) = gains
-    low, high = _percentiles(reps_y - reps_x, level)
+    low, high = percentile_bounds(reps_y - reps_x, level)
     return DifferenceOfDifferences(_none(gain_y - gain_x), low, high, n_boot, rng_seed, level)
 
 
@@ -700,7 +703,7 @@ def paired_comparison(
     common, a, b, dropped_a, dropped_b = _paired_stacks(a_seeds, b_seeds)
     scored = _scored_mask(classes, a.shape[1], a.shape[-1])
     difference, diffs = _paired_difference(a, b, scored, n_boot, rng_seed, statistic)
-    low, high = _percentiles(diffs, level)
+    low, high = percentile_bounds(diffs, level)
     p_value = _permutation_p(a, b, scored, statistic, n_permutations, np.random.default_rng([rng_seed, 1]))
     return PairedComparison(
         _none(float(difference)),

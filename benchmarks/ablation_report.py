@@ -1,0 +1,199 @@
+"""Rewrite docs/results/stars-ablations-v2.md's results block from the committed records only.
+
+Records live in docs/results/records/stars-ablations-v2/ as `<method config>-seed<S>-<protocol>.json`
+(`benchmarks/copy_sweep_records.py` names them from `suites/stars-ablations-v2.yaml`'s config names). The suite
+says what each variant changes (its `set:` overrides) and which config it changes it from: the suite's config of
+the same method without overrides (`stars` for STARS' variants, `shaspec-norm-joint` for ShaSpec's). The block
+gives every config's last1 mean mIoU (mean ± sample standard deviation over seeds, and the 95 % hierarchical-
+bootstrap interval over seeds and test tiles, `mmbench.leaderboard.statistics`) and its minority-class mIoU, then
+each variant minus its reference, paired by seed and tile: the last1 mean and each one-modality scenario, the
+minority classes' mIoU (minority records), and, from the subsets records, the mean over all seven modality
+subsets and the scenario with every modality present, where nothing is missing — a difference there is not the
+missing-modality mechanism's. A config or a comparison with fewer than 3 seeds is printed but marked, and the
+page's reading claims nothing from it.
+
+Usage: `python benchmarks/ablation_report.py [RECORDS_DIR] [--suite suites/stars-ablations-v2.yaml]
+[--doc docs/results/stars-ablations-v2.md] [--marker NAME]` (the block between `<!-- NAME:progress -->`
+markers; NAME defaults to the records folder's name).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import statistics as stats_lib
+from pathlib import Path
+from typing import NamedTuple
+
+import yaml
+from page_block import replace_block  # benchmarks/page_block.py: scripts run with benchmarks/ on sys.path
+from redundancy_report import FullSet, _p, _pp, _seeds, cells
+
+from mmbench.leaderboard import statistics as st
+from mmbench.leaderboard.collect import LoadedRecord
+from mmbench.leaderboard.table_statistics import MIN_SEEDS
+
+NAME = re.compile(r"^(?P<config>.+)-seed(?P<seed>\d+)-(?P<protocol>[a-z0-9-]+)\.json$")
+SUITE = Path("suites/stars-ablations-v2.yaml")
+
+
+class Variant(NamedTuple):
+    """One method config of the suite: its name, its method, its overrides and the config it is compared with
+    (None for a reference itself). A NamedTuple, not a dataclass: the tests load this script by path, outside
+    sys.modules, where dataclasses cannot resolve their module."""
+
+    name: str
+    method: str
+    overrides: tuple[str, ...]
+    reference: str | None
+
+
+def variants(suite: Path) -> list[Variant]:
+    """The suite's method configs in its order, each with its reference: the config of the same method that has
+    no overrides (a suite with a variant but no such config is a suite this report cannot read)."""
+    entries = yaml.safe_load(suite.read_text())["methods"]
+    references = {entry["method"]: entry["name"] for entry in entries if not entry.get("set")}
+    found = []
+    for entry in entries:
+        overrides = tuple(entry.get("set") or ())
+        if overrides and entry["method"] not in references:
+            raise SystemExit(f"{suite}: {entry['name']} changes {entry['method']}, which has no config without `set:`")
+        reference = references[entry["method"]] if overrides else None
+        found.append(Variant(entry["name"], entry["method"], overrides, reference))
+    return found
+
+
+def _minority(folder: Path) -> dict[str, tuple[dict, object, list[float]]]:
+    """config -> (seed matrices, minority-class mask, each seed's minority mIoU) from the minority records."""
+    found = cells(folder, "minority", NAME)
+    out = {}
+    for (config, _), records in found.items():
+        classes = next(iter(records.values())).record["aggregate"]["minority_classes"]
+        matrices, scored = _seeds(records, classes)
+        values = [item.record["aggregate"]["minority_miou"]["mean"] for _, item in sorted(records.items())]
+        out[config] = (matrices, scored, values)
+    return out
+
+
+def _interval(result: st.PairedComparison) -> str:
+    return f"{_pp(result.difference)} [{_pp(result.low)}, {_pp(result.high)}]"
+
+
+def _spread(values: list[float]) -> str:
+    mean = f"{100 * stats_lib.mean(values):.1f}"
+    return mean + (f" ± {100 * stats_lib.stdev(values):.1f}" if len(values) > 1 else "")
+
+
+def config_row(variant: Variant, records: dict[int, LoadedRecord], decoded: tuple, minority: dict) -> str:
+    values = [item.record["aggregate"]["mean"]["miou"] for _, item in sorted(records.items())]
+    matrices, scored = decoded
+    interval = st.hierarchical_bootstrap_ci(matrices, scored)
+    flag = "" if len(values) >= MIN_SEEDS else f" ⚠ fewer than {MIN_SEEDS} seeds"
+    changes = ", ".join(f"`{item}`" for item in variant.overrides) or f"reference ({variant.method} defaults)"
+    seeds = ", ".join(str(seed) for seed in sorted(records))
+    per_seed = " / ".join(_pp(v) for v in values)
+    train_s = [item.record["timing"]["train_s"] for item in records.values()]
+    minority_cell = _spread(minority[variant.name][2]) if variant.name in minority else "–"
+    return (
+        f"| {variant.name} | {changes} | {seeds} | {per_seed} | {_spread(values)} "
+        f"[{_pp(interval.low)}, {_pp(interval.high)}]{flag} | {minority_cell} | {stats_lib.mean(train_s):.0f} |"
+    )
+
+
+def comparison_row(variant: Variant, decoded: dict, minority: dict, full: FullSet) -> str | None:
+    """The variant minus its reference, paired by seed and tile (None when they share no seed)."""
+    a, b = (variant.name, ""), (variant.reference, "")
+    if a not in decoded or b not in decoded:
+        return None
+    (a_seeds, scored), (b_seeds, _) = decoded[a], decoded[b]
+    if not set(a_seeds) & set(b_seeds):
+        return None
+    result = st.paired_comparison(a_seeds, b_seeds, scored)
+    n = len(result.seeds)
+    flag = "" if n >= MIN_SEEDS else f" ⚠ fewer than {MIN_SEEDS} paired seeds"
+    scenarios = next(iter(a_seeds.values())).shape[0]
+    per_scenario = [_interval(st.paired_comparison(a_seeds, b_seeds, scored, statistic=i)) for i in range(scenarios)]
+    minority_cell = "–"
+    if variant.name in minority and variant.reference in minority:
+        (ma, mask, _), (mb, _, _) = minority[variant.name], minority[variant.reference]
+        if set(ma) & set(mb):
+            minority_cell = _interval(st.paired_comparison(ma, mb, mask))
+    subsets = full.pair(variant.name, variant.reference, "")
+    subsets_mean = _interval(st.paired_comparison(*subsets)) if subsets else "–"
+    return (
+        f"| {variant.name} | {variant.reference} | {n} | {_interval(result)} | {_p(result.p_value)}{flag} | "
+        + " | ".join(per_scenario)
+        + f" | {minority_cell} | {subsets_mean} | {full.gap(variant.name, variant.reference, '')} |"
+    )
+
+
+def report(folder: Path, suite: Path = SUITE) -> str:
+    found = cells(folder, "last1", NAME)
+    if not found:
+        return f"No last1 records in {folder.as_posix()}/ yet."
+    configs = variants(suite)
+    decoded = {cell: _seeds(records) for cell, records in found.items()}  # each record's matrices decoded once
+    minority = _minority(folder)
+    lines = [
+        f"Generated by `python benchmarks/ablation_report.py {folder.as_posix()}` from the records in",
+        f"{folder.as_posix()}/ and the configs of {suite.as_posix()} (mIoU in %, test part; last1: mean over the",
+        "three one-modality scenarios; brackets: 95 % hierarchical bootstrap over seeds and 32 test tiles; minority:",
+        "mIoU over the minority classes, mean over the same scenarios; train s: `timing.train_s`, wall time under",
+        "whatever else ran on the machine).",
+        "",
+        "| method config | changes (suite `set:`) | seeds | last1 mean mIoU per seed | mean ± sd [95 % interval] "
+        "| minority mIoU | train s |",
+        "|---|---|---|---|---|---|---:|",
+    ]
+    for variant in configs:
+        if (variant.name, "") in found:
+            records = found[(variant.name, "")]
+            lines.append(config_row(variant, records, decoded[(variant.name, "")], minority))
+    missing = [v.name for v in configs if len(found.get((v.name, ""), {})) < MIN_SEEDS]
+    lines.append("")
+    if missing:
+        lines.append(
+            f"Configs with fewer than {MIN_SEEDS} seeds ({len(missing)} of {len(configs)}): {', '.join(missing)}."
+        )
+    else:
+        lines.append(f"Every one of the {len(configs)} configs has at least {MIN_SEEDS} seeds.")
+    full = FullSet(folder, NAME)
+    rows = [
+        row for variant in configs if variant.reference and (row := comparison_row(variant, decoded, minority, full))
+    ]
+    if rows:
+        names = [scenario["name"] for scenario in next(iter(next(iter(found.values())).values())).record["scenarios"]]
+        lines += [
+            "",
+            "Each variant minus its reference, in points (paired by seed and tile; interval: paired bootstrap, 95 %;",
+            "p: paired permutation test of the last1 mean, 2,000 permutations; no correction for the number of",
+            "variants). The last two columns come from the subsets records: the mean over all seven modality subsets,",
+            "and the subset with every modality present, where nothing is missing:",
+            "",
+            "| variant | reference | paired seeds | last1 mean: variant − reference [95 % interval] | p | "
+            + " | ".join(f"{name}" for name in names)
+            + f" | minority mIoU | subsets mean | {full.name or 'all present'} |",
+            "|---|---|---:|---|---:|" + "---|" * (len(names) + 3),
+            *rows,
+        ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("records", nargs="?", default="docs/results/records/stars-ablations-v2")
+    parser.add_argument("--suite", default=str(SUITE))
+    parser.add_argument("--marker", help="the page block's name (default: the records folder's name)")
+    parser.add_argument("--doc", default="docs/results/stars-ablations-v2.md")
+    args = parser.parse_args(argv)
+    folder = Path(args.records)
+    if not folder.is_dir():
+        raise SystemExit(f"{folder} is not a folder of records; copy them with benchmarks/copy_sweep_records.py")
+    block = report(folder, Path(args.suite))
+    replace_block(Path(args.doc), args.marker or folder.name, block)
+    print(block)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
