@@ -126,6 +126,39 @@ def test_reproducibility_flags(tmp_path):
     assert [item["reason"] for item in board["skipped"]] == ["smoke run (a pipeline check on 3 steps, not a result)"]
 
 
+def test_a_row_whose_seeds_ran_on_different_cpus_is_flagged(tmp_path):
+    """Same seed, same numbers holds on one kind of CPU only (docs/run-record.md): a row mixing CPUs says so;
+    records without `cpu_numerics` (written before it) and rows on one CPU carry no such flag."""
+    base = real("unimodal-last1")
+    numerics = {"isa": "AVX512", "vendor": "AuthenticAMD", "family": "25", "model": "17", "stepping": "1"}
+    first = with_seed(base, 0, 0.0)
+    first["env"]["cpu_numerics"] = {**numerics, "flags_sha256": "aaaa"}
+    second = with_seed(base, 1, 0.0)
+    second["env"]["cpu_numerics"] = {**numerics, "flags_sha256": "aaaa"}
+    unknown = with_seed(base, 2, 0.0)
+    unknown["env"].pop("cpu_numerics", None)
+    for name, record in (("a", first), ("b", second), ("c", unknown)):
+        write(tmp_path, name, record)
+    (table,) = board_of(tmp_path)["tables"]
+    assert not any("kinds of CPU" in flag for flag in table["rows"][0]["flags"])
+    second["env"]["cpu_numerics"]["model"] = "97"
+    write(tmp_path, "b", second)
+    (table,) = board_of(tmp_path)["tables"]
+    assert any(flag.startswith("trained on 2 kinds of CPU") for flag in table["rows"][0]["flags"])
+
+
+def test_records_say_how_their_cpu_rounds():
+    import torch
+
+    from mmbench.records.environment import collect_environment, cpu_signature
+
+    env = collect_environment("cpu")
+    numerics = env["cpu_numerics"]
+    assert numerics["isa"] == torch.backends.cpu.get_cpu_capability()
+    assert set(numerics) == {"isa", "vendor", "family", "model", "stepping", "flags_sha256"}
+    assert cpu_signature(env).startswith(numerics["isa"] + "/") and cpu_signature({}) is None
+
+
 def test_reference_rows_are_marked_and_never_ranked(tmp_path, capsys):
     write(tmp_path / "runs", "a", real("stars-last1"))
     references = tmp_path / "refs.yaml"

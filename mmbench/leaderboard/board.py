@@ -27,6 +27,7 @@ from mmbench.leaderboard.across_tables import across_tables
 from mmbench.leaderboard.budget import final_step_flag, row_budget, validation_curves
 from mmbench.leaderboard.collect import LoadedRecord, Skipped
 from mmbench.leaderboard.table_statistics import annotate_table
+from mmbench.records.environment import cpu_signature
 
 # Settings that describe how a number was computed but not which number: never split tables on them.
 NON_DEFINING_SETTINGS = ("batch_size", "accumulation", "absent_class_policy", "missing_input_fill", "minority_classes")
@@ -232,6 +233,9 @@ def _flags(records: Sequence[LoadedRecord]) -> list[str]:
     commits = sorted({str(item.record["git"]["commit"])[:8] for item in records})
     if len(commits) > 1:
         flags.append(f"{len(commits)} git commits")
+    cpus = {signature for item in records if (signature := cpu_signature(item.record.get("env") or {}))}
+    if len(cpus) > 1:
+        flags.append(f"trained on {len(cpus)} kinds of CPU (same seed, different rounding: docs/run-record.md)")
     seeds = [item.record["seed"] for item in records]
     if len(set(seeds)) < len(seeds):
         flags.append("repeated seed")

@@ -2,14 +2,20 @@
 
 "Results differ" in this field is often a version, a GPU or an uncommitted change: every record carries
 the library versions, the device, the CPU, the OS and the git commit (with a dirty flag and what made it
-dirty) of the mmbench install that produced it.
+dirty) of the mmbench install that produced it. It is also the CPU itself: the same commit, data, seed and
+thread count trained STARS to a validation score of 44.33 at step 250 on one development VM and 43.72 on
+another, while a rerun on the same VM is bit-identical (docs/run-record.md, "Same seed, same numbers").
+Both VMs reported the same model name, so a record also carries `cpu_numerics`: what decides how the CPU
+rounds.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import platform
 import subprocess
+from collections.abc import Mapping
 from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
@@ -39,6 +45,44 @@ def cpu_description() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def cpu_numerics() -> dict[str, Any]:
+    """What decides a CPU's float rounding in a run: torch's vector ISA for its own kernels
+    (`torch.backends.cpu.get_cpu_capability()`: DEFAULT, AVX2, AVX512, ...), and the processor's family,
+    model and stepping and a digest of its feature flags, by which oneDNN picks convolution kernels. Two records
+    that differ here may differ in their last bits, and a training amplifies those bits: the board flags a row
+    whose seeds ran on more than one (mmbench/leaderboard/board.py)."""
+    import torch
+
+    fields: dict[str, str] = {}
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            for line in handle:
+                if not line.strip():
+                    break  # the first processor's block is enough: the cores of one machine match
+                key, _, value = line.partition(":")
+                fields[key.strip()] = value.strip()
+    except OSError:
+        pass
+    flags = " ".join(sorted(fields.get("flags", "").split()))
+    return {
+        "isa": torch.backends.cpu.get_cpu_capability(),
+        "vendor": fields.get("vendor_id"),
+        "family": fields.get("cpu family"),
+        "model": fields.get("model"),
+        "stepping": fields.get("stepping"),
+        "flags_sha256": hashlib.sha256(flags.encode()).hexdigest()[:16] if flags else None,
+    }
+
+
+def cpu_signature(env: Mapping[str, Any]) -> str | None:
+    """One string naming a record's `cpu_numerics` (None for records written before the field existed)."""
+    numerics = env.get("cpu_numerics")
+    if not isinstance(numerics, Mapping):
+        return None
+    parts = (numerics.get("isa"), numerics.get("family"), numerics.get("model"), numerics.get("stepping"))
+    return "/".join(str(part) for part in parts) + f" flags {numerics.get('flags_sha256')}"
 
 
 def torch_runtime(device: str | None = None) -> dict[str, Any]:
@@ -80,6 +124,7 @@ def collect_environment(device: str | None = None) -> dict[str, Any]:
     import torch
 
     env["torch_threads"] = torch.get_num_threads()
+    env["cpu_numerics"] = cpu_numerics()
     env.update(runtime)
     return env
 
