@@ -62,7 +62,9 @@ def cells(
     return found
 
 
-def _seeds(records: dict[int, LoadedRecord], classes: list[str] | None = None) -> tuple[dict[int, object], object]:
+def seed_matrices(
+    records: dict[int, LoadedRecord], classes: list[str] | None = None
+) -> tuple[dict[int, object], object]:
     """Each seed's per-unit matrices and the scored-class mask: the record's scored classes, or only those of
     them in `classes` (the minority records' `minority_classes`)."""
     matrices = {}
@@ -83,7 +85,7 @@ class FullSet:
 
     def __init__(self, folder: Path, pattern: re.Pattern[str] = NAME) -> None:
         found = cells(folder, "subsets", pattern)
-        self.decoded = {cell: _seeds(records) for cell, records in found.items()}
+        self.decoded = {cell: seed_matrices(records) for cell, records in found.items()}
         first = next((next(iter(records.values())) for records in found.values()), None)
         scenarios = first.record["scenarios"] if first else []
         widest = max((len(scenario["available"]) for scenario in scenarios), default=0)
@@ -102,24 +104,24 @@ class FullSet:
         if pair is None:
             return "–"
         result = st.paired_comparison(*pair, statistic=self.index)
-        return f"{_pp(result.difference)} [{_pp(result.low)}, {_pp(result.high)}]"
+        return f"{points(result.difference)} [{points(result.low)}, {points(result.high)}]"
 
     def change(self, a: str, b: str, low: str, high: str) -> str:
         x, y = self.pair(a, b, low), self.pair(a, b, high)
         if x is None or y is None:
             return "–"
         change = st.difference_of_differences(x[:2], y[:2], x[2], y[2], statistic=self.index)
-        return f"{_pp(change.estimate)} [{_pp(change.low)}, {_pp(change.high)}]"
+        return f"{points(change.estimate)} [{points(change.low)}, {points(change.high)}]"
 
 
-def _p(value: float | None) -> str:
+def p_text(value: float | None) -> str:
     """A permutation p-value; its smallest possible value is 1 / 2001, so below 0.001 it reads "< 0.001"."""
     if value is None:
         return "–"
     return "< 0.001" if value < 0.001 else f"{value:.3f}"
 
 
-def _pp(value: float | None) -> str:
+def points(value: float | None) -> str:
     return "–" if value is None else f"{100 * value:.1f}"
 
 
@@ -130,10 +132,10 @@ def cell_row(config: str, level: str, records: dict[int, LoadedRecord], decoded:
     spread = f" ± {100 * stats_lib.stdev(values):.1f}" if len(values) > 1 else ""
     flag = "" if len(values) >= MIN_SEEDS else f" ⚠ fewer than {MIN_SEEDS} seeds"
     seeds = ", ".join(str(seed) for seed in sorted(records))
-    per_seed = " / ".join(_pp(v) for v in values)
+    per_seed = " / ".join(points(v) for v in values)
     return (
         f"| {config} | {level} | {seeds} | {per_seed} | {100 * stats_lib.mean(values):.1f}{spread} "
-        f"[{_pp(interval.low)}, {_pp(interval.high)}]{flag} |"
+        f"[{points(interval.low)}, {points(interval.high)}]{flag} |"
     )
 
 
@@ -153,10 +155,10 @@ def comparison_row(a: str, b: str, what: str, level: str, decoded: dict, full: F
     per_scenario = []
     for index in range(scenarios):
         one = st.paired_comparison(a_seeds, b_seeds, scored, statistic=index)
-        per_scenario.append(f"{_pp(one.difference)} [{_pp(one.low)}, {_pp(one.high)}]")
+        per_scenario.append(f"{points(one.difference)} [{points(one.low)}, {points(one.high)}]")
     return (
-        f"| {what} | {level} | {n} | {_pp(result.difference)} [{_pp(result.low)}, {_pp(result.high)}] | "
-        f"{_p(result.p_value)}{flag} | " + " | ".join(per_scenario) + f" | {full.gap(a, b, level)} |"
+        f"| {what} | {level} | {n} | {points(result.difference)} [{points(result.low)}, {points(result.high)}] | "
+        f"{p_text(result.p_value)}{flag} | " + " | ".join(per_scenario) + f" | {full.gap(a, b, level)} |"
     )
 
 
@@ -178,8 +180,8 @@ def change_rows(decoded: dict, full: FullSet) -> list[str]:
             change = st.difference_of_differences((ax, bx), (ay, by), scored_x, scored_y)
             flag = "" if n >= MIN_SEEDS else f" ⚠ fewer than {MIN_SEEDS} paired seeds"
             rows.append(
-                f"| {what} | {low_level} → {high_level} | {n} | {_pp(change.estimate)} "
-                f"[{_pp(change.low)}, {_pp(change.high)}]{flag} | {full.change(a, b, low_level, high_level)} |"
+                f"| {what} | {low_level} → {high_level} | {n} | {points(change.estimate)} "
+                f"[{points(change.low)}, {points(change.high)}]{flag} | {full.change(a, b, low_level, high_level)} |"
             )
     return rows
 
@@ -193,7 +195,7 @@ def report(folder: Path) -> str:
     if not any(folder.glob("*.json")):
         return f"No last1 records in {folder.as_posix()}/ yet."
     found = cells(folder)
-    decoded = {cell: _seeds(records) for cell, records in found.items()}  # each record's matrices decoded once
+    decoded = {cell: seed_matrices(records) for cell, records in found.items()}  # each record's matrices decoded once
     lines = [
         f"Generated by `python benchmarks/redundancy_report.py {folder.as_posix()}` from {len(found)} cells of last1",
         f"records in {folder.as_posix()}/ (mIoU in %, test part, mean over the three one-modality",
