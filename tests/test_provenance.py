@@ -154,3 +154,32 @@ def test_a_checkpoint_evaluated_on_another_store_records_where_it_was_trained(tm
     (row,) = table["rows"]
     assert row["label"].endswith(f"(trained on {trained['name']})")
     assert any(flag.startswith(f"transfer: trained on {trained['name']}") for flag in row["flags"])
+
+
+def test_a_record_names_the_commit_its_run_started_from(capsys, tmp_path, dummy_plugin, monkeypatch):
+    """A checkout that changes while a run trains (a sweep clone pulled mid-run) must not relabel the run's
+    numbers with the new commit: the source state is read when the run starts (mmbench/runs/execution.py)."""
+    from mmbench.records import environment
+    from mmbench.runs import execution
+
+    pulled = {"now": False}
+
+    def state(project, paths=None):
+        commit = "b" * 40 if pulled["now"] else "a" * 40  # after the pull: b…, before: a…
+        return {"commit": commit, "dirty": False, "diff_sha256": None, "dirty_paths": {"count": 0, "paths": []}}
+
+    def pull_then(started, outcome, _inner=execution.with_most_fragile):
+        pulled["now"] = True  # the run has trained; its record is not written yet
+        return _inner(started, outcome)
+
+    monkeypatch.setattr(environment, "checkout_state", state)
+    monkeypatch.setattr(execution, "with_most_fragile", pull_then)
+    environment.git_state.cache_clear()
+    try:
+        code = main(["run", "dummy", "--protocol", "dummy-protocol", "--dataset", "toy", "--out", str(tmp_path)])
+        assert code == 0, capsys.readouterr().err
+    finally:
+        environment.git_state.cache_clear()
+    assert pulled["now"]
+    (path,) = tmp_path.rglob("result.json")
+    assert read_record(path)["git"]["commit"] == "a" * 40

@@ -99,6 +99,11 @@ def start_run(plan: RunPlan, *, dataset_facts: bool, facts: DatasetFacts | None 
             sys.stderr.flush()
         run_id = point.run_dir.name
         plan = replace(plan, options=replace(plan.options, resume_from=point.checkpoint))
+    # Read (and cache: records/environment.py, records/provenance.py) the source trees' state now, so that the
+    # record names the code this process imported even when the checkout changes before the run ends (a sweep
+    # clone pulled mid-training wrote the new commit beside the old code's numbers until this was read here).
+    git_state()
+    plugins_provenance(plugin_names(plan))
     path = record_path(run_settings["out"], plan.dataset.name, plan.protocol.name, plan.method.name, run_id)
     return StartedRun(plan, device, seeds, created, run_id, path, time.perf_counter(), facts, fingerprint)
 
@@ -227,6 +232,15 @@ def trained_on(plan: RunPlan, checkpoint: Mapping[str, Any], fingerprint: str | 
     return {"name": plan.dataset.name, "fingerprint": fingerprint}
 
 
+def plugin_names(plan: RunPlan) -> dict[str, str | None]:
+    """The plugins whose distributions a record names (`plugins`)."""
+    return {
+        "method": plan.method.name,
+        "protocol": plan.protocol.name,
+        "dataset": plan.dataset.name if plan.dataset.spec is not None else None,  # a store file: no plugin
+    }
+
+
 def build_record(
     plan: RunPlan,
     run_id: str,
@@ -278,13 +292,7 @@ def build_record(
             "diff_sha256": git["diff_sha256"],
             "dirty_paths": git["dirty_paths"],
         },
-        "plugins": plugins_provenance(
-            {
-                "method": plan.method.name,
-                "protocol": plan.protocol.name,
-                "dataset": plan.dataset.name if plan.dataset.spec is not None else None,  # a store file: no plugin
-            }
-        ),
+        "plugins": plugins_provenance(plugin_names(plan)),
         "scenarios": outcome.scenarios,
         "aggregate": outcome.aggregate,
         "timing": dict(timing),
