@@ -33,6 +33,12 @@ from mmbench.leaderboard import statistics as st
 from mmbench.leaderboard.collect import LoadedRecord
 from mmbench.leaderboard.table_statistics import MIN_SEEDS
 
+# Copies of another suite's records of a reference config, compared with this suite's own runs of it: the same
+# config and seeds trained on another machine (docs/run-record.md, "Same seed, same numbers"). Shown only when
+# their records are in the folder, as `<name>-seed<S>-<protocol>.json`.
+MACHINE_CHECKS = {
+    "stars-board": ("stars", "none: the board's STARS records (docs/results/records/synthetic-v2), earlier VM")
+}
 NAME = re.compile(r"^(?P<config>.+)-seed(?P<seed>\d+)-(?P<protocol>[a-z0-9-]+)\.json$")
 SUITE = Path("suites/stars-ablations-v2.yaml")
 
@@ -89,7 +95,10 @@ def config_row(variant: Variant, records: dict[int, LoadedRecord], decoded: tupl
     matrices, scored = decoded
     interval = st.hierarchical_bootstrap_ci(matrices, scored)
     flag = "" if len(values) >= MIN_SEEDS else f" ⚠ fewer than {MIN_SEEDS} seeds"
-    changes = ", ".join(f"`{item}`" for item in variant.overrides) or f"reference ({variant.method} defaults)"
+    if variant.name in MACHINE_CHECKS:
+        changes = variant.overrides[0]
+    else:
+        changes = ", ".join(f"`{item}`" for item in variant.overrides) or f"reference ({variant.method} defaults)"
     seeds = ", ".join(str(seed) for seed in sorted(records))
     per_seed = " / ".join(points(v) for v in values)
     train_s = [item.record["timing"]["train_s"] for item in records.values()]
@@ -132,6 +141,11 @@ def report(folder: Path, suite: Path = SUITE) -> str:
     if not found:
         return f"No last1 records in {folder.as_posix()}/ yet."
     configs = variants(suite)
+    configs += [
+        Variant(name, "stars", (what,), reference)
+        for name, (reference, what) in MACHINE_CHECKS.items()
+        if (name, "") in found
+    ]
     decoded = {cell: seed_matrices(records) for cell, records in found.items()}  # each record's matrices decoded once
     minority = _minority(folder)
     lines = [

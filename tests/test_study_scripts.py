@@ -358,10 +358,13 @@ def test_ablation_report_pairs_each_variant_with_its_methods_default_config(tmp_
         ("shaspec-norm-joint", None),
         ("shaspec-norm-per-call", "shaspec-norm-joint"),
     ]
-    block = report.report(_ablation_folder(tmp_path, ("stars", "stars-no-psa")), suite)
+    block = report.report(_ablation_folder(tmp_path, ("stars", "stars-no-psa", "stars-board")), suite)
     assert "| stars | reference (stars defaults) | 0 | 70.7 | 70.7 [" in block
     assert "| stars-no-psa | `method.psa.enabled=false` | 0 | 70.7 | 70.7 [" in block
-    assert "Configs with fewer than 3 seeds (4 of 4): stars, stars-no-psa, shaspec-norm-joint," in block
+    assert "Configs with fewer than 3 seeds (5 of 5): stars, stars-no-psa, shaspec-norm-joint," in block
+    # the board's copies of the reference, trained on another machine, are compared with the suite's own runs
+    assert "| stars-board | none: the board's STARS records" in block
+    assert any(line.startswith("| stars-board | stars | 1 | 0.0 [0.0, 0.0] |") for line in block.splitlines())
     # Identical records on both sides: every difference exactly 0 with a degenerate interval: the last1 mean,
     # its three scenarios, the minority classes, the subsets mean and the every-modality subset.
     row = next(line for line in block.splitlines() if line.startswith("| stars-no-psa | stars |"))
