@@ -333,7 +333,7 @@ def test_imputation_recovery_names_a_method_it_cannot_measure():
 def _ablation_folder(tmp_path, configs):
     """The board's STARS seed-0 records (last1, subsets, minority) under each config name: every variant
     identical to its reference."""
-    source = REPO / "docs" / "results" / "records" / "stars-ablations-v2"
+    source = REPO / "docs" / "results" / "records" / "synthetic-v2"
     folder = tmp_path / "records"
     folder.mkdir()
     for config in configs:
