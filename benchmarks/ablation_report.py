@@ -27,7 +27,7 @@ from typing import NamedTuple
 
 import yaml
 from page_block import replace_block  # benchmarks/page_block.py: scripts run with benchmarks/ on sys.path
-from redundancy_report import FullSet, cells, p_text, points, seed_matrices
+from redundancy_report import FullSet, cells, interval_text, p_text, paired_cells, points, seed_matrices
 
 from mmbench.leaderboard import statistics as st
 from mmbench.leaderboard.collect import LoadedRecord
@@ -81,10 +81,6 @@ def _minority(folder: Path) -> dict[str, tuple[dict, object, list[float]]]:
     return out
 
 
-def _interval(result: st.PairedComparison) -> str:
-    return f"{points(result.difference)} [{points(result.low)}, {points(result.high)}]"
-
-
 def _spread(values: list[float]) -> str:
     mean = f"{100 * stats_lib.mean(values):.1f}"
     return mean + (f" ± {100 * stats_lib.stdev(values):.1f}" if len(values) > 1 else "")
@@ -117,20 +113,17 @@ def comparison_row(variant: Variant, decoded: dict, minority: dict, full: FullSe
     (a_seeds, scored), (b_seeds, _) = decoded[a], decoded[b]
     if not set(a_seeds) & set(b_seeds):
         return None
-    result = st.paired_comparison(a_seeds, b_seeds, scored)
+    result, flag, per_scenario = paired_cells(a_seeds, b_seeds, scored)
     n = len(result.seeds)
-    flag = "" if n >= MIN_SEEDS else f" ⚠ fewer than {MIN_SEEDS} paired seeds"
-    scenarios = next(iter(a_seeds.values())).shape[0]
-    per_scenario = [_interval(st.paired_comparison(a_seeds, b_seeds, scored, statistic=i)) for i in range(scenarios)]
     minority_cell = "–"
     if variant.name in minority and variant.reference in minority:
         (ma, mask, _), (mb, _, _) = minority[variant.name], minority[variant.reference]
         if set(ma) & set(mb):
-            minority_cell = _interval(st.paired_comparison(ma, mb, mask))
+            minority_cell = interval_text(st.paired_comparison(ma, mb, mask))
     subsets = full.pair(variant.name, variant.reference, "")
-    subsets_mean = _interval(st.paired_comparison(*subsets)) if subsets else "–"
+    subsets_mean = interval_text(st.paired_comparison(*subsets)) if subsets else "–"
     return (
-        f"| {variant.name} | {variant.reference} | {n} | {_interval(result)} | {p_text(result.p_value)}{flag} | "
+        f"| {variant.name} | {variant.reference} | {n} | {interval_text(result)} | {p_text(result.p_value)}{flag} | "
         + " | ".join(per_scenario)
         + f" | {minority_cell} | {subsets_mean} | {full.gap(variant.name, variant.reference, '')} |"
     )

@@ -103,8 +103,7 @@ class FullSet:
         pair = self.pair(a, b, level)
         if pair is None:
             return "–"
-        result = st.paired_comparison(*pair, statistic=self.index)
-        return f"{points(result.difference)} [{points(result.low)}, {points(result.high)}]"
+        return interval_text(st.paired_comparison(*pair, statistic=self.index))
 
     def change(self, a: str, b: str, low: str, high: str) -> str:
         x, y = self.pair(a, b, low), self.pair(a, b, high)
@@ -139,6 +138,23 @@ def cell_row(config: str, level: str, records: dict[int, LoadedRecord], decoded:
     )
 
 
+def interval_text(result: st.PairedComparison) -> str:
+    """A paired difference and its interval in points, as a table cell: `+d [low, high]` without the sign."""
+    return f"{points(result.difference)} [{points(result.low)}, {points(result.high)}]"
+
+
+def paired_cells(a_seeds: dict, b_seeds: dict, scored: object) -> tuple[st.PairedComparison, str, list[str]]:
+    """a − b on the last1 mean (the comparison itself), its ⚠ mark when fewer than MIN_SEEDS seeds pair, and
+    each scenario's difference as a cell; shared with benchmarks/ablation_report.py."""
+    result = st.paired_comparison(a_seeds, b_seeds, scored)
+    flag = "" if len(result.seeds) >= MIN_SEEDS else f" ⚠ fewer than {MIN_SEEDS} paired seeds"
+    scenarios = next(iter(a_seeds.values())).shape[0]
+    per_scenario = [
+        interval_text(st.paired_comparison(a_seeds, b_seeds, scored, statistic=index)) for index in range(scenarios)
+    ]
+    return result, flag, per_scenario
+
+
 def comparison_row(a: str, b: str, what: str, level: str, decoded: dict, full: FullSet) -> str | None:
     """One paired comparison at one level: the last1 mean, each scenario (which modality was left), then the
     same pair with every modality present (`FullSet`)."""
@@ -148,16 +164,10 @@ def comparison_row(a: str, b: str, what: str, level: str, decoded: dict, full: F
     b_seeds, _ = decoded[(b, level)]
     if not set(a_seeds) & set(b_seeds):
         return None
-    result = st.paired_comparison(a_seeds, b_seeds, scored)
+    result, flag, per_scenario = paired_cells(a_seeds, b_seeds, scored)
     n = len(result.seeds)
-    flag = "" if n >= MIN_SEEDS else f" ⚠ fewer than {MIN_SEEDS} paired seeds"
-    scenarios = next(iter(a_seeds.values())).shape[0]
-    per_scenario = []
-    for index in range(scenarios):
-        one = st.paired_comparison(a_seeds, b_seeds, scored, statistic=index)
-        per_scenario.append(f"{points(one.difference)} [{points(one.low)}, {points(one.high)}]")
     return (
-        f"| {what} | {level} | {n} | {points(result.difference)} [{points(result.low)}, {points(result.high)}] | "
+        f"| {what} | {level} | {n} | {interval_text(result)} | "
         f"{p_text(result.p_value)}{flag} | " + " | ".join(per_scenario) + f" | {full.gap(a, b, level)} |"
     )
 
