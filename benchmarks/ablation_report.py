@@ -97,11 +97,13 @@ def config_row(variant: Variant, records: dict[int, LoadedRecord], decoded: tupl
         changes = ", ".join(f"`{item}`" for item in variant.overrides) or f"reference ({variant.method} defaults)"
     seeds = ", ".join(str(seed) for seed in sorted(records))
     per_seed = " / ".join(points(v) for v in values)
-    train_s = [item.record["timing"]["train_s"] for item in records.values()]
+    # null for a resumed run whose earlier segment's time is unknown (docs/run-record.md): left out of the mean
+    train_s = [s for item in records.values() if (s := item.record["timing"].get("train_s")) is not None]
     minority_cell = _spread(minority[variant.name][2]) if variant.name in minority else "–"
+    train = f"{stats_lib.mean(train_s):.0f}" if train_s else "–"
     return (
         f"| {variant.name} | {changes} | {seeds} | {per_seed} | {_spread(values)} "
-        f"[{points(interval.low)}, {points(interval.high)}]{flag} | {minority_cell} | {stats_lib.mean(train_s):.0f} |"
+        f"[{points(interval.low)}, {points(interval.high)}]{flag} | {minority_cell} | {train} |"
     )
 
 
