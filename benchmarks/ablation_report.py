@@ -27,7 +27,7 @@ from typing import NamedTuple
 
 import yaml
 from page_block import replace_block  # benchmarks/page_block.py: scripts run with benchmarks/ on sys.path
-from redundancy_report import FullSet, cells, interval_text, p_text, paired_cells, points, seed_matrices
+from redundancy_report import FullSet, cells, interval_text, mean_sd, p_text, paired_cells, points, seed_matrices
 
 from mmbench.leaderboard import statistics as st
 from mmbench.leaderboard.collect import LoadedRecord
@@ -81,11 +81,6 @@ def _minority(folder: Path) -> dict[str, tuple[dict, object, list[float]]]:
     return out
 
 
-def _spread(values: list[float]) -> str:
-    mean = f"{100 * stats_lib.mean(values):.1f}"
-    return mean + (f" ± {100 * stats_lib.stdev(values):.1f}" if len(values) > 1 else "")
-
-
 def config_row(variant: Variant, records: dict[int, LoadedRecord], decoded: tuple, minority: dict) -> str:
     values = [item.record["aggregate"]["mean"]["miou"] for _, item in sorted(records.items())]
     matrices, scored = decoded
@@ -99,10 +94,10 @@ def config_row(variant: Variant, records: dict[int, LoadedRecord], decoded: tupl
     per_seed = " / ".join(points(v) for v in values)
     # null for a resumed run whose earlier segment's time is unknown (docs/run-record.md): left out of the mean
     train_s = [s for item in records.values() if (s := item.record["timing"].get("train_s")) is not None]
-    minority_cell = _spread(minority[variant.name][2]) if variant.name in minority else "–"
+    minority_cell = mean_sd(minority[variant.name][2]) if variant.name in minority else "–"
     train = f"{stats_lib.mean(train_s):.0f}" if train_s else "–"
     return (
-        f"| {variant.name} | {changes} | {seeds} | {per_seed} | {_spread(values)} "
+        f"| {variant.name} | {changes} | {seeds} | {per_seed} | {mean_sd(values)} "
         f"[{points(interval.low)}, {points(interval.high)}]{flag} | {minority_cell} | {train} |"
     )
 

@@ -128,18 +128,23 @@ def cell_row(config: str, level: str, records: dict[int, LoadedRecord], decoded:
     values = [item.record["aggregate"]["mean"]["miou"] for _, item in sorted(records.items())]
     matrices, scored = decoded
     interval = st.hierarchical_bootstrap_ci(matrices, scored)
-    spread = f" ± {100 * stats_lib.stdev(values):.1f}" if len(values) > 1 else ""
     flag = "" if len(values) >= MIN_SEEDS else f" ⚠ fewer than {MIN_SEEDS} seeds"
     seeds = ", ".join(str(seed) for seed in sorted(records))
     per_seed = " / ".join(points(v) for v in values)
     return (
-        f"| {config} | {level} | {seeds} | {per_seed} | {100 * stats_lib.mean(values):.1f}{spread} "
+        f"| {config} | {level} | {seeds} | {per_seed} | {mean_sd(values)} "
         f"[{points(interval.low)}, {points(interval.high)}]{flag} |"
     )
 
 
+def mean_sd(values: list[float]) -> str:
+    """Mean ± sample standard deviation over seeds in percent (no spread claimed for one seed)."""
+    mean = f"{100 * stats_lib.mean(values):.1f}"
+    return mean + (f" ± {100 * stats_lib.stdev(values):.1f}" if len(values) > 1 else "")
+
+
 def interval_text(result: st.PairedComparison) -> str:
-    """A paired difference and its interval in points, as a table cell: `+d [low, high]` without the sign."""
+    """A paired difference and its interval in points, as a table cell: `d [low, high]` (no explicit + sign)."""
     return f"{points(result.difference)} [{points(result.low)}, {points(result.high)}]"
 
 
