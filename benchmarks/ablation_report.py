@@ -19,14 +19,16 @@ markers; NAME defaults to the records folder's name).
 
 from __future__ import annotations
 
-import argparse
 import re
 import statistics as stats_lib
 from pathlib import Path
 from typing import NamedTuple
 
 import yaml
-from page_block import replace_block  # benchmarks/page_block.py: scripts run with benchmarks/ on sys.path
+from page_block import (  # benchmarks/page_block.py: scripts run with benchmarks/ on sys.path
+    report_arguments,
+    write_report,
+)
 from redundancy_report import FullSet, cells, interval_text, mean_sd, p_text, paired_cells, points, seed_matrices
 
 from mmbench.leaderboard import statistics as st
@@ -184,19 +186,12 @@ def report(folder: Path, suite: Path = SUITE) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("records", nargs="?", default="docs/results/records/stars-ablations-v2")
+    parser = report_arguments(
+        __doc__.splitlines()[0], "docs/results/records/stars-ablations-v2", "docs/results/stars-ablations-v2.md"
+    )
     parser.add_argument("--suite", default=str(SUITE))
-    parser.add_argument("--marker", help="the page block's name (default: the records folder's name)")
-    parser.add_argument("--doc", default="docs/results/stars-ablations-v2.md")
     args = parser.parse_args(argv)
-    folder = Path(args.records)
-    if not folder.is_dir():
-        raise SystemExit(f"{folder} is not a folder of records; copy them with benchmarks/copy_sweep_records.py")
-    block = report(folder, Path(args.suite))
-    replace_block(Path(args.doc), args.marker or folder.name, block)
-    print(block)
-    return 0
+    return write_report(args, lambda folder: report(folder, Path(args.suite)))
 
 
 if __name__ == "__main__":

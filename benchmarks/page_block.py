@@ -6,6 +6,8 @@ into the pages that read them; the prose around a block is written by hand and m
 
 from __future__ import annotations
 
+import argparse
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -23,3 +25,24 @@ def replace_block(doc: Path, name: str, block: str) -> None:
         raise SystemExit(f"{doc} has no {begin} ... {end} block; add one where the table belongs")
     start, stop = text.index(begin) + len(begin), text.index(end)
     doc.write_text(text[:start] + "\n" + block.rstrip("\n") + "\n" + text[stop:])
+
+
+def report_arguments(description: str, records: str, doc: str) -> argparse.ArgumentParser:
+    """The study scripts' shared command line: `[RECORDS_DIR] [--marker NAME] [--doc PAGE]`, the marker
+    defaulting to the records folder's name; a script adds its own options to the parser it gets back."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("records", nargs="?", default=records)
+    parser.add_argument("--marker", help="the page block's name (default: the records folder's name)")
+    parser.add_argument("--doc", default=doc)
+    return parser
+
+
+def write_report(args: argparse.Namespace, report: Callable[[Path], str]) -> int:
+    """Generate the block from the records folder, put it in the page and print it."""
+    folder = Path(args.records)
+    if not folder.is_dir():
+        raise SystemExit(f"{folder} is not a folder of records; copy them with benchmarks/copy_sweep_records.py")
+    block = report(folder)
+    replace_block(Path(args.doc), args.marker or folder.name, block)
+    print(block)
+    return 0

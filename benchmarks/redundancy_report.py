@@ -17,12 +17,14 @@ Usage: `python benchmarks/redundancy_report.py [RECORDS_DIR] [--marker NAME] [--
 
 from __future__ import annotations
 
-import argparse
 import re
 import statistics as stats_lib
 from pathlib import Path
 
-from page_block import replace_block  # benchmarks/page_block.py: scripts run with benchmarks/ on sys.path
+from page_block import (  # benchmarks/page_block.py: scripts run with benchmarks/ on sys.path
+    report_arguments,
+    write_report,
+)
 
 from mmbench.leaderboard import statistics as st
 from mmbench.leaderboard.collect import LoadedRecord, collect_records
@@ -268,18 +270,10 @@ def report(folder: Path) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("records", nargs="?", default="docs/results/records/redundancy-study")
-    parser.add_argument("--marker", help="the page block's name (default: the records folder's name)")
-    parser.add_argument("--doc", default="docs/results/redundancy-study.md")
-    args = parser.parse_args(argv)
-    folder = Path(args.records)
-    if not folder.is_dir():
-        raise SystemExit(f"{folder} is not a folder of records; copy them with benchmarks/copy_sweep_records.py")
-    block = report(folder)
-    replace_block(Path(args.doc), args.marker or folder.name, block)
-    print(block)
-    return 0
+    parser = report_arguments(
+        __doc__.splitlines()[0], "docs/results/records/redundancy-study", "docs/results/redundancy-study.md"
+    )
+    return write_report(parser.parse_args(argv), report)
 
 
 if __name__ == "__main__":

@@ -386,3 +386,50 @@ def test_ablation_report_reads_the_shipped_suite():
     found = {v.name: v.reference for v in report.variants(REPO / "suites" / "stars-ablations-v2.yaml")}
     assert found["stars-psa-v1"] == "stars" and found["shaspec-norm-per-modality"] == "shaspec-norm-joint"
     assert found["stars"] is None and len(found) == 12
+
+
+def _budget_folder(tmp_path, seeds_at_6000=(0, 1, 2)):
+    """The board's STARS and unimodal last1 records at 3,000 steps, and the same records again as 6,000-step runs
+    (a longer budget that changed nothing) for `seeds_at_6000`."""
+    source = REPO / "docs" / "results" / "records" / "synthetic-v2"
+    folder = tmp_path / "records"
+    folder.mkdir()
+    for method in ("stars", "unimodal"):
+        for seed in (0, 1, 2):
+            record = source / f"{method}-seed{seed}-last1.json"
+            shutil.copyfile(record, folder / f"{method}-3000-seed{seed}-last1.json")
+            if seed in seeds_at_6000:
+                shutil.copyfile(record, folder / f"{method}-6000-seed{seed}-last1.json")
+    return folder
+
+
+def test_budget_report_gives_each_budget_the_gain_and_the_gap_between_methods(tmp_path):
+    report = _script("budget_report")
+    block = report.report(_budget_folder(tmp_path))
+    lines = block.splitlines()
+    # per-seed values, selected steps and late gains are the records' own (docs/results/synthetic-v2.md)
+    assert "| stars | 3,000 | 0, 1, 2 | 70.7 / 69.5 / 69.3 | 69.8 ± 0.8 [" in block
+    row = next(line for line in lines if line.startswith("| stars | 3,000 |"))
+    assert "| 3000 / 2750 / 3000 | +1.3 / +0.3 / +1.2 |" in row and "⚠" not in row
+    # identical records at both budgets: every gain is exactly 0 with a degenerate interval
+    gain = next(line for line in lines if line.startswith("| stars | 3,000 → 6,000 |"))
+    assert gain.startswith("| stars | 3,000 → 6,000 | 3 | 0.0 [0.0, 0.0] |") and gain.count("0.0 [0.0, 0.0]") == 4
+    # the method ahead comes first; the gap is the same at both budgets, so its change is 0
+    assert any(line.startswith("| unimodal − stars | 3,000 | 3 | 4.9 [") for line in lines)
+    assert any(line.startswith("| unimodal − stars | 6,000 | 3 | 4.9 [") for line in lines)
+    assert any(line.startswith("| change of unimodal − stars | 3,000 → 6,000 | 3 | 0.0 [") for line in lines)
+    doc = tmp_path / "page.md"
+    doc.write_text("intro\n<!-- records:progress -->\nold\n<!-- /records:progress -->\ntail\n")
+    assert report.main([str(tmp_path / "records"), "--doc", str(doc)]) == 0
+    assert "old" not in doc.read_text() and "| unimodal − stars | 3,000 |" in doc.read_text()
+
+
+def test_budget_report_reads_a_change_of_gap_only_on_seeds_every_cell_has(tmp_path):
+    report = _script("budget_report")
+    lines = report.report(_budget_folder(tmp_path, seeds_at_6000=(0,))).splitlines()
+    assert next(line for line in lines if line.startswith("| stars | 6,000 |")).endswith(
+        "⚠ fewer than 3 seeds | 3000 | +1.3 | 1637 | – |"  # a copy of the 3,000-step record
+    )
+    # seed 0 alone at 6,000 steps: the change compares seed 0's gap with itself, not with the 3-seed mean gap
+    change = next(line for line in lines if line.startswith("| change of unimodal − stars |"))
+    assert change.startswith("| change of unimodal − stars | 3,000 → 6,000 | 1 | 0.0 [") and "⚠" in change

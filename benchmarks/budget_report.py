@@ -1,0 +1,193 @@
+"""Rewrite docs/results/synthetic-v2.md's budget-check block from the committed records only.
+
+Does the board's 3,000-step budget decide its ranking? `suites/budget-check.yaml` trains STARS and unimodal at
+6,000 steps; the 3,000-step runs are the board's own (docs/results/records/synthetic-v2, copied beside them
+under budget names), so every seed is paired across budgets: same data, same seed, same test tiles. Records live
+in docs/results/records/budget-check/ as `<method>-<steps>-seed<S>-last1.json`. The block gives, per method and
+budget, the last1 mean mIoU (mean ± sample standard deviation over seeds, 95 % hierarchical-bootstrap interval
+over seeds and test tiles), each seed's selected step and validation gain over the last quarter of training
+(`mmbench.leaderboard.budget.late_gain`, the board's "still improving" flag), and the CPU each seed trained on;
+then what a longer budget gains each method (paired by seed and tile), the gap between every two methods at each
+budget, and how that gap changes with the budget (`statistics.difference_of_differences`), which is the ranking
+question asked directly. Anything with fewer than 3 seeds is printed but marked, and the page claims nothing
+from it.
+
+Usage: `python benchmarks/budget_report.py [RECORDS_DIR] [--doc docs/results/synthetic-v2.md] [--marker NAME]`
+(the block between `<!-- NAME:progress -->` markers; NAME defaults to the records folder's name).
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+import statistics as stats_lib
+from pathlib import Path
+
+from page_block import (  # benchmarks/page_block.py: scripts run with benchmarks/ on sys.path
+    report_arguments,
+    write_report,
+)
+from redundancy_report import cells, interval_text, mean_sd, p_text, paired_cells, points, seed_matrices
+
+from mmbench.leaderboard import statistics as st
+from mmbench.leaderboard.budget import late_gain
+from mmbench.leaderboard.collect import LoadedRecord
+from mmbench.leaderboard.table_statistics import MIN_SEEDS
+
+# `<method>-<steps>-seed<S>-<protocol>.json`: the steps take the place of redundancy_report's level
+NAME = re.compile(r"^(?P<config>.+)-(?P<level>\d+)-seed(?P<seed>\d+)-(?P<protocol>[a-z0-9-]+)\.json$")
+
+
+def _flag(n: int, what: str = "seeds") -> str:
+    return "" if n >= MIN_SEEDS else f" ⚠ fewer than {MIN_SEEDS} {what}"
+
+
+def _cpu(record: dict) -> str:
+    """The CPU kind a record trained on (`env.cpu_numerics`, docs/run-record.md): its vector ISA and model, or
+    "–" for records written before the field existed."""
+    numerics = record.get("env", {}).get("cpu_numerics") or {}
+    return f"{numerics['isa']} m{numerics.get('model', '?')}" if numerics.get("isa") else "–"
+
+
+def config_row(method: str, steps: str, records: dict[int, LoadedRecord], decoded: tuple) -> str:
+    ordered = [item.record for _, item in sorted(records.items())]
+    values = [record["aggregate"]["mean"]["miou"] for record in ordered]
+    interval = st.hierarchical_bootstrap_ci(*decoded)
+    selected = " / ".join(str(r["method"].get("checkpoint", {}).get("selected_step", "–")) for r in ordered)
+    gains = " / ".join("–" if (g := late_gain(r)) is None else f"{g:+.1f}" for r in ordered)
+    # null for a resumed run whose earlier segment's time is unknown (docs/run-record.md): left out of the mean
+    train_s = [s for r in ordered if (s := r["timing"].get("train_s")) is not None]
+    train = f"{stats_lib.mean(train_s):.0f}" if train_s else "–"
+    return (
+        f"| {method} | {int(steps):,} | {', '.join(str(s) for s in sorted(records))} | "
+        f"{' / '.join(points(v) for v in values)} | {mean_sd(values)} [{points(interval.low)}, "
+        f"{points(interval.high)}]{_flag(len(values))} | {selected} | {gains} | {train} | "
+        f"{' / '.join(_cpu(r) for r in ordered)} |"
+    )
+
+
+def _paired(decoded: dict, a: tuple[str, str], b: tuple[str, str]) -> tuple | None:
+    """(a's seeds, b's seeds, scored classes) when both cells exist and share a seed, else None."""
+    if a not in decoded or b not in decoded:
+        return None
+    (a_seeds, scored), (b_seeds, _) = decoded[a], decoded[b]
+    return (a_seeds, b_seeds, scored) if set(a_seeds) & set(b_seeds) else None
+
+
+def gain_rows(decoded: dict, methods: list[str], budgets: dict[str, list[str]]) -> list[str]:
+    """Each method's longer budget minus its shorter one, for consecutive budgets."""
+    rows = []
+    for method in methods:
+        for low, high in itertools.pairwise(budgets[method]):
+            pair = _paired(decoded, (method, high), (method, low))
+            if pair is None:
+                continue
+            result, _, per_scenario = paired_cells(*pair)
+            rows.append(
+                f"| {method} | {int(low):,} → {int(high):,} | {len(result.seeds)} | {interval_text(result)}"
+                f"{_flag(len(result.seeds), 'paired seeds')} | {p_text(result.p_value)} | "
+                + " | ".join(per_scenario)
+                + " |"
+            )
+    return rows
+
+
+def _mean(records: dict[int, LoadedRecord]) -> float:
+    return stats_lib.mean(item.record["aggregate"]["mean"]["miou"] for item in records.values())
+
+
+def gap_rows(found: dict, decoded: dict, methods: list[str], budgets: dict[str, list[str]]) -> list[str]:
+    """a − b at every budget both have (a: the one ahead at their first shared budget), then how that gap
+    changes from each shared budget to the next, on the seeds all four cells have: the ranking question asked
+    directly, not read off two intervals. The budgets share seeds and test tiles, but difference_of_differences
+    resamples the two independently, which ignores their positive correlation: the interval is, if anything,
+    too wide."""
+    rows = []
+    for first, second in itertools.combinations(methods, 2):
+        shared = [steps for steps in budgets[first] if steps in budgets[second]]
+        if not shared:
+            continue
+        a, b = sorted((first, second), key=lambda method: -_mean(found[(method, shared[0])]))
+        pairs = {steps: pair for steps in shared if (pair := _paired(decoded, (a, steps), (b, steps)))}
+        for steps, pair in pairs.items():
+            result = st.paired_comparison(*pair)
+            n = len(result.seeds)
+            rows.append(
+                f"| {a} − {b} | {int(steps):,} | {n} | {interval_text(result)}{_flag(n, 'paired seeds')} | "
+                f"{p_text(result.p_value)} |"
+            )
+        for low, high in itertools.pairwise(list(pairs)):
+            # the seeds all four cells have: a change read off different seed sets would mix in seed variation
+            common = set.intersection(*(set(seeds) for seeds in (*pairs[low][:2], *pairs[high][:2])))
+            if not common:
+                continue
+            (ax, bx, scored_x), (ay, by, scored_y) = (
+                (*({s: m for s, m in seeds.items() if s in common} for seeds in pair[:2]), pair[2])
+                for pair in (pairs[low], pairs[high])
+            )
+            change = st.difference_of_differences((ax, bx), (ay, by), scored_x, scored_y)
+            n = len(common)
+            rows.append(
+                f"| change of {a} − {b} | {int(low):,} → {int(high):,} | {n} | {points(change.estimate)} "
+                f"[{points(change.low)}, {points(change.high)}]{_flag(n, 'paired seeds')} | – |"
+            )
+    return rows
+
+
+def report(folder: Path) -> str:
+    found = cells(folder, "last1", NAME)
+    if not found:
+        return f"No last1 records in {folder.as_posix()}/ yet."
+    methods = sorted({method for method, _ in found})
+    budgets = {m: sorted((steps for method, steps in found if method == m), key=int) for m in methods}
+    decoded = {cell: seed_matrices(records) for cell, records in found.items()}
+    lines = [
+        f"Generated by `python benchmarks/budget_report.py {folder.as_posix()}` from the records in",
+        f"{folder.as_posix()}/ (mIoU in %, test part; last1: mean over the three one-modality scenarios; brackets:",
+        "95 % hierarchical bootstrap over seeds and 32 test tiles; selected: the step whose checkpoint was evaluated;",
+        "late gain: validation points gained over the last quarter of training; train s: `timing.train_s`, wall",
+        "time under whatever else ran on the machine; CPU: the kind each seed trained on, `env.cpu_numerics`,",
+        '"–" where the record predates that field).',
+        "",
+        "| method | steps | seeds | last1 mean per seed | mean ± sd [95 % interval] | selected | late gain "
+        "| train s | CPU |",
+        "|---|---:|---|---|---|---|---|---:|---|",
+    ]
+    lines += [config_row(m, steps, found[(m, steps)], decoded[(m, steps)]) for m in methods for steps in budgets[m]]
+    names = [scenario["name"] for scenario in next(iter(next(iter(found.values())).values())).record["scenarios"]]
+    gains = gain_rows(decoded, methods, budgets)
+    if gains:
+        lines += [
+            "",
+            "What the longer budget gains each method, in points (paired by seed and tile; interval: paired",
+            "bootstrap, 95 %; p: paired permutation test of the last1 mean, 2,000 permutations):",
+            "",
+            "| method | budget | paired seeds | last1 mean: longer − shorter [95 % interval] | p | "
+            + " | ".join(names)
+            + " |",
+            "|---|---|---:|---|---:|" + "---|" * len(names),
+            *gains,
+        ]
+    gaps = gap_rows(found, decoded, methods, budgets)
+    if gaps:
+        lines += [
+            "",
+            "The gap between the methods at each budget, and how it changes with the budget (difference of",
+            "differences: the two budgets resampled independently, 95 %), in points of the last1 mean:",
+            "",
+            "| methods | steps | paired seeds | difference [95 % interval] | p |",
+            "|---|---|---:|---|---:|",
+            *gaps,
+        ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = report_arguments(
+        __doc__.splitlines()[0], "docs/results/records/budget-check", "docs/results/synthetic-v2.md"
+    )
+    return write_report(parser.parse_args(argv), report)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
