@@ -133,10 +133,11 @@ def report(folder: Path, suite: Path = SUITE) -> str:
     if not found:
         return f"No last1 records in {folder.as_posix()}/ yet."
     configs = variants(suite)
+    method = {variant.name: variant.method for variant in configs}  # a machine check's method is its reference's
     configs += [
-        Variant(name, "stars", (what,), reference)
+        Variant(name, method[reference], (what,), reference)
         for name, (reference, what) in MACHINE_CHECKS.items()
-        if (name, "") in found
+        if (name, "") in found and reference in method
     ]
     decoded = {cell: seed_matrices(records) for cell, records in found.items()}  # each record's matrices decoded once
     minority = _minority(folder)
