@@ -29,7 +29,18 @@ from page_block import (  # benchmarks/page_block.py: scripts run with benchmark
     report_arguments,
     write_report,
 )
-from redundancy_report import FullSet, cells, interval_text, mean_sd, p_text, paired_cells, points, seed_matrices
+from redundancy_report import (
+    FullSet,
+    cells,
+    cpu_kind,
+    cross_cpu_seeds,
+    interval_text,
+    mean_sd,
+    p_text,
+    paired_cells,
+    points,
+    seed_matrices,
+)
 
 from mmbench.leaderboard import statistics as st
 from mmbench.leaderboard.collect import LoadedRecord
@@ -98,14 +109,16 @@ def config_row(variant: Variant, records: dict[int, LoadedRecord], decoded: tupl
     train_s = [s for item in records.values() if (s := item.record["timing"].get("train_s")) is not None]
     minority_cell = mean_sd(minority[variant.name][2]) if variant.name in minority else "–"
     train = f"{stats_lib.mean(train_s):.0f}" if train_s else "–"
+    cpus = " / ".join(cpu_kind(item.record) or "–" for _, item in sorted(records.items()))
     return (
         f"| {variant.name} | {changes} | {seeds} | {per_seed} | {mean_sd(values)} "
-        f"[{points(interval.low)}, {points(interval.high)}]{flag} | {minority_cell} | {train} |"
+        f"[{points(interval.low)}, {points(interval.high)}]{flag} | {minority_cell} | {train} | {cpus} |"
     )
 
 
-def comparison_row(variant: Variant, decoded: dict, minority: dict, full: FullSet) -> str | None:
-    """The variant minus its reference, paired by seed and tile (None when they share no seed)."""
+def comparison_row(variant: Variant, found: dict, decoded: dict, minority: dict, full: FullSet) -> str | None:
+    """The variant minus its reference, paired by seed and tile (None when they share no seed); marked where a
+    seed's two records trained on different kinds of CPU (`cross_cpu_seeds`)."""
     a, b = (variant.name, ""), (variant.reference, "")
     if a not in decoded or b not in decoded:
         return None
@@ -114,6 +127,8 @@ def comparison_row(variant: Variant, decoded: dict, minority: dict, full: FullSe
         return None
     result, flag, per_scenario = paired_cells(a_seeds, b_seeds, scored)
     n = len(result.seeds)
+    if crossed := cross_cpu_seeds(found[a], found[b]):
+        flag += f" ⚠ seed {', '.join(map(str, crossed))} paired across CPU kinds"
     minority_cell = "–"
     if variant.name in minority and variant.reference in minority:
         (ma, mask, _), (mb, _, _) = minority[variant.name], minority[variant.reference]
@@ -146,11 +161,12 @@ def report(folder: Path, suite: Path = SUITE) -> str:
         f"{folder.as_posix()}/ and the configs of {suite.as_posix()} (mIoU in %, test part; last1: mean over the",
         "three one-modality scenarios; brackets: 95 % hierarchical bootstrap over seeds and 32 test tiles; minority:",
         "mIoU over the minority classes, mean over the same scenarios; train s: `timing.train_s`, wall time under",
-        "whatever else ran on the machine).",
+        'whatever else ran on the machine; CPU: the kind each seed trained on, `env.cpu_numerics`, "–" where the',
+        "record predates that field).",
         "",
         "| method config | changes (suite `set:`) | seeds | last1 mean mIoU per seed | mean ± sd [95 % interval] "
-        "| minority mIoU | train s |",
-        "|---|---|---|---|---|---|---:|",
+        "| minority mIoU | train s | CPU |",
+        "|---|---|---|---|---|---|---:|---|",
     ]
     for variant in configs:
         if (variant.name, "") in found:
@@ -166,7 +182,9 @@ def report(folder: Path, suite: Path = SUITE) -> str:
         lines.append(f"Every one of the {len(configs)} configs has at least {MIN_SEEDS} seeds.")
     full = FullSet(folder, NAME)
     rows = [
-        row for variant in configs if variant.reference and (row := comparison_row(variant, decoded, minority, full))
+        row
+        for variant in configs
+        if variant.reference and (row := comparison_row(variant, found, decoded, minority, full))
     ]
     if rows:
         names = [scenario["name"] for scenario in next(iter(next(iter(found.values())).values())).record["scenarios"]]

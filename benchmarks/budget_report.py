@@ -27,7 +27,7 @@ from page_block import (  # benchmarks/page_block.py: scripts run with benchmark
     report_arguments,
     write_report,
 )
-from redundancy_report import cells, interval_text, mean_sd, p_text, paired_cells, points, seed_matrices
+from redundancy_report import cells, cpu_kind, interval_text, mean_sd, p_text, paired_cells, points, seed_matrices
 
 from mmbench.leaderboard import statistics as st
 from mmbench.leaderboard.budget import late_gain
@@ -40,13 +40,6 @@ NAME = re.compile(r"^(?P<config>.+)-(?P<level>\d+)-seed(?P<seed>\d+)-(?P<protoco
 
 def _flag(n: int, what: str = "seeds") -> str:
     return "" if n >= MIN_SEEDS else f" ⚠ fewer than {MIN_SEEDS} {what}"
-
-
-def _cpu(record: dict) -> str:
-    """The CPU kind a record trained on (`env.cpu_numerics`, docs/run-record.md): its vector ISA and model, or
-    "–" for records written before the field existed."""
-    numerics = record.get("env", {}).get("cpu_numerics") or {}
-    return f"{numerics['isa']} m{numerics.get('model', '?')}" if numerics.get("isa") else "–"
 
 
 def config_row(method: str, steps: str, records: dict[int, LoadedRecord], decoded: tuple) -> str:
@@ -62,7 +55,7 @@ def config_row(method: str, steps: str, records: dict[int, LoadedRecord], decode
         f"| {method} | {int(steps):,} | {', '.join(str(s) for s in sorted(records))} | "
         f"{' / '.join(points(v) for v in values)} | {mean_sd(values)} [{points(interval.low)}, "
         f"{points(interval.high)}]{_flag(len(values))} | {selected} | {gains} | {train} | "
-        f"{' / '.join(_cpu(r) for r in ordered)} |"
+        f"{' / '.join(cpu_kind(r) or '–' for r in ordered)} |"
     )
 
 

@@ -139,6 +139,20 @@ def cell_row(config: str, level: str, records: dict[int, LoadedRecord], decoded:
     )
 
 
+def cpu_kind(record: dict) -> str | None:
+    """The kind of CPU a record trained on (`env.cpu_numerics`, docs/run-record.md, "Same seed, same numbers"):
+    its vector ISA and model, e.g. "AVX2 m1"; None for records written before that field existed."""
+    numerics = record.get("env", {}).get("cpu_numerics") or {}
+    return f"{numerics['isa']} m{numerics.get('model', '?')}" if numerics.get("isa") else None
+
+
+def cross_cpu_seeds(a: dict[int, LoadedRecord], b: dict[int, LoadedRecord]) -> list[int]:
+    """The seeds both configs have whose two records trained on different, known kinds of CPU: a pair there
+    measures the machine as well as the change (the same seed gives different numbers on another CPU)."""
+    kinds = [(seed, cpu_kind(a[seed].record), cpu_kind(b[seed].record)) for seed in sorted(set(a) & set(b))]
+    return [seed for seed, x, y in kinds if x and y and x != y]
+
+
 def mean_sd(values: list[float]) -> str:
     """Mean ± sample standard deviation over seeds in percent (no spread claimed for one seed)."""
     mean = f"{100 * stats_lib.mean(values):.1f}"

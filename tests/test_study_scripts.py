@@ -433,3 +433,28 @@ def test_budget_report_reads_a_change_of_gap_only_on_seeds_every_cell_has(tmp_pa
     # seed 0 alone at 6,000 steps: the change compares seed 0's gap with itself, not with the 3-seed mean gap
     change = next(line for line in lines if line.startswith("| change of unimodal − stars |"))
     assert change.startswith("| change of unimodal − stars | 3,000 → 6,000 | 1 | 0.0 [") and "⚠" in change
+
+
+def test_ablation_report_marks_a_seed_whose_pair_trained_on_two_kinds_of_cpu(tmp_path):
+    report = _script("ablation_report")
+    suite = tmp_path / "suite.yaml"
+    suite.write_text(
+        "methods:\n  - {method: stars, name: stars}\n"
+        "  - {method: stars, name: stars-no-psa, set: [method.psa.enabled=false]}\n"
+    )
+    folder = _ablation_folder(tmp_path, ("stars", "stars-no-psa"))
+    for config, isa in (("stars", "AVX512"), ("stars-no-psa", "AVX2")):
+        path = folder / f"{config}-seed0-last1.json"
+        record = json.loads(path.read_text())
+        record["env"]["cpu_numerics"] = {"isa": isa, "model": "1"}
+        path.write_text(json.dumps(record))
+    lines = report.report(folder, suite).splitlines()
+    assert next(line for line in lines if line.startswith("| stars | reference")).endswith("| AVX512 m1 |")
+    row = next(line for line in lines if line.startswith("| stars-no-psa | stars |"))
+    assert "⚠ seed 0 paired across CPU kinds" in row
+    # a record that predates the field cannot tell: no mark
+    path = folder / "stars-seed0-last1.json"
+    record = json.loads(path.read_text())
+    record["env"].pop("cpu_numerics")
+    path.write_text(json.dumps(record))
+    assert "CPU kinds" not in report.report(folder, suite)
