@@ -1,7 +1,8 @@
 """Rewrite one generated block of a docs page: the text between two marker comments, nothing else.
 
-The study scripts (redundancy_report.py, imputation_recovery.py) regenerate their tables from committed records
-into the pages that read them; the prose around a block is written by hand and must survive a regeneration.
+The study scripts (redundancy_report.py, ablation_report.py, budget_report.py, imputation_recovery.py) regenerate
+their tables from committed records into the pages that read them; the prose around a block is written by hand
+and must survive a regeneration. The first three share one command line (`report_arguments`, `write_report`).
 """
 
 from __future__ import annotations
