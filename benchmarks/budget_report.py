@@ -85,6 +85,12 @@ def gain_rows(decoded: dict, methods: list[str], budgets: dict[str, list[str]]) 
     return rows
 
 
+def _on_seeds(pair: tuple, seeds: set[int]) -> tuple:
+    """A (a's seeds, b's seeds, scored classes) pair restricted to `seeds`."""
+    a_seeds, b_seeds, scored = pair
+    return {s: m for s, m in a_seeds.items() if s in seeds}, {s: m for s, m in b_seeds.items() if s in seeds}, scored
+
+
 def _mean(records: dict[int, LoadedRecord]) -> float:
     return stats_lib.mean(item.record["aggregate"]["mean"]["miou"] for item in records.values())
 
@@ -114,10 +120,7 @@ def gap_rows(found: dict, decoded: dict, methods: list[str], budgets: dict[str, 
             common = set.intersection(*(set(seeds) for seeds in (*pairs[low][:2], *pairs[high][:2])))
             if not common:
                 continue
-            (ax, bx, scored_x), (ay, by, scored_y) = (
-                (*({s: m for s, m in seeds.items() if s in common} for seeds in pair[:2]), pair[2])
-                for pair in (pairs[low], pairs[high])
-            )
+            (ax, bx, scored_x), (ay, by, scored_y) = _on_seeds(pairs[low], common), _on_seeds(pairs[high], common)
             change = st.difference_of_differences((ax, bx), (ay, by), scored_x, scored_y)
             n = len(common)
             rows.append(
