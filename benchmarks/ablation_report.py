@@ -31,6 +31,7 @@ from page_block import (  # benchmarks/page_block.py: scripts run with benchmark
 )
 from redundancy_report import (
     FullSet,
+    bounds_text,
     cells,
     cpu_kind,
     cross_cpu_seeds,
@@ -112,7 +113,7 @@ def config_row(variant: Variant, records: dict[int, LoadedRecord], decoded: tupl
     cpus = " / ".join(cpu_kind(item.record) or "–" for _, item in sorted(records.items()))
     return (
         f"| {variant.name} | {changes} | {seeds} | {per_seed} | {mean_sd(values)} "
-        f"[{points(interval.low)}, {points(interval.high)}]{flag} | {minority_cell} | {train} | {cpus} |"
+        f"{bounds_text(interval.low, interval.high)}{flag} | {minority_cell} | {train} | {cpus} |"
     )
 
 

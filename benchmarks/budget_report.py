@@ -27,7 +27,18 @@ from page_block import (  # benchmarks/page_block.py: scripts run with benchmark
     report_arguments,
     write_report,
 )
-from redundancy_report import cells, cpu_kind, interval_text, mean_sd, p_text, paired_cells, points, seed_matrices
+from redundancy_report import (
+    bounds_text,
+    cells,
+    change_text,
+    cpu_kind,
+    interval_text,
+    mean_sd,
+    p_text,
+    paired_cells,
+    points,
+    seed_matrices,
+)
 
 from mmbench.leaderboard import statistics as st
 from mmbench.leaderboard.budget import late_gain
@@ -53,8 +64,8 @@ def config_row(method: str, steps: str, records: dict[int, LoadedRecord], decode
     train = f"{stats_lib.mean(train_s):.0f}" if train_s else "–"
     return (
         f"| {method} | {int(steps):,} | {', '.join(str(s) for s in sorted(records))} | "
-        f"{' / '.join(points(v) for v in values)} | {mean_sd(values)} [{points(interval.low)}, "
-        f"{points(interval.high)}]{_flag(len(values))} | {selected} | {gains} | {train} | "
+        f"{' / '.join(points(v) for v in values)} | {mean_sd(values)} {bounds_text(interval.low, interval.high)}"
+        f"{_flag(len(values))} | {selected} | {gains} | {train} | "
         f"{' / '.join(cpu_kind(r) or '–' for r in ordered)} |"
     )
 
@@ -124,8 +135,8 @@ def gap_rows(found: dict, decoded: dict, methods: list[str], budgets: dict[str, 
             change = st.difference_of_differences((ax, bx), (ay, by), scored_x, scored_y)
             n = len(common)
             rows.append(
-                f"| change of {a} − {b} | {int(low):,} → {int(high):,} | {n} | {points(change.estimate)} "
-                f"[{points(change.low)}, {points(change.high)}]{_flag(n, 'paired seeds')} | – |"
+                f"| change of {a} − {b} | {int(low):,} → {int(high):,} | {n} | {change_text(change)}"
+                f"{_flag(n, 'paired seeds')} | – |"
             )
     return rows
 

@@ -112,7 +112,7 @@ class FullSet:
         if x is None or y is None:
             return "–"
         change = st.difference_of_differences(x[:2], y[:2], x[2], y[2], statistic=self.index)
-        return f"{points(change.estimate)} [{points(change.low)}, {points(change.high)}]"
+        return change_text(change)
 
 
 def p_text(value: float | None) -> str:
@@ -135,7 +135,7 @@ def cell_row(config: str, level: str, records: dict[int, LoadedRecord], decoded:
     per_seed = " / ".join(points(v) for v in values)
     return (
         f"| {config} | {level} | {seeds} | {per_seed} | {mean_sd(values)} "
-        f"[{points(interval.low)}, {points(interval.high)}]{flag} |"
+        f"{bounds_text(interval.low, interval.high)}{flag} |"
     )
 
 
@@ -159,9 +159,20 @@ def mean_sd(values: list[float]) -> str:
     return mean + (f" ± {100 * stats_lib.stdev(values):.1f}" if len(values) > 1 else "")
 
 
+def bounds_text(low: float, high: float) -> str:
+    """An interval's bounds in points, as every study table writes them: `[low, high]`."""
+    return f"[{points(low)}, {points(high)}]"
+
+
 def interval_text(result: st.PairedComparison) -> str:
     """A paired difference and its interval in points, as a table cell: `d [low, high]` (no explicit + sign)."""
-    return f"{points(result.difference)} [{points(result.low)}, {points(result.high)}]"
+    return f"{points(result.difference)} {bounds_text(result.low, result.high)}"
+
+
+def change_text(change: st.DifferenceOfDifferences) -> str:
+    """A difference of differences (how a gap changes between two levels or budgets) as a table cell, written
+    as `interval_text` writes a difference."""
+    return f"{points(change.estimate)} {bounds_text(change.low, change.high)}"
 
 
 def paired_cells(a_seeds: dict, b_seeds: dict, scored: object) -> tuple[st.PairedComparison, str, list[str]]:
@@ -211,8 +222,8 @@ def change_rows(decoded: dict, full: FullSet) -> list[str]:
             change = st.difference_of_differences((ax, bx), (ay, by), scored_x, scored_y)
             flag = "" if n >= MIN_SEEDS else f" ⚠ fewer than {MIN_SEEDS} paired seeds"
             rows.append(
-                f"| {what} | {low_level} → {high_level} | {n} | {points(change.estimate)} "
-                f"[{points(change.low)}, {points(change.high)}]{flag} | {full.change(a, b, low_level, high_level)} |"
+                f"| {what} | {low_level} → {high_level} | {n} | {change_text(change)}{flag} | "
+                f"{full.change(a, b, low_level, high_level)} |"
             )
     return rows
 
