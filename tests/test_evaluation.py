@@ -17,6 +17,7 @@ from mmbench.errors import ConfigError
 from mmbench.evaluation.engine import evaluate
 from mmbench.protocol import bernoulli_expectation
 from mmbench.records import read_record
+from mmbench.records.fingerprint import weights_sha256
 
 MODALITIES = {"optical": 3, "dsm": 1, "sar": 1}
 CLASSES = ["impervious_surface", "building", "low_vegetation", "tree", "car", "clutter"]
@@ -226,6 +227,7 @@ def test_mmbench_eval_writes_a_complete_record(capsys, tmp_path, store, tiny_met
     assert record["aggregate"]["worst"]["scenario"] in {"optical only", "dsm only", "sar only"}
     assert record["method"]["params"] == sum(p.numel() for p in make_method().parameters())
     assert record["method"]["checkpoint"]["sha256"].startswith("sha256:")
+    assert record["method"]["checkpoint"]["weights_sha256"] == weights_sha256(torch.load(checkpoint)["model"])
     assert record["protocol"]["settings"]["label_variant"] == "full"
     assert record["config"]["method"] == {"width": 8, "kernel": 3}
     direct = evaluate(make_method(), store, protocol("last1"))

@@ -177,6 +177,9 @@ def test_eval_of_the_selected_checkpoint_copies_its_training_facts(trained, stor
     from mmbench.records.fingerprint import file_sha256
 
     assert file_sha256(checkpoint) == record["method"]["checkpoint"]["sha256"]  # annotated before it was hashed
+    from mmbench.records.fingerprint import weights_sha256
+
+    assert weights_sha256(load_checkpoint(checkpoint)["model"]) == record["method"]["checkpoint"]["weights_sha256"]
     assert load_checkpoint(checkpoint)["training"]["total_steps"] == 12
     from mmbench.registry import refresh_all
 
@@ -345,3 +348,25 @@ def test_a_unit_matrix_is_what_scoring_that_unit_alone_gives(area_store, tmp_pat
         np.testing.assert_array_equal(matrix, np.asarray(single["confusion_matrix"]))
         classes = list(single["metrics"]["per_class"])
         assert compute_metrics(counts[0], classes)["miou"] == single["metrics"]["miou"]
+
+
+def test_weights_sha256_names_the_weights_not_the_file(tmp_path):
+    """Same weights saved with configs that differ by one key: the file hashes differ (the config is stored beside
+    the weights), the weights hash does not; one changed value changes it (docs/run-record.md)."""
+    import torch
+
+    from mmbench.records.fingerprint import file_sha256, weights_sha256
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4))
+    state = model.state_dict()
+    for name, config in (("a.ckpt", {"width": 8}), ("b.ckpt", {"width": 8, "decoder_norm": "per_branch"})):
+        torch.save({"config": config, "model": state}, tmp_path / name)
+    assert file_sha256(tmp_path / "a.ckpt", use_cache=False) != file_sha256(tmp_path / "b.ckpt", use_cache=False)
+    loaded = [torch.load(tmp_path / name, weights_only=True)["model"] for name in ("a.ckpt", "b.ckpt")]
+    assert weights_sha256(loaded[0]) == weights_sha256(loaded[1]) == weights_sha256(dict(reversed(state.items())))
+    changed = {name: value.clone() for name, value in state.items()}
+    changed["0.weight"].view(-1)[0] += 1e-6
+    assert weights_sha256(changed) != weights_sha256(state)
+    recast = {name: value.double() if value.is_floating_point() else value for name, value in state.items()}
+    assert weights_sha256(recast) != weights_sha256(state)  # same values, other dtype: other weights

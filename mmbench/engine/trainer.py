@@ -16,7 +16,7 @@ import torch
 from mmbench.atomic import existing_ancestor, free_bytes, human_bytes
 from mmbench.context import DatasetFacts, RunContext, RunOptions, RunOutcome
 from mmbench.engine.batches import micro_batches, training_data
-from mmbench.engine.checkpoint import WriteFailed
+from mmbench.engine.checkpoint import WriteFailed, load_checkpoint
 from mmbench.engine.loop import Interruption, run_steps
 from mmbench.engine.losses import TrainingDiverged, TrainingLoss
 from mmbench.engine.optimisation import amp_dtype, lr_factor
@@ -32,7 +32,7 @@ from mmbench.evaluation.engine import evaluate
 from mmbench.evaluation.protocols import load_protocol
 from mmbench.evaluation.units import plan_units
 from mmbench.method import SegmentationMethod, build_method, count_parameters, parameter_budget
-from mmbench.records.fingerprint import file_sha256
+from mmbench.records.fingerprint import file_sha256, weights_sha256
 from mmbench.runtime.distributed import DistContext, init_distributed
 
 __all__ = [
@@ -246,6 +246,7 @@ class Trainer:
             checkpoint={
                 "path": str(best.resolve()),
                 "sha256": file_sha256(best),
+                "weights_sha256": weights_sha256(load_checkpoint(best)["model"]),
                 "selected_step": selected_step,
                 "total_steps": training["total_steps"],
                 "validation_curve": training["validation_curve"],

@@ -10,7 +10,9 @@ import contextlib
 import hashlib
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from mmbench.paths import cache_dir
 
@@ -35,6 +37,28 @@ def file_sha256(path: str | Path, use_cache: bool = True) -> str:
         cache[str(path)] = {"key": key, "sha256": value}
         _save_cache(cache)
     return value
+
+
+def weights_sha256(state: Mapping[str, Any]) -> str:
+    """`sha256:<hex>` of a model's weights alone: every state_dict entry's name, dtype, shape and bytes, in name
+    order. A checkpoint file's sha256 also covers what is stored beside the weights (the run's config, optimizer
+    and RNG state: mmbench/engine/checkpoint.py), so the same weights saved at two commits whose configs differ
+    by one key get two file hashes; this hash is equal exactly when the weights are (docs/run-record.md,
+    "Same seed, same numbers")."""
+    import torch  # here, not at module level: hashing a store must not pay for importing torch
+
+    digest = hashlib.sha256()
+    for name in sorted(state):
+        value = state[name]
+        digest.update(name.encode() + b"\0")
+        if isinstance(value, torch.Tensor):
+            tensor = value.detach().cpu().contiguous()
+            digest.update(f"{tensor.dtype}{tuple(tensor.shape)}".encode() + b"\0")
+            digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+        else:  # a non-tensor extra state entry
+            digest.update(repr(value).encode())
+        digest.update(b"\0")
+    return f"sha256:{digest.hexdigest()}"
 
 
 def _cache_path() -> Path:

@@ -41,7 +41,7 @@ from mmbench.context import DatasetFacts, DatasetRef, RunOutcome, RunPlan
 from mmbench.engine.checkpoint import check_dataset_fits, load_checkpoint, training_facts
 from mmbench.errors import ConfigError
 from mmbench.evaluation.protocols import load_protocol
-from mmbench.records.fingerprint import file_sha256
+from mmbench.records.fingerprint import file_sha256, weights_sha256
 from mmbench.runs.execution import finish_run, start_run
 from mmbench.runs.fragile import FIGURE, model_from_checkpoint, most_fragile, reports_most_fragile
 from mmbench.runs.planning import RunRequest, plan_run
@@ -94,6 +94,7 @@ class SharedEvaluation:
     payload: dict
     checkpoint_path: Path
     checkpoint_sha256: str | None = None
+    checkpoint_weights_sha256: str | None = None
     datasets: dict[str, tuple[DatasetRef, DatasetFacts]] = field(default_factory=dict)
     models: dict[tuple, tuple[Any, Any]] = field(default_factory=dict)  # key -> (model, random state after build)
     tiles: dict[tuple, Any] = field(default_factory=dict)  # (split, part, modalities, label variant) -> TileDataset
@@ -102,6 +103,11 @@ class SharedEvaluation:
         if self.checkpoint_sha256 is None:
             self.checkpoint_sha256 = file_sha256(self.checkpoint_path)
         return self.checkpoint_sha256
+
+    def weights_sha256(self) -> str:
+        if self.checkpoint_weights_sha256 is None:
+            self.checkpoint_weights_sha256 = weights_sha256(self.payload["model"])
+        return self.checkpoint_weights_sha256
 
 
 @dataclass(frozen=True)
@@ -163,6 +169,7 @@ def _evaluate_checkpoint(
         checkpoint={
             "path": str(Path(checkpoint_path).resolve()),
             "sha256": shared.sha256(),
+            "weights_sha256": shared.weights_sha256(),
             "method_version": payload["method"].get("version"),
             "trained_on": payload["dataset"].get("name"),
             "trained_on_fingerprint": payload["dataset"].get("fingerprint"),
