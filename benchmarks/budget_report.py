@@ -37,6 +37,7 @@ from redundancy_report import (
     p_text,
     paired_cells,
     points,
+    read_folder,
     seed_matrices,
 )
 
@@ -142,7 +143,7 @@ def gap_rows(found: dict, decoded: dict, methods: list[str], budgets: dict[str, 
 
 
 def report(folder: Path) -> str:
-    found = cells(folder, "last1", NAME)
+    found = cells(read_folder(folder), "last1", NAME)
     if not found:
         return f"No last1 records in {folder.as_posix()}/ yet."
     methods = sorted({method for method, _ in found})

@@ -107,9 +107,12 @@ class TrainingCheckpoints:
         restore_rng_state(payload["rng"])
         return TrainState(**payload["state"])
 
-    def load_weights(self, path: Path) -> None:
-        """Only the model's weights (the checkpoint chosen for the final evaluation)."""
-        self.model.load_state_dict(load_checkpoint(path)["model"])
+    def load_weights(self, path: Path) -> dict[str, Any]:
+        """Only the model's weights (the checkpoint chosen for the final evaluation); returns them as read, so
+        that the record's `weights_sha256` hashes what the file holds without reading it again."""
+        weights = load_checkpoint(path)["model"]
+        self.model.load_state_dict(weights)
+        return weights
 
     def _payload(self, state: TrainState) -> dict[str, Any]:
         payload = {**self.update.state_dict(), "state": vars(state).copy(), "rng": rng_state()}

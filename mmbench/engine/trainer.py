@@ -16,7 +16,7 @@ import torch
 from mmbench.atomic import existing_ancestor, free_bytes, human_bytes
 from mmbench.context import DatasetFacts, RunContext, RunOptions, RunOutcome
 from mmbench.engine.batches import micro_batches, training_data
-from mmbench.engine.checkpoint import WriteFailed, load_checkpoint
+from mmbench.engine.checkpoint import WriteFailed
 from mmbench.engine.loop import Interruption, run_steps
 from mmbench.engine.losses import TrainingDiverged, TrainingLoss
 from mmbench.engine.optimisation import amp_dtype, lr_factor
@@ -221,7 +221,7 @@ class Trainer:
         if self.dist.is_main:  # before its sha256 is taken: `mmbench eval` of this file copies these facts
             self.checkpoints.annotate(best, "training", training)
         self.dist.barrier()
-        self.checkpoints.load_weights(best)
+        selected_weights = self.checkpoints.load_weights(best)
         limit = 2 if self.smoke else None
         result = evaluate(self.model, self.facts, self.protocol, device=self.device, limit_tiles=limit, dist=self.dist)
         log.write({"event": "test", "checkpoint": best.name, "aggregate": result.aggregate})
@@ -246,7 +246,7 @@ class Trainer:
             checkpoint={
                 "path": str(best.resolve()),
                 "sha256": file_sha256(best),
-                "weights_sha256": weights_sha256(load_checkpoint(best)["model"]),
+                "weights_sha256": weights_sha256(selected_weights),
                 "selected_step": selected_step,
                 "total_steps": training["total_steps"],
                 "validation_curve": training["validation_curve"],
