@@ -56,7 +56,7 @@ from mmbench.context import DatasetRef
 from mmbench.data.loader import TileDataset
 from mmbench.engine.checkpoint import load_checkpoint
 from mmbench.errors import UserError
-from mmbench.evaluation.tiling import window_starts
+from mmbench.evaluation.tiling import WindowRegion, average_over_windows
 from mmbench.leaderboard import statistics as st
 from mmbench.leaderboard.table_statistics import MIN_SEEDS
 from mmbench.records.environment import collect_environment, git_state
@@ -85,19 +85,15 @@ def imputed(
     window: int | None,
     stride: int | None,
 ) -> torch.Tensor:
-    """The model's imputation of `target` over whole tiles; overlapping windows averaged (the evaluation
-    runner's tiling, mmbench/evaluation/runner.py)."""
+    """The model's imputation of `target` over whole tiles, on the evaluation runner's windows (overlaps averaged;
+    mmbench/evaluation/tiling.py)."""
     height, width = next(iter(inputs.values())).shape[-2:]
-    size_h, size_w = min(window or height, height), min(window or width, width)
-    step = stride or window or max(height, width)
-    out = torch.zeros_like(inputs[target])
-    counts = torch.zeros(1, 1, height, width)
-    for top in window_starts(height, size_h, step):
-        for left in window_starts(width, size_w, step):
-            region = (slice(None), slice(None), slice(top, top + size_h), slice(left, left + size_w))
-            out[region] += model.complete({name: x[region] for name, x in inputs.items()}, available)[target]
-            counts[region] += 1
-    return out / counts
+
+    def imputation_of(region: WindowRegion) -> list[torch.Tensor]:
+        crops = {name: x[..., region[0], region[1]] for name, x in inputs.items()}
+        return [model.complete(crops, available)[target]]
+
+    return average_over_windows(height, width, window, stride, imputation_of)[0]
 
 
 class MeasurementError(UserError):

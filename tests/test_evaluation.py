@@ -15,6 +15,7 @@ from mmbench.datasets.synthetic import SyntheticConfig, write_synthetic
 from mmbench.engine.checkpoint import save_checkpoint
 from mmbench.errors import ConfigError
 from mmbench.evaluation.engine import evaluate
+from mmbench.evaluation.tiling import WindowRegion, average_over_windows, window_starts
 from mmbench.protocol import bernoulli_expectation
 from mmbench.records import read_record
 from mmbench.records.fingerprint import weights_sha256
@@ -178,6 +179,36 @@ def test_sliding_windows_match_whole_tiles_for_a_pixelwise_method(store):
     assert matrices(whole) == matrices(windowed)
     contextual = evaluate(make_method(kernel=3), store, protocol("last1", window=40, stride=24))
     assert contextual.settings["window"] == 40 and contextual.settings["stride"] == 24
+
+
+@pytest.mark.parametrize(("height", "width", "window", "stride"), [(10, 7, 4, 3), (9, 9, 4, 4), (5, 6, None, None)])
+def test_average_over_windows_averages_each_pixel_over_the_windows_covering_it(height, width, window, stride):
+    """Each window's output is its own constant (its call index): a pixel must get the mean of the constants of
+    exactly the windows that cover it, counted here by brute force from window_starts."""
+    calls: list[WindowRegion] = []
+
+    def constant_per_window(region: WindowRegion) -> list[torch.Tensor]:
+        calls.append(region)
+        rows = len(range(height)[region[0]])
+        cols = len(range(width)[region[1]])
+        return [torch.full((2, 3, rows, cols), float(len(calls)), dtype=torch.float64)]
+
+    (averaged,) = average_over_windows(height, width, window, stride, constant_per_window)
+    size_h, size_w = min(window or height, height), min(window or width, width)
+    starts = [
+        (top, left)
+        for top in window_starts(height, size_h, stride or size_h)
+        for left in window_starts(width, size_w, stride or size_w)
+    ]
+    assert len(calls) == len(starts) and averaged.shape == (2, 3, height, width)
+    for y in range(height):
+        for x in range(width):
+            covering = [
+                index + 1
+                for index, (top, left) in enumerate(starts)
+                if top <= y < top + size_h and left <= x < left + size_w
+            ]
+            assert covering and averaged[1, 2, y, x].item() == pytest.approx(sum(covering) / len(covering))
 
 
 def test_classes_scored_changes_the_means_only(store):

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from mmbench.errors import PluginContractError
-from mmbench.evaluation.tiling import window_starts
+from mmbench.evaluation.tiling import WindowRegion, average_over_windows
 from mmbench.method import Features, SegmentationMethod
 from mmbench.protocol import Scenario
 
@@ -54,27 +54,14 @@ class ScenarioRunner:
         """Per-scenario logits of a batch of whole tiles (tile units): windows slide over each tile and
         overlapping windows' logits are averaged; pixel-drop masks are seeded per tile."""
         inputs = {name: tensor.to(self.device) for name, tensor in inputs.items()}
-        batch, _, height, width = next(iter(inputs.values())).shape
+        height, width = next(iter(inputs.values())).shape[-2:]
         degraded = self._degraded_inputs(inputs, tiles)
-        window = self.window or max(height, width)
-        stride = self.stride or window
-        rows = window_starts(height, min(window, height), stride)
-        cols = window_starts(width, min(window, width), stride)
-        size_h, size_w = min(window, height), min(window, width)
-        if len(rows) == len(cols) == 1 and (size_h, size_w) == (height, width):
-            return self.window_logits(degraded, availability)  # one window: no canvas needed
-        canvases = [
-            torch.zeros(batch, self.method.num_classes, height, width, device=self.device) for _ in self.scenarios
-        ]
-        counts = torch.zeros(1, 1, height, width, device=self.device)
-        for top in rows:
-            for left in cols:
-                region = (slice(None), slice(None), slice(top, top + size_h), slice(left, left + size_w))
-                crops = {key: tensor[region] for key, tensor in degraded.items()}
-                for position, logits in enumerate(self.window_logits(crops, availability)):
-                    canvases[position][region] += logits
-                counts[region] += 1
-        return [canvas / counts for canvas in canvases]  # the average of overlapping windows' logits
+
+        def logits_of(region: WindowRegion) -> list[torch.Tensor]:
+            crops = {key: tensor[..., region[0], region[1]] for key, tensor in degraded.items()}
+            return self.window_logits(crops, availability)
+
+        return average_over_windows(height, width, self.window, self.stride, logits_of)
 
     def _degraded_inputs(self, inputs: Mapping[str, torch.Tensor], tiles: Sequence[int]) -> Variants:
         """Inputs keyed by (modality, degradation ratio or None); pixel masks seeded per tile and modality."""
