@@ -370,3 +370,33 @@ def test_weights_sha256_names_the_weights_not_the_file(tmp_path):
     assert weights_sha256(changed) != weights_sha256(state)
     recast = {name: value.double() if value.is_floating_point() else value for name, value in state.items()}
     assert weights_sha256(recast) != weights_sha256(state)  # same values, other dtype: other weights
+
+
+def test_weights_sha256_covers_extra_state_and_every_tensor_kind():
+    """A module's non-tensor extra state (nn.Module.get_extra_state) is part of its weights: equal extra state keeps
+    the hash, a changed one changes it; bool and 0-dim tensors hash by their bytes like any other."""
+    import torch
+
+    from mmbench.records.fingerprint import weights_sha256
+
+    class WithExtraState(torch.nn.Module):
+        def __init__(self, extra: dict) -> None:
+            super().__init__()
+            self.extra = extra
+            self.register_buffer("mask", torch.tensor([True, False, True]))
+            self.register_buffer("scale", torch.tensor(2.0))
+
+        def get_extra_state(self) -> dict:
+            return self.extra
+
+        def set_extra_state(self, state: dict) -> None:
+            self.extra = state
+
+    state = WithExtraState({"momentum": 0.1, "classes": [0, 2]}).state_dict()
+    assert "_extra_state" in state
+    assert weights_sha256(state) == weights_sha256(WithExtraState({"momentum": 0.1, "classes": [0, 2]}).state_dict())
+    assert weights_sha256(state) != weights_sha256(WithExtraState({"momentum": 0.2, "classes": [0, 2]}).state_dict())
+    flipped = dict(state, mask=torch.tensor([True, True, True]))
+    assert weights_sha256(flipped) != weights_sha256(state)
+    rescaled = dict(state, scale=torch.tensor(3.0))
+    assert weights_sha256(rescaled) != weights_sha256(state)
