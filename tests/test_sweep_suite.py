@@ -344,6 +344,16 @@ def test_every_shipped_suite_plans_in_a_dry_run(capsys, tmp_path, paper_data, pa
     assert "dry run of suite" in out and "nothing is started" in out
 
 
+def test_docs_sweeps_lists_every_shipped_suite():
+    """docs/sweeps.md's table of shipped suites is where users pick one: a suite missing there is one they
+    cannot find, and a row without a suite file names one they cannot run."""
+    table = (REPO / "docs" / "sweeps.md").read_text().split("Shipped suites", 1)[1].split("## ", 1)[0]
+    listed = {
+        name for row in table.splitlines() if row.startswith("| `") for name in row.split("|")[1].split("`")[1::2]
+    }
+    assert listed == {path.stem for path in SHIPPED}
+
+
 def test_the_shipped_suites_are_the_published_ones():
     names = {path.stem for path in SHIPPED}
     assert {"synthetic-cpu", "stars-ablations"} <= names
