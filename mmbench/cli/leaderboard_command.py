@@ -34,6 +34,7 @@ from mmbench.leaderboard.render_text import (
     steps_text,
     value_text,
 )
+from mmbench.leaderboard.reruns import pair_reruns, pair_row, render_reruns_markdown, reruns_summary, unpaired_lines
 
 DEFAULT_RUNS = "runs"
 
@@ -48,6 +49,8 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--bootstrap-seed {seed}: the bootstrap RNG seed must be 0 or more (default 0)")
     if getattr(args, "compare", None) and args.format not in ("md", "json"):
         raise UserError(f"--compare writes md (the terminal table) or json, not {args.format}; drop --format")
+    if getattr(args, "rerun_of", None) and (args.format not in ("md", "json") or getattr(args, "compare", None)):
+        raise UserError(f"--rerun-of writes md or json, alone; drop --format {args.format} or --compare")
     if args.out is not None:
         _check_out(Path(args.out), args.format)
     records, skipped = collect_records(roots)
@@ -63,6 +66,8 @@ def run(args: argparse.Namespace) -> int:
         _check(records)
     if getattr(args, "compare", None):
         return _compare(args, records, n_boot)
+    if getattr(args, "rerun_of", None):
+        return _reruns(args, records)
     board = build_board(
         records,
         skipped,
@@ -297,3 +302,70 @@ def _print_rich(board: dict) -> None:
         for entry in board["overall"]:
             overall.add_row(f"{entry['rank']:g}", escape(entry["label"]), f"{entry['points']:g}", str(entry["tables"]))
         console.print(overall)
+
+
+def _reruns(args: argparse.Namespace, reruns: list) -> int:
+    """`--rerun-of DIR`: which records of RUNS_DIR give the numbers of the same run in DIR (reruns.py)."""
+    originals, skipped = collect_records(args.rerun_of)
+    for item in skipped:
+        stderr().print(f"[yellow]skipped[/yellow] {item.path}: {item.reason}", highlight=False, soft_wrap=True)
+    if not originals:
+        raise UserError(f"--rerun-of {' '.join(args.rerun_of)}: no valid run records there; name the original runs")
+    pairs, only_original, only_rerun = pair_reruns(originals, reruns)
+    if not pairs:
+        raise UserError(
+            "no record pairs with one in --rerun-of (same configuration, seed, store and protocol settings): "
+            "a rerun with a changed method config is a different configuration; compare those with --compare"
+        )
+    if args.format == "json":
+        text = render_json(
+            {
+                "pairs": [pair_row(pair) for pair in pairs],
+                "no_rerun": [str(item.path) for item in only_original],
+                "no_original": [str(item.path) for item in only_rerun],
+                "summary": reruns_summary(pairs, only_original, only_rerun),
+            }
+        )
+    elif args.out is None and sys.stdout.isatty():
+        _print_reruns(pairs, only_original, only_rerun)
+        return 0
+    else:
+        text = render_reruns_markdown(pairs, only_original, only_rerun)
+    if args.out is None:
+        sys.stdout.write(text)
+    else:
+        _write(args.out, text)
+    return 0
+
+
+def _print_reruns(pairs: list, only_original: list, only_rerun: list) -> None:
+    view = Table(
+        title="reruns against their originals", caption=escape(reruns_summary(pairs, only_original, only_rerun))
+    )
+    names = (
+        "method",
+        "config",
+        "seed",
+        "protocol",
+        "steps",
+        "same numbers",
+        "differs in",
+        "not compared",
+        "config keys in one",
+    )
+    for name in names:
+        view.add_column(name, justify="right" if name in ("seed", "steps") else "left")
+    view.add_column("config keys in one")
+    for row in map(pair_row, pairs):
+        view.add_row(
+            *(escape(str(row[key])) for key in ("method", "config", "seed", "protocol")),
+            str(row["steps"] or "–"),
+            "[green]yes[/green]" if row["identical"] else "[red]no[/red]",
+            escape(", ".join(row["differences"]) or "–"),
+            escape(", ".join(row["not_compared"]) or "–"),
+            escape(", ".join(row["config_keys_in_one"]) or "–"),
+        )
+    console = stdout()
+    console.print(view)
+    for line in unpaired_lines("no rerun", only_original) + unpaired_lines("no original", only_rerun):
+        console.print(escape(line.removeprefix("- ")), highlight=False, soft_wrap=True)

@@ -198,6 +198,13 @@ def build_parser() -> argparse.ArgumentParser:
     board.add_argument("--bootstrap", type=int, default=2000, metavar="N", help="bootstrap replicates (default 2000)")
     board.add_argument("--bootstrap-seed", type=int, default=0, metavar="S", help="bootstrap RNG seed (default 0)")
     board.add_argument("--compare", nargs=2, metavar=("A", "B"), help="compare two rows, paired by seed and unit")
+    board.add_argument(
+        "--rerun-of",
+        metavar="DIR",
+        action="append",
+        help="the records in RUNS_DIR rerun those in DIR (repeatable): pair them by configuration, seed and table and "
+        "say which give the same numbers to the last bit",
+    )
     board.set_defaults(handler="mmbench.cli.leaderboard_command:run")
 
     bench = commands.add_parser("bench", help="benchmarks")
