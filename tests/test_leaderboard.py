@@ -268,7 +268,14 @@ def test_formats_and_relative_links(tmp_path, capsys):
     assert float(mean[0]["mean"]) == real("stars-last1")["aggregate"]["mean"]["miou"]
 
 
-@pytest.mark.parametrize(("folder", "page"), [("synthetic", "leaderboard.md"), ("synthetic-v2", "leaderboard-v2.md")])
+@pytest.mark.parametrize(
+    ("folder", "page"),
+    [
+        ("synthetic", "leaderboard.md"),
+        ("synthetic-v2", "leaderboard-v2.md"),
+        ("synthetic-v2-6000", "leaderboard-v2-6000.md"),
+    ],
+)
 def test_the_committed_synthetic_board_is_built_from_the_committed_records(folder, page):
     """docs/results/<page> must be exactly what the README's command makes of the records."""
     from mmbench.leaderboard.board import relative_record_paths
