@@ -85,3 +85,12 @@ def test_markdown_names_the_pairs_and_counts_the_unpaired(capsys):
     assert main(["leaderboard", str(RERUN), "--rerun-of", str(BOARD)]) == 0
     out = capsys.readouterr().out
     assert out.count("| yes |") == 6 and "6 of 6 paired runs" in out and "- no rerun: 128 more" in out
+
+
+def test_an_undecodable_per_unit_entry_is_one_line_naming_the_file(capsys, tmp_path):
+    # schema-valid (a malformed entry is skipped by the collector with a line of its own), but not base64
+    folder = edited_copy(
+        tmp_path, "cgan-seed0-last1.json", lambda r: r["scenarios"][0]["unit_confusion"].update(data="*")
+    )
+    code, _, err = reruns(capsys, folder, "--rerun-of", BOARD)
+    assert code == 2 and "cgan-seed0-last1.json" in err and len(err.strip().splitlines()) == 1

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from mmbench.errors import UserError
+from mmbench.errors import RecordError, UserError
 from mmbench.leaderboard.board import _digest, config_id, table_key
 from mmbench.leaderboard.collect import LoadedRecord
 from mmbench.records.unit_confusion import record_unit_confusion
@@ -33,8 +33,7 @@ def _scenario_field(field: str) -> Callable[[Mapping[str, Any]], Any]:
 
 
 def _units(record: Mapping[str, Any]) -> Any:
-    decoded = record_unit_confusion(record)
-    return decoded  # (unit names, int64 array)
+    return record_unit_confusion(record)  # (unit names, int64 array) or None
 
 
 # (what, how to read it from a record, compared only when both records have it)
@@ -92,12 +91,23 @@ def config_gap(a: Mapping[str, Any], b: Mapping[str, Any]) -> tuple[str, ...] | 
 def compare_pair(original: LoadedRecord, rerun: LoadedRecord, config_keys_in_one: tuple[str, ...] = ()) -> RerunPair:
     differences, skipped = [], []
     for what, read, optional in COMPARED:
-        a, b = read(original.record), read(rerun.record)
+        a, b = _read(read, original), _read(read, rerun)
         if optional and (a is None or b is None):
             skipped.append(what)
         elif not _equal(a, b):
             differences.append(what)
     return RerunPair(original, rerun, tuple(differences), tuple(skipped), config_keys_in_one)
+
+
+def _read(read: Callable[[Mapping[str, Any]], Any], item: LoadedRecord) -> Any:
+    """One compared part of a record; an undecodable part (e.g. corrupt `unit_confusion`) is one line naming the
+    file, as the board gives it (mmbench/leaderboard/table_statistics.py: unit_matrices)."""
+    try:
+        return read(item.record)
+    except RecordError as exc:
+        raise RecordError(
+            f"{item.path}: {exc}; re-create the record with 'mmbench eval CHECKPOINT' or remove it"
+        ) from None
 
 
 def _equal(a: Any, b: Any) -> bool:
@@ -140,9 +150,7 @@ def pair_reruns(
             continue
         original, gap = matches[0]
         if id(original) in paired:
-            raise UserError(
-                f"{original.path} has two reruns in the compared folders; keep one of them, {item.path} is one"
-            )
+            raise UserError(f"{original.path} has two reruns in RUNS_DIR ({item.path} is one); keep one of them there")
         paired.add(id(original))
         pairs.append(compare_pair(original, item, gap))
     return pairs, [item for item in originals if id(item) not in paired], only_rerun
