@@ -37,6 +37,30 @@ def test_copy_sweep_records_copies_only_finished_jobs_under_their_cell_names(tmp
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["stars-r0-seed0-last1.json"]
 
 
+def test_restored_records_make_a_fresh_sweep_count_their_jobs_done(tmp_path):
+    """A clone without the sweep's output root resumes the 6,000-step board from its committed records."""
+    from mmbench.sweep.planning import plan_sweep
+    from mmbench.sweep.state import DONE, PENDING, plan_status
+    from mmbench.sweep.suite import load_suite
+
+    committed = REPO / "docs" / "results" / "records" / "synthetic-v2-6000"
+    records = tmp_path / "records"
+    records.mkdir()
+    for source in committed.glob("stars-seed0-*.json"):  # one whole seed: the training and its 3 evaluations
+        shutil.copyfile(source, records / source.name)
+    (records / "not-a-sweep.json").write_text(json.dumps({"seed": 0, "config": {"run": {"out": "runs"}}}))
+    restore = _script("restore_sweep_records")
+    placed, skipped = restore.restore(records, tmp_path / "sweep")
+    assert placed == 4 and len(skipped) == 1 and "not-a-sweep.json" in skipped[0]
+    assert restore.restore(records, tmp_path / "sweep")[0] == 0  # never twice, never over a record
+
+    plan = plan_sweep(load_suite(REPO / "suites" / "synthetic-v2-6000.yaml", out=tmp_path / "sweep"))
+    statuses = plan_status(plan)
+    state = {job.id: statuses[job.id].state for job in plan.jobs if "/stars/" in job.id}
+    assert [state[f"synthetic/stars/seed0/{kind}"] for kind in ("train-last1", "eval-subsets")] == [DONE, DONE]
+    assert sum(value == DONE for value in state.values()) == 4 and state["synthetic/stars/seed1/train-last1"] == PENDING
+
+
 def test_redundancy_report_gives_cells_and_paired_differences(tmp_path):
     report = _script("redundancy_report")
     record = RECORDS / "stars-r0-seed0-last1.json"
