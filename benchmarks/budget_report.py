@@ -12,8 +12,14 @@ budget, and how that gap changes with the budget (`statistics.difference_of_diff
 question asked directly. Anything with fewer than 3 seeds is printed but marked, and the page claims nothing
 from it.
 
-Usage: `python benchmarks/budget_report.py [RECORDS_DIR] [--doc docs/results/synthetic-v2.md] [--marker NAME]`
-(the block between `<!-- NAME:progress -->` markers; NAME defaults to the records folder's name).
+The same block compares two whole boards: `--shorter docs/results/records/synthetic-v2` beside the 6,000-step
+board's folder (records named as a board's, `<config>-seed<S>-<protocol>.json`, their steps read from the
+record's `method.train.iterations`) gives every method the longer board has, at both budgets, with the count of
+trainings whose selected checkpoint is not the final step (the issue's budget criterion, counted from the
+records, not typed), and each method's gap to the reference method (STARS) rather than every pair.
+
+Usage: `python benchmarks/budget_report.py [RECORDS_DIR] [--shorter DIR] [--doc docs/results/synthetic-v2.md]
+[--marker NAME]` (the block between `<!-- NAME:progress -->` markers; NAME defaults to the records folder's name).
 """
 
 from __future__ import annotations
@@ -46,8 +52,10 @@ from mmbench.leaderboard.budget import late_gain
 from mmbench.leaderboard.collect import LoadedRecord
 from mmbench.leaderboard.table_statistics import MIN_SEEDS
 
-# `<method>-<steps>-seed<S>-<protocol>.json`: the steps take the place of redundancy_report's level
-NAME = re.compile(r"^(?P<config>.+)-(?P<level>\d+)-seed(?P<seed>\d+)-(?P<protocol>[a-z0-9-]+)\.json$")
+# `<method>-<steps>-seed<S>-<protocol>.json` (the steps take the place of redundancy_report's level), or a
+# board's `<method>-seed<S>-<protocol>.json`, whose steps are the record's own
+NAME = re.compile(r"^(?P<config>.+?)(?:-(?P<level>\d+))?-seed(?P<seed>\d+)-(?P<protocol>[a-z0-9-]+)\.json$")
+REFERENCE = "stars"  # with more than two methods, each one's gap is read against the reference method only
 
 
 def _flag(n: int, what: str = "seeds") -> str:
@@ -114,7 +122,10 @@ def gap_rows(found: dict, decoded: dict, methods: list[str], budgets: dict[str, 
     resamples the two independently, which ignores their positive correlation: the interval is, if anything,
     too wide."""
     rows = []
-    for first, second in itertools.combinations(methods, 2):
+    pairs_of_methods = itertools.combinations(methods, 2)
+    if len(methods) > 2 and REFERENCE in methods:
+        pairs_of_methods = ((REFERENCE, method) for method in methods if method != REFERENCE)
+    for first, second in pairs_of_methods:
         shared = [steps for steps in budgets[first] if steps in budgets[second]]
         if not shared:
             continue
@@ -142,16 +153,55 @@ def gap_rows(found: dict, decoded: dict, methods: list[str], budgets: dict[str, 
     return rows
 
 
-def report(folder: Path) -> str:
-    found = cells(read_folder(folder), "last1", NAME)
+def budget_cells(folders: list[Path]) -> dict[tuple[str, str], dict[int, LoadedRecord]]:
+    """(method config, steps) -> seed -> last1 record over `folders`: the steps from the file name where it has
+    them, else from the record; two records of one cell and seed end the script (two folders overlap)."""
+    found: dict[tuple[str, str], dict[int, LoadedRecord]] = {}
+    for folder in folders:
+        for (config, level), records in cells(read_folder(folder), "last1", NAME).items():
+            for seed, item in records.items():
+                steps = level or str(item.record["config"]["method"]["train"]["iterations"])
+                cell = found.setdefault((config, steps), {})
+                if seed in cell:
+                    raise SystemExit(
+                        f"{item.path} and {cell[seed].path} are both {config} at {steps} steps, seed {seed}"
+                    )
+                cell[seed] = item
+    return found
+
+
+def _before_final(records: dict[int, LoadedRecord], steps: str) -> int:
+    """How many of these trainings selected a checkpoint before their final step."""
+    selected = (item.record["method"].get("checkpoint", {}).get("selected_step") for item in records.values())
+    return sum(step is not None and int(step) < int(steps) for step in selected)
+
+
+def selection_line(found: dict, methods: list[str], budgets: dict[str, list[str]]) -> str:
+    """Per budget, how many of its trainings selected a checkpoint before their last step (the cells' seeds
+    are in the table above, so a budget with fewer seeds shows it)."""
+    parts = []
+    for steps in sorted({s for m in methods for s in budgets[m]}, key=int):
+        cells_here = [found[(m, steps)] for m in methods if (m, steps) in found]
+        total = sum(len(records) for records in cells_here)
+        parts.append(f"{sum(_before_final(records, steps) for records in cells_here)} of {total} at {int(steps):,}")
+    return "Trainings whose selected checkpoint is not the final step: " + "; ".join(parts) + "."
+
+
+def report(folder: Path, shorter: Path | None = None) -> str:
+    found = budget_cells([folder] if shorter is None else [shorter, folder])
+    if shorter is not None:  # the methods of the longer board, at both budgets
+        longer = {config for config, steps in budget_cells([folder])}
+        found = {cell: records for cell, records in found.items() if cell[0] in longer}
     if not found:
         return f"No last1 records in {folder.as_posix()}/ yet."
     methods = sorted({method for method, _ in found})
     budgets = {m: sorted((steps for method, steps in found if method == m), key=int) for m in methods}
     decoded = {cell: seed_matrices(records) for cell, records in found.items()}
+    command = folder.as_posix() + ("" if shorter is None else f" --shorter {shorter.as_posix()}")
+    sources = folder.as_posix() + "/" + ("" if shorter is None else f" and {shorter.as_posix()}/")
     lines = [
-        f"Generated by `python benchmarks/budget_report.py {folder.as_posix()}` from the records in",
-        f"{folder.as_posix()}/ (mIoU in %, test part; last1: mean over the three one-modality scenarios; brackets:",
+        f"Generated by `python benchmarks/budget_report.py {command}` from the records in",
+        f"{sources} (mIoU in %, test part; last1: mean over the three one-modality scenarios; brackets:",
         "95 % hierarchical bootstrap over seeds and 32 test tiles; selected: the step whose checkpoint was evaluated;",
         "late gain: validation points gained over the last quarter of training; train s: `timing.train_s`, wall",
         "time under whatever else ran on the machine; CPU: the kind each seed trained on, `env.cpu_numerics`,",
@@ -162,6 +212,7 @@ def report(folder: Path) -> str:
         "|---|---:|---|---|---|---|---|---:|---|",
     ]
     lines += [config_row(m, steps, found[(m, steps)], decoded[(m, steps)]) for m in methods for steps in budgets[m]]
+    lines += ["", selection_line(found, methods, budgets)]
     names = [scenario["name"] for scenario in next(iter(next(iter(found.values())).values())).record["scenarios"]]
     gains = gain_rows(decoded, methods, budgets)
     if gains:
@@ -194,7 +245,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = report_arguments(
         __doc__.splitlines()[0], "docs/results/records/budget-check", "docs/results/synthetic-v2.md"
     )
-    return write_report(parser.parse_args(argv), report)
+    parser.add_argument("--shorter", type=Path, help="a folder of the same board's records at a shorter budget")
+    args = parser.parse_args(argv)
+    return write_report(args, lambda folder: report(folder, args.shorter))
 
 
 if __name__ == "__main__":

@@ -459,6 +459,29 @@ def test_budget_report_reads_a_change_of_gap_only_on_seeds_every_cell_has(tmp_pa
     assert change.startswith("| change of unimodal − stars | 3,000 → 6,000 | 1 | 0.0 [") and "⚠" in change
 
 
+def test_budget_report_compares_two_boards_reading_steps_from_the_records(tmp_path):
+    report = _script("budget_report")
+    boards = REPO / "docs" / "results" / "records"
+    folders = {}
+    for board in ("synthetic-v2", "synthetic-v2-6000"):
+        folders[board] = tmp_path / board
+        folders[board].mkdir()
+        for source in boards.joinpath(board).glob("stars-seed*-last1.json"):
+            shutil.copyfile(source, folders[board] / source.name)
+    block = report.report(folders["synthetic-v2-6000"], folders["synthetic-v2"])
+    assert "| stars | 3,000 | 0, 1, 2 | 70.7 / 69.5 / 69.3 |" in block  # the same names, told apart by steps
+    assert "| stars | 6,000 | 0, 1, 2 | 73.6 / 73.9 / 72.7 |" in block and "| 6000 / 4750 / 5750 |" in block
+    assert "not the final step: 1 of 3 at 3,000; 2 of 3 at 6,000." in block
+    assert "| stars | 3,000 → 6,000 | 3 | 3.6 [" in block
+    # a method only the shorter board has is left out; one cell given twice is an error naming both records
+    shutil.copyfile(
+        boards / "synthetic-v2" / "unimodal-seed0-last1.json", folders["synthetic-v2"] / "u-seed0-last1.json"
+    )
+    assert "| u |" not in report.report(folders["synthetic-v2-6000"], folders["synthetic-v2"])
+    with pytest.raises(SystemExit, match="stars-seed0-last1.json and .*both stars at 6000 steps, seed 0"):
+        report.report(folders["synthetic-v2-6000"], folders["synthetic-v2-6000"])
+
+
 def test_ablation_report_marks_a_seed_whose_pair_trained_on_two_kinds_of_cpu(tmp_path):
     report = _script("ablation_report")
     suite = tmp_path / "suite.yaml"
