@@ -7,9 +7,11 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from mmbench.cli.main import main
+from mmbench.records.unit_confusion import decode_unit_confusion, encode_unit_confusion
 
 RECORDS = Path(__file__).resolve().parents[1] / "docs" / "results" / "records"
 BOARD, RERUN = RECORDS / "synthetic-v2", RECORDS / "board-rerun"
@@ -41,6 +43,17 @@ def test_the_committed_board_rerun_gives_the_boards_numbers(capsys):
     assert len(result["no_rerun"]) == 144 - 6 and not result["no_original"]
 
 
+def _swap_two_units(record: dict) -> None:
+    """Two tiles' matrices exchanged in one scenario: its confusion matrix and metrics stay the same to the last
+    bit, so only the per-unit comparison can see it."""
+    entry = record["scenarios"][0]["unit_confusion"]
+    names, counts = decode_unit_confusion(entry)
+    counts = counts.copy()
+    counts[[0, 1]] = counts[[1, 0]]
+    assert not np.array_equal(counts[0], counts[1])
+    record["scenarios"][0]["unit_confusion"] = encode_unit_confusion(entry["unit"], names, counts)
+
+
 @pytest.mark.parametrize(
     ("edit", "part"),
     [
@@ -48,8 +61,9 @@ def test_the_committed_board_rerun_gives_the_boards_numbers(capsys):
         (lambda r: r["method"]["checkpoint"].update(selected_step=2750), "selected step"),
         (lambda r: r["scenarios"][1]["metrics"].update(miou=r["scenarios"][1]["metrics"]["miou"] + 1e-12), "metrics"),
         (lambda r: r["scenarios"][0]["confusion_matrix"][0].__setitem__(0, 1), "confusion matrices"),
+        (_swap_two_units, "per-unit matrices"),
     ],
-    ids=["curve", "selected", "metric", "matrix"],
+    ids=["curve", "selected", "metric", "matrix", "units"],
 )
 def test_one_changed_part_is_named(capsys, tmp_path, edit, part):
     folder = edited_copy(tmp_path, "cgan-seed1-last1.json", edit)
