@@ -15,8 +15,8 @@ from it.
 The same block compares two whole boards: `--shorter docs/results/records/synthetic-v2` beside the 6,000-step
 board's folder (records named as a board's, `<config>-seed<S>-<protocol>.json`, their steps read from the
 record's `method.train.iterations`) gives every method the longer board has, at both budgets, with the count of
-trainings whose selected checkpoint is not the final step (the issue's budget criterion, counted from the
-records, not typed), and each method's gap to the reference method (STARS) rather than every pair.
+trainings whose selected checkpoint is not the final step (the board's budget criterion, docs/results/synthetic-v2.md,
+counted from the records, not typed), and each method's gap to the reference method (STARS) rather than every pair.
 
 Usage: `python benchmarks/budget_report.py [RECORDS_DIR] [--shorter DIR] [--doc docs/results/synthetic-v2.md]
 [--marker NAME]` (the block between `<!-- NAME:progress -->` markers; NAME defaults to the records folder's name).
