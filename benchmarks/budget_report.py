@@ -66,7 +66,7 @@ def config_row(method: str, steps: str, records: dict[int, LoadedRecord], decode
     ordered = [item.record for _, item in sorted(records.items())]
     values = [record["aggregate"]["mean"]["miou"] for record in ordered]
     interval = st.hierarchical_bootstrap_ci(*decoded)
-    selected = " / ".join(str(r["method"].get("checkpoint", {}).get("selected_step", "–")) for r in ordered)
+    selected = " / ".join(str(step) if (step := _selected(r)) is not None else "–" for r in ordered)
     gains = " / ".join("–" if (g := late_gain(r)) is None else f"{g:+.1f}" for r in ordered)
     # null for a resumed run whose earlier segment's time is unknown (docs/run-record.md): left out of the mean
     train_s = [s for r in ordered if (s := r["timing"].get("train_s")) is not None]
@@ -153,26 +153,35 @@ def gap_rows(found: dict, decoded: dict, methods: list[str], budgets: dict[str, 
     return rows
 
 
-def budget_cells(folders: list[Path]) -> dict[tuple[str, str], dict[int, LoadedRecord]]:
-    """(method config, steps) -> seed -> last1 record over `folders`: the steps from the file name where it has
-    them, else from the record; two records of one cell and seed end the script (two folders overlap)."""
+def budget_cells(folder: Path) -> dict[tuple[str, str], dict[int, LoadedRecord]]:
+    """(method config, steps) -> seed -> last1 record of `folder`: the steps from the file name where it has
+    them, else from the record."""
     found: dict[tuple[str, str], dict[int, LoadedRecord]] = {}
-    for folder in folders:
-        for (config, level), records in cells(read_folder(folder), "last1", NAME).items():
-            for seed, item in records.items():
-                steps = level or str(item.record["config"]["method"]["train"]["iterations"])
-                cell = found.setdefault((config, steps), {})
-                if seed in cell:
-                    raise SystemExit(
-                        f"{item.path} and {cell[seed].path} are both {config} at {steps} steps, seed {seed}"
-                    )
-                cell[seed] = item
+    for (config, level), records in cells(read_folder(folder), "last1", NAME).items():
+        for seed, item in records.items():
+            steps = level or str(item.record["config"]["method"]["train"]["iterations"])
+            found.setdefault((config, steps), {})[seed] = item
     return found
+
+
+def add_cells(found: dict, more: dict) -> None:
+    """`more`'s cells into `found`; a cell and seed both have ends the script (two folders overlap)."""
+    for cell, records in more.items():
+        into = found.setdefault(cell, {})
+        for seed, item in records.items():
+            if seed in into:
+                config, steps = cell
+                raise SystemExit(f"{item.path} and {into[seed].path} are both {config} at {steps} steps, seed {seed}")
+            into[seed] = item
+
+
+def _selected(record: dict) -> object:
+    return record["method"].get("checkpoint", {}).get("selected_step")
 
 
 def _before_final(records: dict[int, LoadedRecord], steps: str) -> int:
     """How many of these trainings selected a checkpoint before their final step."""
-    selected = (item.record["method"].get("checkpoint", {}).get("selected_step") for item in records.values())
+    selected = (_selected(item.record) for item in records.values())
     return sum(step is not None and int(step) < int(steps) for step in selected)
 
 
@@ -188,10 +197,10 @@ def selection_line(found: dict, methods: list[str], budgets: dict[str, list[str]
 
 
 def report(folder: Path, shorter: Path | None = None) -> str:
-    found = budget_cells([folder] if shorter is None else [shorter, folder])
+    found = budget_cells(folder)
     if shorter is not None:  # the methods of the longer board, at both budgets
-        longer = {config for config, steps in budget_cells([folder])}
-        found = {cell: records for cell, records in found.items() if cell[0] in longer}
+        longer = {config for config, _ in found}
+        add_cells(found, {cell: records for cell, records in budget_cells(shorter).items() if cell[0] in longer})
     if not found:
         return f"No last1 records in {folder.as_posix()}/ yet."
     methods = sorted({method for method, _ in found})

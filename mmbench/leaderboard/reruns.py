@@ -18,32 +18,29 @@ from typing import Any
 
 import numpy as np
 
-from mmbench.errors import RecordError, UserError
+from mmbench.errors import UserError
 from mmbench.leaderboard.board import _digest, config_id, table_key
 from mmbench.leaderboard.collect import LoadedRecord
-from mmbench.records.unit_confusion import record_unit_confusion
+from mmbench.leaderboard.table_statistics import decoded_unit_matrices
 
 
-def _checkpoint(record: Mapping[str, Any]) -> Mapping[str, Any]:
-    return record["method"].get("checkpoint") or {}
+def _checkpoint(item: LoadedRecord) -> Mapping[str, Any]:
+    return item.record["method"].get("checkpoint") or {}
 
 
-def _scenario_field(field: str) -> Callable[[Mapping[str, Any]], Any]:
-    return lambda record: [(scenario["name"], scenario.get(field)) for scenario in record.get("scenarios", [])]
+def _scenario_field(field: str) -> Callable[[LoadedRecord], Any]:
+    return lambda item: [(scenario["name"], scenario.get(field)) for scenario in item.record.get("scenarios", [])]
 
 
-def _units(record: Mapping[str, Any]) -> Any:
-    return record_unit_confusion(record)  # (unit names, int64 array) or None
-
-
-# (what, how to read it from a record, compared only when both records have it)
-COMPARED: tuple[tuple[str, Callable[[Mapping[str, Any]], Any], bool], ...] = (
-    ("validation curve", lambda record: _checkpoint(record).get("validation_curve"), False),
-    ("selected step", lambda record: _checkpoint(record).get("selected_step"), False),
-    ("weights", lambda record: _checkpoint(record).get("weights_sha256"), True),
+# (what, how to read it from a record, compared only when both records have it). The per-unit matrices are decoded
+# as the board decodes them: an undecodable entry is one line naming the file.
+COMPARED: tuple[tuple[str, Callable[[LoadedRecord], Any], bool], ...] = (
+    ("validation curve", lambda item: _checkpoint(item).get("validation_curve"), False),
+    ("selected step", lambda item: _checkpoint(item).get("selected_step"), False),
+    ("weights", lambda item: _checkpoint(item).get("weights_sha256"), True),
     ("metrics", _scenario_field("metrics"), False),
     ("confusion matrices", _scenario_field("confusion_matrix"), False),
-    ("per-unit matrices", _units, False),
+    ("per-unit matrices", decoded_unit_matrices, False),
 )
 
 
@@ -91,23 +88,12 @@ def config_gap(a: Mapping[str, Any], b: Mapping[str, Any]) -> tuple[str, ...] | 
 def compare_pair(original: LoadedRecord, rerun: LoadedRecord, config_keys_in_one: tuple[str, ...] = ()) -> RerunPair:
     differences, skipped = [], []
     for what, read, optional in COMPARED:
-        a, b = _read(read, original), _read(read, rerun)
+        a, b = read(original), read(rerun)
         if optional and (a is None or b is None):
             skipped.append(what)
         elif not _equal(a, b):
             differences.append(what)
     return RerunPair(original, rerun, tuple(differences), tuple(skipped), config_keys_in_one)
-
-
-def _read(read: Callable[[Mapping[str, Any]], Any], item: LoadedRecord) -> Any:
-    """One compared part of a record; an undecodable part (e.g. corrupt `unit_confusion`) is one line naming the
-    file, as the board gives it (mmbench/leaderboard/table_statistics.py: unit_matrices)."""
-    try:
-        return read(item.record)
-    except RecordError as exc:
-        raise RecordError(
-            f"{item.path}: {exc}; re-create the record with 'mmbench eval CHECKPOINT' or remove it"
-        ) from None
 
 
 def _equal(a: Any, b: Any) -> bool:
@@ -172,7 +158,7 @@ def pair_row(pair: RerunPair) -> dict[str, Any]:
         "config": config_id(record),
         "seed": record["seed"],
         "protocol": record["protocol"]["name"],
-        "steps": _checkpoint(record).get("total_steps"),
+        "steps": _checkpoint(pair.rerun).get("total_steps"),
         "identical": pair.identical,
         "differences": list(pair.differences),
         "not_compared": list(pair.skipped),

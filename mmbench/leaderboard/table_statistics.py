@@ -44,16 +44,23 @@ class TableUnits:
     n_units: int
 
 
-def unit_matrices(item: LoadedRecord) -> tuple[list[str], np.ndarray] | None:
-    """(unit names, (S, U, K, K)) of a record, None when it has none; a corrupt or inconsistent entry is a
-    RecordError naming the file (the decoder and the statistics engine do not know the path)."""
+def decoded_unit_matrices(item: LoadedRecord) -> tuple[list[str], np.ndarray] | None:
+    """(unit names, (S, U, K, K)) as stored, None when the record has none; an undecodable entry is a RecordError
+    naming the file (the decoder does not know the path). `mmbench leaderboard --rerun-of` compares these as
+    stored; the board also needs them consistent (`unit_matrices`)."""
     try:
-        decoded = record_unit_confusion(item.record)
+        return record_unit_confusion(item.record)
     except (UnitConfusionError, RecordError) as exc:
         raise RecordError(
             f"{item.path}: per-unit confusion matrices unusable ({exc}); re-create the record with "
             "'mmbench eval CHECKPOINT' or remove it"
         ) from None
+
+
+def unit_matrices(item: LoadedRecord) -> tuple[list[str], np.ndarray] | None:
+    """(unit names, (S, U, K, K)) of a record, None when it has none; a corrupt or inconsistent entry is a
+    RecordError naming the file (the decoder and the statistics engine do not know the path)."""
+    decoded = decoded_unit_matrices(item)
     if decoded is None:
         return None
     names, counts = decoded
