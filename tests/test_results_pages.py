@@ -34,7 +34,14 @@ BLOCKS = _blocks()
 
 
 def test_the_pages_have_generated_blocks():
-    assert {name for _, name, _, _ in BLOCKS} >= {"budget-check", "synthetic-v2-6000", "redundancy-study"}
+    assert {name for _, name, _, _ in BLOCKS} >= {
+        "budget-check",
+        "synthetic-v2-6000",
+        "redundancy-study",
+        "redundancy-study-1500",
+        "imputation-recovery",
+        "stars-ablations-v2",
+    }
 
 
 @pytest.mark.parametrize(("page", "name", "script", "args"), BLOCKS, ids=[f"{p.name}:{n}" for p, n, _, _ in BLOCKS])
