@@ -10,12 +10,12 @@ git history (an sdist, a shallow clone) the comparison cannot be made and the te
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 from pathlib import Path
 from types import ModuleType
 
 import pytest
+from module_files import load_module
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -31,10 +31,7 @@ def load_module_at(commit: str, path: str, name: str, folder: Path) -> ModuleTyp
     ).stdout
     file = folder / f"{name}.py"
     file.write_text(source)
-    spec = importlib.util.spec_from_file_location(name, file)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_module(name, file)
 
 
 def reference_pins(reference: str, commit: str) -> dict:
@@ -42,7 +39,4 @@ def reference_pins(reference: str, commit: str) -> dict:
     found = subprocess.run(["git", "cat-file", "-e", f"{commit}^{{commit}}"], cwd=ROOT, capture_output=True)
     if found.returncode != 0:
         pytest.skip(f"needs the git history (commit {commit}) to run the old code; this checkout has none")
-    spec = importlib.util.spec_from_file_location(reference, ROOT / "tests" / f"{reference}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.compute_pins()
+    return load_module(reference, ROOT / "tests" / f"{reference}.py").compute_pins()

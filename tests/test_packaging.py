@@ -4,7 +4,6 @@ editable install and from a built, installed copy alike."""
 from __future__ import annotations
 
 import ast
-import importlib.util
 import os
 import shutil
 import subprocess
@@ -12,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from module_files import load_module
 
 try:
     import tomllib
@@ -89,10 +89,7 @@ def pip_install_into(target: Path, source: Path) -> tuple[Path, dict]:
 
 def setup_script():
     """setup.py as a module (its `setup()` call runs only as a script)."""
-    spec = importlib.util.spec_from_file_location("mmbench_setup_script", REPO_ROOT / "setup.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_module("mmbench_setup_script", REPO_ROOT / "setup.py")
 
 
 def repository_packages() -> set[str]:

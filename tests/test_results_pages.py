@@ -7,13 +7,13 @@ the command that made it on its first line, so the test reruns exactly that comm
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import shlex
 import shutil
 from pathlib import Path
 
 import pytest
+from module_files import benchmark_script
 
 REPO = Path(__file__).resolve().parents[1]
 BLOCK = re.compile(
@@ -47,10 +47,7 @@ def test_the_pages_have_generated_blocks():
 @pytest.mark.parametrize(("page", "name", "script", "args"), BLOCKS, ids=[f"{p.name}:{n}" for p, n, _, _ in BLOCKS])
 def test_a_generated_block_is_what_its_command_gives_now(page, name, script, args, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(REPO)  # the command's paths are relative to the repository, as the page prints them
-    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
-    spec = importlib.util.spec_from_file_location(script, REPO / "benchmarks" / f"{script}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = benchmark_script(script)
     copy = tmp_path / page.name
     shutil.copyfile(page, copy)
     assert module.main([*args, "--doc", str(copy), "--marker", name]) == 0

@@ -2,30 +2,19 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
+from module_files import benchmark_script
 
 REPO = Path(__file__).resolve().parents[1]
 RECORDS = REPO / "docs" / "results" / "records" / "redundancy-study-1500"
 
 
-def _script(name: str):
-    """Load a benchmarks/ script as `python benchmarks/NAME.py` does: with benchmarks/ importable."""
-    if str(REPO / "benchmarks") not in sys.path:
-        sys.path.insert(0, str(REPO / "benchmarks"))
-    spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_copy_sweep_records_copies_only_finished_jobs_under_their_cell_names(tmp_path):
-    copy = _script("copy_sweep_records")
+    copy = benchmark_script("copy_sweep_records")
     record = next(RECORDS.glob("stars-r0-seed0-last1.json"))
     for config, status in (("stars-r0", "done"), ("stars-r1", "running")):
         seed_dir = tmp_path / "sweep" / "synthetic" / config / "seed0"
@@ -49,7 +38,7 @@ def test_restored_records_make_a_fresh_sweep_count_their_jobs_done(tmp_path):
     for source in committed.glob("stars-seed0-*.json"):  # one whole seed: the training and its 3 evaluations
         shutil.copyfile(source, records / source.name)
     (records / "not-a-sweep.json").write_text(json.dumps({"seed": 0, "config": {"run": {"out": "runs"}}}))
-    restore = _script("restore_sweep_records")
+    restore = benchmark_script("restore_sweep_records")
     placed, skipped = restore.restore(records, tmp_path / "sweep")
     assert placed == 4 and len(skipped) == 1 and "not-a-sweep.json" in skipped[0]
     assert restore.restore(records, tmp_path / "sweep")[0] == 0  # never twice, never over a record
@@ -62,7 +51,7 @@ def test_restored_records_make_a_fresh_sweep_count_their_jobs_done(tmp_path):
 
 
 def test_redundancy_report_gives_cells_and_paired_differences(tmp_path):
-    report = _script("redundancy_report")
+    report = benchmark_script("redundancy_report")
     record = RECORDS / "stars-r0-seed0-last1.json"
     for config in ("stars", "stars-translator-copy"):
         shutil.copyfile(record, tmp_path / f"{config}-r0-seed0-last1.json")
@@ -85,7 +74,7 @@ def test_redundancy_report_gives_cells_and_paired_differences(tmp_path):
 
 
 def test_redundancy_report_says_when_every_cell_is_complete(tmp_path, monkeypatch):
-    report = _script("redundancy_report")
+    report = benchmark_script("redundancy_report")
     record = RECORDS / "stars-r0-seed0-last1.json"
     for config in ("stars", "stars-translator-copy"):
         for seed in (0, 1):  # the same record under two seed names: enough for a threshold of 2
@@ -105,7 +94,7 @@ def test_redundancy_report_puts_the_every_modality_gap_beside_each_comparison(tm
     from mmbench.leaderboard.collect import collect_records
     from mmbench.leaderboard.table_statistics import scored_classes, unit_matrices
 
-    report = _script("redundancy_report")
+    report = benchmark_script("redundancy_report")
     for config, source in (("stars", "stars"), ("stars-translator-copy", "stars-translator-copy")):
         for level in ("0", "1"):
             for protocol in ("last1", "subsets"):
@@ -130,7 +119,7 @@ def test_redundancy_report_puts_the_every_modality_gap_beside_each_comparison(tm
 def test_redundancy_report_gives_the_change_of_a_gain_between_levels(tmp_path):
     """Level 0: STARS against its identity translator (seed 0 of the first round); level 1: one STARS record
     on both sides (a gain of exactly 0). The change 0 -> 1 is then minus level 0's gain, with an interval."""
-    report = _script("redundancy_report")
+    report = benchmark_script("redundancy_report")
     for config, source in (("stars", "stars-r0"), ("stars-translator-copy", "stars-translator-copy-r0")):
         shutil.copyfile(RECORDS / f"{source}-seed0-last1.json", tmp_path / f"{config}-r0-seed0-last1.json")
         shutil.copyfile(RECORDS / "stars-r1-seed0-last1.json", tmp_path / f"{config}-r1-seed0-last1.json")
@@ -150,7 +139,7 @@ def test_dis2_compensation_bn_recalibrates_only_the_compensation_encoders_statis
     from mmbench.method import build_method
     from mmbench.registry import METHODS
 
-    diagnostic = _script("dis2_compensation_bn")
+    diagnostic = benchmark_script("dis2_compensation_bn")
     spec = METHODS.get("dis2")
     config = {**load_defaults(spec.defaults, "dis2"), **spec.load().tiny_config}
     channels = {"optical": 3, "dsm": 1, "sar": 1}
@@ -208,7 +197,7 @@ def test_imputation_recovery_scores_the_part_mean_as_0_and_zero_fill_by_its_form
     import numpy as np
     import torch
 
-    recovery = _script("imputation_recovery")
+    recovery = benchmark_script("imputation_recovery")
     data = _tiny_test_part(tmp_path)
     stacked = {name: torch.stack([data[i]["inputs"][name] for i in range(len(data))]) for name in data.modalities}
     means = {name: x.mean(dim=(0, 2, 3)) for name, x in stacked.items()}
@@ -246,7 +235,7 @@ def test_shared_feature_recovery_without_translation_is_the_source_features_r2(t
     from mmbench.method import build_method
     from mmbench.registry import METHODS
 
-    recovery = _script("imputation_recovery")
+    recovery = benchmark_script("imputation_recovery")
     data = _tiny_test_part(tmp_path)
     spec = METHODS.get("stars")
     config = {**load_defaults(spec.defaults, "stars"), **spec.load().tiny_config, "translator": translator}
@@ -303,7 +292,7 @@ def _recovery_record(method, level, seed, r2, tiles=4):
 def test_imputation_recovery_report_gives_each_level_and_the_change(tmp_path):
     """Every tile at R² 0.2 (level 0) and 0.5 (level 1): the cells and the change are exact, and so are
     their intervals, whatever the resampling draws; a cell with 2 seeds is marked."""
-    recovery = _script("imputation_recovery")
+    recovery = benchmark_script("imputation_recovery")
     for seed in range(3):
         for level, r2 in ((0.0, 0.2), (1.0, 0.5)):
             (tmp_path / f"cgan-r{level:g}-seed{seed}.json").write_text(
@@ -319,7 +308,7 @@ def test_imputation_recovery_report_gives_each_level_and_the_change(tmp_path):
 
 
 def test_imputation_recovery_takes_a_record_only_with_the_checkpoint_it_scored(tmp_path):
-    recovery = _script("imputation_recovery")
+    recovery = benchmark_script("imputation_recovery")
     checkpoint = tmp_path / "best.ckpt"
     checkpoint.write_bytes(b"weights")
     record = tmp_path / "result.json"
@@ -339,7 +328,7 @@ def test_imputation_recovery_takes_a_record_only_with_the_checkpoint_it_scored(t
 
 
 def test_imputation_recovery_writes_records_that_read_back_whole(tmp_path):
-    recovery = _script("imputation_recovery")
+    recovery = benchmark_script("imputation_recovery")
     record = {**_recovery_record("cgan", 0.0, 0, 0.3), "env": {"cpu": "x"}}
     recovery.write_atomically(tmp_path / "cgan-r0-seed0.json", record)
     assert json.loads((tmp_path / "cgan-r0-seed0.json").read_text()) == record
@@ -347,7 +336,7 @@ def test_imputation_recovery_writes_records_that_read_back_whole(tmp_path):
 
 
 def test_imputation_recovery_names_a_method_it_cannot_measure():
-    recovery = _script("imputation_recovery")
+    recovery = benchmark_script("imputation_recovery")
     with pytest.raises(recovery.NotMeasurable, match="neither imputes"):
         recovery.scorer_for(object(), None, None)
     with pytest.raises(recovery.MeasurementError, match="whole tiles"):
@@ -367,7 +356,7 @@ def _ablation_folder(tmp_path, configs):
 
 
 def test_ablation_report_pairs_each_variant_with_its_methods_default_config(tmp_path):
-    report = _script("ablation_report")
+    report = benchmark_script("ablation_report")
     suite = tmp_path / "suite.yaml"
     suite.write_text(
         "methods:\n"
@@ -398,7 +387,7 @@ def test_ablation_report_pairs_each_variant_with_its_methods_default_config(tmp_
 
 
 def test_ablation_report_refuses_a_variant_without_a_reference_config(tmp_path):
-    report = _script("ablation_report")
+    report = benchmark_script("ablation_report")
     suite = tmp_path / "suite.yaml"
     suite.write_text("methods:\n  - {method: stars, name: stars-no-psa, set: [method.psa.enabled=false]}\n")
     with pytest.raises(SystemExit, match="stars-no-psa changes stars, which has no config without `set:`"):
@@ -406,7 +395,7 @@ def test_ablation_report_refuses_a_variant_without_a_reference_config(tmp_path):
 
 
 def test_ablation_report_reads_the_shipped_suite():
-    report = _script("ablation_report")
+    report = benchmark_script("ablation_report")
     found = {v.name: v.reference for v in report.variants(REPO / "suites" / "stars-ablations-v2.yaml")}
     assert found["stars-psa-v1"] == "stars" and found["shaspec-norm-per-modality"] == "shaspec-norm-joint"
     assert found["stars"] is None and len(found) == 12
@@ -428,7 +417,7 @@ def _budget_folder(tmp_path, seeds_at_6000=(0, 1, 2)):
 
 
 def test_budget_report_gives_each_budget_the_gain_and_the_gap_between_methods(tmp_path):
-    report = _script("budget_report")
+    report = benchmark_script("budget_report")
     block = report.report(_budget_folder(tmp_path))
     lines = block.splitlines()
     # per-seed values, selected steps and late gains are the records' own (docs/results/synthetic-v2.md)
@@ -449,7 +438,7 @@ def test_budget_report_gives_each_budget_the_gain_and_the_gap_between_methods(tm
 
 
 def test_budget_report_reads_a_change_of_gap_only_on_seeds_every_cell_has(tmp_path):
-    report = _script("budget_report")
+    report = benchmark_script("budget_report")
     lines = report.report(_budget_folder(tmp_path, seeds_at_6000=(0,))).splitlines()
     assert next(line for line in lines if line.startswith("| stars | 6,000 |")).endswith(
         "⚠ fewer than 3 seeds | 3000 | +1.3 | 1637 | – |"  # a copy of the 3,000-step record
@@ -460,7 +449,7 @@ def test_budget_report_reads_a_change_of_gap_only_on_seeds_every_cell_has(tmp_pa
 
 
 def test_budget_report_compares_two_boards_reading_steps_from_the_records(tmp_path):
-    report = _script("budget_report")
+    report = benchmark_script("budget_report")
     boards = REPO / "docs" / "results" / "records"
     folders = {}
     for board in ("synthetic-v2", "synthetic-v2-6000"):
@@ -483,7 +472,7 @@ def test_budget_report_compares_two_boards_reading_steps_from_the_records(tmp_pa
 
 
 def test_ablation_report_marks_a_seed_whose_pair_trained_on_two_kinds_of_cpu(tmp_path):
-    report = _script("ablation_report")
+    report = benchmark_script("ablation_report")
     suite = tmp_path / "suite.yaml"
     suite.write_text(
         "methods:\n  - {method: stars, name: stars}\n"

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from module_files import benchmark_script
 from sweep_cli import sweep
 
 from mmbench.errors import UserError
@@ -414,11 +415,7 @@ def test_the_study_and_the_ablations_share_the_boards_runs_instead_of_training_t
 
 
 def test_the_stars_ablation_suite_matches_the_ablation_script():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("stars_ablation", REPO / "benchmarks" / "stars_ablation.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = benchmark_script("stars_ablation")
     suite = load_suite(REPO / "suites" / "stars-ablations.yaml")
     variants = {(config.method, tuple(sorted(config.overrides))) for config in suite.methods}
     expected = {(method, tuple(sorted(overrides))) for method, overrides in module.VARIANTS.values()}
