@@ -186,14 +186,30 @@ def _before_final(records: dict[int, LoadedRecord], steps: str) -> int:
 
 
 def selection_line(found: dict, methods: list[str], budgets: dict[str, list[str]]) -> str:
-    """Per budget, how many of its trainings selected a checkpoint before their last step (the cells' seeds
-    are in the table above, so a budget with fewer seeds shows it)."""
+    """Per budget, how many trainings selected a checkpoint before their last step, counted over the (method,
+    seed) pairs that ran at the longest budget and at a shorter one, at each budget those of them it has: a seed
+    that has not run at the longest budget yet would otherwise make the counts count different trainings. The
+    seeds left out are named."""
+    every = sorted({s for m in methods for s in budgets[m]}, key=int)
+    seeds_at = {(m, steps): set(found.get((m, steps), {})) for m in methods for steps in every}
+    counted = {
+        m: seeds_at[(m, every[-1])] & set().union(*(seeds_at[(m, steps)] for steps in every[:-1])) for m in methods
+    }
     parts = []
-    for steps in sorted({s for m in methods for s in budgets[m]}, key=int):
-        cells_here = [found[(m, steps)] for m in methods if (m, steps) in found]
-        total = sum(len(records) for records in cells_here)
-        parts.append(f"{sum(_before_final(records, steps) for records in cells_here)} of {total} at {int(steps):,}")
-    return "Trainings whose selected checkpoint is not the final step: " + "; ".join(parts) + "."
+    for steps in every:
+        here = [{seed: found[(m, steps)][seed] for seed in seeds_at[(m, steps)] & counted[m]} for m in methods]
+        before = sum(_before_final(records, steps) for records in here)
+        parts.append(f"{before} of {sum(len(records) for records in here)} at {int(steps):,}")
+    left = [
+        f"{m} seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))} at {int(steps):,}"
+        for m in methods
+        for steps in every
+        if (seeds := sorted(seeds_at[(m, steps)] - counted[m]))
+    ]
+    line = "Trainings whose selected checkpoint is not the final step: " + "; ".join(parts) + "."
+    return line + (
+        f" Not counted (not at both the longest budget and a shorter one): {'; '.join(left)}." if left else ""
+    )
 
 
 def report(folder: Path, shorter: Path | None = None) -> str:

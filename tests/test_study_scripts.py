@@ -446,6 +446,13 @@ def test_budget_report_reads_a_change_of_gap_only_on_seeds_every_cell_has(tmp_pa
     # seed 0 alone at 6,000 steps: the change compares seed 0's gap with itself, not with the 3-seed mean gap
     change = next(line for line in lines if line.startswith("| change of unimodal − stars |"))
     assert change.startswith("| change of unimodal − stars | 3,000 → 6,000 | 1 | 0.0 [") and "⚠" in change
+    # selections are counted over the same trainings at both budgets: seed 0 of each selected step 3000, its
+    # final step at 3,000 and not at 6,000; the seeds only the 3,000-step runs have are named, not counted
+    assert (
+        "Trainings whose selected checkpoint is not the final step: 0 of 2 at 3,000; 2 of 2 at 6,000. Not counted (not "
+        "at both the longest budget and a shorter one): stars seeds 1, 2 at 3,000; unimodal seeds 1, 2 at 3,000."
+        in lines
+    )
 
 
 def test_budget_report_compares_two_boards_reading_steps_from_the_records(tmp_path):
