@@ -455,6 +455,16 @@ def test_budget_report_reads_a_change_of_gap_only_on_seeds_every_cell_has(tmp_pa
     )
 
 
+def test_budget_report_counts_every_training_of_a_single_budget(tmp_path):
+    report = benchmark_script("budget_report")
+    folder = tmp_path / "records"
+    folder.mkdir()
+    for source in (REPO / "docs" / "results" / "records" / "synthetic-v2-6000").glob("stars-seed*-last1.json"):
+        shutil.copyfile(source, folder / source.name)
+    # STARS at 6,000 steps selected 6000 / 4750 / 5750
+    assert "Trainings whose selected checkpoint is not the final step: 2 of 3 at 6,000." in report.report(folder)
+
+
 def test_budget_report_compares_two_boards_reading_steps_from_the_records(tmp_path):
     report = benchmark_script("budget_report")
     boards = REPO / "docs" / "results" / "records"
