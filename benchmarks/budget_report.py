@@ -192,12 +192,8 @@ def selection_line(found: dict, methods: list[str], budgets: dict[str, list[str]
     seeds left out are named."""
     every = sorted({s for m in methods for s in budgets[m]}, key=int)
     seeds_at = {(m, steps): set(found.get((m, steps), {})) for m in methods for steps in every}
-    counted = {  # with one budget only, every training is counted
-        m: seeds_at[(m, every[-1])] & set().union(*(seeds_at[(m, steps)] for steps in every[:-1]))
-        if len(every) > 1
-        else seeds_at[(m, every[-1])]
-        for m in methods
-    }
+    shorter = every[:-1] or every  # with one budget only, every training is counted
+    counted = {m: seeds_at[(m, every[-1])] & set().union(*(seeds_at[(m, s)] for s in shorter)) for m in methods}
     parts = []
     for steps in every:
         here = [{seed: found[(m, steps)][seed] for seed in seeds_at[(m, steps)] & counted[m]} for m in methods]
