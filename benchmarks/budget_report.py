@@ -115,13 +115,15 @@ def _mean(records: dict[int, LoadedRecord]) -> float:
     return stats_lib.mean(item.record["aggregate"]["mean"]["miou"] for item in records.values())
 
 
-def gap_rows(found: dict, decoded: dict, methods: list[str], budgets: dict[str, list[str]]) -> list[str]:
+def gap_rows(found: dict, decoded: dict, methods: list[str], budgets: dict[str, list[str]]) -> tuple[list[str], int]:
     """a − b at every budget both have (a: the one ahead at their first shared budget), then how that gap
     changes from each shared budget to the next, on the seeds all four cells have: the ranking question asked
     directly, not read off two intervals. The budgets share seeds and test tiles, but difference_of_differences
     resamples the two independently, which ignores their positive correlation: the interval is, if anything,
-    too wide."""
-    rows = []
+    too wide. A change's p is the bootstrap test its interval inverts, then Holm-adjusted over every change
+    in the table with at least MIN_SEEDS paired seeds: one change excluding 0 among many is what chance gives,
+    and the adjusted p says whether it is more than that. Returns the rows and how many changes were adjusted."""
+    rows: list[str | tuple[str, int, st.DifferenceOfDifferences]] = []
     pairs_of_methods = itertools.combinations(methods, 2)
     if len(methods) > 2 and REFERENCE in methods:
         pairs_of_methods = ((REFERENCE, method) for method in methods if method != REFERENCE)
@@ -145,12 +147,39 @@ def gap_rows(found: dict, decoded: dict, methods: list[str], budgets: dict[str, 
                 continue
             (ax, bx, scored_x), (ay, by, scored_y) = _on_seeds(pairs[low], common), _on_seeds(pairs[high], common)
             change = st.difference_of_differences((ax, bx), (ay, by), scored_x, scored_y)
-            n = len(common)
-            rows.append(
-                f"| change of {a} − {b} | {int(low):,} → {int(high):,} | {n} | {change_text(change)}"
-                f"{_flag(n, 'paired seeds')} | – |"
-            )
-    return rows
+            label = f"change of {a} − {b} | {int(low):,} → {int(high):,}"
+            rows.append((label, len(common), change))
+    return _with_holm(rows)
+
+
+def _with_holm(rows: list[str | tuple[str, int, st.DifferenceOfDifferences]]) -> tuple[list[str], int]:
+    """The change rows (label, paired seeds, change) written out with their p and, for those with at least
+    MIN_SEEDS seeds, the Holm-adjusted p over all of those; other rows as they are; and that family's size."""
+    family = [index for index, row in enumerate(rows) if isinstance(row, tuple) and row[1] >= MIN_SEEDS]
+    raw = [row[2].p_value for index in family if isinstance(row := rows[index], tuple)]
+    adjusted = dict(zip(family, st.holm(raw), strict=True))
+    out = []
+    for index, row in enumerate(rows):
+        if isinstance(row, str):
+            out.append(row)
+            continue
+        label, n, change = row
+        holm = f"Holm {p_text(adjusted[index])}" if index in adjusted else "Holm –"
+        out.append(
+            f"| {label} | {n} | {change_text(change)}{_flag(n, 'paired seeds')} | {p_text(change.p_value)}; {holm} |"
+        )
+    return out, len(family)
+
+
+def _holm_caption(adjusted: int) -> str:
+    """What the "Holm" p of the change rows is adjusted for, in words a reader can check against the table."""
+    if adjusted < 2:
+        return f"Holm-adjusted over the changes with at least {MIN_SEEDS} paired seeds ({adjusted}: nothing to adjust):"
+    return (
+        f"Holm-adjusted over the table's {adjusted} changes with at least {MIN_SEEDS} paired seeds: were all "
+        f"{adjusted} truly 0, about {adjusted / 20:.1f} of their 95 % intervals would exclude 0 by chance, which the "
+        "adjusted p allows for:"
+    )
 
 
 def budget_cells(folder: Path) -> dict[tuple[str, str], dict[int, LoadedRecord]]:
@@ -251,12 +280,14 @@ def report(folder: Path, shorter: Path | None = None) -> str:
             "|---|---|---:|---|---:|" + "---|" * len(names),
             *gains,
         ]
-    gaps = gap_rows(found, decoded, methods, budgets)
+    gaps, adjusted = gap_rows(found, decoded, methods, budgets)
     if gaps:
         lines += [
             "",
             "The gap between the methods at each budget, and how it changes with the budget (difference of",
-            "differences: the two budgets resampled independently, 95 %), in points of the last1 mean:",
+            "differences: the two budgets resampled independently, 95 %), in points of the last1 mean. p: for a",
+            "gap, the paired permutation test; for a change, the bootstrap test its interval inverts, then that p",
+            _holm_caption(adjusted),
             "",
             "| methods | steps | paired seeds | difference [95 % interval] | p |",
             "|---|---|---:|---|---:|",

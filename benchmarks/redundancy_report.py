@@ -123,7 +123,8 @@ class FullSet:
 
 
 def p_text(value: float | None) -> str:
-    """A permutation p-value; its smallest possible value is 1 / 2001, so below 0.001 it reads "< 0.001"."""
+    """A p-value with 2,000 draws behind it (a permutation test's smallest is 1 / 2001, `statistics.bootstrap_p`'s
+    2 / 2001), so below 0.001 it reads "< 0.001"."""
     if value is None:
         return "–"
     return "< 0.001" if value < 0.001 else f"{value:.3f}"

@@ -234,6 +234,29 @@ def test_difference_of_differences_is_the_change_of_a_paired_gain_between_two_co
     same = st.difference_of_differences(tuple(y), tuple(y_again), ALL, ALL, n_boot=400)
     assert same.low is not None and same.low < 0 < same.high
     assert abs(same.estimate) < 0.03  # two draws of the same 10-point gain
+    # the p is the test each interval inverts: below 0.05 where the interval excludes 0, above where it does not
+    assert grown.p_value is not None and grown.p_value < 0.05
+    assert same.p_value is not None and same.p_value > 0.05
+
+
+def test_bootstrap_p_is_twice_the_smaller_share_of_replicates_beside_0() -> None:
+    """All of 1,999 replicates above 0: the smallest p, 2 / 2,000, never 0. Replicates centred on 0: p near 1.
+    A percentile interval at level 1 − p reaches 0, so it is the interval's own test; NaN replicates (a resample
+    scoring no class) are left out as `percentile_bounds` leaves them out."""
+    above = np.linspace(0.1, 2.0, 1999)
+    assert st.bootstrap_p(above) == pytest.approx(2 / 2000)
+    assert st.bootstrap_p(-above) == pytest.approx(2 / 2000)
+    centred = np.random.default_rng(3).normal(0.0, 1.0, 1999)
+    assert st.bootstrap_p(centred) > 0.8
+    shifted = np.random.default_rng(4).normal(1.0, 1.0, 4999)
+    p = st.bootstrap_p(shifted)
+    assert 0.2 < p < 0.45  # 2 * P(N(1, 1) <= 0) = 0.317
+    low, _ = st.percentile_bounds(shifted, 1 - p + 0.01)
+    assert low < 0  # a slightly wider interval than 1 - p includes 0 ...
+    low, _ = st.percentile_bounds(shifted, 1 - p - 0.01)
+    assert low > 0  # ... a slightly narrower one excludes it
+    assert st.bootstrap_p(np.concatenate([above, [np.nan] * 50])) == pytest.approx(2 / 2000)
+    assert st.bootstrap_p(np.array([np.nan, np.inf])) is None
 
 
 def test_a_permutation_with_an_undefined_statistic_leaves_the_reference_set() -> None:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
 import pytest
 from module_files import benchmark_script
+
+from mmbench.leaderboard import statistics as st
 
 REPO = Path(__file__).resolve().parents[1]
 RECORDS = REPO / "docs" / "results" / "records" / "redundancy-study-1500"
@@ -430,7 +433,12 @@ def test_budget_report_gives_each_budget_the_gain_and_the_gap_between_methods(tm
     # the method ahead comes first; the gap is the same at both budgets, so its change is 0
     assert any(line.startswith("| unimodal − stars | 3,000 | 3 | 4.9 [") for line in lines)
     assert any(line.startswith("| unimodal − stars | 6,000 | 3 | 4.9 [") for line in lines)
-    assert any(line.startswith("| change of unimodal − stars | 3,000 → 6,000 | 3 | 0.0 [") for line in lines)
+    change = next(line for line in lines if line.startswith("| change of unimodal − stars | 3,000 → 6,000 | 3 | 0.0 ["))
+    # the budgets are resampled independently, so the change's replicates spread around its 0: p near 1, and
+    # with one change to adjust its Holm p is its own
+    raw, adjusted = re.fullmatch(r".*\| (\d\.\d{3}); Holm (\d\.\d{3}) \|", change).groups()
+    assert float(raw) > 0.9 and adjusted == raw
+    assert "Holm-adjusted over the changes with at least 3 paired seeds (1: nothing to adjust):" in lines
     doc = tmp_path / "page.md"
     doc.write_text("intro\n<!-- records:progress -->\nold\n<!-- /records:progress -->\ntail\n")
     assert report.main([str(tmp_path / "records"), "--doc", str(doc)]) == 0
@@ -453,6 +461,27 @@ def test_budget_report_reads_a_change_of_gap_only_on_seeds_every_cell_has(tmp_pa
         "at both the longest budget and a shorter one): stars seeds 1, 2 at 3,000; unimodal seeds 1, 2 at 3,000."
         in lines
     )
+
+
+def test_budget_report_adjusts_the_p_of_every_change_with_3_seeds_together(tmp_path):
+    """Three changes with 3 paired seeds share one Holm family; a change on fewer seeds is printed, flagged and
+    left out of it (it is not a claim, so it neither needs adjusting nor dilutes the others)."""
+    report = benchmark_script("budget_report")
+
+    def change(p_value):
+        return st.DifferenceOfDifferences(0.01, 0.0, 0.02, 2000, 0, 0.95, p_value)
+
+    rows = ["| a − b | 3,000 | 3 | 1.0 [0.2, 1.8] | 0.010 |"] + [
+        (f"change of a − {name} | 3,000 → 6,000", n, change(p))
+        for name, n, p in (("b", 3, 0.01), ("c", 3, 0.04), ("d", 1, 0.002), ("e", 3, 0.3))
+    ]
+    out, adjusted = report._with_holm(rows)
+    assert adjusted == 3 and out[0] == rows[0]
+    assert out[1].endswith("| 3 | 1.0 [0.0, 2.0] | 0.010; Holm 0.030 |")  # smallest of three: x 3
+    assert out[2].endswith("| 0.040; Holm 0.080 |")  # second: x 2
+    assert out[3].endswith("⚠ fewer than 3 paired seeds | 0.002; Holm – |")
+    assert out[4].endswith("| 0.300; Holm 0.300 |")
+    assert "were all 3 truly 0, about 0.1 of their 95 % intervals" in report._holm_caption(3)
 
 
 def test_budget_report_counts_every_training_of_a_single_budget(tmp_path):

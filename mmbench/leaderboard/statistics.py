@@ -650,7 +650,23 @@ def _paired_difference(
 @dataclass(frozen=True)
 class DifferenceOfDifferences(PercentileInterval):
     """(a_y − b_y) − (a_x − b_x): how much a's gain on b changes from condition x to condition y (e.g. two
-    redundancy levels), with a percentile bootstrap interval; None where undefined."""
+    redundancy levels), with a percentile bootstrap interval and the two-sided p of the test that interval
+    inverts (`bootstrap_p`); None where undefined."""
+
+    p_value: float | None = None
+
+
+def bootstrap_p(replicates: np.ndarray) -> float | None:
+    """Two-sided p of "the statistic is 0" read off its bootstrap replicates: twice the smaller share of
+    replicates on either side of 0 (each count + 1 over B + 1, so p is never 0), capped at 1; None when no
+    replicate is finite. It is the test the central percentile interval inverts: the interval at level
+    1 − p just reaches 0, so p < 0.05 where the 95 % interval excludes 0 (up to the 1 / (B + 1) grid). A
+    number to adjust for multiplicity (`holm`), which an interval alone cannot be."""
+    finite = replicates[np.isfinite(replicates)]
+    if not finite.size:
+        return None
+    below, above = int(np.sum(finite <= 0)), int(np.sum(finite >= 0))
+    return min(1.0, 2 * (min(below, above) + 1) / (finite.size + 1))
 
 
 def difference_of_differences(
@@ -666,8 +682,8 @@ def difference_of_differences(
     """Does a's gain on b differ between two conditions? Within a condition a and b are paired by seed and
     unit (`paired_comparison`'s bootstrap); the two conditions are different trainings on different test
     units, so they are resampled independently (draws seeded rng_seed and rng_seed + 1) and the interval is
-    the percentiles of the differences of their replicates. Overlapping per-condition intervals are not a
-    test of this; the interval of the difference is."""
+    the percentiles of the differences of their replicates, its p `bootstrap_p` of the same replicates.
+    Overlapping per-condition intervals are not a test of this; the interval of the difference is."""
     level = _check_level(level)
     gains = []
     for offset, ((a_seeds, b_seeds), classes) in enumerate(((pair_x, classes_x), (pair_y, classes_y))):
@@ -676,7 +692,9 @@ def difference_of_differences(
         gains.append(_paired_difference(a, b, scored, n_boot, rng_seed + offset, statistic))
     (gain_x, reps_x), (gain_y, reps_y) = gains
     low, high = percentile_bounds(reps_y - reps_x, level)
-    return DifferenceOfDifferences(_none(gain_y - gain_x), low, high, n_boot, rng_seed, level)
+    return DifferenceOfDifferences(
+        _none(gain_y - gain_x), low, high, n_boot, rng_seed, level, bootstrap_p(reps_y - reps_x)
+    )
 
 
 def paired_comparison(
