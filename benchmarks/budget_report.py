@@ -36,8 +36,10 @@ from page_block import (  # benchmarks/page_block.py: scripts run with benchmark
 from redundancy_report import (
     bounds_text,
     cells,
+    change_p_cells,
     change_text,
     cpu_kind,
+    holm_caption,
     interval_text,
     mean_sd,
     p_text,
@@ -153,33 +155,19 @@ def gap_rows(found: dict, decoded: dict, methods: list[str], budgets: dict[str, 
 
 
 def _with_holm(rows: list[str | tuple[str, int, st.DifferenceOfDifferences]]) -> tuple[list[str], int]:
-    """The change rows (label, paired seeds, change) written out with their p and, for those with at least
-    MIN_SEEDS seeds, the Holm-adjusted p over all of those; other rows as they are; and that family's size."""
-    family = [index for index, row in enumerate(rows) if isinstance(row, tuple) and row[1] >= MIN_SEEDS]
-    raw = [row[2].p_value for index in family if isinstance(row := rows[index], tuple)]
-    adjusted = dict(zip(family, st.holm(raw), strict=True))
+    """The change rows (label, paired seeds, change) written out with their p cells (`change_p_cells`: Holm
+    over those with at least MIN_SEEDS seeds), other rows as they are; and that family's size."""
+    changes = [(row[2], row[1]) for row in rows if isinstance(row, tuple)]
+    p_cells, adjusted = change_p_cells(changes)
+    cells = iter(p_cells)
     out = []
-    for index, row in enumerate(rows):
+    for row in rows:
         if isinstance(row, str):
             out.append(row)
             continue
         label, n, change = row
-        holm = f"Holm {p_text(adjusted[index])}" if index in adjusted else "Holm –"
-        out.append(
-            f"| {label} | {n} | {change_text(change)}{_flag(n, 'paired seeds')} | {p_text(change.p_value)}; {holm} |"
-        )
-    return out, len(family)
-
-
-def _holm_caption(adjusted: int) -> str:
-    """What the "Holm" p of the change rows is adjusted for, in words a reader can check against the table."""
-    if adjusted < 2:
-        return f"Holm-adjusted over the changes with at least {MIN_SEEDS} paired seeds ({adjusted}: nothing to adjust):"
-    return (
-        f"Holm-adjusted over the table's {adjusted} changes with at least {MIN_SEEDS} paired seeds: were all "
-        f"{adjusted} truly 0, about {adjusted / 20:.1f} of their 95 % intervals would exclude 0 by chance, which the "
-        "adjusted p allows for:"
-    )
+        out.append(f"| {label} | {n} | {change_text(change)}{_flag(n, 'paired seeds')} | {next(cells)} |")
+    return out, adjusted
 
 
 def budget_cells(folder: Path) -> dict[tuple[str, str], dict[int, LoadedRecord]]:
@@ -287,7 +275,7 @@ def report(folder: Path, shorter: Path | None = None) -> str:
             "The gap between the methods at each budget, and how it changes with the budget (difference of",
             "differences: the two budgets resampled independently, 95 %), in points of the last1 mean. p: for a",
             "gap, the paired permutation test; for a change, the bootstrap test its interval inverts, then that p",
-            _holm_caption(adjusted),
+            holm_caption(adjusted),
             "",
             "| methods | steps | paired seeds | difference [95 % interval] | p |",
             "|---|---|---:|---|---:|",

@@ -183,6 +183,31 @@ def change_text(change: st.DifferenceOfDifferences) -> str:
     return f"{points(change.estimate)} {bounds_text(change.low, change.high)}"
 
 
+def change_p_cells(changes: list[tuple[st.DifferenceOfDifferences, int]]) -> tuple[list[str], int]:
+    """Each (change, paired seeds)'s p cell, "p; Holm q": its bootstrap p (`statistics.bootstrap_p`) and, for a
+    change with at least MIN_SEEDS paired seeds, that p Holm-adjusted over every such change of the table, the
+    family a reader scans for one interval that excludes 0; "Holm –" for the others, which are not claims.
+    Returns the cells and the family's size. Shared with benchmarks/budget_report.py."""
+    family = [index for index, (_, n) in enumerate(changes) if n >= MIN_SEEDS]
+    adjusted = dict(zip(family, st.holm([changes[index][0].p_value for index in family]), strict=True))
+    cells = [
+        f"{p_text(change.p_value)}; Holm {p_text(adjusted[index]) if index in adjusted else '–'}"
+        for index, (change, _) in enumerate(changes)
+    ]
+    return cells, len(family)
+
+
+def holm_caption(adjusted: int) -> str:
+    """What the "Holm" p of a table's changes is adjusted for, in words a reader can check against the table."""
+    if adjusted < 2:
+        return f"Holm-adjusted over the changes with at least {MIN_SEEDS} paired seeds ({adjusted}: nothing to adjust):"
+    return (
+        f"Holm-adjusted over the table's {adjusted} changes with at least {MIN_SEEDS} paired seeds: were all "
+        f"{adjusted} truly 0, about {adjusted / 20:.1f} of their 95 % intervals would exclude 0 by chance, which the "
+        "adjusted p allows for:"
+    )
+
+
 def paired_cells(a_seeds: dict, b_seeds: dict, scored: object) -> tuple[st.PairedComparison, str, list[str]]:
     """a − b on the last1 mean (the comparison itself), its ⚠ mark when fewer than MIN_SEEDS seeds pair, and
     each scenario's difference as a cell; shared with benchmarks/ablation_report.py."""
@@ -215,8 +240,9 @@ def comparison_row(a: str, b: str, what: str, level: str, decoded: dict, full: F
 def change_rows(decoded: dict, full: FullSet) -> list[str]:
     """Per comparison, how its gain changes between two levels, (a − b at the higher level) − (a − b at the
     lower), with the difference-of-differences interval (`statistics.difference_of_differences`): the study's
-    question "does it help more as the shared structure grows" asked directly, not read off two intervals."""
-    rows = []
+    question "does it help more as the shared structure grows" asked directly, not read off two intervals;
+    with its p, Holm-adjusted over the table (`change_p_cells`). Returns the rows and that family's size."""
+    found: list[tuple[str, str, int, st.DifferenceOfDifferences]] = []
     for a, b, what in COMPARISONS:
         for low_level, high_level in (("0", "0.5"), ("0.5", "1"), ("0", "1")):
             cells_needed = [(c, lvl) for c in (a, b) for lvl in (low_level, high_level)]
@@ -228,12 +254,14 @@ def change_rows(decoded: dict, full: FullSet) -> list[str]:
             if n == 0:
                 continue
             change = st.difference_of_differences((ax, bx), (ay, by), scored_x, scored_y)
-            flag = "" if n >= MIN_SEEDS else f" ⚠ fewer than {MIN_SEEDS} paired seeds"
-            rows.append(
-                f"| {what} | {low_level} → {high_level} | {n} | {change_text(change)}{flag} | "
-                f"{full.change(a, b, low_level, high_level)} |"
-            )
-    return rows
+            row = f"| {what} | {low_level} → {high_level} | {n} | {change_text(change)}"
+            found.append((row, full.change(a, b, low_level, high_level), n, change))
+    p_cells, adjusted = change_p_cells([(change, n) for _, _, n, change in found])
+    rows = [
+        f"{row}{'' if n >= MIN_SEEDS else f' ⚠ fewer than {MIN_SEEDS} paired seeds'} | {p} | {every} |"
+        for (row, every, n, _), p in zip(found, p_cells, strict=True)
+    ]
+    return rows, adjusted
 
 
 def _scenario_names(found: dict) -> list[str]:
@@ -285,7 +313,7 @@ def report(folder: Path) -> str:
             "|---|---|---:|---|---:|" + "---|" * (len(_scenario_names(found)) + 1),
             *rows,
         ]
-    changes = change_rows(decoded, full)
+    changes, adjusted = change_rows(decoded, full)
     if changes:
         lines += [
             "",
@@ -293,11 +321,12 @@ def report(folder: Path) -> str:
             "last1 mean mIoU; interval: 95 % bootstrap of the difference, each level resampled on its own (different",
             "trainings, different test tiles), pairs within a level by seed and tile. The last column is the same",
             "change with every modality present (subsets records), where nothing is imputed or translated: a",
-            "change there is not the missing-modality mechanism's:",
+            "change there is not the missing-modality mechanism's. p: the bootstrap test the interval inverts, then",
+            holm_caption(adjusted),
             "",
-            "| comparison | levels | paired seeds (fewest) | change of a − b [95 % interval] | with every "
+            "| comparison | levels | paired seeds (fewest) | change of a − b [95 % interval] | p | with every "
             "modality present |",
-            "|---|---|---:|---|---|",
+            "|---|---|---:|---|---:|---|",
             *changes,
         ]
     return "\n".join(lines)

@@ -133,6 +133,9 @@ def test_redundancy_report_gives_the_change_of_a_gain_between_levels(tmp_path):
     assert gain_0 > 0.5 and float(change.split(" [")[0]) == -gain_0
     low, high = (float(v) for v in change.split(" [")[1].split(" ⚠")[0].rstrip("]").split(", "))
     assert low < -gain_0 < high and "⚠ fewer than 3 paired seeds" in rows["0 → 1"]
+    # one seed: the change has its p but is in no Holm family (not a claim), and the caption says so
+    assert re.search(r"⚠ fewer than 3 paired seeds \| (\d\.\d{3}|< 0\.001); Holm – \|", rows["0 → 1"])
+    assert "Holm-adjusted over the changes with at least 3 paired seeds (0: nothing to adjust):" in block
 
 
 def test_dis2_compensation_bn_recalibrates_only_the_compensation_encoders_statistics():
@@ -481,7 +484,9 @@ def test_budget_report_adjusts_the_p_of_every_change_with_3_seeds_together(tmp_p
     assert out[2].endswith("| 0.040; Holm 0.080 |")  # second: x 2
     assert out[3].endswith("⚠ fewer than 3 paired seeds | 0.002; Holm – |")
     assert out[4].endswith("| 0.300; Holm 0.300 |")
-    assert "were all 3 truly 0, about 0.1 of their 95 % intervals" in report._holm_caption(3)
+    assert "were all 3 truly 0, about 0.1 of their 95 % intervals" in benchmark_script(
+        "redundancy_report"
+    ).holm_caption(3)
 
 
 def test_budget_report_counts_every_training_of_a_single_budget(tmp_path):
