@@ -237,7 +237,7 @@ def comparison_row(a: str, b: str, what: str, level: str, decoded: dict, full: F
     )
 
 
-def change_rows(decoded: dict, full: FullSet) -> list[str]:
+def change_rows(decoded: dict, full: FullSet) -> tuple[list[str], int]:
     """Per comparison, how its gain changes between two levels, (a − b at the higher level) − (a − b at the
     lower), with the difference-of-differences interval (`statistics.difference_of_differences`): the study's
     question "does it help more as the shared structure grows" asked directly, not read off two intervals;
