@@ -27,7 +27,7 @@ SELECTED_LINE = re.compile(
 
 def _suite_jobs() -> tuple[list[str], set[tuple[int, str]]]:
     """The suite's methods and, per method, the (seed, protocol) jobs a finished row has."""
-    suite = yaml.safe_load(SUITE.read_text(encoding="utf-8"))
+    suite = yaml.safe_load(_text(SUITE))
     protocols = [suite["train"], *suite["evaluate"]]
     return suite["methods"], {(seed, protocol) for seed in suite["seeds"] for protocol in protocols}
 
@@ -41,6 +41,10 @@ def _records_by_method() -> dict[str, set[tuple[int, str]]]:
     return found
 
 
+def _text(path: Path) -> str:
+    return path.read_text(encoding="utf-8")
+
+
 def _one(pattern: str, text: str, where: str) -> tuple[int, ...]:
     matches = re.findall(pattern, text, flags=re.S)
     assert len(matches) == 1, f"{where}: expected one sentence matching {pattern!r}, found {len(matches)}"
@@ -49,7 +53,7 @@ def _one(pattern: str, text: str, where: str) -> tuple[int, ...]:
 
 
 def _selected_bullet() -> str:
-    text = READING.read_text(encoding="utf-8")
+    text = _text(READING)
     start = text.index("- **Selected checkpoints**")
     end = text.index("\n- **", start + 1)
     return text[start:end]
@@ -58,10 +62,10 @@ def _selected_bullet() -> str:
 def test_the_record_count_matches_the_prose():
     methods, row_jobs = _suite_jobs()
     records = sum(len(jobs) for jobs in _records_by_method().values())
-    assert _one(r"\((\d+) records in docs/results/records/synthetic-v2-6000/", READING.read_text(), READING.name) == (
+    assert _one(r"\((\d+) records in docs/results/records/synthetic-v2-6000/", _text(READING), READING.name) == (
         records,
     )
-    sweeps = (REPO / "docs" / "sweeps.md").read_text(encoding="utf-8")
+    sweeps = _text(REPO / "docs" / "sweeps.md")
     assert _one(r'"(\d+) of (\d+) jobs already done"', sweeps, "docs/sweeps.md") == (
         records,
         len(methods) * len(row_jobs),
@@ -71,8 +75,8 @@ def test_the_record_count_matches_the_prose():
 def test_the_finished_rows_match_the_prose():
     methods, row_jobs = _suite_jobs()
     finished = sum(1 for jobs in _records_by_method().values() if jobs >= row_jobs)
-    assert _one(r"in progress: (\d+) of (\d+) rows", READING.read_text(), READING.name) == (finished, len(methods))
-    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    assert _one(r"in progress: (\d+) of (\d+) rows", _text(READING), READING.name) == (finished, len(methods))
+    readme = _text(REPO / "README.md")
     assert _one(r"The board at 6,000 steps \([^)]*\) has (\d+) of (\d+) rows", readme, "README.md") == (
         finished,
         len(methods),
@@ -80,7 +84,7 @@ def test_the_finished_rows_match_the_prose():
 
 
 def test_the_selected_checkpoint_counts_match_the_generated_line():
-    at_3000, trainings, at_6000, same = _one(SELECTED_LINE.pattern, READING.read_text(), READING.name)
+    at_3000, trainings, at_6000, same = _one(SELECTED_LINE.pattern, _text(READING), READING.name)
     assert trainings == same, "the generated line counts one set of trainings at both budgets"
     bullet = _selected_bullet()
     assert _one(r"\((\d+) of (\d+)\)", bullet, "the reading's selected-checkpoints bullet") == (at_6000, trainings)
@@ -88,7 +92,7 @@ def test_the_selected_checkpoint_counts_match_the_generated_line():
         at_3000,
         trainings,
     )
-    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    readme = _text(REPO / "README.md")
     assert _one(
         r"(\d+) of the (\d+) trainings select a checkpoint before the last step at 6,000 \((\d+) of the same (\d+) at",
         readme,

@@ -466,7 +466,7 @@ def test_budget_report_reads_a_change_of_gap_only_on_seeds_every_cell_has(tmp_pa
     )
 
 
-def test_budget_report_adjusts_the_p_of_every_change_with_3_seeds_together(tmp_path):
+def test_budget_report_adjusts_the_p_of_every_change_with_3_seeds_together():
     """Three changes with 3 paired seeds share one Holm family; a change on fewer seeds is printed, flagged and
     left out of it (it is not a claim, so it neither needs adjusting nor dilutes the others)."""
     report = benchmark_script("budget_report")
@@ -484,9 +484,8 @@ def test_budget_report_adjusts_the_p_of_every_change_with_3_seeds_together(tmp_p
     assert out[2].endswith("| 0.040; Holm 0.080 |")  # second: x 2
     assert out[3].endswith("⚠ fewer than 3 paired seeds | 0.002; Holm – |")
     assert out[4].endswith("| 0.300; Holm 0.300 |")
-    assert "were all 3 truly 0, about 0.1 of their 95 % intervals" in benchmark_script(
-        "redundancy_report"
-    ).holm_caption(3)
+    caption = benchmark_script("redundancy_report").holm_caption(3)
+    assert "were all 3 truly 0, about 0.1 of their 95 % intervals" in caption
 
 
 def test_budget_report_counts_every_training_of_a_single_budget(tmp_path):
